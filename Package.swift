@@ -1,0 +1,164 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Settings every fleetsync target shares: Swift 6 mode, strict concurrency, explicit imports.
+let strictSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+  name: "fleetsync",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "fleetsync", targets: ["fleetsync"]),
+    .executable(name: "fleetsync-watch", targets: ["fleetsync-watch"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+  ],
+  targets: [
+    // C shim over the system libssh2 (Debian: libssh2-1-dev).
+    .systemLibrary(
+      name: "CLibSSH2",
+      pkgConfig: "libssh2",
+      providers: [.apt(["libssh2-1-dev"])]
+    ),
+
+    // Shared vocabulary: error values, shell quoting, atomic local files.
+    .target(
+      name: "FleetCore",
+      swiftSettings: strictSettings
+    ),
+
+    // SSH client over libssh2: sessions, host keys, auth, exec, atomic upload, fan-out.
+    .target(
+      name: "FleetSSH",
+      dependencies: [
+        "CLibSSH2",
+        "FleetCore",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
+    // Inventory: YAML model, defaults/overrides, validation with file:line:column.
+    .target(
+      name: "FleetInventory",
+      dependencies: [
+        "FleetCore",
+        .product(name: "Yams", package: "Yams"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
+    // Provisioning: plan/up/down/status of a fleet over SSH.
+    .target(
+      name: "FleetProvision",
+      dependencies: [
+        "FleetCore",
+        "FleetSSH",
+        "FleetInventory",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
+    // Watcher engine: inotify, batching, journal, rsync transfers.
+    .target(
+      name: "FleetWatch",
+      dependencies: [
+        "FleetCore",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Subprocess", package: "swift-subprocess"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
+    // Health: HTTP endpoint (/healthz, /status, /metrics), Prometheus metrics, systemd notify.
+    .target(
+      name: "FleetHealth",
+      dependencies: [
+        "FleetCore",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
+    // The watcher agent: config file, engine + health + signals under ServiceLifecycle.
+    .target(
+      name: "FleetAgent",
+      dependencies: [
+        "FleetCore",
+        "FleetWatch",
+        "FleetHealth",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
+    // Thin executables.
+    .executableTarget(
+      name: "fleetsync",
+      dependencies: [
+        "FleetCore",
+        "FleetSSH",
+        "FleetInventory",
+        "FleetProvision",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strictSettings
+    ),
+    .executableTarget(
+      name: "fleetsync-watch",
+      dependencies: [
+        "FleetCore",
+        "FleetAgent",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
+    // Test helpers: the multi-host test fleet (network namespaces, sshd per node).
+    .target(
+      name: "FleetTestSupport",
+      dependencies: ["FleetCore"],
+      path: "Tests/FleetTestSupport",
+      swiftSettings: strictSettings
+    ),
+
+    .testTarget(name: "FleetCoreTests", dependencies: ["FleetCore"], swiftSettings: strictSettings),
+    .testTarget(name: "FleetSSHTests", dependencies: ["FleetSSH"], swiftSettings: strictSettings),
+    .testTarget(name: "FleetWatchTests", dependencies: ["FleetWatch"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "FleetHealthTests",
+      dependencies: ["FleetHealth", "FleetAgent"],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "IntegrationTests",
+      dependencies: ["FleetCore", "FleetSSH", "FleetWatch", "FleetAgent", "FleetTestSupport"],
+      swiftSettings: strictSettings
+    ),
+  ]
+)

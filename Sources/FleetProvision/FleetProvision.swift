@@ -1,0 +1,2 @@
+/// Namespace placeholder until this module's issue lands; see docs/architecture.md.
+public enum FleetProvisionModule {}
