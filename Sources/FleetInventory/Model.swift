@@ -53,6 +53,15 @@ public struct HostRef: Sendable, Equatable, Hashable {
   public var groups: [String]
   /// Source or backup.
   public var role: Role
+
+  /// Makes a host reference.
+  public init(name: String, address: String, ssh: SSHSettings, groups: [String], role: Role) {
+    self.name = name
+    self.address = address
+    self.ssh = ssh
+    self.groups = groups
+    self.role = role
+  }
 }
 
 /// How the controller reaches a host: merged from `defaults.ssh`, the host's groups, the host.
@@ -71,6 +80,9 @@ public struct SSHSettings: Sendable, Equatable, Hashable {
   public var hostKeyPolicy: String = "strict"
   /// Seconds to wait for connect + handshake + auth.
   public var connectTimeout: Int = 10
+
+  /// Default settings.
+  public init() {}
 }
 
 /// Kernel inotify limits a source host needs (`fs.inotify.*`); fleetsync only ever raises them.
@@ -191,4 +203,11 @@ public struct RsyncModule: Sendable, Equatable {
   /// A file holding this module's secret, when the user supplies it instead of letting
   /// fleetsync generate one.
   public var secretFile: String?
+
+  /// Makes a module.
+  public init(name: String, path: String, secretFile: String?) {
+    self.name = name
+    self.path = path
+    self.secretFile = secretFile
+  }
 }
