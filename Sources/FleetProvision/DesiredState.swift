@@ -153,7 +153,9 @@ public enum Renderer {
       out.files.append(
         DesiredFile(
           path: Layout.rsyncdSecrets(daemon.name), content: .bytes(secretBytes), mode: 0o600, secret: true))
-      let hash = Digest.sha256Hex(confBytes + secretBytes + Array((systemd ? "systemd" : "pidfile").utf8))
+      // rsync re-reads its config (and secrets) on every connection: only a new port or a new
+      // supervisor needs a restart; module edits take effect without one.
+      let hash = Digest.sha256Hex(Array("\(port) \(systemd ? "systemd" : "pidfile")".utf8))
       out.services.append(
         DesiredService(name: service, port: port, configHash: hash, config: Layout.rsyncdConf(daemon.name)))
     }
