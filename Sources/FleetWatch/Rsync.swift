@@ -1,0 +1,172 @@
+import FleetCore
+import Foundation
+import Subprocess
+
+#if canImport(System)
+  import System
+#else
+  import SystemPackage
+#endif
+
+/// How one rsync run ended, by what it means for the engine.
+enum TransferOutcome: Equatable {
+  /// Everything listed arrived.
+  case ok(files: UInt64, bytes: UInt64)
+  /// Exit 23/24: some files changed or vanished under live writes; re-queue and carry on.
+  case partial(code: Int32, message: String)
+  /// The transfer failed; `kind` is a ``WatchStatus/lastErrorKind`` value.
+  case failed(kind: String, message: String)
+
+  var errorKind: String? {
+    switch self {
+    case .ok: nil
+    case .partial: "partial"
+    case .failed(let kind, _): kind
+    }
+  }
+
+  var message: String? {
+    switch self {
+    case .ok: nil
+    case .partial(_, let m), .failed(_, let m): m
+    }
+  }
+}
+
+/// Builds rsync command lines and classifies how they ended.
+struct RsyncCommand: Sendable {
+  var config: WatchConfig
+
+  /// Options both transfer kinds share.
+  var commonArguments: [String] {
+    var args = [
+      "-a",
+      "--force",
+      "--timeout=\(Self.seconds(config.ioTimeout))",
+      "--contimeout=\(Self.seconds(config.connectTimeout))",
+      "--stats",
+      "--no-human-readable",
+    ]
+    if let pw = config.passwordFile { args.append("--password-file=\(pw)") }
+    for e in config.excludes { args.append("--exclude=\(e)") }
+    return args
+  }
+
+  /// Arguments for sending the NUL-separated path list given on stdin.
+  var listArguments: [String] {
+    commonArguments + ["--files-from=-", "--from0", "--delete-missing-args"] + endpoints
+  }
+
+  /// Arguments for a reconciling full sync of the whole tree.
+  var fullArguments: [String] {
+    commonArguments + ["--delete"] + endpoints
+  }
+
+  var endpoints: [String] {
+    let src = config.source.hasSuffix("/") ? config.source : config.source + "/"
+    return [src, config.target.destinationArgument]
+  }
+
+  static func seconds(_ d: Duration) -> Int {
+    max(1, Int(d.components.seconds) + (d.components.attoseconds > 0 ? 1 : 0))
+  }
+
+  /// Runs rsync; `list` (relative paths) is sent on stdin when given, else a full sync runs.
+  func run(list: [[UInt8]]?) async -> TransferOutcome {
+    var input: [UInt8] = []
+    if let list {
+      input.reserveCapacity(list.reduce(0) { $0 + $1.count + 1 })
+      for p in list {
+        input.append(contentsOf: p)
+        input.append(0)
+      }
+    }
+    let executable: Executable =
+      config.rsyncPath.contains("/") ? .path(FilePath(config.rsyncPath)) : .name(config.rsyncPath)
+    do {
+      let result = try await Subprocess.run(
+        executable,
+        arguments: Arguments(list == nil ? fullArguments : listArguments),
+        input: .array(input),
+        output: .bytes(limit: 1 << 20),
+        error: .bytes(limit: 4 << 20)
+      )
+      let out = String(decoding: result.standardOutput, as: UTF8.self)
+      let err = String(decoding: result.standardError, as: UTF8.self)
+      switch result.terminationStatus {
+      case .exited(let code):
+        return Self.classify(exitCode: code, stdout: out, stderr: err, target: config.target)
+      case .signaled(let signal):
+        return .failed(kind: "rsync", message: "rsync was killed by signal \(signal)")
+      }
+    } catch is CancellationError {
+      return .failed(kind: "rsync", message: "the transfer was cancelled")
+    } catch {
+      return .failed(
+        kind: "io",
+        message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath")
+    }
+  }
+
+  /// Maps an rsync exit status and its output to an outcome.
+  static func classify(exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget) -> TransferOutcome {
+    let tail = stderrTail(stderr)
+    switch exitCode {
+    case 0:
+      let (files, bytes) = parseStats(stdout)
+      return .ok(files: files, bytes: bytes)
+    case 23, 24:
+      return .partial(
+        code: exitCode,
+        message: exitCode == 24
+          ? "some files vanished while being sent (normal under live writes); they are re-queued"
+          : "some files were not transferred (rsync exit 23), re-queued: \(tail)")
+    case 5 where stderr.contains("auth failed"):
+      return .failed(
+        kind: "auth",
+        message:
+          "the rsync daemon \(target.host) refused user '\(target.user ?? "")' on module '\(target.module)' "
+          + "(auth failed): check the password file and the module's 'auth users' and 'secrets file'")
+    case 10, 35:
+      return .failed(
+        kind: "unreachable",
+        message: "cannot reach the rsync daemon at \(target.url) (rsync exit \(exitCode)): \(tail)")
+    case 30:
+      return .failed(kind: "timeout", message: "rsync timed out talking to \(target.url): \(tail)")
+    default:
+      if exitCode == 5 && (stderr.contains("timed out") || stderr.contains("timeout")) {
+        return .failed(kind: "timeout", message: "rsync timed out connecting to \(target.url): \(tail)")
+      }
+      return .failed(kind: "rsync", message: "rsync to \(target.url) failed with exit \(exitCode): \(tail)")
+    }
+  }
+
+  /// The last few non-empty stderr lines, shortened; rsync never prints the password.
+  static func stderrTail(_ stderr: String) -> String {
+    let lines = stderr.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+    let tail = lines.filter { !$0.isEmpty }.suffix(3).joined(separator: " | ")
+    return tail.count > 600 ? String(tail.suffix(600)) : (tail.isEmpty ? "(no message)" : tail)
+  }
+
+  /// Reads files and bytes sent from `--stats` output.
+  static func parseStats(_ stdout: String) -> (UInt64, UInt64) {
+    var files: UInt64 = 0
+    var bytes: UInt64 = 0
+    for line in stdout.split(whereSeparator: \.isNewline) {
+      if line.hasPrefix("Number of regular files transferred:") {
+        files = number(after: ":", in: line)
+      } else if line.hasPrefix("Total transferred file size:") {
+        bytes = number(after: ":", in: line)
+      }
+    }
+    return (files, bytes)
+  }
+
+  private static func number(after sep: Character, in line: Substring) -> UInt64 {
+    guard let i = line.firstIndex(of: sep) else { return 0 }
+    let digits = line[line.index(after: i)...].drop(while: { $0 == " " }).prefix(while: {
+      $0.isNumber || $0 == "," || $0 == "."
+    }).filter(\.isNumber)
+    return UInt64(String(digits)) ?? 0
+  }
+}
