@@ -92,3 +92,40 @@ struct ChangeQueue {
     return h
   }
 }
+
+extension ChangeQueue {
+  /// Replaces each path that no longer exists by its topmost missing ancestor, de-duplicated.
+  ///
+  /// rsync `--files-from` (implied `-R`) reports a missing parent of a listed path as "vanished"
+  /// (exit 24); listing the topmost missing directory instead deletes the whole gone subtree on
+  /// the backup (`--delete-missing-args --force`) and keeps the run clean. Returns the path to
+  /// send → the queued paths it stands for, so each queued path is settled by exactly one send.
+  static func collapseMissing(_ paths: [[UInt8]], exists: ([UInt8]) -> Bool) -> [[UInt8]: [[UInt8]]] {
+    var out: [[UInt8]: [[UInt8]]] = [:]
+    var missingCache: [[UInt8]: Bool] = [:]
+    func isMissing(_ p: [UInt8]) -> Bool {
+      if let m = missingCache[p] { return m }
+      let m = !exists(p)
+      missingCache[p] = m
+      return m
+    }
+    for p in paths {
+      var send = p
+      if isMissing(p) {
+        var end = 0
+        while end < p.count {
+          if p[end] == UInt8(ascii: "/") {
+            let prefix = Array(p[0..<end])
+            if isMissing(prefix) {
+              send = prefix
+              break
+            }
+          }
+          end += 1
+        }
+      }
+      out[send, default: []].append(p)
+    }
+    return out
+  }
+}

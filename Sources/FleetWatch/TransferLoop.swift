@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
 import FleetCore
 import Foundation
 import Logging
@@ -74,10 +79,16 @@ struct TransferLoop {
           if Task.isCancelled { break }
         }
         let batch = core.take(limit: config.maxBatchPaths)
-        let shards = ChangeQueue.shard(batch, workers: config.workers)
+        let root = Array(config.source.utf8)
+        let sends = ChangeQueue.collapseMissing(batch) { rel in
+          var st = stat()
+          return lstat(absoluteCPath(root: root, rel).map { CChar(bitPattern: $0) }, &st) == 0
+        }
+        let shards = ChangeQueue.shard(sends.keys.sorted { $0.lexicographicallyPrecedes($1) }, workers: config.workers)
         let outcomes = await withTaskGroup(of: ([[UInt8]], TransferOutcome).self) { group in
           for shard in shards {
-            group.addTask { (shard, await command.run(list: shard)) }
+            let queued = shard.flatMap { sends[$0] ?? [] }
+            group.addTask { (queued, await command.run(list: shard)) }
           }
           var all: [([[UInt8]], TransferOutcome)] = []
           for await r in group { all.append(r) }
