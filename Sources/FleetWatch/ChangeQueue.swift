@@ -78,7 +78,7 @@ struct ChangeQueue {
   static func shard(_ paths: [[UInt8]], workers: Int) -> [[[UInt8]]] {
     let n = max(1, workers)
     var shards = [[[UInt8]]](repeating: [], count: n)
-    for p in paths { shards[Int(fnv1a(p) % UInt64(n))].append(p) }
+    for p in paths { shards[Int(fnv1a(base(p)) % UInt64(n))].append(p) }
     return shards.filter { !$0.isEmpty }
   }
 
@@ -94,14 +94,21 @@ struct ChangeQueue {
 }
 
 extension ChangeQueue {
-  /// Replaces each path that no longer exists by its topmost missing ancestor, de-duplicated.
+  /// Whether `p` names a directory tree to send recursively (a trailing `/`).
+  static func isTree(_ p: [UInt8]) -> Bool { p.count > 1 && p.last == UInt8(ascii: "/") }
+
+  /// `p` without a trailing `/`.
+  static func base(_ p: [UInt8]) -> [UInt8] { isTree(p) ? Array(p.dropLast()) : p }
+
+  /// Groups queued paths into what to send.
   ///
-  /// rsync `--files-from` (implied `-R`) reports a missing parent of a listed path as "vanished"
-  /// (exit 24); listing the topmost missing directory instead deletes the whole gone subtree on
-  /// the backup (`--delete-missing-args --force`) and keeps the run clean. Returns the path to
-  /// send → the queued paths it stands for, so each queued path is settled by exactly one send.
-  static func collapseMissing(_ paths: [[UInt8]], exists: ([UInt8]) -> Bool) -> [[UInt8]: [[UInt8]]] {
-    var out: [[UInt8]: [[UInt8]]] = [:]
+  /// A path that no longer exists is replaced by its topmost missing ancestor: rsync
+  /// `--files-from` (implied `-R`) reports a missing parent of a listed path as "vanished" (exit
+  /// 24), while listing the topmost missing directory deletes the whole gone subtree on the backup
+  /// (`--delete-missing-args --force`). A path inside a tree (a directory created or moved in,
+  /// written `dir/`, sent recursively with `--delete`) travels with that tree. Returns the path
+  /// to send → the queued paths it settles, so each queued path is settled by exactly one send.
+  static func collapse(_ paths: [[UInt8]], exists: ([UInt8]) -> Bool) -> [[UInt8]: [[UInt8]]] {
     var missingCache: [[UInt8]: Bool] = [:]
     func isMissing(_ p: [UInt8]) -> Bool {
       if let m = missingCache[p] { return m }
@@ -109,19 +116,28 @@ extension ChangeQueue {
       missingCache[p] = m
       return m
     }
+    let trees = Set(paths.filter { isTree($0) && !isMissing(base($0)) }.map { base($0) })
+    var out: [[UInt8]: [[UInt8]]] = [:]
     for p in paths {
-      var send = p
-      if isMissing(p) {
-        var end = 0
-        while end < p.count {
-          if p[end] == UInt8(ascii: "/") {
-            let prefix = Array(p[0..<end])
-            if isMissing(prefix) {
-              send = prefix
-              break
-            }
+      let b = base(p)
+      var send = isTree(p) ? p : b
+      if isMissing(b) {
+        send = b
+        for end in b.indices where b[end] == UInt8(ascii: "/") {
+          let prefix = Array(b[0..<end])
+          if isMissing(prefix) {
+            send = prefix
+            break
           }
-          end += 1
+        }
+      } else if !trees.isEmpty {
+        // The outermost tree containing this path (or the path itself, if it is one).
+        for end in b.indices where b[end] == UInt8(ascii: "/") {
+          let prefix = Array(b[0..<end])
+          if trees.contains(prefix) {
+            send = prefix + [UInt8(ascii: "/")]
+            break
+          }
         }
       }
       out[send, default: []].append(p)

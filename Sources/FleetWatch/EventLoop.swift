@@ -180,7 +180,10 @@ final class EventLoop {
       guard let dir = table.path(of: ev.wd) else { continue }
       let rel = joinRelative(dir, ev.name)
       if excludes.isExcluded(rel, isDirectory: ev.isDirectory) { continue }
-      changes.append(rel)
+      let arrives = ev.isDirectory && ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0
+      // A directory that appears is sent as a tree (recursively, with --delete), so whatever
+      // the backup held at that name (a directory deleted or moved away in the same batch) goes.
+      changes.append(arrives ? rel + [UInt8(ascii: "/")] : rel)
       guard ev.isDirectory else { continue }
       if ev.mask & UInt32(IN_MOVED_FROM) != 0 {
         if let child = table.child(of: ev.wd, named: ev.name) {
@@ -199,7 +202,8 @@ final class EventLoop {
   }
 
   /// Watches a new directory, THEN lists it, so entries created before the watch are not missed.
-  /// Every entry below it is a change; sub-directories get the same treatment.
+  /// Every entry below it is a change (it travels with the directory's tree send); sub-directories
+  /// get the same treatment.
   func scanNewDirectory(_ rel: [UInt8], parent: Int32, name: [UInt8], into changes: inout [[UInt8]]) {
     var stack: [(rel: [UInt8], parent: Int32?, name: [UInt8])] = [(rel, parent, name)]
     while let item = stack.popLast() {

@@ -114,8 +114,10 @@ final class Journal {
   }
 }
 
-/// Whether `p` is a non-empty relative path without `.`/`..` components or empty components.
-func isSafeRelativePath(_ p: [UInt8]) -> Bool {
+/// Whether `p` is a non-empty relative path without `.`/`..` components or empty components
+/// (one trailing `/` marks a directory tree and is allowed).
+func isSafeRelativePath(_ path: [UInt8]) -> Bool {
+  let p = ChangeQueue.base(path)
   if p.isEmpty || p.first == UInt8(ascii: "/") || p.last == UInt8(ascii: "/") { return false }
   for comp in p.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
     if comp.isEmpty || comp.elementsEqual([UInt8(ascii: ".")])

@@ -71,8 +71,38 @@ struct RsyncCommand: Sendable {
     max(1, Int(d.components.seconds) + (d.components.attoseconds > 0 ? 1 : 0))
   }
 
-  /// Runs rsync; `list` (relative paths) is sent on stdin when given, else a full sync runs.
-  func run(list: [[UInt8]]?) async -> TransferOutcome {
+  /// Arguments for sending directory trees (listed on stdin) recursively, deleting extraneous files.
+  var treeArguments: [String] {
+    commonArguments + ["-r", "--delete", "--files-from=-", "--from0", "--delete-missing-args"] + endpoints
+  }
+
+  /// Sends `paths`: trees (`dir/`) recursively first, then the plain paths.
+  func send(_ paths: [[UInt8]]) async -> TransferOutcome {
+    let trees = paths.filter { ChangeQueue.isTree($0) }.map { ChangeQueue.base($0) }
+    let plain = paths.filter { !ChangeQueue.isTree($0) }
+    var files: UInt64 = 0
+    var bytes: UInt64 = 0
+    var partial: TransferOutcome?
+    for (list, args) in [(trees, treeArguments), (plain, listArguments)] where !list.isEmpty {
+      let outcome = await run(list: list, arguments: args)
+      switch outcome {
+      case .ok(let f, let b):
+        files += f
+        bytes += b
+      case .partial: partial = outcome
+      case .failed: return outcome
+      }
+    }
+    return partial ?? .ok(files: files, bytes: bytes)
+  }
+
+  /// Runs a reconciling full sync of the whole tree.
+  func fullSync() async -> TransferOutcome {
+    await run(list: nil, arguments: fullArguments)
+  }
+
+  /// Runs rsync with `arguments`; `list` (relative paths) is sent NUL-separated on stdin.
+  func run(list: [[UInt8]]?, arguments: [String]) async -> TransferOutcome {
     var input: [UInt8] = []
     if let list {
       input.reserveCapacity(list.reduce(0) { $0 + $1.count + 1 })
@@ -86,7 +116,7 @@ struct RsyncCommand: Sendable {
     do {
       let result = try await Subprocess.run(
         executable,
-        arguments: Arguments(list == nil ? fullArguments : listArguments),
+        arguments: Arguments(arguments),
         input: .array(input),
         output: .bytes(limit: 1 << 20),
         error: .bytes(limit: 4 << 20)

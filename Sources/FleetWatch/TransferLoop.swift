@@ -45,7 +45,7 @@ struct TransferLoop {
         if firstFull { core.update { $0.state = .initialSync } }
         let taken = core.take(limit: Int.max)
         logger.info("full sync started", metadata: ["target": "\(config.target.url)"])
-        let outcome = await command.run(list: nil)
+        let outcome = await command.fullSync()
         lastFull = ContinuousClock.now
         if Task.isCancelled {
           core.requeue(taken)
@@ -80,7 +80,7 @@ struct TransferLoop {
         }
         let batch = core.take(limit: config.maxBatchPaths)
         let root = Array(config.source.utf8)
-        let sends = ChangeQueue.collapseMissing(batch) { rel in
+        let sends = ChangeQueue.collapse(batch) { rel in
           var st = stat()
           return lstat(absoluteCPath(root: root, rel).map { CChar(bitPattern: $0) }, &st) == 0
         }
@@ -88,7 +88,7 @@ struct TransferLoop {
         let outcomes = await withTaskGroup(of: ([[UInt8]], TransferOutcome).self) { group in
           for shard in shards {
             let queued = shard.flatMap { sends[$0] ?? [] }
-            group.addTask { (queued, await command.run(list: shard)) }
+            group.addTask { (queued, await command.send(shard)) }
           }
           var all: [([[UInt8]], TransferOutcome)] = []
           for await r in group { all.append(r) }
