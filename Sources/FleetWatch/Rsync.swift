@@ -2,6 +2,12 @@ import FleetCore
 import Foundation
 import Subprocess
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
 #if canImport(System)
   import System
 #else
@@ -52,9 +58,9 @@ struct RsyncCommand: Sendable {
     return args
   }
 
-  /// Arguments for sending the NUL-separated path list given on stdin.
-  var listArguments: [String] {
-    commonArguments + ["--files-from=-", "--from0", "--delete-missing-args"] + endpoints
+  /// Arguments for sending the NUL-separated path list in `listFile`.
+  func listArguments(_ listFile: String) -> [String] {
+    commonArguments + ["--files-from=\(listFile)", "--from0", "--delete-missing-args"] + endpoints
   }
 
   /// Arguments for a reconciling full sync of the whole tree.
@@ -71,9 +77,10 @@ struct RsyncCommand: Sendable {
     max(1, Int(d.components.seconds) + (d.components.attoseconds > 0 ? 1 : 0))
   }
 
-  /// Arguments for sending directory trees (listed on stdin) recursively, deleting extraneous files.
-  var treeArguments: [String] {
-    commonArguments + ["-r", "--delete", "--files-from=-", "--from0", "--delete-missing-args"] + endpoints
+  /// Arguments for sending directory trees (listed in `listFile`) recursively, deleting extraneous files.
+  func treeArguments(_ listFile: String) -> [String] {
+    commonArguments + ["-r", "--delete", "--files-from=\(listFile)", "--from0", "--delete-missing-args"]
+      + endpoints
   }
 
   /// Sends `paths`: trees (`dir/`) recursively first, then the plain paths.
@@ -83,7 +90,8 @@ struct RsyncCommand: Sendable {
     var files: UInt64 = 0
     var bytes: UInt64 = 0
     var partial: TransferOutcome?
-    for (list, args) in [(trees, treeArguments), (plain, listArguments)] where !list.isEmpty {
+    let kinds: [([[UInt8]], (String) -> [String])] = [(trees, treeArguments), (plain, listArguments)]
+    for (list, args) in kinds where !list.isEmpty {
       let outcome = await run(list: list, arguments: args)
       switch outcome {
       case .ok(let f, let b):
@@ -98,26 +106,51 @@ struct RsyncCommand: Sendable {
 
   /// Runs a reconciling full sync of the whole tree.
   func fullSync() async -> TransferOutcome {
-    await run(list: nil, arguments: fullArguments)
+    await run(arguments: fullArguments)
   }
 
-  /// Runs rsync with `arguments`; `list` (relative paths) is sent NUL-separated on stdin.
-  func run(list: [[UInt8]]?, arguments: [String]) async -> TransferOutcome {
-    var input: [UInt8] = []
-    if let list {
-      input.reserveCapacity(list.reduce(0) { $0 + $1.count + 1 })
-      for p in list {
-        input.append(contentsOf: p)
-        input.append(0)
-      }
+  /// Runs rsync with `arguments`; with a `list`, `arguments` gets the path of a file holding the
+  /// list NUL-separated (a file, not stdin: rsync may exit before reading a pipe).
+  func run(list: [[UInt8]], arguments: (String) -> [String]) async -> TransferOutcome {
+    var data: [UInt8] = []
+    data.reserveCapacity(list.reduce(0) { $0 + $1.count + 1 })
+    for p in list {
+      data.append(contentsOf: p)
+      data.append(0)
     }
+    let file = "\(config.stateDir)/batch.\(UInt64.random(in: 0...UInt64.max)).list"
+    guard Self.writeScratch(data, to: file) else {
+      return .failed(
+        kind: "io",
+        message: "cannot write the transfer list in \(config.stateDir): \(String(cString: strerror(errno)))")
+    }
+    defer { unlink(file) }
+    return await run(arguments: arguments(file))
+  }
+
+  /// Writes a short-lived file (no fsync: it only has to outlive one rsync run).
+  static func writeScratch(_ data: [UInt8], to path: String) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var offset = 0
+    while offset < data.count {
+      let n = data[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+      if n < 0 && errno == EINTR { continue }
+      guard n > 0 else { return false }
+      offset += n
+    }
+    return true
+  }
+
+  /// Runs rsync with `arguments` and classifies the result.
+  func run(arguments: [String]) async -> TransferOutcome {
     let executable: Executable =
       config.rsyncPath.contains("/") ? .path(FilePath(config.rsyncPath)) : .name(config.rsyncPath)
     do {
       let result = try await Subprocess.run(
         executable,
         arguments: Arguments(arguments),
-        input: .array(input),
         output: .bytes(limit: 1 << 20),
         error: .bytes(limit: 4 << 20)
       )

@@ -124,7 +124,7 @@ struct TransferLoop {
           $0.nextRetryAt = retryAt
           $0.retries += 1
         }
-        logger.warning(
+        logger.error(
           "transfer failed; retrying",
           metadata: ["in": "\(delay)", "failures": "\(failures)", "error": "\(core.snapshot().lastError ?? "")"])
         try? await Task.sleep(for: delay)
@@ -172,8 +172,8 @@ struct TransferLoop {
         s.lastErrorKind = kind
       }
     }
-    if case .failed(let kind, let message) = outcome {
-      logger.error("rsync transfer failed", metadata: ["kind": "\(kind)", "error": "\(message)"])
+    if case .partial(let code, let message) = outcome {
+      logger.info("partial transfer, re-queued", metadata: ["exit": "\(code)", "detail": "\(message)"])
     }
   }
 }

@@ -47,6 +47,9 @@ public final class WatchEngine: Sendable {
   ///
   /// Changes not yet replicated when cancelled stay in the journal for the next run.
   public func run() async throws {
+    // rsync may exit (daemon down, auth refused) before it reads the path list from its stdin;
+    // writing to that pipe must fail with EPIPE instead of killing the whole process.
+    signal(SIGPIPE, SIG_IGN)
     core.update {
       $0.state = .starting
       $0.heartbeat = Date()
