@@ -73,13 +73,20 @@ struct AgentHealthSource: HealthSource {
   /// A heartbeat older than this means the engine's loop is stuck.
   let heartbeatMaxAge: TimeInterval
 
+  /// Error kinds that make `/healthz` fail at the first failure, not only after the engine's bound.
+  static let targetDownKinds: Set<String> = ["unreachable", "auth"]
+
   func health() -> HealthVerdict {
     let status = current.engine.status()
     let age = Date().timeIntervalSince(status.heartbeat)
     if age >= heartbeatMaxAge {
       return .unhealthy("engine event loop stalled: no heartbeat for \(Int(age)) s")
     }
-    if status.isHealthy { return .healthy }
+    // The engine tolerates a few retries; the agent also reports red while the backup cannot
+    // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
+    let targetDown =
+      status.consecutiveFailures > 0 && Self.targetDownKinds.contains(status.lastErrorKind ?? "")
+    if status.isHealthy && !targetDown { return .healthy }
     var reason = "state \(status.state.rawValue)"
     if let kind = status.lastErrorKind { reason += ", last error (\(kind))" }
     if let message = status.lastError { reason += ": \(message)" }
