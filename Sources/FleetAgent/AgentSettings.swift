@@ -77,13 +77,12 @@ extension AgentSettings {
   /// - Throws: ``FleetError`` ``FleetError/Code/agentConfig`` listing every problem, one
   ///   `FILE:LINE: message` per line, or when the file cannot be read.
   public static func load(file path: String) throws -> AgentSettings {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw FleetError(.agentConfig, "\(path): the config file does not exist; check the --config path")
+    }
+    guard let data = FileManager.default.contents(atPath: path) else {
       throw FleetError(
-        .agentConfig, "\(path): cannot read the config file; check that it exists and is readable",
-        cause: SendableErrorBox(String(describing: error)))
+        .agentConfig, "\(path): cannot read the config file; check that it is a readable file")
     }
     guard let text = String(data: data, encoding: .utf8) else {
       throw FleetError(.agentConfig, "\(path): the config file is not UTF-8 text")

@@ -26,6 +26,7 @@ public enum WatchAgent {
   ///   - configFile: The file `settings` came from; SIGHUP re-reads it. `nil` for the quick form.
   ///   - logger: Where the agent and the engine log.
   ///   - notifier: systemd notifications; read from the environment by default.
+  ///   - errorOutput: Where start-up errors are written; standard error by default.
   public static func run(
     settings: AgentSettings,
     configFile: String?,

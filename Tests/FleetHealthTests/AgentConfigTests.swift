@@ -1,6 +1,7 @@
 import FleetAgent
 import FleetCore
 import FleetWatch
+import Foundation
 import Testing
 
 @Suite("Agent config file and quick form")
@@ -127,5 +128,26 @@ struct AgentConfigTests {
     #expect(error?.message.contains("missing --source") == true)
     #expect(error?.message.contains("missing --target") == true)
     #expect(error?.message.contains("--workers: workers must be a number") == true)
+  }
+}
+
+@Suite("Agent config file on disk")
+struct AgentConfigFileTests {
+  @Test func loadReadsAFileAndNamesItInErrors() throws {
+    let path = NSTemporaryDirectory() + "/fleetsync-agent-\(UInt32.random(in: 0...UInt32.max)).conf"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try "source = /srv/data\ntarget = rsync://backup1/data\nworkers = 3\n".write(
+      toFile: path, atomically: true, encoding: .utf8)
+    #expect(try AgentSettings.load(file: path).watch.workers == 3)
+
+    try "source = /srv/data\nworkers = 3\n".write(toFile: path, atomically: true, encoding: .utf8)
+    let error = #expect(throws: FleetError.self) { try AgentSettings.load(file: path) }
+    #expect(
+      error?.message
+        == "\(path):2: missing required key \"target\"; add a line `target = rsync://backup@backup1:873/data`"
+    )
+
+    let missing = #expect(throws: FleetError.self) { try AgentSettings.load(file: path + ".none") }
+    #expect(missing?.message.contains("\(path).none: the config file does not exist") == true)
   }
 }
