@@ -286,11 +286,10 @@ extension AgentSettings {
         if key == "connect-timeout" { connectTimeout = duration }
         if key == "retry-max" { retryMax = duration }
       case "full-sync-interval":
-        guard let duration = Self.duration(value, defaultUnit: .seconds(1)),
-          duration == .zero || duration >= .seconds(60)
+        guard let duration = Self.duration(value, defaultUnit: .seconds(1)), duration <= .seconds(86_400 * 30)
         else {
           return
-            "full-sync-interval must be 0 (off) or at least 60 seconds (e.g. 3600, or 1h), not \"\(value)\""
+            "full-sync-interval must be seconds from 0 (off) to 2592000 (e.g. 3600, or 1h), not \"\(value)\""
         }
         fullSyncInterval = duration == .zero ? nil : duration
         fullSyncOff = duration == .zero

@@ -66,7 +66,7 @@ struct AgentConfigTests {
     ("health-port = 70000", "health-port must be a number"),
     ("batch-delay = soon", "batch-delay must be milliseconds"),
     ("io-timeout = 0", "io-timeout must be seconds"),
-    ("full-sync-interval = 5", "full-sync-interval must be 0 (off) or at least 60 seconds"),
+    ("full-sync-interval = 31d", "full-sync-interval must be seconds from 0 (off) to 2592000"),
     ("state-dir = relative/dir", "state-dir must be an absolute path"),
     ("password-file =", "password-file has no value"),
     ("source = /srv/other", "source is already set on line 1"),

@@ -32,7 +32,7 @@ struct AgentSystemdUnitTests {
   /// The unit with ExecStart pointing at the built binary (verify checks that the binary exists).
   static func unitForThisBuild() throws -> String {
     try String(contentsOfFile: unit, encoding: .utf8).replacingOccurrences(
-      of: "/usr/local/bin/fleetsync-watch", with: AgentIT.binary!)
+      of: "/var/lib/fleetsync/bin/fleetsync-watch", with: AgentIT.binary!)
   }
 
   @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: analyze) && AgentIT.binary != nil))
@@ -48,11 +48,12 @@ struct AgentSystemdUnitTests {
     let lines = Set(text.split(separator: "\n").map(String.init))
     for required in [
       "Type=notify", "WatchdogSec=30", "Restart=on-failure", "ProtectSystem=strict",
-      "ReadWritePaths=/var/lib/fleetsync", "NoNewPrivileges=yes", "PrivateTmp=yes",
-      "ExecStart=/usr/local/bin/fleetsync-watch run --config /etc/fleetsync/watch/%i.conf",
+      "NoNewPrivileges=yes", "PrivateTmp=yes",
+      "ExecStart=/var/lib/fleetsync/bin/fleetsync-watch run --config /etc/fleetsync/watch/%i.conf",
     ] {
       #expect(lines.contains(required), "missing \(required)")
     }
+    #expect(lines.contains { $0.hasPrefix("ReadWritePaths=/var/lib/fleetsync") })
     let unitSection = text.components(separatedBy: "[Service]")[0]
     #expect(unitSection.contains("StartLimitIntervalSec="))
     #expect(unitSection.contains("StartLimitBurst="))
