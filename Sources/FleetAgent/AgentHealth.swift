@@ -101,7 +101,7 @@ struct AgentHealthSource: HealthSource {
       healthy: health().isHealthy, reloads: snapshot.reloads, failedReloads: snapshot.failedReloads)
     let encoder = JSONEncoder()
     encoder.dateEncodingStrategy = .iso8601
-    encoder.outputFormatting = [.sortedKeys]
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     do {
       return Array(try encoder.encode(document)) + [UInt8(ascii: "\n")]
     } catch {
