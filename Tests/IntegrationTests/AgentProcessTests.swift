@@ -73,6 +73,16 @@ struct AgentProcessTests {
     #expect(notDir.status == 64)
     #expect(notDir.stderr.contains("is not a directory"), "\(notDir.stderr)")
 
+    // The engine refuses a state directory it cannot create: still a configuration error.
+    let blocked = try await AgentIT.runToExit(
+      [
+        "--source", try scratch.dir("source"), "--target", "rsync://backup@127.0.0.1:9/m", "--state-dir",
+        file + "/state",
+      ],
+      scratch: scratch)
+    #expect(blocked.status == 64)
+    #expect(blocked.stderr.contains("\(file)/state"), "\(blocked.stderr)")
+
     let relative = try await AgentIT.runToExit(["--source", "relative/dir"] + common, scratch: scratch)
     #expect(relative.status == 64)
     #expect(relative.stderr.contains("source must be an absolute path"), "\(relative.stderr)")

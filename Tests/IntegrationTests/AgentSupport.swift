@@ -27,6 +27,8 @@ enum AgentIT {
       Bundle.main.bundleURL.appendingPathComponent("fleetsync-watch").path,
       Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("fleetsync-watch").path,
     ]
+    let argv0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    candidates.append(argv0.deletingLastPathComponent().appendingPathComponent("fleetsync-watch").path)
     if let executable = Bundle.main.executableURL {
       candidates.append(executable.deletingLastPathComponent().appendingPathComponent("fleetsync-watch").path)
     }
@@ -39,7 +41,9 @@ enum AgentIT {
     let path: String
 
     init(_ name: String) throws {
-      path = NSTemporaryDirectory() + "/fleetsync-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+      let base = URL(fileURLWithPath: NSTemporaryDirectory())
+      path =
+        base.appendingPathComponent("fleetsync-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
       try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
