@@ -34,6 +34,8 @@ public enum WatchAgent {
     notifier: SystemdNotifier = .fromProcessEnvironment(),
     errorOutput: @Sendable (String) -> Void = AgentOutput.standardError
   ) async -> Int32 {
+    // Trap SIGHUP and SIGUSR1 first: their default action would kill the agent if one came early.
+    let controlSignals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
     var logger = logger
     logger[metadataKey: "source"] = "\(settings.watch.source)"
     let engine: WatchEngine
@@ -64,7 +66,9 @@ public enum WatchAgent {
     }
     services.append(NotifierService(notifier: notifier, current: current, logger: logger))
     services.append(
-      EngineSupervisor(current: current, configFile: configFile, notifier: notifier, logger: logger))
+      EngineSupervisor(
+        current: current, configFile: configFile, signals: controlSignals, notifier: notifier, logger: logger)
+    )
 
     let group = ServiceGroup(
       services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
@@ -176,6 +180,8 @@ struct NotifierService: Service {
 struct EngineSupervisor: Service {
   let current: CurrentEngine
   let configFile: String?
+  /// SIGHUP (reload) and SIGUSR1 (full sync), trapped before anything else started.
+  let signals: UnixSignalsSequence
   let notifier: SystemdNotifier
   let logger: Logger
 
@@ -188,7 +194,6 @@ struct EngineSupervisor: Service {
 
   func run() async throws {
     let (events, sink) = AsyncStream.makeStream(of: Event.self)
-    let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask {
         for await signal in signals {
