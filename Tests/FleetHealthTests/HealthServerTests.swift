@@ -82,11 +82,15 @@ struct HealthServerTests {
     let missing = try HTTPTestClient.request("GET", "/nope", port: server.port)
     let post = try HTTPTestClient.request("POST", "/healthz", port: server.port)
     let delete = try HTTPTestClient.request("DELETE", "/status", port: server.port)
+    let head = try HTTPTestClient.request("HEAD", "/healthz", port: server.port)
     await server.close()
     #expect(missing.status == 404)
     #expect(post.status == 405)
     #expect(post.headers["allow"] == "GET, HEAD")
     #expect(delete.status == 405)
+    #expect(head.status == 200)
+    #expect(head.body.isEmpty)
+    #expect(head.headers["content-length"] == "3")
   }
 
   @Test func portInUseIsAClearError() async throws {

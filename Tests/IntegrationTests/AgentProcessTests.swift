@@ -53,6 +53,14 @@ struct AgentProcessTests {
     #expect(metrics.contains("fleetsync_watch_files_sent_total"))
     #expect(metrics.contains("fleetsync_watch_up 1"))
 
+    // SIGUSR1 asks for a full sync.
+    let fullSyncs = status["fullSyncs"] as? Int ?? 0
+    agent.signal(SIGUSR1)
+    let resynced = try await AgentIT.eventually {
+      (try AgentIT.status(port: healthPort)["fullSyncs"] as? Int ?? 0) > fullSyncs
+    }
+    #expect(resynced, "\(agent.stderr)")
+
     #expect(try await agent.stop() == 0)
     #expect(agent.stderr.contains("stopped"))
     #expect(!agent.stderr.contains(daemon.password))
