@@ -77,8 +77,13 @@ struct AgentHealthSource: HealthSource {
   static let targetDownKinds: Set<String> = ["unreachable", "auth"]
 
   func health() -> HealthVerdict {
-    let status = current.engine.status()
-    let age = Date().timeIntervalSince(status.heartbeat)
+    Self.verdict(for: current.engine.status(), now: Date(), heartbeatMaxAge: heartbeatMaxAge)
+  }
+
+  /// The `/healthz` verdict for one status snapshot: a stale heartbeat first, then the engine's
+  /// own verdict, then a target that is down.
+  static func verdict(for status: WatchStatus, now: Date, heartbeatMaxAge: TimeInterval) -> HealthVerdict {
+    let age = now.timeIntervalSince(status.heartbeat)
     if age >= heartbeatMaxAge {
       return .unhealthy("engine event loop stalled: no heartbeat for \(Int(age)) s")
     }
