@@ -241,7 +241,9 @@ extension AgentSettings {
         do {
           target = try RsyncTarget.parse(value)
         } catch let error as FleetError {
-          return "bad target \"\(value)\": \(error.message); write rsync://USER@HOST[:PORT]/MODULE[/SUBDIR]"
+          let form = "rsync://USER@HOST[:PORT]/MODULE[/SUBDIR]"
+          let hint = error.message.contains(form) ? "" : "; write \(form)"
+          return "bad target \"\(value)\": \(error.message)\(hint)"
         } catch {
           return "bad target \"\(value)\"; write rsync://USER@HOST[:PORT]/MODULE[/SUBDIR]"
         }

@@ -151,3 +151,33 @@ struct AgentConfigFileTests {
     #expect(missing?.message.contains("\(path).none: the config file does not exist") == true)
   }
 }
+
+@Suite("Agent config as the controller writes it")
+struct AgentConfigFromControllerTests {
+  /// The shape `FleetProvision` renders for a watcher instance (header comment, IPv6 host in brackets).
+  @Test func controllerRenderedConfigParses() throws {
+    let text = """
+      # Managed by fleetsync: edits are overwritten by `fleetsync up` and removed by `fleetsync down`.
+      # web1:/srv/www -> backup1/www
+      source = /srv/www
+      target = rsync://fs-www@[fd00::2]:8873/www
+      password-file = /etc/fleetsync/watch/www:backup1:www.password
+      state-dir = /var/lib/fleetsync/watch/www:backup1:www
+      health-address = 127.0.0.1
+      health-port = 9101
+      batch-delay = 100
+      workers = 4
+      full-sync-interval = 0
+      exclude = *.swp
+
+      """
+    let settings = try AgentSettings.parse(text, file: "/etc/fleetsync/watch/www:backup1:www.conf")
+    #expect(settings.watch.target.host == "fd00::2")
+    #expect(settings.watch.target.port == 8873)
+    #expect(settings.watch.target.user == "fs-www")
+    #expect(settings.watch.stateDir == "/var/lib/fleetsync/watch/www:backup1:www")
+    #expect(settings.watch.fullSyncInterval == nil)
+    #expect(settings.healthPort == 9101)
+    #expect(settings.watch.excludes == ["*.swp"])
+  }
+}
