@@ -119,7 +119,8 @@ public struct TestFleet: Sendable {
   /// Blocks the calling thread; from async code use ``runScriptDetached(id:_:)``.
   public static func runScript(id: Int, _ args: [String]) throws -> ScriptResult {
     guard let script = scriptPath else {
-      throw FleetError(unsupported, "scripts/testfleet not found above \(#filePath); run tests from the package")
+      throw FleetError(
+        unsupported, "scripts/testfleet not found above \(#filePath); run tests from the package")
     }
     // stderr goes to a file, so the two streams cannot block each other.
     let errPath = NSTemporaryDirectory() + "testfleet-stderr-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
@@ -145,7 +146,8 @@ public struct TestFleet: Sendable {
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     let status =
-      process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+      process.terminationReason == .uncaughtSignal
+      ? 128 + process.terminationStatus : process.terminationStatus
     let errData = (try? Data(contentsOf: URL(fileURLWithPath: errPath))) ?? Data()
     return ScriptResult(
       status: status,
@@ -213,7 +215,8 @@ public struct TestFleet: Sendable {
       json = try Data(contentsOf: URL(fileURLWithPath: "\(state)/fleet.json"))
     } catch {
       throw FleetError(
-        scriptFailed, "fleet \(id) is not up (no \(state)/fleet.json); run 'scripts/testfleet --id \(id) up N'",
+        scriptFailed,
+        "fleet \(id) is not up (no \(state)/fleet.json); run 'scripts/testfleet --id \(id) up N'",
         cause: SendableErrorBox(String(describing: error)))
     }
     let doc: FleetJSON

@@ -4,7 +4,8 @@ import Foundation
 import Testing
 
 /// The test fleet itself: real namespaces, real sshd, checked with OpenSSH's own client.
-@Suite("Test fleet", .serialized, .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
+@Suite(
+  "Test fleet", .serialized, .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
 struct TestFleetTests {
   /// Polls `condition` every 100 ms until it holds or `seconds` pass; returns whether it held.
   func eventually(within seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
