@@ -35,6 +35,7 @@ public struct TestFleet: Sendable {
       self.index = index
     }
 
+    /// The name and address, e.g. `fs0-n1 (10.231.0.11)`.
     public var description: String { "\(name) (\(address))" }
   }
 
@@ -57,11 +58,6 @@ public struct TestFleet: Sendable {
   public let rsaKey: String
   /// Path of a known_hosts file with every node's ed25519 and ECDSA host key, by address.
   public let knownHosts: String
-
-  /// Errors of the test fleet.
-  public static let scriptFailed = FleetError.Code("testfleet.script")
-  /// The machine cannot run a test fleet (not root, tools missing, script not found).
-  public static let unsupported = FleetError.Code("testfleet.unsupported")
 
   // MARK: - Finding and running the script
 
@@ -120,7 +116,7 @@ public struct TestFleet: Sendable {
   public static func runScript(id: Int, _ args: [String]) throws -> ScriptResult {
     guard let script = scriptPath else {
       throw FleetError(
-        unsupported, "scripts/testfleet not found above \(#filePath); run tests from the package")
+        .testFleetUnsupported, "scripts/testfleet not found above \(#filePath); run tests from the package")
     }
     // stderr goes to a file, so the two streams cannot block each other.
     let errPath = NSTemporaryDirectory() + "testfleet-stderr-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
@@ -141,7 +137,7 @@ public struct TestFleet: Sendable {
     do {
       try process.run()
     } catch {
-      throw FleetError.wrap(error, code: scriptFailed, "cannot start \(script)")
+      throw FleetError.wrap(error, code: .testFleetScript, "cannot start \(script)")
     }
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
@@ -177,7 +173,7 @@ public struct TestFleet: Sendable {
   static func commandError(id: Int, _ args: [String], _ result: ScriptResult) -> FleetError {
     let detail = result.errorOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     return FleetError(
-      scriptFailed,
+      .testFleetScript,
       "testfleet --id \(id) \(args.joined(separator: " ")) exited \(result.status): \(detail)"
         + " (inspect with 'scripts/testfleet --id \(id) status')")
   }
@@ -215,7 +211,7 @@ public struct TestFleet: Sendable {
       json = try Data(contentsOf: URL(fileURLWithPath: "\(state)/fleet.json"))
     } catch {
       throw FleetError(
-        scriptFailed,
+        .testFleetScript,
         "fleet \(id) is not up (no \(state)/fleet.json); run 'scripts/testfleet --id \(id) up N'",
         cause: SendableErrorBox(String(describing: error)))
     }
@@ -223,7 +219,7 @@ public struct TestFleet: Sendable {
     do {
       doc = try JSONDecoder().decode(FleetJSON.self, from: json)
     } catch {
-      throw FleetError.wrap(error, code: scriptFailed, "cannot read \(state)/fleet.json")
+      throw FleetError.wrap(error, code: .testFleetScript, "cannot read \(state)/fleet.json")
     }
     let passphrase: String
     do {
@@ -317,7 +313,8 @@ public struct TestFleet: Sendable {
     _ node: Node, _ command: String, key: String? = nil, knownHosts: String? = nil, connectTimeout: Int = 5
   ) throws -> (status: Int32, output: String) {
     guard let ssh = Self.findTool("ssh") else {
-      throw FleetError(Self.unsupported, "OpenSSH client 'ssh' not found; apt-get install openssh-client")
+      throw FleetError(
+        .testFleetUnsupported, "OpenSSH client 'ssh' not found; apt-get install openssh-client")
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: ssh)
@@ -340,6 +337,13 @@ public struct TestFleet: Sendable {
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
   }
+}
+
+extension FleetError.Code {
+  /// A `scripts/testfleet` command failed, or the fleet it describes is missing or unreadable.
+  public static let testFleetScript = FleetError.Code("testfleet.script")
+  /// This machine cannot run a test fleet (not root, tools missing, script not found).
+  public static let testFleetUnsupported = FleetError.Code("testfleet.unsupported")
 }
 
 /// The layout of `$STATE/fleet.json` as `scripts/testfleet` writes it.
