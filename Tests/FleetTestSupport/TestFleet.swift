@@ -1,5 +1,6 @@
 import FleetCore
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -61,17 +62,21 @@ public struct TestFleet: Sendable {
 
   // MARK: - Finding and running the script
 
-  /// The fleet id ``shared(nodes:)`` uses: `FLEETSYNC_TESTFLEET_ID` from the environment, else 0.
-  ///
-  /// Set it when several test processes on one machine need fleets at the same time.
-  public static let sharedID: Int = {
-    if let text = ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_ID"],
+  /// The fleet id ``shared(nodes:)`` tries first: `FLEETSYNC_TESTFLEET_ID` from the
+  /// environment, else 0.
+  public static let sharedID: Int = explicitSharedID ?? 0
+
+  /// `FLEETSYNC_TESTFLEET_ID`, if set to 0...9.
+  static let explicitSharedID: Int? = {
+    guard let text = ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_ID"],
       let id = Int(text), (0...9).contains(id)
-    {
-      return id
-    }
-    return 0
+    else { return nil }
+    return id
   }()
+
+  /// Ids ``shared(nodes:)`` falls back to, in order, when ``sharedID`` is in use by another live
+  /// test process (and `FLEETSYNC_TESTFLEET_ID` is not set); only ids with nothing on them are taken.
+  public static let fallbackIDs = [5, 6, 7, 8]
 
   /// Path of `scripts/testfleet`, found by walking up from this file to the package root.
   public static let scriptPath: String? = {
@@ -130,6 +135,10 @@ public struct TestFleet: Sendable {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: script)
     process.arguments = ["--id", String(id)] + args
+    // Fleets this process brings up are owned by it: while it runs, no other `up` replaces them.
+    var environment = ProcessInfo.processInfo.environment
+    environment["FLEETSYNC_TESTFLEET_OWNER"] = String(getpid())
+    process.environment = environment
     let out = Pipe()
     process.standardOutput = out
     process.standardError = errFile
@@ -153,11 +162,14 @@ public struct TestFleet: Sendable {
 
   /// Runs the script on a dedicated thread, so a slow bring-up does not block the cooperative pool.
   public static func runScriptDetached(id: Int, _ args: [String]) async throws -> ScriptResult {
+    try await detached { try runScript(id: id, args) }
+  }
+
+  /// Runs blocking work on a thread of its own and returns its result.
+  static func detached<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-      let thread = Thread {
-        continuation.resume(with: Result { try runScript(id: id, args) })
-      }
-      thread.name = "testfleet \(args.first ?? "")"
+      let thread = Thread { continuation.resume(with: Result { try body() }) }
+      thread.name = "testfleet"
       thread.start()
     }
   }
@@ -184,7 +196,9 @@ public struct TestFleet: Sendable {
   ///
   /// The first call brings the fleet up (tearing down a stale one) and registers its teardown at
   /// process exit; later calls reuse it, adding nodes without disturbing existing ones if more
-  /// are asked for. Set `FLEETSYNC_TESTFLEET_KEEP=1` to leave the fleet up after the tests.
+  /// are asked for. The fleet belongs to this process: another test process started meanwhile
+  /// does not tear it down but uses one of ``fallbackIDs`` (read ``id`` for the one in use).
+  /// Set `FLEETSYNC_TESTFLEET_KEEP=1` to leave the fleet up after the tests.
   public static func shared(nodes: Int) async throws -> TestFleet {
     try await SharedFleet.instance.fleet(nodes: nodes)
   }
@@ -372,13 +386,15 @@ struct FleetJSON: Decodable {
 actor SharedFleet {
   static let instance = SharedFleet()
 
+  /// The id of the fleet this process brought up, or -1; read by the exit handler.
+  static let upID = Atomic<Int>(-1)
+
   /// The latest bring-up (or reuse); each request waits for the one before it.
   private var latest: Task<TestFleet, any Error>?
   private var teardownRegistered = false
 
   func fleet(nodes wanted: Int) async throws -> TestFleet {
     let previous = latest
-    let id = TestFleet.sharedID
     if !teardownRegistered {
       teardownRegistered = true
       if ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_KEEP"] != "1" {
@@ -390,22 +406,46 @@ actor SharedFleet {
         FileManager.default.fileExists(atPath: "\(current.stateDir)/fleet.json")
       {
         if current.nodes.count >= wanted { return current }
-        let result = try await TestFleet.runScriptDetached(id: id, ["grow", String(wanted)])
-        guard result.status == 0 else { throw TestFleet.commandError(id: id, ["grow"], result) }
-        return try TestFleet.load(id: id)
+        return try await TestFleet.detached { try TestFleet.grow(id: current.id, nodes: wanted) }
       }
-      let result = try await TestFleet.runScriptDetached(id: id, ["up", String(wanted)])
-      guard result.status == 0 else { throw TestFleet.commandError(id: id, ["up", String(wanted)], result) }
-      return try TestFleet.load(id: id)
+      return try await TestFleet.detached { try SharedFleet.bringUp(nodes: wanted) }
     }
     latest = task
     return try await task.value
   }
 
+  /// Brings up the shared fleet on the first id not in use by another live test process.
+  nonisolated static func bringUp(nodes: Int) throws -> TestFleet {
+    let candidates =
+      TestFleet.explicitSharedID.map { [$0] }
+      ?? [TestFleet.sharedID] + TestFleet.fallbackIDs.filter { $0 != TestFleet.sharedID }
+    var busy: [String] = []
+    for id in candidates {
+      // A fallback id is only taken when nothing of it exists (it may be a benchmark's fleet).
+      if id != candidates[0], try !TestFleet.leftovers(id: id).isEmpty {
+        busy.append("fleet \(id): exists")
+        continue
+      }
+      let result = try TestFleet.runScript(id: id, ["up", String(nodes)])
+      if result.status == 0 {
+        upID.store(id, ordering: .sequentiallyConsistent)
+        return try TestFleet.load(id: id)
+      }
+      // Exit status 3: in use by another live test process; try the next id.
+      guard result.status == 3 else { throw TestFleet.commandError(id: id, ["up", String(nodes)], result) }
+      busy.append(result.errorOutput.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    throw FleetError(
+      .testFleetScript,
+      "no free test fleet id among \(candidates) (\(busy.joined(separator: "; "))); "
+        + "wait for the other test runs or set FLEETSYNC_TESTFLEET_ID to a free id")
+  }
+
   /// Runs `testfleet --id K down` at process exit, with posix_spawn (no Foundation at exit).
   nonisolated static func teardownAtExit() {
-    guard let script = TestFleet.scriptPath else { return }
-    let argv = [script, "--id", String(TestFleet.sharedID), "down"]
+    let id = upID.load(ordering: .sequentiallyConsistent)
+    guard id >= 0, let script = TestFleet.scriptPath else { return }
+    let argv = [script, "--id", String(id), "down"]
     var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
     cArgs.append(nil)
     defer { cArgs.forEach { free($0) } }
