@@ -149,6 +149,18 @@ struct TestFleetTests {
     #expect(leftovers.contains { $0.hasPrefix("link: fsbr\(id)") })
     #expect(leftovers.contains { $0.hasPrefix("process: ") && $0.contains("sleep 600") })
 
+    // While this process (its owner) lives, another test process's `up` must not replace it.
+    let other = Process()
+    other.executableURL = URL(fileURLWithPath: try #require(TestFleet.scriptPath))
+    other.arguments = ["--id", String(id), "up", "1"]
+    other.environment = ProcessInfo.processInfo.environment.merging(["FLEETSYNC_TESTFLEET_OWNER": "1"]) { $1 }
+    other.standardOutput = FileHandle.nullDevice
+    other.standardError = FileHandle.nullDevice
+    try other.run()
+    other.waitUntilExit()
+    #expect(other.terminationStatus == 3)
+    #expect(try fleet.openSSH(fleet.node(2), "hostname").output == fleet.node(2).name + "\n")
+
     // Simulate a crash mid-way: the holder of node 2 dies, the fleet description is gone.
     let pid = try String(contentsOfFile: "\(fleet.stateDir)/nodes/n2/holder.pid", encoding: .utf8)
     #expect(kill(pid_t(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, SIGKILL) == 0)
