@@ -60,6 +60,10 @@ public struct TestFleet: Sendable {
   /// Path of a known_hosts file with every node's ed25519 and ECDSA host key, by address.
   public let knownHosts: String
 
+  /// An address on the fleet's subnet that no node has (`10.231.K.250`): connections to it
+  /// time out or fail as unreachable, for deadline tests.
+  public var unusedAddress: String { "10.231.\(id).250" }
+
   // MARK: - Finding and running the script
 
   /// The fleet id ``shared(nodes:)`` tries first: `FLEETSYNC_TESTFLEET_ID` from the

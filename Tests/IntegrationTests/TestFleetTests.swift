@@ -103,6 +103,10 @@ struct TestFleetTests {
     #expect(try eventually(within: 20) { try fleet.openSSH(node, "true").status == 0 })
     // Another node was never affected.
     #expect(try fleet.openSSH(fleet.node(4), "true").status == 0)
+    // The spare address answers nothing.
+    let spare = TestFleet.Node(name: "spare", address: fleet.unusedAddress, index: 0)
+    #expect(!fleet.nodes.map(\.address).contains(spare.address))
+    #expect(try fleet.openSSH(spare, "true", connectTimeout: 2).status == 255)
   }
 
   @Test("sshd-kill refuses new connections, sshd-start serves them again")
