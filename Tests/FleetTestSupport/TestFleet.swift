@@ -317,8 +317,13 @@ public struct TestFleet: Sendable {
   ///
   /// Returns the command's exit status and stdout. A command that leaves a background process
   /// must redirect its output, or this call waits for that process.
+  ///
+  /// - Throws: ``FleetError`` (``FleetError/Code/testFleetScript``) if the command could not be
+  ///   run in the node at all (node or fleet gone: the script's status 125).
   public func run(on node: Node, _ command: String) throws -> (status: Int32, output: String) {
-    let result = try Self.runScript(id: id, ["exec", node.name, "--", "sh", "-c", command])
+    let args = ["exec", node.name, "--", "sh", "-c", command]
+    let result = try Self.runScript(id: id, args)
+    if result.status == 125 { throw Self.commandError(id: id, Array(args.prefix(2)), result) }
     return (result.status, result.output)
   }
 

@@ -172,6 +172,8 @@ struct TestFleetTests {
 
     try fleet.down()
     #expect(try TestFleet.leftovers(id: id) == [])
+    // A node of a fleet that is gone is an error, not a command's exit status.
+    #expect(throws: FleetError.self) { try fleet.run(on: fleet.node(1), "true") }
     // Idempotent.
     try fleet.down()
     #expect(try TestFleet.leftovers(id: id) == [])
