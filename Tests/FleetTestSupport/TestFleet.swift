@@ -54,6 +54,9 @@ public struct TestFleet: Sendable {
   public let ecdsaKey: String
   /// The passphrase of ``ecdsaKey``.
   public let ecdsaPassphrase: Secret
+  /// Path of a script that prints ``ecdsaPassphrase``: set `SSH_ASKPASS` to it and
+  /// `SSH_ASKPASS_REQUIRE=force` to let OpenSSH tools use ``ecdsaKey`` without a terminal.
+  public let askpass: String
   /// Path of an RSA client key, authorized on every node; libssh2 1.10 cannot use it against
   /// OpenSSH 9.2 (no rsa-sha2 signatures), OpenSSH's own client can.
   public let rsaKey: String
@@ -253,6 +256,7 @@ public struct TestFleet: Sendable {
       clientKey: doc.clientKey,
       ecdsaKey: doc.ecdsaKey,
       ecdsaPassphrase: Secret(passphrase.trimmingCharacters(in: .newlines)),
+      askpass: doc.askpass,
       rsaKey: doc.rsaKey,
       knownHosts: doc.knownHosts)
   }
@@ -386,6 +390,7 @@ struct FleetJSON: Decodable {
   let clientKey: String
   let ecdsaKey: String
   let passphraseFile: String
+  let askpass: String
   let rsaKey: String
   let knownHosts: String
   let nodes: [NodeJSON]

@@ -47,11 +47,6 @@ struct TestFleetTests {
     let locked = try fleet.openSSH(node, "true", key: fleet.ecdsaKey)
     #expect(locked.status == 255)
     // ... and with it (fed through SSH_ASKPASS, never argv) it logs in.
-    let askpass = "\(fleet.stateDir)/askpass-\(UInt32.random(in: 0...UInt32.max))"
-    try "#!/bin/sh\ncat \(try ShellQuote.quote(fleet.stateDir + "/passphrase"))\n"
-      .write(toFile: askpass, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: askpass) }
-    try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: askpass)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
     process.arguments = [
@@ -59,7 +54,7 @@ struct TestFleetTests {
       "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "root@\(node.address)", "echo ecdsa-ok",
     ]
     var env = ProcessInfo.processInfo.environment
-    env["SSH_ASKPASS"] = askpass
+    env["SSH_ASKPASS"] = fleet.askpass
     env["SSH_ASKPASS_REQUIRE"] = "force"
     env["DISPLAY"] = ":0"
     process.environment = env
