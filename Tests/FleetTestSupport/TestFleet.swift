@@ -12,7 +12,8 @@ import Synchronization
 ///
 /// Each node is a network namespace on the private bridge `fsbrK` (host side `10.231.K.1`) with
 /// its own address `10.231.K.(10+I)`, hostname `fsK-nI`, host keys and sshd, and its own
-/// `/etc`, `/root`, `/var` and `/srv` (overlays). Every node accepts ``clientKey``,
+/// `/etc`, `/root`, `/var` and `/srv` (overlays). Nodes made with `up(id:nodes:systemd:)` may
+/// boot systemd (``Node/systemd``). Every node accepts ``clientKey``,
 /// ``ecdsaKey`` and ``rsaKey`` for `root`; ``knownHosts`` holds every node's ed25519 and ECDSA
 /// host keys. Needs root: gate tests with `.enabled(if: TestFleet.isSupported)`.
 ///
@@ -28,12 +29,18 @@ public struct TestFleet: Sendable {
     public let address: String
     /// The node's 1-based index in the fleet.
     public let index: Int
+    /// Whether the node boots systemd as its init (PID 1 of its own PID namespace, in a private
+    /// root with its own cgroup): `/run/systemd/system` exists there and `systemctl` works.
+    ///
+    /// Other nodes have no init; services there run as plain processes.
+    public let systemd: Bool
 
     /// Makes a node value; the fleet makes these from its `fleet.json`.
-    public init(name: String, address: String, index: Int) {
+    public init(name: String, address: String, index: Int, systemd: Bool = false) {
       self.name = name
       self.address = address
       self.index = index
+      self.systemd = systemd
     }
 
     /// The name and address, e.g. `fs0-n1 (10.231.0.11)`.
@@ -103,6 +110,15 @@ public struct TestFleet: Sendable {
   public static var isSupported: Bool {
     guard geteuid() == 0, scriptPath != nil else { return false }
     return ["ip", "sshd", "unshare", "nsenter", "ssh-keygen", "flock"].allSatisfy { findTool($0) != nil }
+  }
+
+  /// Whether this machine can also boot systemd nodes: ``isSupported``, systemd installed at
+  /// `/lib/systemd/systemd`, and a cgroup2 hierarchy mounted (each such node gets a cgroup of it).
+  public static var systemdSupported: Bool {
+    guard isSupported, FileManager.default.isExecutableFile(atPath: "/lib/systemd/systemd"),
+      let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    else { return false }
+    return mounts.split(separator: "\n").contains { $0.contains(" - cgroup2 ") }
   }
 
   /// The full path of an executable named `name` on `PATH` or in the sbin directories.
@@ -212,9 +228,13 @@ public struct TestFleet: Sendable {
 
   /// Brings up fleet `id` with `nodes` nodes (tearing down a stale one first) and returns it.
   ///
-  /// The caller owns it: call ``down()`` when done. Blocks the calling thread for a few seconds.
-  public static func up(id: Int, nodes: Int) throws -> TestFleet {
-    try runChecked(id: id, ["up", String(nodes)])
+  /// The first `systemd` nodes boot systemd as their init (see ``Node/systemd``); the others are
+  /// plain. The caller owns the fleet: call ``down()`` when done. Blocks the calling thread for a
+  /// few seconds.
+  public static func up(id: Int, nodes: Int, systemd: Int = 0) throws -> TestFleet {
+    var args = ["up", String(nodes)]
+    if systemd > 0 { args += ["--systemd", String(systemd)] }
+    try runChecked(id: id, args)
     return try load(id: id)
   }
 
@@ -250,7 +270,9 @@ public struct TestFleet: Sendable {
     }
     return TestFleet(
       id: doc.id,
-      nodes: doc.nodes.map { Node(name: $0.name, address: $0.address, index: $0.index) },
+      nodes: doc.nodes.map {
+        Node(name: $0.name, address: $0.address, index: $0.index, systemd: $0.systemd ?? false)
+      },
       stateDir: doc.state,
       hostAddress: doc.hostAddress,
       clientKey: doc.clientKey,
@@ -381,6 +403,8 @@ struct FleetJSON: Decodable {
     let address: String
     let holderPid: Int
     let sshdPid: Int
+    /// Absent in descriptions written before systemd nodes existed.
+    let systemd: Bool?
   }
 
   let id: Int

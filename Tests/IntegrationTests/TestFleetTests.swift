@@ -134,6 +134,57 @@ struct TestFleetTests {
     #expect(line(before) != line(after))
   }
 
+  @Test(
+    "a systemd node boots systemd as PID 1, runs a transient unit, and down leaves nothing behind",
+    .enabled(if: TestFleet.systemdSupported, "needs systemd and a cgroup2 hierarchy"))
+  func systemdNode() throws {
+    // A fleet of its own (not one of the shared fleet's ids), so the shared fleet stays plain.
+    let id = (TestFleet.sharedID + 4) % 10
+    let fleet = try TestFleet.up(id: id, nodes: 2, systemd: 1)
+    defer { try? fleet.down() }
+    let node = fleet.node(1)
+    let plain = fleet.node(2)
+    #expect(fleet.nodes.map(\.systemd) == [true, false])
+    #expect(node.address == "10.231.\(id).11" && plain.address == "10.231.\(id).12")
+
+    // Seen over SSH, as fleetsync's provisioning sees the node.
+    #expect(try fleet.openSSH(node, "hostname").output == node.name + "\n")
+    let state = try fleet.openSSH(node, "systemctl is-system-running").output
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    #expect(["running", "degraded", "starting"].contains(state), "systemctl is-system-running: \(state)")
+    #expect(try fleet.openSSH(node, "cat /proc/1/comm").output == "systemd\n")
+    #expect(try fleet.openSSH(node, "test -d /run/systemd/system").status == 0)
+    #expect(try fleet.openSSH(plain, "test -d /run/systemd/system").status == 1)
+
+    let started = try fleet.openSSH(node, "systemd-run --unit fleetsync-probe sleep 60")
+    #expect(started.status == 0)
+    #expect(
+      try eventually(within: 10) {
+        try fleet.openSSH(node, "systemctl is-active fleetsync-probe").output == "active\n"
+      })
+    // The unit's process lives in the node's PID namespace, under the node's own cgroup.
+    let mainPID = try fleet.openSSH(node, "systemctl show -p MainPID --value fleetsync-probe").output
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    #expect((Int(mainPID) ?? 0) > 1)
+    #expect(
+      try fleet.openSSH(node, "cat /proc/\(mainPID)/cgroup").output
+        .contains("0::/system.slice/fleetsync-probe.service"))
+    #expect(try fleet.openSSH(plain, "systemctl is-active fleetsync-probe").output != "active\n")
+
+    // The node sees neither the host's /tmp nor its /run.
+    let marker = "/tmp/fleetsync-systemd-node-\(UUID().uuidString)"
+    #expect(FileManager.default.createFile(atPath: marker, contents: Data("host".utf8)))
+    defer { try? FileManager.default.removeItem(atPath: marker) }
+    #expect(try fleet.openSSH(node, "test -e \(marker)").status == 1)
+    #expect(try fleet.openSSH(node, "test -e /run/netns/\(node.name)").status == 1)
+    #expect(FileManager.default.fileExists(atPath: marker))
+
+    // The node's cgroup is part of the fleet until down removes it with everything else.
+    #expect(try TestFleet.leftovers(id: id).contains { $0.hasPrefix("cgroup: ") })
+    try fleet.down()
+    #expect(try TestFleet.leftovers(id: id) == [])
+  }
+
   @Test("down after a crash leaves nothing behind, and check-clean notices leftovers")
   func downLeavesNothing() throws {
     // A fleet of its own, so tests using the shared fleet keep running.
