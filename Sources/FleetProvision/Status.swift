@@ -61,7 +61,8 @@ extension Provisioner {
               """
           }
         }
-        let out = script.isEmpty ? CommandOutput(status: 0, stdout: "", stderr: "") : try await host.run(script)
+        let out =
+          script.isEmpty ? CommandOutput(status: 0, stdout: "", stderr: "") : try await host.run(script)
         var blocks: [String: [Substring]] = [:]
         var current = ""
         for line in out.stdout.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -94,7 +95,8 @@ extension Provisioner {
         return HostStatus(host: ref.name, role: ref.role, error: nil, services: rows)
       } catch {
         return HostStatus(
-          host: ref.name, role: ref.role, error: FleetError.wrap(error, code: .remoteStep, "failed").description,
+          host: ref.name, role: ref.role,
+          error: FleetError.wrap(error, code: .remoteStep, "failed").description,
           services: [])
       }
     }
