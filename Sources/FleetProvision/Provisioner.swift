@@ -24,6 +24,8 @@ public struct HostReport: Sendable {
   public var plan: HostPlan?
   /// Services that did not become healthy, with what they said.
   public var unhealthy: [String: String] = [:]
+  /// Watchers not waited for because their backup host is unreachable in this run.
+  public var waiting: [String] = []
 }
 
 /// The result of a whole run.
@@ -184,6 +186,10 @@ public struct Provisioner: Sendable {
     let context = RenderContext(
       inventory: inventory, ports: ports, secrets: moduleSecrets, watchBinary: binary)
     let hostPortErrors = portErrors
+    let unreachableBackups = Set(
+      inventory.backups.map(\.name).filter {
+        if case .failure = sessions[$0] { return true } else { return false }
+      })
 
     // Phase 3: per host, render → plan → (apply → health).
     let reports = await forEachHost(selected) { ref -> HostReport in
@@ -208,9 +214,16 @@ public struct Provisioner: Sendable {
         self.progress(.phase(host: ref.name, phase: "apply"))
         try await Applier(host: opened.host).up(plan, previous: opened.facts.manifest)
         self.progress(.phase(host: ref.name, phase: "health"))
+        // A watcher whose backup host is unreachable in this run cannot be healthy; that is the
+        // backup's failure (reported there), not this host's.
+        let waiting = desired.services.filter { service in
+          service.name.kind == .watch
+            && unreachableBackups.contains { service.name.instance.contains(":\($0):") }
+        }
         let unhealthy = try await Applier(host: opened.host).waitHealthy(
-          desired.services, deadline: self.options.healthDeadline)
+          desired.services.filter { !waiting.contains($0) }, deadline: self.options.healthDeadline)
         var report = HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+        report.waiting = waiting.map(\.name.description)
         if !unhealthy.isEmpty {
           report.unhealthy = unhealthy
           let names = unhealthy.keys.sorted().joined(separator: ", ")

@@ -78,9 +78,10 @@ enum Recap {
       case .unreachable(let why): (word, detail) = ("unreachable", why)
       }
       counts[word, default: 0] += 1
+      let note = host.waiting.isEmpty ? "" : " (\(host.waiting.count) waiting for an unreachable backup)"
       Swift.print(
         host.host.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
-          + word.padding(toLength: 11, withPad: " ", startingAt: 0) + " " + detail)
+          + word.padding(toLength: 11, withPad: " ", startingAt: 0) + " " + detail + note)
     }
     let order = ["ok", "changed", "failed", "unreachable"]
     Swift.print("\n\(verb): " + order.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " "))

@@ -56,6 +56,11 @@ struct CLI {
 struct ProvisionFleetTests {
   static let fleetID = 3
 
+  /// Node roles: bk1 and s1 boot systemd (units path), the others do not (supervisor path).
+  static let bk1 = 0
+  static let bk2 = 4
+  static let sourceNodes = [1, 2, 3]
+
   /// 3 sources with 2 directories each, 2 backup hosts.
   static func inventory(
     _ fleet: TestFleet, extraDirectory: Bool = false, dropDirectory: Bool = false,
@@ -72,7 +77,7 @@ struct ProvisionFleetTests {
           batch_delay_ms: 50
       backups:
         bk1:
-          address: \(n[3].address)
+          address: \(n[bk1].address)
           daemons:
             main:
               modules:
@@ -82,7 +87,7 @@ struct ProvisionFleetTests {
                 s2-b: /srv/backup/s2/b
                 s1-c: /srv/backup/s1/c
         bk2:
-          address: \(n[4].address)
+          address: \(n[bk2].address)
           daemons:
             main:
               modules:
@@ -91,7 +96,7 @@ struct ProvisionFleetTests {
       sources:
 
       """
-    for (i, node) in n.prefix(3).enumerated() {
+    for (i, node) in sourceNodes.map({ n[$0] }).enumerated() {
       let s = "s\(i + 1)"
       let backup = i == 2 ? "bk2" : "bk1"
       text += """
@@ -114,7 +119,17 @@ struct ProvisionFleetTests {
   /// What a node holds that fleetsync could touch: file list of /etc, /srv, /var/lib, /var/log, /run.
   static func snapshot(_ fleet: TestFleet, _ node: TestFleet.Node) throws -> String {
     let command =
-      "find /etc /srv /var/lib /var/log /run -xdev 2>/dev/null | grep -v -e '^/var/log/\\(lastlog\\|wtmp\\|btmp\\|journal\\)' -e '^/var/lib/\\(apt\\|dpkg\\|systemd\\)' | sort"
+      "find /etc /srv /var/lib /var/log /run/fleetsync -xdev 2>/dev/null | grep -v -e '^/var/log/\\(lastlog\\|wtmp\\|btmp\\|journal\\)' -e '^/var/lib/\\(apt\\|dpkg\\|systemd\\)' | sort"
+    return try fleet.run(on: node, command).output
+  }
+
+  /// Main pids of fleetsync's instances on a node, under either supervisor.
+  static func pids(_ fleet: TestFleet, _ node: TestFleet.Node) throws -> String {
+    let command = """
+      { cat /run/fleetsync/*.pid 2>/dev/null
+        for u in $(systemctl list-units --plain --no-legend 'fleetsync-*' 2>/dev/null | awk '{print $1}'); do
+          systemctl show -p MainPID --value "$u"; done; } | sort
+      """
     return try fleet.run(on: node, command).output
   }
 
@@ -128,7 +143,7 @@ struct ProvisionFleetTests {
   }
 
   @Test func upPlanStatusDownOnARealFleet() throws {
-    let fleet = try TestFleet.up(id: Self.fleetID, nodes: 5)
+    let fleet = try TestFleet.up(id: Self.fleetID, nodes: 5, systemd: TestFleet.systemdSupported ? 2 : 0)
     defer { try? fleet.down() }
     let sysctlKeys = ["max_user_watches", "max_user_instances", "max_queued_events"]
     let sysctlBefore = sysctlKeys.map {
@@ -139,7 +154,7 @@ struct ProvisionFleetTests {
         try? value.write(toFile: "/proc/sys/fs/inotify/\(key)", atomically: false, encoding: .utf8)
       }
     }
-    let sources = Array(fleet.nodes.prefix(3))
+    let sources = Self.sourceNodes.map { fleet.nodes[$0] }
     let dir = NSTemporaryDirectory() + "fleetsync-provision-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -159,7 +174,8 @@ struct ProvisionFleetTests {
     #expect(plan.stdout.contains("create /etc/fleetsync/rsyncd/main.conf"))
     #expect(plan.stdout.contains("(secret: content not shown)"))
     #expect(
-      try fleet.run(on: fleet.nodes[3], "test -e /etc/fleetsync").status != 0, "plan must change nothing")
+      try fleet.run(on: fleet.nodes[Self.bk1], "test -e /etc/fleetsync").status != 0,
+      "plan must change nothing")
 
     // up from scratch.
     let up = try CLI.run("fleetsync", ["up", "-i", inv])
@@ -174,7 +190,7 @@ struct ProvisionFleetTests {
       _ = try fleet.run(
         on: node,
         "echo hello-\(i) > /srv/data/a/new-\(i).txt; echo x > /srv/data/a/skip.tmp; echo b > /srv/data/b/f")
-      let backup = i == 2 ? fleet.nodes[4] : fleet.nodes[3]
+      let backup = i == 2 ? fleet.nodes[Self.bk2] : fleet.nodes[Self.bk1]
       try Self.waitFor("s\(i + 1)/a on its backup") {
         try fleet.run(on: backup, "grep -q hello-\(i) /srv/backup/s\(i + 1)/a/new-\(i).txt").status == 0
           && fleet.run(
@@ -187,12 +203,13 @@ struct ProvisionFleetTests {
     }
 
     // A second up changes nothing and restarts nothing.
-    let pidsBefore = try fleet.run(on: sources[0], "cat /run/fleetsync/*.pid | sort").output
+    let pidsBefore = try sources.map { try Self.pids(fleet, $0) }
     let again = try CLI.run("fleetsync", ["up", "-i", inv])
     captured += again.stdout + again.stderr
     #expect(again.status == 0)
     #expect(again.stdout.contains("up: ok=5 changed=0 failed=0 unreachable=0"), "\(again.stdout)")
-    #expect(try fleet.run(on: sources[0], "cat /run/fleetsync/*.pid | sort").output == pidsBefore)
+    #expect(try sources.map { try Self.pids(fleet, $0) } == pidsBefore, "a second up restarted something")
+    #expect(pidsBefore.allSatisfy { $0.split(separator: "\n").count >= 2 }, "instances found: \(pidsBefore)")
 
     // status: every instance healthy.
     let status = try CLI.run("fleetsync", ["status", "-i", inv])
@@ -217,16 +234,18 @@ struct ProvisionFleetTests {
     #expect(s2bPidAfter != s2bPid, "exclude change restarts that instance")
     _ = try fleet.run(on: sources[0], "echo c > /srv/data/c/new")
     try Self.waitFor("the new directory replicated") {
-      try fleet.run(on: fleet.nodes[3], "test -f /srv/backup/s1/c/new").status == 0
+      try fleet.run(on: fleet.nodes[Self.bk1], "test -f /srv/backup/s1/c/new").status == 0
     }
 
     // A backup host cut off during up: the rest succeed, exit code says unreachable; re-run converges.
     try Self.inventory(fleet).write(toFile: inv, atomically: true, encoding: .utf8)
-    try fleet.cut(fleet.nodes[4])
+    try fleet.cut(fleet.nodes[Self.bk2])
     let partial = try CLI.run("fleetsync", ["up", "-i", inv, "--health-timeout", "20"])
     captured += partial.stdout + partial.stderr
-    try fleet.restore(fleet.nodes[4])
-    #expect(partial.status == 3, "exit code for unreachable: \(partial.status)\n\(partial.stdout)")
+    try fleet.restore(fleet.nodes[Self.bk2])
+    #expect(
+      partial.status == 3,
+      "exit code for unreachable: \(partial.status)\n\(partial.stdout)\n\(partial.stderr)")
     #expect(partial.stdout.contains("unreachable=1"), "\(partial.stdout)")
     let converge = try CLI.run("fleetsync", ["up", "-i", inv])
     captured += converge.stdout + converge.stderr
@@ -258,7 +277,8 @@ struct ProvisionFleetTests {
       let removed = Set(was.split(separator: "\n")).subtracting(after.split(separator: "\n")).sorted()
       #expect(added.isEmpty && removed.isEmpty, "\(node.name) after down: added \(added), removed \(removed)")
     }
-    #expect(try fleet.run(on: fleet.nodes[3], "test -f /srv/backup/s1/a/new-0.txt").status == 0, "data kept")
+    #expect(
+      try fleet.run(on: fleet.nodes[Self.bk1], "test -f /srv/backup/s1/a/new-0.txt").status == 0, "data kept")
     for (key, value) in zip(sysctlKeys, sysctlBefore) {
       let now = try String(contentsOfFile: "/proc/sys/fs/inotify/\(key)", encoding: .utf8)
       #expect(now == value, "fs.inotify.\(key) restored")
