@@ -139,7 +139,6 @@ public struct Provisioner: Sendable {
       }
     }
     let sessions = await openAll(needed)
-    defer { Task { for case .success(let s) in sessions.values { await s.host.close() } } }
 
     // Phase 2: ports (stable) and secrets (saved before any host sees them).
     var portErrors: [String: String] = [:]
@@ -234,6 +233,7 @@ public struct Provisioner: Sendable {
         return HostReport(host: ref.name, outcome: Self.outcome(for: error))
       }
     }
+    await closeAll(sessions)
     if apply {
       var book = ports
       for report in reports {
@@ -281,7 +281,6 @@ public struct Provisioner: Sendable {
   public func down() async throws -> RunReport {
     var ports = try PortBook.load(path: stateFile)
     let sessions = await openAll(selected)
-    defer { Task { for case .success(let s) in sessions.values { await s.host.close() } } }
     let reports = await forEachHost(selected) { ref -> HostReport in
       switch sessions[ref.name] {
       case .failure(let error): return HostReport(host: ref.name, outcome: Self.outcome(for: error))
@@ -297,6 +296,7 @@ public struct Provisioner: Sendable {
         }
       }
     }
+    await closeAll(sessions)
     for report in reports where report.outcome == .ok || report.outcome == .changed {
       ports.retain(host: report.host, services: [])
     }
@@ -309,6 +309,11 @@ public struct Provisioner: Sendable {
   struct Session: Sendable {
     var host: any RemoteHost
     var facts: HostFacts
+  }
+
+  /// Closes every opened session and waits for it, so no libssh2 work outlives the run.
+  func closeAll(_ sessions: [String: Result<Session, FleetError>]) async {
+    for case .success(let session) in sessions.values { await session.host.close() }
   }
 
   func openAll(_ refs: [HostRef]) async -> [String: Result<Session, FleetError>] {
