@@ -1,11 +1,12 @@
+import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import Foundation
-import Logging
-import Synchronization
 
 /// The inotify side: owns the inotify descriptor and the directory table, runs on its own thread.
 ///
@@ -192,7 +193,8 @@ final class EventLoop {
         }
       } else if ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0 {
         if ev.mask & UInt32(IN_MOVED_TO) != 0 {
-          let moved = movedAway.removeValue(forKey: ev.cookie) ?? movedAwayOlder.removeValue(forKey: ev.cookie)
+          let moved =
+            movedAway.removeValue(forKey: ev.cookie) ?? movedAwayOlder.removeValue(forKey: ev.cookie)
           if let moved { table.set(moved, parent: ev.wd, name: ev.name) }
         }
         scanNewDirectory(rel, parent: ev.wd, name: ev.name, into: &changes)
@@ -219,7 +221,8 @@ final class EventLoop {
           table.set(w, parent: parent, name: item.name)
         case .vanished: continue
         case .limitReached: reportLimit()
-        case .failed(let e): logger.warning("cannot watch \(String(decoding: item.rel, as: UTF8.self)): errno \(e)")
+        case .failed(let e):
+          logger.warning("cannot watch \(String(decoding: item.rel, as: UTF8.self)): errno \(e)")
         }
       }
       _ = forEachEntry(cPath) { childName, isDir in
@@ -245,7 +248,8 @@ final class EventLoop {
 
   /// After `IN_Q_OVERFLOW`: watch directories created meanwhile, then ask for a full sync.
   func recoverFromOverflow(into changes: inout [[UInt8]]) {
-    let message = "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
+    let message =
+      "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
     logger.warning("\(message)")
     core.update {
       $0.overflows += 1

@@ -172,7 +172,9 @@ struct RsyncCommand: Sendable {
   }
 
   /// Maps an rsync exit status and its output to an outcome.
-  static func classify(exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget) -> TransferOutcome {
+  static func classify(exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget)
+    -> TransferOutcome
+  {
     let tail = stderrTail(stderr)
     switch exitCode {
     case 0:

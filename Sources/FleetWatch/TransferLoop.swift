@@ -1,12 +1,13 @@
+import FleetCore
+import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import FleetCore
-import Foundation
-import Logging
-import Synchronization
 
 /// Sends batches of changed paths and full syncs, one round at a time, with retry and backoff.
 ///
@@ -84,7 +85,8 @@ struct TransferLoop {
           var st = stat()
           return lstat(absoluteCPath(root: root, rel).map { CChar(bitPattern: $0) }, &st) == 0
         }
-        let shards = ChangeQueue.shard(sends.keys.sorted { $0.lexicographicallyPrecedes($1) }, workers: config.workers)
+        let shards = ChangeQueue.shard(
+          sends.keys.sorted { $0.lexicographicallyPrecedes($1) }, workers: config.workers)
         let outcomes = await withTaskGroup(of: ([[UInt8]], TransferOutcome).self) { group in
           for shard in shards {
             let queued = shard.flatMap { sends[$0] ?? [] }
@@ -118,7 +120,8 @@ struct TransferLoop {
       if failed {
         failures += 1
         let delay = backoff(failures: failures)
-        let retryAt = Date().addingTimeInterval(Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+        let retryAt = Date().addingTimeInterval(
+          Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
         core.update {
           $0.state = .retrying
           $0.nextRetryAt = retryAt
@@ -126,7 +129,9 @@ struct TransferLoop {
         }
         logger.error(
           "transfer failed; retrying",
-          metadata: ["in": "\(delay)", "failures": "\(failures)", "error": "\(core.snapshot().lastError ?? "")"])
+          metadata: [
+            "in": "\(delay)", "failures": "\(failures)", "error": "\(core.snapshot().lastError ?? "")",
+          ])
         try? await Task.sleep(for: delay)
       } else {
         failures = 0

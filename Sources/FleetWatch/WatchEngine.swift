@@ -1,12 +1,13 @@
+import FleetCore
+import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import FleetCore
-import Foundation
-import Logging
-import Synchronization
 
 /// Replicates one directory to an rsync daemon module as it changes.
 ///
@@ -33,7 +34,8 @@ public final class WatchEngine: Sendable {
     core = try EngineCore(config: config, logger: logger, journalPath: journalPath, replayed: replayed)
     if !replayed.isEmpty {
       logger.notice(
-        "replaying \(replayed.count) journaled change(s) from a previous run", metadata: ["journal": "\(journalPath)"])
+        "replaying \(replayed.count) journaled change(s) from a previous run",
+        metadata: ["journal": "\(journalPath)"])
     }
   }
 
@@ -133,7 +135,8 @@ public final class WatchEngine: Sendable {
       }
       if getuid() == 0 && pst.st_uid != 0 {
         throw FleetError(
-          .watchPasswordFile, "the password file \(pw) must be owned by root when running as root: chown root \(pw)")
+          .watchPasswordFile,
+          "the password file \(pw) must be owned by root when running as root: chown root \(pw)")
       }
     }
   }

@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import Foundation
 import Logging
 import Testing
 
 @testable import FleetWatch
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// The resident set size of this process in KiB, from /proc/self/status.
 func residentKiB() -> Int {

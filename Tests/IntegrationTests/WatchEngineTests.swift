@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import FleetWatch
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 @Suite("Watch engine against a real rsync daemon", .serialized, .enabled(if: hasRsync))
 struct WatchEngineTests {
@@ -16,7 +17,8 @@ struct WatchEngineTests {
     try FS.write(src, "existing.txt", "was there before start\n")
     try FS.mkdir(src, "old/dir")
     try FS.write(src, "old/dir/f", "old")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+    let running = try RunningEngine.start(
+      makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
     try await running.waitWatching()
     try await expectConverged(running.engine, src, daemon.backup)
 
@@ -55,7 +57,8 @@ struct WatchEngineTests {
     try FS.write(src, "a/file.txt", "file")
     try FS.mkdir(src, "leaving/sub")
     try FS.write(src, "leaving/sub/x", "x")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+    let running = try RunningEngine.start(
+      makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
     try await running.waitWatching()
     try await expectConverged(running.engine, src, daemon.backup)
 
@@ -95,7 +98,8 @@ struct WatchEngineTests {
     let tmp = try TempDir()
     defer { tmp.remove() }
     let src = try tmp.sub("src")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+    let running = try RunningEngine.start(
+      makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
     try await running.waitWatching()
     let names: [[UInt8]] = [
       Array("with space.txt".utf8),
@@ -131,7 +135,8 @@ struct WatchEngineTests {
     let tmp = try TempDir()
     defer { tmp.remove() }
     let src = try tmp.sub("src")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+    let running = try RunningEngine.start(
+      makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
     try await running.waitWatching()
     for i in 0..<20 {
       let rel = "t\(i)/a/b/c/d/e/f/g"

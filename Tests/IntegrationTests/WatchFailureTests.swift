@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import FleetWatch
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 @Suite("Watch engine failures and recovery", .serialized, .enabled(if: hasRsync))
 struct WatchFailureTests {
@@ -98,7 +99,8 @@ struct WatchFailureTests {
     defer { tmp.remove() }
     let src = try tmp.sub("src")
     try FS.write(src, "a.txt", "a")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+    let running = try RunningEngine.start(
+      makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
     let deadline = Date().addingTimeInterval(60)
     var s = running.engine.status()
     while s.lastErrorKind != "auth" && Date() < deadline {
@@ -119,7 +121,8 @@ struct WatchFailureTests {
     defer { tmp.remove() }
     let src = try tmp.sub("src")
     var config = WatchConfig(
-      source: src, target: RsyncTarget(user: "u", host: "127.0.0.1", port: RsyncDaemon.freePort(), module: "m"),
+      source: src,
+      target: RsyncTarget(user: "u", host: "127.0.0.1", port: RsyncDaemon.freePort(), module: "m"),
       stateDir: try tmp.sub("state"))
     config.connectTimeout = .seconds(2)
     let running = try RunningEngine.start(config)
@@ -139,7 +142,8 @@ struct WatchFailureTests {
     .enabled(if: isRoot))
   func overflow() async throws {
     let knob = "/proc/sys/fs/inotify/max_queued_events"
-    let saved = try String(contentsOfFile: knob, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    let saved = try String(contentsOfFile: knob, encoding: .utf8).trimmingCharacters(
+      in: .whitespacesAndNewlines)
     let daemon = try RsyncDaemon()
     let tmp = try TempDir()
     defer { tmp.remove() }

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import FleetWatch
 import Foundation
 import Logging
 import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Whether the tests run as root (needed for sysctl changes and a root-owned password file).
 let isRoot = getuid() == 0
@@ -93,7 +94,9 @@ final class RsyncDaemon: @unchecked Sendable {
     unlink(dir.path + "/rsyncd.pid")
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
-    p.arguments = ["--daemon", "--no-detach", "--config=\(confPath)", "--port=\(port)", "--address=127.0.0.1"]
+    p.arguments = [
+      "--daemon", "--no-detach", "--config=\(confPath)", "--port=\(port)", "--address=127.0.0.1",
+    ]
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
     try p.run()
