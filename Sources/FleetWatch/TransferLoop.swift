@@ -43,7 +43,7 @@ struct TransferLoop {
 
       let failed: Bool
       if needFull {
-        if firstFull { core.update { $0.state = .initialSync } }
+        if firstFull && !degraded { core.update { $0.state = .initialSync } }
         let taken = core.take(limit: Int.max)
         logger.info("full sync started", metadata: ["target": "\(config.target.url)"])
         let outcome = await command.fullSync()

@@ -150,4 +150,62 @@ struct WatchEngineTests {
     try await expectConverged(running.engine, src, daemon.backup)
     try await running.stop()
   }
+
+  @Test("drift on the backup is repaired by a requested and by a periodic full sync")
+  func driftRepair() async throws {
+    let daemon = try RsyncDaemon()
+    let tmp = try TempDir()
+    defer { tmp.remove() }
+    let src = try tmp.sub("src")
+    try FS.write(src, "a.txt", "a")
+    var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
+    let running = try RunningEngine.start(config)
+    try await running.waitWatching()
+    try await expectConverged(running.engine, src, daemon.backup)
+    // Someone edits the backup behind the engine's back.
+    try FS.write(daemon.backup, "a.txt", "tampered")
+    try FS.write(daemon.backup, "extra.txt", "should not be there")
+    #expect(try treeDifferences(src, daemon.backup) != "")
+    let before = running.engine.status().fullSyncs
+    running.engine.requestFullSync()
+    try await expectConverged(running.engine, src, daemon.backup)
+    #expect(running.engine.status().fullSyncs > before)
+    try await running.stop()
+
+    config.fullSyncInterval = .seconds(1)
+    let periodic = try RunningEngine.start(config)
+    try await periodic.waitWatching()
+    try FS.write(daemon.backup, "a.txt", "tampered again")
+    try await expectConverged(periodic.engine, src, daemon.backup)
+    #expect(periodic.engine.status().fullSyncs >= 2)
+    try await periodic.stop()
+  }
+
+  @Test("excluded paths are neither watched nor sent")
+  func excludes() async throws {
+    let daemon = try RsyncDaemon()
+    let tmp = try TempDir()
+    defer { tmp.remove() }
+    let src = try tmp.sub("src")
+    try FS.mkdir(src, "cache/deep")
+    try FS.write(src, "cache/deep/x", "x")
+    var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
+    config.excludes = ["*.tmp", "/cache/", "skip-me"]
+    let running = try RunningEngine.start(config)
+    try await running.waitWatching()
+    try FS.write(src, "keep.txt", "keep")
+    try FS.write(src, "junk.tmp", "junk")
+    try FS.mkdir(src, "sub/skip-me")
+    try FS.write(src, "sub/skip-me/inner", "inner")
+    try FS.write(src, "sub/real.txt", "real")
+    try FS.write(src, "cache/deep/y", "y")
+    try await expectConverged(running.engine, src, daemon.backup, excludes: config.excludes)
+    let fm = FileManager.default
+    #expect(fm.fileExists(atPath: daemon.backup + "/keep.txt"))
+    #expect(fm.fileExists(atPath: daemon.backup + "/sub/real.txt"))
+    #expect(!fm.fileExists(atPath: daemon.backup + "/junk.tmp"))
+    #expect(!fm.fileExists(atPath: daemon.backup + "/sub/skip-me"))
+    #expect(!fm.fileExists(atPath: daemon.backup + "/cache"))
+    try await running.stop()
+  }
 }

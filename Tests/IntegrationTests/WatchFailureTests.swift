@@ -203,4 +203,58 @@ struct WatchFailureTests {
     #expect(running.engine.status().bytesSent >= 1 << 30)
     try await running.stop()
   }
+
+  @Test(
+    "out of inotify watches: a clear error naming max_user_watches, unhealthy, periodic full syncs",
+    .enabled(if: isRoot))
+  func watchLimit() async throws {
+    let knob = "/proc/sys/fs/inotify/max_user_watches"
+    let saved = try String(contentsOfFile: knob, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    let daemon = try RsyncDaemon()
+    let tmp = try TempDir()
+    defer { tmp.remove() }
+    let src = try tmp.sub("src")
+    for i in 0..<40 { try FS.mkdir(src, "d\(i)") }
+    var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
+    config.fullSyncInterval = .seconds(1)
+    // Room for a few watches only, for as short a time as possible (the limit is per user).
+    let limit = inotifyWatchesInUse() + 5
+    try "\(limit)\n".write(toFile: knob, atomically: false, encoding: .utf8)
+    let running: RunningEngine
+    do {
+      running = try RunningEngine.start(config)
+      while running.engine.status().watchSetupSeconds == nil {
+        try await Task.sleep(for: .milliseconds(10))
+      }
+    } catch {
+      try? "\(saved)\n".write(toFile: knob, atomically: false, encoding: .utf8)
+      throw error
+    }
+    try "\(saved)\n".write(toFile: knob, atomically: false, encoding: .utf8)
+
+    let s = running.engine.status()
+    #expect(s.lastErrorKind == "watchLimit")
+    #expect(s.lastError?.contains("fs.inotify.max_user_watches is \(limit)") == true)
+    #expect(s.state == .degraded)
+    #expect(!s.isHealthy)
+    #expect(s.watches < 40)
+    // Changes in unwatched directories still arrive, through the periodic full sync.
+    for i in 0..<40 { try FS.write(src, "d\(i)/file", "\(i)") }
+    try await expectConverged(running.engine, src, daemon.backup)
+    #expect(running.engine.status().state == .degraded)
+    try await running.stop()
+  }
+}
+
+/// inotify watches currently held by all processes (they share one per-user limit as root).
+func inotifyWatchesInUse() -> Int {
+  var count = 0
+  let fm = FileManager.default
+  for pid in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
+    for fd in (try? fm.contentsOfDirectory(atPath: "/proc/\(pid)/fdinfo")) ?? [] {
+      guard let text = try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8) else { continue }
+      count += text.split(separator: "\n").filter { $0.hasPrefix("inotify wd:") }.count
+    }
+  }
+  return count
 }

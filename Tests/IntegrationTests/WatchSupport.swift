@@ -155,10 +155,11 @@ final class RsyncDaemon: @unchecked Sendable {
 
 /// Differences between `source` and `backup` as rsync sees them (content by checksum, type,
 /// permissions, symlinks, deletions); empty when the backup is an exact copy.
-func treeDifferences(_ source: String, _ backup: String) throws -> String {
+func treeDifferences(_ source: String, _ backup: String, excludes: [String] = []) throws -> String {
   let p = Process()
   p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
-  p.arguments = ["-rcn", "-lp", "--delete", "--itemize-changes", source + "/", backup + "/"]
+  p.arguments =
+    ["-rcn", "-lp", "--delete", "--itemize-changes"] + excludes.map { "--exclude=\($0)" } + [source + "/", backup + "/"]
   let out = Pipe()
   p.standardOutput = out
   p.standardError = out
@@ -174,20 +175,20 @@ func treeDifferences(_ source: String, _ backup: String) throws -> String {
 ///
 /// Returns the remaining differences ("" on success).
 func waitForConvergence(
-  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90
+  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90, excludes: [String] = []
 ) async throws -> String {
   let deadline = Date().addingTimeInterval(seconds)
   var diff = "(not checked)"
   while Date() < deadline {
     let s = engine.status()
     if s.queueDepth == 0 && s.inFlight == 0 && s.state != .starting && s.state != .initialSync {
-      diff = try treeDifferences(source, backup)
+      diff = try treeDifferences(source, backup, excludes: excludes)
       if diff.isEmpty {
         // Settle: the same answer twice, so nothing was still on its way.
         try await Task.sleep(for: .milliseconds(300))
         let again = engine.status()
         if again.queueDepth == 0 && again.inFlight == 0 {
-          diff = try treeDifferences(source, backup)
+          diff = try treeDifferences(source, backup, excludes: excludes)
           if diff.isEmpty { return "" }
         }
       }
@@ -199,10 +200,10 @@ func waitForConvergence(
 
 /// Expects convergence (see ``waitForConvergence(_:_:_:seconds:)``), showing the differences if not.
 func expectConverged(
-  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90,
+  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90, excludes: [String] = [],
   sourceLocation: SourceLocation = #_sourceLocation
 ) async throws {
-  let diff = try await waitForConvergence(engine, source, backup, seconds: seconds)
+  let diff = try await waitForConvergence(engine, source, backup, seconds: seconds, excludes: excludes)
   #expect(diff.isEmpty, "backup differs from source: \(diff)", sourceLocation: sourceLocation)
 }
 
