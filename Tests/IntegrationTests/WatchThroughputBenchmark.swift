@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import FleetWatch
+import Foundation
+import Testing
+
+/// Opt-in: how fast a burst of new files gets through (`FLEETWATCH_BENCH_FILES=30000 swift test
+/// --filter WatchThroughputBenchmark`). Prints numbers; asserts only that the backup converged.
+@Suite("Watch throughput (opt-in)", .enabled(if: hasRsync))
+struct WatchThroughputBenchmark {
+  static let files = ProcessInfo.processInfo.environment["FLEETWATCH_BENCH_FILES"].flatMap { Int($0) }
+
+  @Test(.enabled(if: files != nil))
+  func burstOfNewFiles() async throws {
+    let count = try #require(Self.files)
+    let daemon = try RsyncDaemon()
+    let tmp = try TempDir()
+    defer { tmp.remove() }
+    let src = try tmp.sub("src")
+    for d in 0..<100 { try FS.mkdir(src, "d\(d)") }
+    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+    try await running.waitWatching()
+    try await expectConverged(running.engine, src, daemon.backup)
+    let payload = [UInt8](repeating: 0x61, count: 10_000)
+    let start = Date()
+    for i in 0..<count {
+      var data = payload
+      data[0] = UInt8(truncatingIfNeeded: i)
+      try FS.write(FS.path(src, Array("d\(i % 100)/f\(i)".utf8)), data)
+    }
+    let written = Date().timeIntervalSince(start)
+    while running.engine.status().queueDepth + running.engine.status().inFlight > 0
+      || running.engine.status().filesSent < UInt64(count)
+    {
+      try await Task.sleep(for: .milliseconds(20))
+      if Date().timeIntervalSince(start) > 600 { break }
+    }
+    let total = Date().timeIntervalSince(start)
+    let s = running.engine.status()
+    print(
+      "BENCH files=\(count) writeSeconds=\(written) replicatedSeconds=\(total) "
+        + "filesPerSecond=\(Double(count) / total) transfers=\(s.transfers) filesSent=\(s.filesSent)")
+    try await expectConverged(running.engine, src, daemon.backup)
+    try await running.stop()
+  }
+}
