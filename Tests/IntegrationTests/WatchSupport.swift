@@ -39,8 +39,8 @@ struct POSIXErrorBox: Error, CustomStringConvertible {
 }
 
 /// A real rsync daemon on 127.0.0.1 with one writable module that needs a user and password.
-final class RsyncDaemon: @unchecked Sendable {
-  // @unchecked: the test that owns the daemon is the only one that touches `process`.
+/// Owned by one test; not shared across tasks.
+final class RsyncDaemon {
   let dir: TempDir
   let backup: String
   let port: Int
