@@ -7,6 +7,11 @@ import Testing
   import Glibc
 #endif
 
+/// All engine integration suites, one test at a time: some tests change machine-wide inotify
+/// limits (`max_queued_events`, `max_user_watches`) that other engines in this process would see.
+@Suite("Watch engine integration", .serialized, .enabled(if: hasRsync))
+enum WatchIntegration {}
+
 /// Whether the tests run as root (needed for sysctl changes and a root-owned password file).
 let isRoot = getuid() == 0
 
@@ -159,7 +164,9 @@ func treeDifferences(_ source: String, _ backup: String, excludes: [String] = []
   let p = Process()
   p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
   p.arguments =
-    ["-rcn", "-lp", "--delete", "--itemize-changes"] + excludes.map { "--exclude=\($0)" } + [source + "/", backup + "/"]
+    ["-rcn", "-lp", "--delete", "--itemize-changes"] + excludes.map { "--exclude=\($0)" } + [
+      source + "/", backup + "/",
+    ]
   let out = Pipe()
   p.standardOutput = out
   p.standardError = out

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import FleetWatch
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Opt-in: how fast a burst of new files gets through (`FLEETWATCH_BENCH_FILES=30000 swift test
 /// --filter WatchThroughputBenchmark`). Prints numbers; asserts only that the backup converged.
@@ -19,7 +20,8 @@ struct WatchThroughputBenchmark {
     defer { tmp.remove() }
     let src = try tmp.sub("src")
     for d in 0..<100 { try FS.mkdir(src, "d\(d)") }
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+    let running = try RunningEngine.start(
+      makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
     try await running.waitWatching()
     try await expectConverged(running.engine, src, daemon.backup)
     let payload = [UInt8](repeating: 0x61, count: 10_000)
