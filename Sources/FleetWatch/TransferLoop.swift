@@ -83,7 +83,10 @@ struct TransferLoop {
         let root = Array(config.source.utf8)
         let sends = ChangeQueue.collapse(batch) { rel in
           var st = stat()
-          return lstat(absoluteCPath(root: root, rel).map { CChar(bitPattern: $0) }, &st) == 0
+          guard lstat(absoluteCPath(root: root, rel).map { CChar(bitPattern: $0) }, &st) == 0 else {
+            return .missing
+          }
+          return (st.st_mode & S_IFMT) == S_IFDIR ? .directory : .other
         }
         let shards = ChangeQueue.shard(
           sends.keys.sorted { $0.lexicographicallyPrecedes($1) }, workers: config.workers)

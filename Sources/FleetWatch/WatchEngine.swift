@@ -29,6 +29,7 @@ public final class WatchEngine: Sendable {
   public init(config: WatchConfig, logger: Logger) throws {
     try Self.validate(config)
     try Self.makeDirectory(config.stateDir)
+    try Self.checkStateOutsideSource(config)
     let journalPath = config.stateDir + "/" + Self.journalName
     let replayed = try Journal.replay(path: journalPath)
     core = try EngineCore(config: config, logger: logger, journalPath: journalPath, replayed: replayed)
@@ -138,6 +139,25 @@ public final class WatchEngine: Sendable {
           .watchPasswordFile,
           "the password file \(pw) must be owned by root when running as root: chown root \(pw)")
       }
+    }
+  }
+
+  /// The journal must not live in the tree it watches: every journal write would be a change.
+  static func checkStateOutsideSource(_ config: WatchConfig) throws {
+    guard let source = realpath(config.source, nil), let state = realpath(config.stateDir, nil) else {
+      return
+    }
+    defer {
+      free(source)
+      free(state)
+    }
+    let s = String(cString: source)
+    let st = String(cString: state)
+    if st == s || st.hasPrefix(s == "/" ? "/" : s + "/") {
+      throw FleetError(
+        .invalidInput,
+        "the state directory \(config.stateDir) is inside the source \(config.source); put it elsewhere "
+          + "(e.g. /var/lib/fleetsync)")
     }
   }
 

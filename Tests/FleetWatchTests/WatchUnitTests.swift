@@ -149,18 +149,21 @@ struct ChangeQueueTests {
   }
 
   @Test func collapseMissingAndTrees() {
-    let existing: Set<[UInt8]> = [b("keep"), b("keep/f"), b("new"), b("new/a"), b("new/a/b")]
+    let dirs: Set<[UInt8]> = [b("keep"), b("new"), b("new/a")]
+    let files: Set<[UInt8]> = [b("keep/f"), b("new/a/b"), b("now-file")]
     let sends = ChangeQueue.collapse(
       [
         b("gone/x/y"), b("gone/x"), b("gone"), b("keep/f"), b("keep/missing"), b("new/"), b("new/a/b"),
-        b("new/a"),
+        b("new/a"), b("now-file/sub/f"), b("now-file/sub"),
       ]
-    ) { existing.contains($0) }
+    ) { p in dirs.contains(p) ? .directory : files.contains(p) ? .other : .missing }
     #expect(Set(sends[b("gone")] ?? []) == [b("gone/x/y"), b("gone/x"), b("gone")])
     #expect(sends[b("keep/f")] == [b("keep/f")])
     #expect(sends[b("keep/missing")] == [b("keep/missing")])
     #expect(Set(sends[b("new/")] ?? []) == [b("new/"), b("new/a/b"), b("new/a")])
-    #expect(sends.count == 4)
+    // A directory that became a file: its old content goes with the file that replaces it.
+    #expect(Set(sends[b("now-file")] ?? []) == [b("now-file/sub/f"), b("now-file/sub")])
+    #expect(sends.count == 5)
   }
 }
 
@@ -357,6 +360,11 @@ struct WatchConfigTests {
       #expect(!e.message.contains("secret"))
     }
     chmod(pw, 0o600)
+    var inside = c
+    inside.stateDir = dir + "/state-inside-source"
+    #expect(throws: FleetError.self) { try WatchEngine(config: inside, logger: logger) }
+    c.source = dir + "/src"
+    mkdir(c.source, 0o755)
     let engine = try WatchEngine(config: c, logger: logger)
     #expect(engine.status().state == .starting)
     #expect(FileManager.default.fileExists(atPath: dir + "/state/nested"))

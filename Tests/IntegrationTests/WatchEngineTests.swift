@@ -209,5 +209,39 @@ extension WatchIntegration {
       #expect(!fm.fileExists(atPath: daemon.backup + "/cache"))
       try await running.stop()
     }
+
+    @Test("type changes: file to directory, directory to file, directory replaced, symlink to file")
+    func typeChanges() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      try FS.write(src, "was-file", "file")
+      try FS.mkdir(src, "was-dir/sub")
+      try FS.write(src, "was-dir/sub/f", "f")
+      try FS.mkdir(src, "replaced/old-sub")
+      try FS.write(src, "replaced/old-sub/old.txt", "old")
+      try FS.write(src, "replaced/old.txt", "old")
+      symlink("was-file", src + "/was-link")
+      let running = try RunningEngine.start(
+        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+      try await running.waitWatching()
+      try await expectConverged(running.engine, src, daemon.backup)
+
+      unlink(src + "/was-file")
+      try FS.mkdir(src, "was-file/now-a-dir")
+      try FS.write(src, "was-file/now-a-dir/x", "x")
+      try FileManager.default.removeItem(atPath: src + "/was-dir")
+      try FS.write(src, "was-dir", "now a file")
+      // Deleted and re-created under the same name within one batch: nothing old may survive.
+      try FileManager.default.removeItem(atPath: src + "/replaced")
+      try FS.mkdir(src, "replaced")
+      try FS.write(src, "replaced/new.txt", "new")
+      unlink(src + "/was-link")
+      try FS.write(src, "was-link", "now a file")
+      try await expectConverged(running.engine, src, daemon.backup)
+      #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/replaced/old.txt"))
+      try await running.stop()
+    }
   }
 }
