@@ -26,6 +26,12 @@ final class EventLoop {
   var movedAway: [UInt32: Int32] = [:]
   var movedAwayOlder: [UInt32: Int32] = [:]
   var limitReported = false
+  /// Files seen with `IN_MODIFY` but no `IN_CLOSE_WRITE` yet: path → (first, last) monotonic ns.
+  var modified: [[UInt8]: (first: UInt64, last: UInt64)] = [:]
+  /// A modified file is sent once it has been quiet this long (a `truncate`, an `mmap` write)...
+  static let modifyQuietNanos: UInt64 = 1_000_000_000
+  /// ...or at least this often while something keeps writing to it without closing it.
+  static let modifyMaxNanos: UInt64 = 10_000_000_000
 
   init(core: EngineCore, stopFD: Int32) {
     self.core = core
@@ -138,6 +144,9 @@ final class EventLoop {
       guard rc > 0, fds[0].revents != 0 else {
         expireMoves()
         expireMoves()
+        var changes: [[UInt8]] = []
+        flushModified(into: &changes)
+        core.accept(changes)
         continue
       }
       var changes: [[UInt8]] = []
@@ -151,6 +160,7 @@ final class EventLoop {
         if n < bufferSize / 2 { break }
       }
       expireMoves()
+      flushModified(into: &changes)
       if overflow { recoverFromOverflow(into: &changes) }
       core.accept(changes)
       let count = table.count
@@ -181,6 +191,13 @@ final class EventLoop {
       guard let dir = table.path(of: ev.wd) else { continue }
       let rel = joinRelative(dir, ev.name)
       if excludes.isExcluded(rel, isDirectory: ev.isDirectory) { continue }
+      if ev.mask & UInt32(IN_MODIFY) != 0 && ev.mask & ~UInt32(IN_MODIFY | IN_ISDIR) == 0 {
+        // Mid-write: wait for IN_CLOSE_WRITE (or quiet) instead of sending a half-written file.
+        let now = monotonicNanos()
+        modified[rel] = (modified[rel]?.first ?? now, now)
+        continue
+      }
+      if !modified.isEmpty { modified[rel] = nil }
       let arrives = ev.isDirectory && ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0
       // A directory that appears is sent as a tree (recursively, with --delete), so whatever
       // the backup held at that name (a directory deleted or moved away in the same batch) goes.
@@ -231,6 +248,17 @@ final class EventLoop {
         changes.append(childRel)
         if isDir { stack.append((childRel, wd, childName)) }
       }
+    }
+  }
+
+  /// Queues modified files that went quiet, or that have been written to for too long.
+  func flushModified(into changes: inout [[UInt8]]) {
+    guard !modified.isEmpty else { return }
+    let now = monotonicNanos()
+    for (path, t) in modified
+    where now - t.last >= Self.modifyQuietNanos || now - t.first >= Self.modifyMaxNanos {
+      changes.append(path)
+      modified[path] = nil
     }
   }
 

@@ -108,15 +108,12 @@ struct TransferLoop {
           }
           if Task.isCancelled { continue }
           record(outcome)
-          switch outcome {
-          case .ok: break
-          case .partial: partials += 1
-          case .failed: anyFailed = true
-          }
+          if case .failed = outcome { anyFailed = true }
         }
         if Task.isCancelled { break }
-        if !outcomes.contains(where: { if case .partial = $0.1 { true } else { false } }) { partials = 0 }
-        // Repeated partial transfers (a file that never reads) back off like failures.
+        let anyPartial = outcomes.contains { if case .partial = $0.1 { true } else { false } }
+        partials = anyPartial ? partials + 1 : 0
+        // Partial rounds again and again (a file that never reads) back off like failures.
         failed = anyFailed || partials > 3
       }
 
@@ -130,8 +127,10 @@ struct TransferLoop {
           $0.nextRetryAt = retryAt
           $0.retries += 1
         }
-        logger.error(
-          "transfer failed; retrying",
+        let kind = core.snapshot().lastErrorKind
+        logger.log(
+          level: kind == "partial" ? .warning : .error,
+          kind == "partial" ? "partial transfers keep repeating; backing off" : "transfer failed; retrying",
           metadata: [
             "in": "\(delay)", "failures": "\(failures)", "error": "\(core.snapshot().lastError ?? "")",
           ])

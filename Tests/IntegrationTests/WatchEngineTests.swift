@@ -39,6 +39,14 @@ extension WatchIntegration {
       try FileManager.default.removeItem(atPath: src + "/d1")
       symlink("existing.txt", src + "/link")
       try await expectConverged(running.engine, src, daemon.backup)
+      // truncate(2) on a file nobody has open raises only IN_MODIFY; it must still arrive.
+      truncate(src + "/existing.txt", 3)
+      try await expectConverged(running.engine, src, daemon.backup)
+      // Same size, same second: still a change.
+      try FS.write(src, "same-size.txt", "aaaa")
+      try await expectConverged(running.engine, src, daemon.backup)
+      try FS.write(src, "same-size.txt", "bbbb")
+      try await expectConverged(running.engine, src, daemon.backup)
       let s = running.engine.status()
       #expect(s.transfers > 0)
       #expect(s.filesSent > 0)
@@ -241,6 +249,46 @@ extension WatchIntegration {
       try FS.write(src, "was-link", "now a file")
       try await expectConverged(running.engine, src, daemon.backup)
       #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/replaced/old.txt"))
+      try await running.stop()
+    }
+
+    @Test(
+      "random live operations (create, write, delete, rename, mkdir, rmdir) converge",
+      arguments: [7, 42, 3, 5]
+    )
+    func randomOperations(seed: Int) async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
+      config.workers = 3
+      let running = try RunningEngine.start(config)
+      try await running.waitWatching()
+      var rng = SeededGenerator(seed: UInt64(seed))
+      let fm = FileManager.default
+      func name() -> String { "n\(Int.random(in: 0..<6, using: &rng))" }
+      func dir() -> String {
+        let depth = Int.random(in: 0..<3, using: &rng)
+        return (0..<depth).map { _ in "d\(Int.random(in: 0..<3, using: &rng))" }.joined(separator: "/")
+      }
+      func path(_ d: String, _ n: String) -> String { d.isEmpty ? n : d + "/" + n }
+      for step in 0..<3000 {
+        let d = dir()
+        let target = src + "/" + path(d, name())
+        try? fm.createDirectory(atPath: src + "/" + d, withIntermediateDirectories: true)
+        switch Int.random(in: 0..<10, using: &rng) {
+        case 0...3: try? FS.write(src, path(d, name()), "step \(step)\n", append: Bool.random(using: &rng))
+        case 4: unlink(target)
+        case 5: _ = Glibc.rename(target, src + "/" + path(dir(), name()))
+        case 6: try? fm.createDirectory(atPath: target, withIntermediateDirectories: true)
+        case 7: try? fm.removeItem(atPath: src + "/" + (d.isEmpty ? name() : d))
+        case 8: chmod(target, Bool.random(using: &rng) ? 0o600 : 0o644)
+        default: truncate(target, Int.random(in: 0..<4, using: &rng))
+        }
+        if step % 200 == 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<120, using: &rng))) }
+      }
+      try await expectConverged(running.engine, src, daemon.backup)
       try await running.stop()
     }
   }
