@@ -1,5 +1,6 @@
 import FleetWatch
 import Foundation
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -83,9 +84,10 @@ extension WatchIntegration {
       #expect(journaled > 0)
 
       try daemon.start()
-      let second = try RunningEngine.start(config)
-      // Replayed before anything runs.
-      #expect(second.engine.status().queueDepth >= 31)
+      // Replayed when the engine is made, before it runs.
+      let restarted = try WatchEngine(config: config, logger: quietLogger())
+      #expect(restarted.status().queueDepth >= 31)
+      let second = RunningEngine.start(restarted)
       try await second.waitWatching()
       try await expectConverged(second.engine, src, daemon.backup)
       let size = try FileManager.default.attributesOfItem(atPath: journal)[.size] as? Int ?? -1

@@ -214,17 +214,24 @@ func expectConverged(
   #expect(diff.isEmpty, "backup differs from source: \(diff)", sourceLocation: sourceLocation)
 }
 
+/// A logger for engines under test: warnings and errors only.
+func quietLogger() -> Logger {
+  var logger = Logger(label: "fleetwatch.test")
+  logger.logLevel = .warning
+  return logger
+}
+
 /// An engine running in a task, for a test.
 struct RunningEngine {
   let engine: WatchEngine
   let task: Task<Void, any Error>
 
   static func start(_ config: WatchConfig) throws -> RunningEngine {
-    var logger = Logger(label: "fleetwatch.test")
-    logger.logLevel = .warning
-    let engine = try WatchEngine(config: config, logger: logger)
-    let task = Task { try await engine.run() }
-    return RunningEngine(engine: engine, task: task)
+    start(try WatchEngine(config: config, logger: quietLogger()))
+  }
+
+  static func start(_ engine: WatchEngine) -> RunningEngine {
+    RunningEngine(engine: engine, task: Task { try await engine.run() })
   }
 
   /// Cancels the engine and waits for `run()` to return.
