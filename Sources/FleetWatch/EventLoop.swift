@@ -225,7 +225,10 @@ final class EventLoop {
   /// get the same treatment.
   func scanNewDirectory(_ rel: [UInt8], parent: Int32, name: [UInt8], into changes: inout [[UInt8]]) {
     var stack: [(rel: [UInt8], parent: Int32?, name: [UInt8])] = [(rel, parent, name)]
+    var scanned = 0
     while let item = stack.popLast() {
+      scanned += 1
+      if scanned % 1024 == 0 { core.beat() }  // a big tree moved in must not look like a stall
       let cPath = absoluteCPath(root: root, item.rel)
       var wd: Int32?
       if let parent = item.parent, !core.flags.withLock({ $0.watchLimit }) {
