@@ -152,7 +152,10 @@ public struct Applier: Sendable {
       if [ -f \(pid) ]; then
         p=$(cat \(pid))
         if [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; then
-          i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+          # A zombie (exited, not yet reaped by init) counts as stopped.
+          i=0
+          while kill -0 "$p" 2>/dev/null && [ "$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1)" != Z ] \\
+            && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
           kill -KILL "$p" 2>/dev/null || true
         fi
         rm -f \(pid)
