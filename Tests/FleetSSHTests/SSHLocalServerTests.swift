@@ -196,9 +196,9 @@ struct SSHLocalServerTests {
     agent.standardOutput = FileHandle.nullDevice
     try agent.run()
     defer {
-      agent.terminate()
-      agent.waitUntilExit()
+      kill(agent.processIdentifier, SIGKILL)
       unsetenv("SSH_AUTH_SOCK")
+      try? FileManager.default.removeItem(atPath: socket)
     }
     for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(50_000) }
     try LocalSSHD.sh("SSH_AUTH_SOCK=\(socket) ssh-add -q \(server.clientKey) 2>/dev/null")
