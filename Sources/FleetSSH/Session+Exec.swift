@@ -63,7 +63,8 @@ extension Session {
       try retry(control, deadline, what: "starting the command", code: .sshChannel) {
         remote.text.withCString { fleetsync_channel_exec(channel, $0) }
       }
-      try pump(channel, stdin: stdin ?? [], stdout: &stdout, stderr: &stderr, control: control, deadline: deadline)
+      try pump(
+        channel, stdin: stdin ?? [], stdout: &stdout, stderr: &stderr, control: control, deadline: deadline)
     } catch let error as FleetError {
       if error.code == .cancelled || error.code == .sshTimeout {
         killRemote(pgid: remote.pgid(in: stdout), token: remote.token)
@@ -75,7 +76,8 @@ extension Session {
     let (output, markedStatus) = remote.strip(stdout)
     guard let markedStatus else {
       if let signal {
-        return ExecResult(stdout: output, stderr: stderr, exitStatus: status == 0 ? 128 : status, exitSignal: signal)
+        return ExecResult(
+          stdout: output, stderr: stderr, exitStatus: status == 0 ? 128 : status, exitSignal: signal)
       }
       throw FleetError(
         .sshConnectionLost,
@@ -127,7 +129,8 @@ extension Session {
         if stdinOffset < stdin.count {
           let rc = stdin.withUnsafeBufferPointer { p in
             p.withMemoryRebound(to: CChar.self) {
-              fleetsync_channel_write(channel, $0.baseAddress! + stdinOffset, min(p.count - stdinOffset, 256 * 1024))
+              fleetsync_channel_write(
+                channel, $0.baseAddress! + stdinOffset, min(p.count - stdinOffset, 256 * 1024))
             }
           }
           if rc > 0 {
@@ -161,7 +164,9 @@ extension Session {
   ) throws -> Bool {
     while true {
       let rc = buffer.withUnsafeMutableBufferPointer { p in
-        p.withMemoryRebound(to: CChar.self) { fleetsync_channel_read(channel, stream, $0.baseAddress, $0.count) }
+        p.withMemoryRebound(to: CChar.self) {
+          fleetsync_channel_read(channel, stream, $0.baseAddress, $0.count)
+        }
       }
       if rc > 0 {
         output.append(contentsOf: buffer[0..<rc])
@@ -181,7 +186,9 @@ extension Session {
     -> (Int32, String?)
   {
     defer { freeChannel(channel) }
-    try retry(control, deadline, what: "closing the channel", code: .sshChannel) { libssh2_channel_close(channel) }
+    try retry(control, deadline, what: "closing the channel", code: .sshChannel) {
+      libssh2_channel_close(channel)
+    }
     try retry(control, deadline, what: "closing the channel", code: .sshChannel) {
       libssh2_channel_wait_closed(channel)
     }
@@ -202,7 +209,9 @@ extension Session {
     guard brokenReason == nil else { return }
     let control = OperationControl()
     let deadline = Deadline(after: .seconds(2))
-    _ = try? retry(control, deadline, what: "freeing a channel", code: .sshChannel) { libssh2_channel_free(channel) }
+    _ = try? retry(control, deadline, what: "freeing a channel", code: .sshChannel) {
+      libssh2_channel_free(channel)
+    }
   }
 
   /// Kills the remote command's process group over a second channel: TERM, then KILL.

@@ -10,7 +10,8 @@ struct Fleetsync: AsyncParsableCommand {
       1 other local error.
       """,
     subcommands: [
-      PlanCommand.self, UpCommand.self, StatusCommand.self, DownCommand.self, ExecCommand.self, PushCommand.self,
+      PlanCommand.self, UpCommand.self, StatusCommand.self, DownCommand.self, ExecCommand.self,
+      PushCommand.self,
     ]
   )
 }

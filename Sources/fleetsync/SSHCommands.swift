@@ -5,7 +5,8 @@ import Foundation
 
 /// Host selection and SSH settings shared by `exec` and `push`.
 struct HostOptions: ParsableArguments {
-  @Option(name: .customLong("hosts"), help: "File with one [USER@]HOST[:PORT] per line ('#' starts a comment).")
+  @Option(
+    name: .customLong("hosts"), help: "File with one [USER@]HOST[:PORT] per line ('#' starts a comment).")
   var hostsFile: String?
 
   @Option(name: .customLong("host"), help: "A host as [USER@]HOST[:PORT]; repeatable.")
@@ -34,7 +35,9 @@ struct HostOptions: ParsableArguments {
   var connectTimeout: Double = 10
 
   func validate() throws {
-    guard hostsFile != nil || !host.isEmpty else { throw ValidationError("give --hosts FILE or --host USER@ADDR") }
+    guard hostsFile != nil || !host.isEmpty else {
+      throw ValidationError("give --hosts FILE or --host USER@ADDR")
+    }
     guard (1...1024).contains(forks) else { throw ValidationError("--forks must be between 1 and 1024") }
     guard timeout > 0, connectTimeout > 0 else { throw ValidationError("timeouts must be positive") }
   }
@@ -45,7 +48,8 @@ struct HostOptions: ParsableArguments {
     if let hostsFile {
       let content: String
       do { content = try String(contentsOfFile: expand(hostsFile), encoding: .utf8) } catch {
-        throw FleetError(.invalidInput, "cannot read the hosts file \(hostsFile): \(error.localizedDescription)")
+        throw FleetError(
+          .invalidInput, "cannot read the hosts file \(hostsFile): \(error.localizedDescription)")
       }
       for line in content.split(whereSeparator: \.isNewline) {
         let text = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
@@ -75,7 +79,8 @@ struct HostOptions: ParsableArguments {
     }
     return SSHOptions(
       identity: identity, knownHostsFile: expand(knownHosts), hostKeyPolicy: acceptNew ? .acceptNew : .strict,
-      connectTimeout: .milliseconds(Int(connectTimeout * 1000)), operationTimeout: .milliseconds(Int(timeout * 1000)))
+      connectTimeout: .milliseconds(Int(connectTimeout * 1000)),
+      operationTimeout: .milliseconds(Int(timeout * 1000)))
   }
 
   private func expand(_ path: String) -> String {
@@ -160,7 +165,8 @@ struct PushCommand: AsyncParsableCommand {
       let client = SSHClient(threads: min(max(hosts.forks, 1), 256))
       let (local, remote, owner, group) = (localFile, remotePath, owner, group)
       let results = await client.fanOut(endpoints, options: options, window: hosts.forks) { connection in
-        try await connection.uploadFile(localPath: local, to: remote, mode: modeValue, owner: owner, group: group)
+        try await connection.uploadFile(
+          localPath: local, to: remote, mode: modeValue, owner: owner, group: group)
       }
       await client.shutdown()
       var recap = HostRecap()

@@ -73,7 +73,8 @@ final class LocalSSHD: Sendable {
     keeperFD = keeper
     port = chosen
     let pub = try String(contentsOfFile: hostKey + ".pub", encoding: .utf8).split(separator: " ")
-    try "[127.0.0.1]:\(port) \(pub[0]) \(pub[1])\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+    try "[127.0.0.1]:\(port) \(pub[0]) \(pub[1])\n".write(
+      toFile: knownHosts, atomically: true, encoding: .utf8)
   }
 
   /// Runs a local shell command and returns stdout; throws when it fails.

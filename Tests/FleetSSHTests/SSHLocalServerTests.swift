@@ -89,7 +89,8 @@ struct SSHLocalServerTests {
         try await connection.upload(content, to: "\(dir)/file", mode: 0o640)
         #expect(try await connection.readFile("\(dir)/file") == content)
         // Overwriting an existing target works too (OpenSSH's SFTP rename refuses that; mv fallback).
-        try await connection.upload(Array("second".utf8), to: "\(dir)/file", mode: 0o600, owner: "root", group: "root")
+        try await connection.upload(
+          Array("second".utf8), to: "\(dir)/file", mode: 0o600, owner: "root", group: "root")
         #expect(try await connection.readFile("\(dir)/file") == Array("second".utf8))
         let stat = try await connection.exec("stat -c '%a %U' \(dir)/file; ls -A \(dir)")
         #expect(stat.stdoutString == "600 root\nfile\n")
@@ -222,13 +223,13 @@ struct SSHLocalServerTests {
         var running = false
         for _ in 0..<50 where !running {
           try await Task.sleep(for: .milliseconds(100))
-          running = try LocalSSHD.sh("pgrep -f 'sleep \(tag)' || true") != ""
+          running = try LocalSSHD.sh("pgrep -f '[s]leep \(tag)' || true") != ""
         }
         #expect(running)
         task.cancel()
         let error = await #expect(throws: FleetError.self) { try await task.value }
         #expect(error?.code == .cancelled)
-        #expect(try LocalSSHD.sh("pgrep -f 'sleep \(tag)' || true") == "")
+        #expect(try LocalSSHD.sh("pgrep -f '[s]leep \(tag)' || true") == "")
         // The connection still works afterwards.
         #expect(try await connection.exec("echo alive").stdoutString == "alive\n")
       }
@@ -245,7 +246,7 @@ struct SSHLocalServerTests {
         }
         #expect(error?.code == .sshTimeout)
         #expect(ContinuousClock.now - start < .seconds(30))
-        let leftover = try LocalSSHD.sh("pgrep -f 'sleep \(tag)' || true")
+        let leftover = try LocalSSHD.sh("pgrep -f '[s]leep \(tag)' || true")
         #expect(leftover == "")
       }
     }
@@ -268,8 +269,9 @@ struct SSHLocalServerTests {
     let samples: [String] =
       ["", "-n", "-e", "--help", "'", "''''", "a'b\"c"]
       + (0..<150).map { _ in
-        (0..<Int.random(in: 1...12, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
-          .joined()
+        (0..<Int.random(in: 1...12, using: &generator)).map { _ in alphabet.randomElement(using: &generator)!
+        }
+        .joined()
       }
     try await withClient { client in
       try await client.withConnection(endpoint, options: options()) { connection in

@@ -6,9 +6,13 @@ import Testing
 
 @Suite struct EndpointParsingTests {
   @Test func parsesUserHostPort() throws {
-    #expect(try SSHEndpoint(parsing: "admin@10.0.0.5:2222") == SSHEndpoint(host: "10.0.0.5", port: 2222, user: "admin"))
-    #expect(try SSHEndpoint(parsing: "host.example") == SSHEndpoint(host: "host.example", port: 22, user: "root"))
-    #expect(try SSHEndpoint(parsing: "u@[fe80::1]:2200") == SSHEndpoint(host: "fe80::1", port: 2200, user: "u"))
+    #expect(
+      try SSHEndpoint(parsing: "admin@10.0.0.5:2222")
+        == SSHEndpoint(host: "10.0.0.5", port: 2222, user: "admin"))
+    #expect(
+      try SSHEndpoint(parsing: "host.example") == SSHEndpoint(host: "host.example", port: 22, user: "root"))
+    #expect(
+      try SSHEndpoint(parsing: "u@[fe80::1]:2200") == SSHEndpoint(host: "fe80::1", port: 2200, user: "u"))
     #expect(try SSHEndpoint(parsing: " u@h ") == SSHEndpoint(host: "h", port: 22, user: "u"))
   }
 

@@ -12,7 +12,8 @@ struct SSHFleetTests {
   func fleet() async throws -> TestFleet { try await TestFleet.shared(nodes: Self.nodeCount) }
 
   func options(
-    _ fleet: TestFleet, identity: SSHIdentity? = nil, knownHosts: String? = nil, policy: HostKeyPolicy = .strict,
+    _ fleet: TestFleet, identity: SSHIdentity? = nil, knownHosts: String? = nil,
+    policy: HostKeyPolicy = .strict,
     connectTimeout: Duration = .seconds(10), operationTimeout: Duration = .seconds(120)
   ) -> SSHOptions {
     SSHOptions(
@@ -21,7 +22,9 @@ struct SSHFleetTests {
       operationTimeout: operationTimeout, keepaliveInterval: .seconds(2))
   }
 
-  func endpoint(_ node: TestFleet.Node) -> SSHEndpoint { SSHEndpoint(host: node.address, port: 22, user: "root") }
+  func endpoint(_ node: TestFleet.Node) -> SSHEndpoint {
+    SSHEndpoint(host: node.address, port: 22, user: "root")
+  }
 
   func withClient<T: Sendable>(_ body: (SSHClient) async throws -> T) async throws -> T {
     let client = SSHClient(threads: 32)
@@ -55,7 +58,9 @@ struct SSHFleetTests {
         let big = try await c.exec(
           "head -c 10485760 /dev/zero | tr '\\0' e >&2; head -c 10485760 /dev/zero | tr '\\0' o")
         #expect(big.stdout.count == 10_485_760 && big.stderr.count == 10_485_760)
-        #expect(big.stdout.allSatisfy { $0 == UInt8(ascii: "o") } && big.stderr.allSatisfy { $0 == UInt8(ascii: "e") })
+        #expect(
+          big.stdout.allSatisfy { $0 == UInt8(ascii: "o") }
+            && big.stderr.allSatisfy { $0 == UInt8(ascii: "e") })
       }
     }
   }
@@ -86,11 +91,13 @@ struct SSHFleetTests {
     _ = try fleet.run(on: node, "rm -f /srv/cut-target /srv/.cut-target.fleetsync-tmp.*")
     let start = ContinuousClock.now
     let error = try await withClient { client -> FleetError? in
-      try await client.withConnection(endpoint(node), options: options(fleet, operationTimeout: .seconds(8))) { c in
+      try await client.withConnection(endpoint(node), options: options(fleet, operationTimeout: .seconds(8)))
+      { c in
         let upload = Task { try await c.upload(content, to: "/srv/cut-target", timeout: .seconds(8)) }
         // Cut the node off once the temp file is growing.
         for _ in 0..<100 {
-          let size = try fleet.run(on: node, "cat /srv/.cut-target.fleetsync-tmp.* 2>/dev/null | wc -c").output
+          let size = try fleet.run(on: node, "cat /srv/.cut-target.fleetsync-tmp.* 2>/dev/null | wc -c")
+            .output
           if (Int(size.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 1 << 20 { break }
           try await Task.sleep(for: .milliseconds(50))
         }
@@ -186,7 +193,8 @@ struct SSHFleetTests {
     let fleet = try await fleet()
     let start = ContinuousClock.now
     let error = await connectError(
-      options(fleet, connectTimeout: .seconds(2)), SSHEndpoint(host: fleet.unusedAddress, port: 22, user: "root"))
+      options(fleet, connectTimeout: .seconds(2)),
+      SSHEndpoint(host: fleet.unusedAddress, port: 22, user: "root"))
     #expect(error?.code == .sshUnreachable)
     #expect(ContinuousClock.now - start < .seconds(20))
   }
@@ -229,13 +237,13 @@ struct SSHFleetTests {
         var running = false
         for _ in 0..<50 where !running {
           try await Task.sleep(for: .milliseconds(100))
-          running = try fleet.run(on: node, "pgrep -f 'sleep \(tag)'").status == 0
+          running = try fleet.run(on: node, "pgrep -f '[s]leep \(tag)'").status == 0
         }
         #expect(running)
         task.cancel()
         let error = await #expect(throws: FleetError.self) { try await task.value }
         #expect(error?.code == .cancelled)
-        let still = try fleet.run(on: node, "pgrep -f 'sleep \(tag)'").status
+        let still = try fleet.run(on: node, "pgrep -f '[s]leep \(tag)'").status
         #expect(still != 0)
       }
     }
@@ -247,9 +255,11 @@ struct SSHFleetTests {
       "a", " ", "'", "\"", "\\", "$", "$(echo x)", "`echo y`", "\n", "\t", "-", "--", "*", ";", "&", "|", ">",
       "!", "ü", "日", "🙂", "${PATH}", "#",
     ]
-    let samples = ["-n", "--", "-e x"] + (0..<100).map { _ in
-      (0..<Int.random(in: 1...10)).map { _ in alphabet.randomElement()! }.joined()
-    }
+    let samples =
+      ["-n", "--", "-e x"]
+      + (0..<100).map { _ in
+        (0..<Int.random(in: 1...10)).map { _ in alphabet.randomElement()! }.joined()
+      }
     try await withClient { client in
       try await client.withConnection(endpoint(fleet.node(2)), options: options(fleet)) { c in
         for sample in samples {
