@@ -67,6 +67,9 @@ extension Session {
         channel, stdin: stdin ?? [], stdout: &stdout, stderr: &stderr, control: control, deadline: deadline)
     } catch let error as FleetError {
       if error.code == .cancelled || error.code == .sshTimeout {
+        if remote.pgid(in: stdout) == nil && error.code == .cancelled {
+          awaitGroupID(channel, remote: remote, stdout: &stdout)
+        }
         killRemote(pgid: remote.pgid(in: stdout), token: remote.token)
       }
       freeChannel(channel)
@@ -211,6 +214,26 @@ extension Session {
     let deadline = Deadline(after: .seconds(2))
     _ = try? retry(control, deadline, what: "freeing a channel", code: .sshChannel) {
       libssh2_channel_free(channel)
+    }
+  }
+
+  /// After a cancel that came before the wrapper's first line: reads stdout a little longer (at most
+  /// 2 s) for the process group id, so a command that was just starting is still killed.
+  private func awaitGroupID(_ channel: OpaquePointer, remote: RemoteCommand, stdout: inout [UInt8]) {
+    let control = OperationControl()
+    let deadline = Deadline(after: .seconds(2))
+    var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+    while remote.pgid(in: stdout) == nil && !deadline.hasPassed && brokenReason == nil {
+      let rc = buffer.withUnsafeMutableBufferPointer { p in
+        p.withMemoryRebound(to: CChar.self) { fleetsync_channel_read(channel, 0, $0.baseAddress, $0.count) }
+      }
+      if rc > 0 {
+        stdout.append(contentsOf: buffer[0..<rc])
+      } else if rc == Int(LIBSSH2_ERROR_EAGAIN) {
+        guard (try? wait(control, deadline, what: "reading the process group")) != nil else { return }
+      } else {
+        return
+      }
     }
   }
 

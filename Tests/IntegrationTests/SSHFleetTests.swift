@@ -243,8 +243,8 @@ struct SSHFleetTests {
         task.cancel()
         let error = await #expect(throws: FleetError.self) { try await task.value }
         #expect(error?.code == .cancelled)
-        let still = try fleet.run(on: node, "pgrep -f '[s]leep \(tag)'").status
-        #expect(still != 0)
+        let still = try fleet.run(on: node, "pgrep -af '[s]leep \(tag)'")
+        #expect(still.status != 0, "still running: \(still.output)")
       }
     }
   }
