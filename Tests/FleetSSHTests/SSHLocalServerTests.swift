@@ -223,13 +223,13 @@ struct SSHLocalServerTests {
         var running = false
         for _ in 0..<50 where !running {
           try await Task.sleep(for: .milliseconds(100))
-          running = try LocalSSHD.sh("pgrep -f '[s]leep \(tag)' || true") != ""
+          running = try LocalSSHD.sh("pgrep -f '^sleep \(tag)' || true") != ""
         }
         #expect(running)
         task.cancel()
         let error = await #expect(throws: FleetError.self) { try await task.value }
         #expect(error?.code == .cancelled)
-        #expect(try LocalSSHD.sh("pgrep -f '[s]leep \(tag)' || true") == "")
+        #expect(try LocalSSHD.sh("pgrep -f '^sleep \(tag)' || true") == "")
         // The connection still works afterwards.
         #expect(try await connection.exec("echo alive").stdoutString == "alive\n")
       }
@@ -242,11 +242,11 @@ struct SSHLocalServerTests {
       try await client.withConnection(endpoint, options: options()) { connection in
         let start = ContinuousClock.now
         let error = await #expect(throws: FleetError.self) {
-          try await connection.exec("sleep \(tag)", timeout: .seconds(1))
+          try await connection.exec("sleep \(tag)", timeout: .seconds(3))
         }
         #expect(error?.code == .sshTimeout)
         #expect(ContinuousClock.now - start < .seconds(30))
-        let leftover = try LocalSSHD.sh("pgrep -f '[s]leep \(tag)' || true")
+        let leftover = try LocalSSHD.sh("pgrep -f '^sleep \(tag)' || true")
         #expect(leftover == "")
       }
     }

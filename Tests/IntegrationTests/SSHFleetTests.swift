@@ -52,7 +52,9 @@ struct SSHFleetTests {
     try await withClient { client in
       try await client.withConnection(endpoint(fleet.node(1)), options: options(fleet)) { c in
         let r = try await c.exec("echo out; echo err >&2; exit 42")
-        #expect(r.stdoutString == "out\n" && r.stderrString == "err\n" && r.exitStatus == 42)
+        #expect(r.stdoutString == "out\n")
+        #expect(r.stderrString == "err\n")
+        #expect(r.exitStatus == 42)
         #expect(try await c.exec("true").exitStatus == 0)
         #expect(try await c.exec("false").exitStatus == 1)
         let big = try await c.exec(
@@ -237,13 +239,13 @@ struct SSHFleetTests {
         var running = false
         for _ in 0..<50 where !running {
           try await Task.sleep(for: .milliseconds(100))
-          running = try fleet.run(on: node, "pgrep -f '[s]leep \(tag)'").status == 0
+          running = try fleet.run(on: node, "pgrep -f '^sleep \(tag)'").status == 0
         }
         #expect(running)
         task.cancel()
         let error = await #expect(throws: FleetError.self) { try await task.value }
         #expect(error?.code == .cancelled)
-        let still = try fleet.run(on: node, "pgrep -af '[s]leep \(tag)'")
+        let still = try fleet.run(on: node, "pgrep -af '^sleep \(tag)'")
         #expect(still.status != 0, "still running: \(still.output)")
       }
     }
@@ -267,6 +269,50 @@ struct SSHFleetTests {
           #expect(r.stdout == Array(sample.utf8), "\(sample.debugDescription)")
         }
       }
+    }
+  }
+
+  @Test func fanOutDrivesHundredConnectionsAtOnce() async throws {
+    let fleet = try await TestFleet.shared(nodes: 50)
+    let endpoints = (fleet.nodes + fleet.nodes).map(endpoint)
+    #expect(endpoints.count == 100)
+    let client = SSHClient(threads: 100)
+    let results = await client.fanOut(endpoints, options: options(fleet), window: 100) { c in
+      try await c.exec("hostname").stdoutString
+    }
+    await client.shutdown()
+    let failures = results.compactMap { $0.result.failure.map { "\($0)" } }
+    #expect(failures.isEmpty, "\(failures)")
+    #expect(Set(results.compactMap { try? $0.result.get() }).count == 50)
+  }
+
+  @Test func execAndPushCommandsReportPerHostAndExitCodes() async throws {
+    let fleet = try await fleet()
+    let common = [
+      "--identity", fleet.clientKey, "--known-hosts", fleet.knownHosts, "--connect-timeout", "2",
+      "--host", "root@\(fleet.node(1).address)", "--host", "root@\(fleet.node(2).address)",
+    ]
+    let ok = try CLI.run("fleetsync", ["exec"] + common + ["--", "echo", "hi"])
+    #expect(ok.status == 0)
+    #expect(ok.stdout.contains("==> root@\(fleet.node(1).address):22 (exit 0)\nhi\n"))
+    #expect(ok.stdout.contains("recap: 2 ok, 0 failed, 0 unreachable"))
+    let failed = try CLI.run("fleetsync", ["exec"] + common + ["--", "exit 5"])
+    #expect(failed.status == 2)
+    #expect(failed.stdout.contains("recap: 0 ok, 2 failed, 0 unreachable"))
+    let unreachable = try CLI.run(
+      "fleetsync", ["exec"] + common + ["--host", "root@\(fleet.unusedAddress)", "--", "true"])
+    #expect(unreachable.status == 3)
+    #expect(unreachable.stdout.contains("recap: 2 ok, 0 failed, 1 unreachable"))
+    #expect(unreachable.stderr.contains("root@\(fleet.unusedAddress):22"))
+    let local = NSTemporaryDirectory() + "fleetsync-push-\(UUID().uuidString)"
+    try Data("pushed\n".utf8).write(to: URL(fileURLWithPath: local))
+    defer { try? FileManager.default.removeItem(atPath: local) }
+    let push = try CLI.run("fleetsync", ["push"] + common + [local, "/srv/pushed", "--mode", "0640"])
+    #expect(push.status == 0)
+    for index in [1, 2] {
+      let check = try fleet.run(
+        on: fleet.node(index), "cat /srv/pushed; stat -c %a /srv/pushed; rm -f /srv/pushed")
+      #expect(check.output == "pushed\n640\n")
     }
   }
 
