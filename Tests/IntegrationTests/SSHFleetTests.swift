@@ -9,7 +9,23 @@ import Testing
 struct SSHFleetTests {
   static let nodeCount = 5
 
-  func fleet() async throws -> TestFleet { try await TestFleet.shared(nodes: Self.nodeCount) }
+  func fleet() async throws -> TestFleet {
+    let fleet = try await TestFleet.shared(nodes: Self.nodeCount)
+    try clearStaleShellLocks(fleet)
+    return fleet
+  }
+
+  /// This machine's root `.bashrc` runs `pyenv init`, whose rehash lock, left behind by a shell killed during
+  /// start-up (on a node cut off, or by another suite), makes every later remote command wait 60 s and print a
+  /// warning to stderr. Nodes inherit that `.bashrc`; a lock older than 10 s is stale, so remove it.
+  func clearStaleShellLocks(_ fleet: TestFleet) throws {
+    for node in fleet.nodes {
+      _ = try fleet.run(
+        on: node,
+        "find /root/.pyenv/shims -maxdepth 1 -name .pyenv-shim ! -newermt '10 seconds ago' -delete 2>/dev/null"
+      )
+    }
+  }
 
   func options(
     _ fleet: TestFleet, identity: SSHIdentity? = nil, knownHosts: String? = nil,
@@ -211,8 +227,8 @@ struct SSHFleetTests {
         try await Task.sleep(for: .seconds(1))
         try fleet.cut(victim)
       }()
-      let results = await client.fanOut(endpoints, options: options(fleet, operationTimeout: .seconds(5))) {
-        try await $0.exec("sleep 3; echo done", timeout: .seconds(6))
+      let results = await client.fanOut(endpoints, options: options(fleet, operationTimeout: .seconds(15))) {
+        try await $0.exec("sleep 3; echo done", timeout: .seconds(15))
       }
       try await cutter
       return results
@@ -237,7 +253,7 @@ struct SSHFleetTests {
       try await client.withConnection(endpoint(node), options: options(fleet)) { c in
         let task = Task { try await c.exec("sleep \(tag)") }
         var running = false
-        for _ in 0..<50 where !running {
+        for _ in 0..<150 where !running {
           try await Task.sleep(for: .milliseconds(100))
           running = try fleet.run(on: node, "pgrep -f '^sleep \(tag)'").status == 0
         }
@@ -274,6 +290,7 @@ struct SSHFleetTests {
 
   @Test func fanOutDrivesHundredConnectionsAtOnce() async throws {
     let fleet = try await TestFleet.shared(nodes: 50)
+    try clearStaleShellLocks(fleet)
     let endpoints = (fleet.nodes + fleet.nodes).map(endpoint)
     #expect(endpoints.count == 100)
     let client = SSHClient(threads: 100)
