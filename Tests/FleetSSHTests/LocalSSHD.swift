@@ -57,7 +57,7 @@ final class LocalSSHD: Sendable {
         + "-o AuthorizedKeysFile=\(directory)/authorized_keys -o StrictModes=no "
         + "-o PidFile=\(directory)/sshd.pid -o 'Subsystem sftp internal-sftp' -o MaxSessions=200 "
         + "-o MaxStartups=200:30:300 -o LogLevel=ERROR 2>>\(directory)/sshd.log & pid=$!; "
-        + "read _ignored; kill $pid"
+        + "read _ignored; kill $pid; rm -rf \(directory)"
       p.arguments = ["-c", script]
       let pipe = Pipe()
       p.standardInput = pipe
