@@ -27,11 +27,13 @@ enum Authenticator {
     let endpoint = session.endpoint
     guard access(path, R_OK) == 0 else {
       throw FleetError(
-        .sshAuth, "cannot read the private key \(path): \(String(cString: strerror(errno))); check --identity")
+        .sshAuth, "cannot read the private key \(path): \(String(cString: strerror(errno))); check --identity"
+      )
     }
     let keyType = PrivateKeyFile.keyType(path: path)
     // The passphrase goes to libssh2 in a buffer that is wiped afterwards; it never reaches argv or logs.
-    var phrase: [CChar] = passphrase.map { secret in secret.withBytes { $0.map { CChar(bitPattern: $0) } } } ?? []
+    var phrase: [CChar] =
+      passphrase.map { secret in secret.withBytes { $0.map { CChar(bitPattern: $0) } } } ?? []
     phrase.append(0)
     defer { for i in phrase.indices { phrase[i] = 0 } }
     let user = endpoint.user
@@ -101,7 +103,9 @@ enum Authenticator {
         if rc == LIBSSH2_ERROR_EAGAIN { try session.wait(control, deadline, what: "agent authentication") }
       } while rc == LIBSSH2_ERROR_EAGAIN
       if rc == 0 { return }
-      if Session.isTransportError(rc) { throw session.failure(rc, what: "agent authentication", code: .sshAuth) }
+      if Session.isTransportError(rc) {
+        throw session.failure(rc, what: "agent authentication", code: .sshAuth)
+      }
     }
     if tried.isEmpty {
       throw FleetError(.sshAuth, "the ssh-agent holds no keys: add one with ssh-add")

@@ -1,7 +1,7 @@
 import CLibSSH2
 import FleetCore
-import Logging
 import FoundationEssentials
+import Logging
 
 #if canImport(Glibc)
   import Glibc
@@ -69,9 +69,12 @@ enum HostKeyVerifier {
     let (name, bits): (String, Int32)
     switch type {
     case LIBSSH2_HOSTKEY_TYPE_ED25519: (name, bits) = ("ssh-ed25519", LIBSSH2_KNOWNHOST_KEY_ED25519)
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: (name, bits) = ("ecdsa-sha2-nistp256", LIBSSH2_KNOWNHOST_KEY_ECDSA_256)
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: (name, bits) = ("ecdsa-sha2-nistp384", LIBSSH2_KNOWNHOST_KEY_ECDSA_384)
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: (name, bits) = ("ecdsa-sha2-nistp521", LIBSSH2_KNOWNHOST_KEY_ECDSA_521)
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+      (name, bits) = ("ecdsa-sha2-nistp256", LIBSSH2_KNOWNHOST_KEY_ECDSA_256)
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+      (name, bits) = ("ecdsa-sha2-nistp384", LIBSSH2_KNOWNHOST_KEY_ECDSA_384)
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+      (name, bits) = ("ecdsa-sha2-nistp521", LIBSSH2_KNOWNHOST_KEY_ECDSA_521)
     case LIBSSH2_HOSTKEY_TYPE_RSA: (name, bits) = ("ssh-rsa", LIBSSH2_KNOWNHOST_KEY_SSHRSA)
     default:
       throw FleetError(.sshProtocol, "\(session.endpoint) offered a host key of unsupported type \(type)")
@@ -151,7 +154,9 @@ enum HostKeyVerifier {
     let fd = open(file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
       throw FleetError(
-        .io, "cannot open \(file) to record the host key of \(session.endpoint): \(String(cString: strerror(errno)))")
+        .io,
+        "cannot open \(file) to record the host key of \(session.endpoint): \(String(cString: strerror(errno)))"
+      )
     }
     defer { close(fd) }
     while flock(fd, LOCK_EX) != 0 {

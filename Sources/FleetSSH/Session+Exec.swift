@@ -63,9 +63,13 @@ extension Session {
       try retry(control, deadline, what: "starting the command", code: .sshChannel) {
         remote.text.withCString { fleetsync_channel_exec(channel, $0) }
       }
-      try pump(channel, stdin: stdin ?? [], stdout: &stdout, stderr: &stderr, control: control, deadline: deadline)
+      try pump(
+        channel, stdin: stdin ?? [], stdout: &stdout, stderr: &stderr, control: control, deadline: deadline)
     } catch let error as FleetError {
       if error.code == .cancelled || error.code == .sshTimeout {
+        if remote.pgid(in: stdout) == nil && error.code == .cancelled {
+          awaitGroupID(channel, remote: remote, stdout: &stdout)
+        }
         killRemote(pgid: remote.pgid(in: stdout), token: remote.token)
       }
       freeChannel(channel)
@@ -75,7 +79,8 @@ extension Session {
     let (output, markedStatus) = remote.strip(stdout)
     guard let markedStatus else {
       if let signal {
-        return ExecResult(stdout: output, stderr: stderr, exitStatus: status == 0 ? 128 : status, exitSignal: signal)
+        return ExecResult(
+          stdout: output, stderr: stderr, exitStatus: status == 0 ? 128 : status, exitSignal: signal)
       }
       throw FleetError(
         .sshConnectionLost,
@@ -127,7 +132,8 @@ extension Session {
         if stdinOffset < stdin.count {
           let rc = stdin.withUnsafeBufferPointer { p in
             p.withMemoryRebound(to: CChar.self) {
-              fleetsync_channel_write(channel, $0.baseAddress! + stdinOffset, min(p.count - stdinOffset, 256 * 1024))
+              fleetsync_channel_write(
+                channel, $0.baseAddress! + stdinOffset, min(p.count - stdinOffset, 256 * 1024))
             }
           }
           if rc > 0 {
@@ -161,7 +167,9 @@ extension Session {
   ) throws -> Bool {
     while true {
       let rc = buffer.withUnsafeMutableBufferPointer { p in
-        p.withMemoryRebound(to: CChar.self) { fleetsync_channel_read(channel, stream, $0.baseAddress, $0.count) }
+        p.withMemoryRebound(to: CChar.self) {
+          fleetsync_channel_read(channel, stream, $0.baseAddress, $0.count)
+        }
       }
       if rc > 0 {
         output.append(contentsOf: buffer[0..<rc])
@@ -181,7 +189,9 @@ extension Session {
     -> (Int32, String?)
   {
     defer { freeChannel(channel) }
-    try retry(control, deadline, what: "closing the channel", code: .sshChannel) { libssh2_channel_close(channel) }
+    try retry(control, deadline, what: "closing the channel", code: .sshChannel) {
+      libssh2_channel_close(channel)
+    }
     try retry(control, deadline, what: "closing the channel", code: .sshChannel) {
       libssh2_channel_wait_closed(channel)
     }
@@ -202,7 +212,29 @@ extension Session {
     guard brokenReason == nil else { return }
     let control = OperationControl()
     let deadline = Deadline(after: .seconds(2))
-    _ = try? retry(control, deadline, what: "freeing a channel", code: .sshChannel) { libssh2_channel_free(channel) }
+    _ = try? retry(control, deadline, what: "freeing a channel", code: .sshChannel) {
+      libssh2_channel_free(channel)
+    }
+  }
+
+  /// After a cancel that came before the wrapper's first line: reads stdout a little longer (at most
+  /// 2 s) for the process group id, so a command that was just starting is still killed.
+  private func awaitGroupID(_ channel: OpaquePointer, remote: RemoteCommand, stdout: inout [UInt8]) {
+    let control = OperationControl()
+    let deadline = Deadline(after: .seconds(2))
+    var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+    while remote.pgid(in: stdout) == nil && !deadline.hasPassed && brokenReason == nil {
+      let rc = buffer.withUnsafeMutableBufferPointer { p in
+        p.withMemoryRebound(to: CChar.self) { fleetsync_channel_read(channel, 0, $0.baseAddress, $0.count) }
+      }
+      if rc > 0 {
+        stdout.append(contentsOf: buffer[0..<rc])
+      } else if rc == Int(LIBSSH2_ERROR_EAGAIN) {
+        guard (try? wait(control, deadline, what: "reading the process group")) != nil else { return }
+      } else {
+        return
+      }
+    }
   }
 
   /// Kills the remote command's process group over a second channel: TERM, then KILL.

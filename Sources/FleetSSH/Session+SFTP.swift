@@ -51,7 +51,9 @@ extension Session {
         logger.debug("server has no fsync@openssh.com", metadata: ["host": "\(endpoint)"])
       }
       handleOpen = false
-      try retry(control, deadline, what: "closing \(temp)", code: .sshSFTP) { libssh2_sftp_close_handle(handle) }
+      try retry(control, deadline, what: "closing \(temp)", code: .sshSFTP) {
+        libssh2_sftp_close_handle(handle)
+      }
       if owner != nil || group != nil {
         let spec = (owner ?? "") + (group.map { ":" + $0 } ?? "")
         let (status, stderr) = try execPlain(
@@ -77,7 +79,8 @@ extension Session {
   /// Writes everything from `source`; each SFTP write gets up to 256 KiB, and after a short write the
   /// rest of the same, unchanged buffer is passed again.
   private func write(
-    _ source: UploadSource, to handle: OpaquePointer, temp: String, control: OperationControl, deadline: Deadline
+    _ source: UploadSource, to handle: OpaquePointer, temp: String, control: OperationControl,
+    deadline: Deadline
   ) throws {
     switch source {
     case .bytes(let bytes):
@@ -137,7 +140,8 @@ extension Session {
       logger.debug("SFTP rename refused, using mv", metadata: ["host": "\(endpoint)"])
     }
     let (status, stderr) = try execPlain(
-      "mv -f -- \(try ShellQuote.path(temp)) \(try ShellQuote.path(path))", control: control, deadline: deadline)
+      "mv -f -- \(try ShellQuote.path(temp)) \(try ShellQuote.path(path))", control: control,
+      deadline: deadline)
     guard status == 0 else {
       throw FleetError(.sshSFTP, "cannot rename the uploaded file to \(path) on \(endpoint): \(stderr)")
     }
@@ -178,7 +182,9 @@ extension Session {
     }
     guard let handle else { return nil }
     defer {
-      _ = try? retry(control, deadline, what: "closing \(path)", code: .sshSFTP) { libssh2_sftp_close_handle(handle) }
+      _ = try? retry(control, deadline, what: "closing \(path)", code: .sshSFTP) {
+        libssh2_sftp_close_handle(handle)
+      }
     }
     var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 64 * 1024)

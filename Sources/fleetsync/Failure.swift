@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetCore
 import FleetInventory
+import FleetSSH
 import Foundation
 
 /// Maps a ``FleetError`` to what the user sees and the exit status, in one place.
@@ -12,6 +13,24 @@ enum Failure {
     case .invalidInput: 64
     case .cancelled: 130
     default: 1
+    }
+  }
+
+  /// How a per-host error counts in a recap: hosts we could not reach at all are "unreachable".
+  static func hostOutcome(for error: FleetError) -> HostOutcome {
+    switch error.code {
+    case .sshUnreachable, .sshConnect: .unreachable
+    default: .failed
+    }
+  }
+
+  /// The exit status of a multi-host run: 0 all ok, 2 some failed, 3 some unreachable, 4 both.
+  static func exitCode(failed: Bool, unreachable: Bool) -> Int32 {
+    switch (failed, unreachable) {
+    case (false, false): 0
+    case (true, false): 2
+    case (false, true): 3
+    case (true, true): 4
     }
   }
 
@@ -35,4 +54,11 @@ func reportingFailures<T>(_ body: () async throws -> T) async throws -> T {
   } catch let error as FleetError {
     throw Failure.report(error)
   }
+}
+
+/// The outcome of one host in a multi-host run.
+enum HostOutcome {
+  case ok
+  case failed
+  case unreachable
 }

@@ -9,6 +9,9 @@ struct Fleetsync: AsyncParsableCommand {
       Exit codes: 0 ok; 2 some host failed; 3 some host unreachable; 4 both; 64 usage; 65 invalid inventory;
       1 other local error.
       """,
-    subcommands: [PlanCommand.self, UpCommand.self, StatusCommand.self, DownCommand.self]
+    subcommands: [
+      PlanCommand.self, UpCommand.self, StatusCommand.self, DownCommand.self, ExecCommand.self,
+      PushCommand.self,
+    ]
   )
 }
