@@ -14,7 +14,7 @@ usage: bench/watch/run.sh [options]
   --drain-cap S        give up waiting for the backup after S seconds past the last write (default 120)
   --setup-dirs N       directories for the watch-setup test, 0 = skip it (default 100000)
   --work DIR           work dir, reused between runs (default /var/tmp/fleetsync-bench)
-  --port P             rsync daemon port (default 18873)
+  --port P             rsync daemon port; P+1 and P+2 for fleetsync-watch health (default 18873)
   --fleetsync-bin PATH fleetsync-watch binary (default: <repo>/.build/release/fleetsync-watch)
 USAGE
 }
@@ -62,7 +62,7 @@ now_ns() { date +%s%N; }
 
 # --- cleanup: everything started here is stopped at exit, also on Ctrl-C --------------------------------------
 PIDS=()            # process-group leaders (started with setsid)
-SAVED_WATCHES=""
+SAVED_LIMITS=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -73,7 +73,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 -- "-$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$p" 2>/dev/null || true
   done
-  if [ -n "$SAVED_WATCHES" ]; then echo "$SAVED_WATCHES" >/proc/sys/fs/inotify/max_user_watches; fi
+  for kv in "${SAVED_LIMITS[@]}"; do echo "${kv#*=}" >"/proc/sys/fs/inotify/${kv%%=*}"; done
   exit "$rc"
 }
 trap cleanup EXIT
@@ -102,13 +102,20 @@ stop_group() {
 for f in gen writer arrive; do
   if [ ! -x "$BIN/$f" ] || [ "$HERE/$f.c" -nt "$BIN/$f" ]; then gcc -O2 -Wall -o "$BIN/$f" "$HERE/$f.c"; fi
 done
+# inotify limits, raised as the classic setup does (watches for the trees, a queue that survives a busy second);
+# restored at exit
 need_watches=$((SETUP_DIRS + FILES / PER_DIR + 50000))
-cur=$(cat /proc/sys/fs/inotify/max_user_watches)
-if [ "$cur" -lt "$need_watches" ]; then
-  SAVED_WATCHES=$cur
-  echo "$need_watches" >/proc/sys/fs/inotify/max_user_watches
-  log "fs.inotify.max_user_watches $cur -> $need_watches (restored at exit)"
-fi
+raise_limit() {
+  local name=$1 want=$2 cur
+  cur=$(cat "/proc/sys/fs/inotify/$name")
+  if [ "$cur" -lt "$want" ]; then
+    SAVED_LIMITS+=("$name=$cur")
+    echo "$want" >"/proc/sys/fs/inotify/$name"
+    log "fs.inotify.$name $cur -> $want (restored at exit)"
+  fi
+}
+raise_limit max_user_watches "$need_watches"
+raise_limit max_queued_events 1048576
 
 # --- source tree: reuse when it has the right shape ------------------------------------------------------------
 shape="files=$FILES per_dir=$PER_DIR"
@@ -153,10 +160,13 @@ max connections = 0
   hosts allow = 127.0.0.1
 CONF
 mkdir -p "$WORK/setup-dst"
-if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-  echo "run.sh: port $PORT is in use; pick another with --port" >&2
-  exit 2
-fi
+# the daemon uses PORT, fleetsync-watch's health endpoint PORT+1 (runs) and PORT+2 (watch setup)
+for p in "$PORT" $((PORT + 1)) $((PORT + 2)); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "run.sh: port $p is in use; pick another base with --port" >&2
+    exit 2
+  fi
+done
 spawn rsync --daemon --no-detach --config="$RUN/rsyncd.conf"
 DAEMON=$SPAWNED
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
@@ -267,7 +277,9 @@ run_one() {
   spawn "$BIN/arrive" "$DST/w" "$NDIRS" "$dir/arrived.count" "$dir/arrivals.txt"
   arrive=$SPAWNED
   sleep 0.2
-  "$BIN/writer" "$SRC/w" "$rate" "$dur" "$NDIRS" "$dir/writes.txt" >"$dir/writer.txt"
+  # in the background + wait, so that Ctrl-C/TERM reach the trap at once (cleanup stops the writer too)
+  spawn "$BIN/writer" "$SRC/w" "$rate" "$dur" "$NDIRS" "$dir/writes.txt" >"$dir/writer.txt"
+  wait "$SPAWNED" || { log "[$tool @ $rate/s] writer failed"; exit 1; }
   local total
   total=$(awk '{ print $2 }' "$dir/writer.txt")
   log "[$tool @ $rate/s] $(cat "$dir/writer.txt"); waiting for the backup (cap ${DRAIN_CAP} s)"
@@ -325,6 +337,7 @@ run_setup() {
     "--slow-duration $SLOW_DURATION --drain-cap $DRAIN_CAP --setup-dirs $SETUP_DIRS"
   echo "machine: nproc $(nproc), $(uname -sr), $(rsync --version | head -1 | sed 's/  */ /g'), $(lsyncd --version 2>&1 | head -1 | sed 's/Version: /lsyncd /'), $(inotifywait --help 2>&1 | head -1), load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "tree: $FILES pre-existing files in $(((FILES + PER_DIR - 1) / PER_DIR)) dirs; writes of 10-100 KB into $NDIRS dirs; rsync daemon on 127.0.0.1"
+  echo "inotify: max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches), max_queued_events $(cat /proc/sys/fs/inotify/max_queued_events)"
   [ -x "$FSW" ] && echo "fleetsync-watch: $FSW ($(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo '?'))"
 } >"$OUT/header.txt"
 cat "$OUT/header.txt" >&2
