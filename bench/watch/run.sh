@@ -176,11 +176,20 @@ rsync -q --password-file="$RUN/bench.pass" --contimeout=5 "$TARGET/" >/dev/null 
 log "rsync daemon pid $DAEMON on 127.0.0.1:$PORT"
 
 # --- reset: backup == source, no written files, empty write dirs on both sides -----------------------------------
+# A full local `rsync -a --delete` the first time and whenever the last check found differences; otherwise the
+# pre-existing part is known equal and only w/ (and the top directory's attributes) are synced.
+FULL_RESET=1
 reset_trees() {
   rm -rf "$SRC/w" "$DST/w"
   mkdir -p "$SRC/w"
   for d in $(seq 0 $((NDIRS - 1))); do mkdir "$(printf '%s/w/d%02d' "$SRC" "$d")"; done
-  rsync -a --delete "$SRC/" "$DST/"
+  if [ "$FULL_RESET" = 1 ]; then
+    rsync -a --delete "$SRC/" "$DST/"
+    FULL_RESET=0
+  else
+    rsync -a --delete "$SRC/w/" "$DST/w/"
+    rsync -dlptgoD "$SRC/" "$DST/"
+  fi
 }
 # count of paths that differ in content, presence or type between source and backup
 count_diffs() {
@@ -297,6 +306,7 @@ run_one() {
   log "[$tool @ $rate/s] zero-difference check"
   local diffs overflows
   diffs=$(count_diffs "$dir/diffs.txt")
+  [ "$diffs" = 0 ] || FULL_RESET=1
   overflows=$(awk '{ print $2 }' "$dir/arrived.count")
   $PY "$HERE/bench.py" analyze --tool "$tool" --label "$tool" --rate "$rate" --duration "$dur" \
     --writes "$dir/writes.txt" --arrivals "$dir/arrivals.txt" --rss "$dir/rss.json" --diffs "$diffs" \
