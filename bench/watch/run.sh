@@ -313,6 +313,7 @@ run_one() {
     sleep 0.2
   done
   log "[$tool @ $rate/s] arrived $n of $total; stopping"
+  if [ "$tool" = fleetsync ]; then curl -sf "http://127.0.0.1:$HPORT/status" >"$dir/status-end.json" || true; fi
   stop_group "$TOOL_PID"
   stop_group "$sampler"
   stop_group "$arrive"
@@ -361,7 +362,11 @@ run_setup() {
   echo "machine: nproc $(nproc), $(uname -sr), $(rsync --version | head -1 | sed 's/  */ /g'), $(lsyncd --version 2>&1 | head -1 | sed 's/Version: /lsyncd /'), $(inotifywait --help 2>&1 | head -1), load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "tree: $FILES pre-existing files in $(((FILES + PER_DIR - 1) / PER_DIR)) dirs; writes of 10-100 KB into $NDIRS dirs; rsync daemon on 127.0.0.1"
   echo "inotify: max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches), max_queued_events $(cat /proc/sys/fs/inotify/max_queued_events)"
-  [ -x "$FSW" ] && echo "fleetsync-watch: $FSW ($(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo '?'))"
+  if [[ ",$TOOLS," == *,fleetsync,* ]]; then
+    echo "fleetsync-watch: $FSW, built $(date -u -r "$FSW" +%FT%TZ); worktree at $(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo '?')"
+  else
+    echo "fleetsync-watch: not run ($FSW not built)"
+  fi
 } >"$OUT/header.txt"
 cat "$OUT/header.txt" >&2
 [ "$SETUP_DIRS" -gt 0 ] && run_setup
