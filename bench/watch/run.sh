@@ -13,6 +13,7 @@ usage: bench/watch/run.sh [options]
   --slow-duration S    load seconds for lsyncd and the inotifywait loop (default 15; they fall behind on big trees)
   --drain-cap S        give up waiting for the backup after S seconds past the last write (default 120)
   --setup-dirs N       directories for the watch-setup test, 0 = skip it (default 100000)
+  --setup-only         only the watch-setup test (no source tree, no load runs)
   --work DIR           work dir, reused between runs (default /var/tmp/fleetsync-bench)
   --port P             rsync daemon port; P+1 and P+2 for fleetsync-watch health (default 18873)
   --check full|quick   zero-difference check: checksum the whole tree (default), or only the written files
@@ -22,7 +23,7 @@ USAGE
 }
 
 FILES=1000000 RATES=5000,1000 DURATION=30 TOOLS="" SLOW_DURATION=15 DRAIN_CAP=120 SETUP_DIRS=100000
-WORK=/var/tmp/fleetsync-bench PORT=18873 CHECK=full
+WORK=/var/tmp/fleetsync-bench PORT=18873 CHECK=full SETUP_ONLY=0
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 FSW="$REPO/.build/release/fleetsync-watch"
@@ -38,6 +39,7 @@ while [ $# -gt 0 ]; do
     --work) WORK=$2; shift 2 ;;
     --port) PORT=$2; shift 2 ;;
     --check) CHECK=$2; shift 2 ;;
+    --setup-only) SETUP_ONLY=1; shift ;;
     --fleetsync-bin) FSW=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -123,7 +125,7 @@ raise_limit max_queued_events 1048576
 
 # --- source tree: reuse when it has the right shape ------------------------------------------------------------
 shape="files=$FILES per_dir=$PER_DIR"
-if [ "$(cat "$WORK/src.shape" 2>/dev/null)" != "$shape" ]; then
+if [ "$SETUP_ONLY" = 0 ] && [ "$(cat "$WORK/src.shape" 2>/dev/null)" != "$shape" ]; then
   log "creating source tree: $FILES files in $(((FILES + PER_DIR - 1) / PER_DIR)) dirs"
   rm -rf "$SRC" "$DST" "$WORK/src.shape"
   t0=$(now_ns)
@@ -358,7 +360,7 @@ run_setup() {
   echo "# fleetsync watcher benchmark $STAMP"
   echo
   echo "command: bench/watch/run.sh --files $FILES --rate $RATES --duration $DURATION --tools $TOOLS" \
-    "--slow-duration $SLOW_DURATION --drain-cap $DRAIN_CAP --setup-dirs $SETUP_DIRS --check $CHECK"
+    "--slow-duration $SLOW_DURATION --drain-cap $DRAIN_CAP --setup-dirs $SETUP_DIRS --check $CHECK$([ "$SETUP_ONLY" = 1 ] && echo " --setup-only")"
   echo "machine: nproc $(nproc), $(uname -sr), $(rsync --version | head -1 | sed 's/  */ /g'), $(lsyncd --version 2>&1 | head -1 | sed 's/Version: /lsyncd /'), $(inotifywait --help 2>&1 | head -1), load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "tree: $FILES pre-existing files in $(((FILES + PER_DIR - 1) / PER_DIR)) dirs; writes of 10-100 KB into $NDIRS dirs; rsync daemon on 127.0.0.1"
   echo "inotify: max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches), max_queued_events $(cat /proc/sys/fs/inotify/max_queued_events)"
@@ -370,6 +372,7 @@ run_setup() {
 } >"$OUT/header.txt"
 cat "$OUT/header.txt" >&2
 [ "$SETUP_DIRS" -gt 0 ] && run_setup
+[ "$SETUP_ONLY" = 1 ] && RATES=""
 IFS=, read -r -a rate_list <<<"$RATES"
 IFS=, read -r -a tool_list <<<"$TOOLS"
 for rate in "${rate_list[@]}"; do
@@ -377,7 +380,7 @@ for rate in "${rate_list[@]}"; do
     case "$tool" in fleetsync | lsyncd | inotifywait) run_one "$tool" "$rate" ;; *) log "unknown tool $tool" ;; esac
   done
 done
-reset_trees
+[ "$SETUP_ONLY" = 1 ] || reset_trees
 {
   cat "$OUT/header.txt"
   echo
