@@ -290,19 +290,25 @@ run_one() {
   local t0 t1
   t0=$(now_ns)
   "start_$tool" "$dir"
-  "wait_ready_$tool" "$dir" || { log "[$tool] did not become ready"; stop_group "$TOOL_PID"; return 0; }
+  # sampled from the start, so that the peak includes the initial sync
+  local sampler arrive
+  spawn "$PY" "$HERE/bench.py" sample "$TOOL_PID" "$dir/rss.json"
+  sampler=$SPAWNED
+  if ! "wait_ready_$tool" "$dir"; then
+    log "[$tool] did not become ready; skipped (see $dir)"
+    stop_group "$TOOL_PID"
+    stop_group "$sampler"
+    return 0
+  fi
   t1=$(now_ns)
   local startup
   startup=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   log "[$tool @ $rate/s] ready after ${startup} s; load ${rate}/s for ${dur} s"
-  local sampler arrive
-  spawn "$PY" "$HERE/bench.py" sample "$TOOL_PID" "$dir/rss.json"
-  sampler=$SPAWNED
-  spawn "$BIN/arrive" "$DST/w" "$NDIRS" "$dir/arrived.count" "$dir/arrivals.txt"
+  spawn nice -n -10 "$BIN/arrive" "$DST/w" "$NDIRS" "$dir/arrived.count" "$dir/arrivals.txt"
   arrive=$SPAWNED
   sleep 0.2
   # in the background + wait, so that Ctrl-C/TERM reach the trap at once (cleanup stops the writer too)
-  spawn "$BIN/writer" "$SRC/w" "$rate" "$dur" "$NDIRS" "$dir/writes.txt" >"$dir/writer.txt"
+  spawn nice -n -10 "$BIN/writer" "$SRC/w" "$rate" "$dur" "$NDIRS" "$dir/writes.txt" >"$dir/writer.txt"
   wait "$SPAWNED" || { log "[$tool @ $rate/s] writer failed"; exit 1; }
   local total
   total=$(awk '{ print $2 }' "$dir/writer.txt")
@@ -315,6 +321,10 @@ run_one() {
     sleep 0.2
   done
   log "[$tool @ $rate/s] arrived $n of $total; stopping"
+  if ! kill -0 "$TOOL_PID" 2>/dev/null; then
+    note="${note:+$note; }the tool exited during the run (see $dir)"
+    log "[$tool @ $rate/s] $tool had exited"
+  fi
   if [ "$tool" = fleetsync ]; then curl -sf "http://127.0.0.1:$HPORT/status" >"$dir/status-end.json" || true; fi
   stop_group "$TOOL_PID"
   stop_group "$sampler"
