@@ -46,13 +46,21 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$CHECK" in full | quick) ;; *) echo "run.sh: --check full|quick" >&2; exit 2 ;; esac
+for v in FILES DURATION SLOW_DURATION DRAIN_CAP SETUP_DIRS PORT; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "run.sh: ${v,,} must be a whole number, got '${!v}'" >&2; exit 2; }
+done
+[[ "$RATES" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "run.sh: --rate takes whole numbers, comma-separated" >&2; exit 2; }
+if [ "$SETUP_DIRS" != 0 ] && { [ "$SETUP_DIRS" -lt 100 ] || [ $((SETUP_DIRS % 100)) != 0 ]; }; then
+  echo "run.sh: --setup-dirs must be 0 or a multiple of 100" >&2
+  exit 2
+fi
 [ "$(id -u)" = 0 ] || { echo "run.sh: run as root (rsync daemon with uid root, inotify limits)" >&2; exit 2; }
 if [ -z "$TOOLS" ]; then
   TOOLS=lsyncd,inotifywait
   [ -x "$FSW" ] && TOOLS=fleetsync,$TOOLS
 fi
 case ",$TOOLS," in *,fleetsync,*) [ -x "$FSW" ] || { echo "run.sh: $FSW missing: swift build -c release --product fleetsync-watch" >&2; exit 2; } ;; esac
-for c in rsync lsyncd inotifywait gcc curl python3; do
+for c in rsync lsyncd inotifywait gcc curl jq python3 setsid; do
   command -v "$c" >/dev/null || { echo "run.sh: $c not installed" >&2; exit 2; }
 done
 
