@@ -138,7 +138,7 @@ if [ "$SETUP_ONLY" = 0 ] && [ "$(cat "$WORK/src.shape" 2>/dev/null)" != "$shape"
   rm -rf "$SRC" "$DST" "$WORK/src.shape"
   t0=$(now_ns)
   "$BIN/gen" "$SRC" "$FILES" "$PER_DIR"
-  log "  took $(((($(now_ns) - t0)) / 1000000)) ms"
+  log "  took $((($(now_ns) - t0) / 1000000)) ms"
   echo "$shape" >"$WORK/src.shape"
 fi
 mkdir -p "$SRC/w" "$DST"
@@ -267,6 +267,7 @@ wait_ready_lsyncd() {
 }
 start_inotifywait() {
   # the classic loop, verbatim apart from paths: one full-tree rsync per event line
+  # shellcheck disable=SC2016 # $1..$3 are expanded by the inner bash
   spawn bash -c 'inotifywait -mrq -e create,close_write,delete,moved_to "$1" |
     while read -r l; do rsync -az --delete --password-file="$2" "$1/" "$3/"; done' loop "$SRC" "$RUN/bench.pass" \
     "$TARGET" 2>"$1/tool.log" >&2
