@@ -148,6 +148,12 @@ let package = Package(
     ),
 
     .testTarget(name: "FleetCoreTests", dependencies: ["FleetCore"], swiftSettings: strictSettings),
+    .testTarget(name: "FleetInventoryTests", dependencies: ["FleetInventory"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "FleetProvisionTests",
+      dependencies: ["FleetProvision", "FleetInventory", "FleetCore"],
+      swiftSettings: strictSettings
+    ),
     .testTarget(name: "FleetSSHTests", dependencies: ["FleetSSH"], swiftSettings: strictSettings),
     .testTarget(name: "FleetWatchTests", dependencies: ["FleetWatch"], swiftSettings: strictSettings),
     .testTarget(

@@ -1,0 +1,150 @@
+import FleetHealth
+import FleetWatch
+import Foundation
+import Synchronization
+
+/// The engine the agent runs right now; replaced on a successful SIGHUP reload.
+///
+/// Thread-safe: the engine reference and the counters are guarded by `state`.
+final class CurrentEngine: Sendable {
+  struct State {
+    var engine: WatchEngine
+    var settings: AgentSettings
+    var reloads: UInt64 = 0
+    var failedReloads: UInt64 = 0
+  }
+
+  private let state: Mutex<State>
+
+  init(engine: WatchEngine, settings: AgentSettings) {
+    state = Mutex(State(engine: engine, settings: settings))
+  }
+
+  var engine: WatchEngine { state.withLock { $0.engine } }
+
+  var snapshot: State { state.withLock { $0 } }
+
+  func replace(with engine: WatchEngine, settings: AgentSettings) {
+    state.withLock {
+      $0.engine = engine
+      $0.settings = settings
+      $0.reloads += 1
+    }
+  }
+
+  func reloadFailed() {
+    state.withLock { $0.failedReloads += 1 }
+  }
+
+  /// Whether the engine's event loop has shown life within `maxAge`.
+  func isAlive(maxAge: TimeInterval) -> Bool {
+    Date().timeIntervalSince(engine.status().heartbeat) < maxAge
+  }
+}
+
+/// What `GET /status` returns: the engine's ``WatchStatus`` fields plus what the agent adds.
+struct AgentStatusDocument: Encodable {
+  var status: WatchStatus
+  var source: String
+  var target: String
+  var healthy: Bool
+  var reloads: UInt64
+  var failedReloads: UInt64
+
+  enum CodingKeys: String, CodingKey {
+    case source, target, healthy, reloads, failedReloads
+  }
+
+  func encode(to encoder: any Encoder) throws {
+    try status.encode(to: encoder)
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(source, forKey: .source)
+    try container.encode(target, forKey: .target)
+    try container.encode(healthy, forKey: .healthy)
+    try container.encode(reloads, forKey: .reloads)
+    try container.encode(failedReloads, forKey: .failedReloads)
+  }
+}
+
+/// Answers the health endpoint from the current engine's status snapshot.
+struct AgentHealthSource: HealthSource {
+  let current: CurrentEngine
+  let metrics = SnapshotMetrics()
+  /// A heartbeat older than this means the engine's loop is stuck.
+  let heartbeatMaxAge: TimeInterval
+
+  /// Error kinds that make `/healthz` fail at the first failure, not only after the engine's bound.
+  static let targetDownKinds: Set<String> = ["unreachable", "auth"]
+
+  func health() -> HealthVerdict {
+    Self.verdict(for: current.engine.status(), now: Date(), heartbeatMaxAge: heartbeatMaxAge)
+  }
+
+  /// The `/healthz` verdict for one status snapshot: a stale heartbeat first, then the engine's
+  /// own verdict, then a target that is down.
+  static func verdict(for status: WatchStatus, now: Date, heartbeatMaxAge: TimeInterval) -> HealthVerdict {
+    let age = now.timeIntervalSince(status.heartbeat)
+    if age >= heartbeatMaxAge {
+      return .unhealthy("engine event loop stalled: no heartbeat for \(Int(age)) s")
+    }
+    // The engine tolerates a few retries; the agent also reports red while the backup cannot
+    // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
+    let targetDown =
+      status.consecutiveFailures > 0 && Self.targetDownKinds.contains(status.lastErrorKind ?? "")
+    if status.isHealthy && !targetDown { return .healthy }
+    var reason = "state \(status.state.rawValue)"
+    if let kind = status.lastErrorKind { reason += ", last error (\(kind))" }
+    if let message = status.lastError { reason += ": \(message)" }
+    return .unhealthy(reason)
+  }
+
+  func statusJSON() -> [UInt8] {
+    let snapshot = current.snapshot
+    let status = snapshot.engine.status()
+    let document = AgentStatusDocument(
+      status: status, source: snapshot.settings.watch.source, target: snapshot.settings.watch.target.url,
+      healthy: health().isHealthy, reloads: snapshot.reloads, failedReloads: snapshot.failedReloads)
+    let encoder = JSONEncoder()
+    encoder.dateEncodingStrategy = .iso8601
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    do {
+      return Array(try encoder.encode(document)) + [UInt8(ascii: "\n")]
+    } catch {
+      return Array("{\"error\":\"status could not be encoded\"}\n".utf8)
+    }
+  }
+
+  func metricsText() -> [UInt8] {
+    let snapshot = current.snapshot
+    let status = snapshot.engine.status()
+    let prefix = "fleetsync_watch_"
+    metrics.recordLevel(prefix + "up", help: "1 when /healthz reports healthy", health().isHealthy ? 1 : 0)
+    metrics.recordLevel(prefix + "watches", help: "inotify watches held", Double(status.watches))
+    metrics.recordLevel(prefix + "queue_depth", help: "paths waiting to be sent", Double(status.queueDepth))
+    metrics.recordLevel(prefix + "in_flight", help: "paths in running transfers", Double(status.inFlight))
+    metrics.recordLevel(
+      prefix + "lag_seconds", help: "age of the oldest path not yet sent", status.oldestPendingAgeSeconds ?? 0
+    )
+    metrics.recordLevel(
+      prefix + "consecutive_failures", help: "transfer failures since the last success",
+      Double(status.consecutiveFailures))
+    metrics.recordLevel(
+      prefix + "last_success_timestamp_seconds", help: "Unix time of the last successful transfer",
+      status.lastSuccess?.timeIntervalSince1970 ?? 0)
+    metrics.recordLevel(
+      prefix + "heartbeat_age_seconds", help: "seconds since the engine loop last showed life",
+      Date().timeIntervalSince(status.heartbeat))
+    metrics.recordTotal(prefix + "files_sent_total", help: "files sent", status.filesSent)
+    metrics.recordTotal(prefix + "bytes_sent_total", help: "bytes sent", status.bytesSent)
+    metrics.recordTotal(prefix + "transfers_total", help: "rsync transfers run", status.transfers)
+    metrics.recordTotal(
+      prefix + "failed_transfers_total", help: "rsync transfers that failed", status.failedTransfers)
+    metrics.recordTotal(prefix + "retries_total", help: "transfer retries", status.retries)
+    metrics.recordTotal(prefix + "overflows_total", help: "inotify queue overflows", status.overflows)
+    metrics.recordTotal(prefix + "full_syncs_total", help: "full tree syncs run", status.fullSyncs)
+    metrics.recordTotal(prefix + "reloads_total", help: "successful config reloads", snapshot.reloads)
+    metrics.recordTotal(
+      prefix + "failed_reloads_total", help: "rejected config reloads", snapshot.failedReloads)
+    return metrics.exposition()
+  }
+}

@@ -1,0 +1,337 @@
+import FleetCore
+import FleetHealth
+import FleetWatch
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The watcher agent: the replication engine, its health endpoint and systemd notifications,
+/// run as one ServiceLifecycle group.
+///
+/// SIGTERM and SIGINT stop it gracefully (the engine finishes or journals its batch); SIGHUP
+/// re-reads the config file and swaps in a new engine, keeping the old one when the new config
+/// is bad; SIGUSR1 asks the engine for a full sync.
+public enum WatchAgent {
+  /// A heartbeat older than this marks the engine loop as stalled (health 503, no watchdog pings).
+  static let heartbeatMaxAge: TimeInterval = 5
+
+  /// Runs the agent until it is stopped and returns the process exit status.
+  ///
+  /// Start-up problems are written to `errorOutput` as one `fleetsync-watch: error: ...` block
+  /// (every config problem at once) and mapped to the statuses in ``AgentExitStatus``.
+  ///
+  /// - Parameters:
+  ///   - settings: What to run.
+  ///   - configFile: The file `settings` came from; SIGHUP re-reads it. `nil` for the quick form.
+  ///   - logger: Where the agent and the engine log.
+  ///   - notifier: systemd notifications; read from the environment by default.
+  ///   - errorOutput: Where start-up errors are written; standard error by default.
+  public static func run(
+    settings: AgentSettings,
+    configFile: String?,
+    logger: Logger,
+    notifier: SystemdNotifier = .fromProcessEnvironment(),
+    errorOutput: @Sendable (String) -> Void = AgentOutput.standardError
+  ) async -> Int32 {
+    // Trap SIGHUP and SIGUSR1 first: their default action would kill the agent if one came early.
+    let controlSignals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
+    var logger = logger
+    logger[metadataKey: "source"] = "\(settings.watch.source)"
+    let engine: WatchEngine
+    do {
+      try Preflight.check(settings.watch)
+      warnAboutPassword(settings, logger: logger)
+      engine = try WatchEngine(config: settings.watch, logger: logger)
+    } catch {
+      errorOutput("fleetsync-watch: error: \(describe(error))")
+      return AgentExitStatus.usage
+    }
+    let current = CurrentEngine(engine: engine, settings: settings)
+    let source = AgentHealthSource(current: current, heartbeatMaxAge: heartbeatMaxAge)
+
+    var services: [any Service] = []
+    if let port = settings.healthPort {
+      do {
+        let server = try await HealthServer.start(
+          host: settings.healthAddress, port: port, source: source, logger: logger)
+        services.append(HealthService(server: server))
+      } catch let error as FleetError where error.code == .healthPortInUse {
+        errorOutput("fleetsync-watch: error: \(error.message)")
+        return AgentExitStatus.unavailable
+      } catch {
+        errorOutput("fleetsync-watch: error: \(describe(error))")
+        return AgentExitStatus.usage
+      }
+    }
+    services.append(NotifierService(notifier: notifier, current: current, logger: logger))
+    services.append(
+      EngineSupervisor(
+        current: current, configFile: configFile, signals: controlSignals, notifier: notifier, logger: logger)
+    )
+
+    let group = ServiceGroup(
+      services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+      logger: logger)
+    do {
+      try await group.run()
+      logger.info("stopped")
+      return AgentExitStatus.success
+    } catch {
+      errorOutput("fleetsync-watch: error: \(describe(error))")
+      return AgentExitStatus.failure
+    }
+  }
+
+  static func warnAboutPassword(_ settings: AgentSettings, logger: Logger) {
+    guard settings.watch.passwordFile == nil, settings.watch.target.user != nil else { return }
+    if ProcessInfo.processInfo.environment["RSYNC_PASSWORD"] == nil {
+      logger.warning(
+        """
+        the target names a user but there is no password-file and RSYNC_PASSWORD is not set; \
+        the daemon will refuse the login if its module requires auth
+        """)
+    }
+  }
+
+  /// An error as one readable message: the ``FleetError`` message, or the error's description.
+  static func describe(_ error: any Error) -> String {
+    if let fleet = error as? FleetError { return fleet.description }
+    if let lifecycle = error as? ServiceGroupError { return "service group failed: \(lifecycle)" }
+    return String(describing: error)
+  }
+}
+
+/// Where the agent writes start-up errors.
+public enum AgentOutput {
+  /// Writes `text` and a newline to standard error.
+  public static let standardError: @Sendable (String) -> Void = { text in
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+  }
+}
+
+/// Keeps the health endpoint up until graceful shutdown, then closes it.
+struct HealthService: Service {
+  let server: HealthServer
+
+  func run() async throws {
+    // Ends at graceful shutdown, or with CancellationError when the group is cancelled: close either way.
+    try? await gracefulShutdown()
+    await server.close()
+  }
+}
+
+/// Tells systemd the agent is ready, keeps its status line current and pings the watchdog
+/// while the engine's heartbeat is fresh.
+struct NotifierService: Service {
+  let notifier: SystemdNotifier
+  let current: CurrentEngine
+  let logger: Logger
+
+  func run() async throws {
+    guard notifier.isEnabled else {
+      // Outside systemd there is nothing to do, but a service that returns would stop the group.
+      try? await gracefulShutdown()
+      return
+    }
+    do {
+      try notifier.ready(status: statusLine())
+    } catch {
+      logger.warning("cannot tell systemd that the agent is ready", metadata: ["error": "\(error)"])
+    }
+    let current = self.current
+    let notifier = self.notifier
+    let logger = self.logger
+    await cancelWhenGracefulShutdown {
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask {
+          await notifier.runWatchdog(isAlive: { current.isAlive(maxAge: WatchAgent.heartbeatMaxAge) }) {
+            logger.warning("watchdog ping failed", metadata: ["error": "\($0)"])
+          }
+        }
+        group.addTask {
+          var last = ""
+          while !Task.isCancelled {
+            let line = NotifierService.statusLine(current.engine.status())
+            if line != last {
+              try? notifier.status(line)
+              last = line
+            }
+            try? await Task.sleep(for: .seconds(2))
+          }
+        }
+        await group.waitForAll()
+      }
+    }
+  }
+
+  private func statusLine() -> String { Self.statusLine(current.engine.status()) }
+
+  static func statusLine(_ status: WatchStatus) -> String {
+    var line = "\(status.state.rawValue); queue \(status.queueDepth); in flight \(status.inFlight)"
+    if let kind = status.lastErrorKind, status.consecutiveFailures > 0 {
+      line += "; failing (\(kind)) \(status.consecutiveFailures)x"
+    }
+    return line
+  }
+}
+
+/// Runs the current engine, swaps it on SIGHUP, and stops it on graceful shutdown.
+struct EngineSupervisor: Service {
+  let current: CurrentEngine
+  let configFile: String?
+  /// SIGHUP (reload) and SIGUSR1 (full sync), trapped before anything else started.
+  let signals: UnixSignalsSequence
+  let notifier: SystemdNotifier
+  let logger: Logger
+
+  private enum Event: Sendable {
+    case reload
+    case fullSync
+    case engineEnded(generation: Int, error: (any Error & Sendable)?)
+    case shutdown
+  }
+
+  func run() async throws {
+    let (events, sink) = AsyncStream.makeStream(of: Event.self)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for await signal in signals {
+          sink.yield(signal == .sighup ? .reload : .fullSync)
+        }
+      }
+      defer { group.cancelAll() }
+      try await withTaskCancellationOrGracefulShutdownHandler {
+        try await supervise(events: events, sink: sink)
+      } onCancelOrGracefulShutdown: {
+        sink.yield(.shutdown)
+      }
+    }
+  }
+
+  private func supervise(events: AsyncStream<Event>, sink: AsyncStream<Event>.Continuation) async throws {
+    var generation = 0
+    var running = start(current.engine, generation: generation, sink: sink)
+    for await event in events {
+      switch event {
+      case .fullSync:
+        logger.info("SIGUSR1: full sync requested")
+        current.engine.requestFullSync()
+      case .reload:
+        guard let replacement = reload() else { continue }
+        logger.info("SIGHUP: stopping the old engine to switch to the new config")
+        running.cancel()
+        _ = await running.result
+        generation += 1
+        current.replace(with: replacement.engine, settings: replacement.settings)
+        running = start(replacement.engine, generation: generation, sink: sink)
+        logger.info("SIGHUP: config reloaded", metadata: ["config": "\(configFile ?? "")"])
+      case .engineEnded(let ended, let error):
+        guard ended == generation else { continue }
+        if let error {
+          logger.error(
+            "the engine stopped with an error", metadata: ["error": "\(WatchAgent.describe(error))"])
+          throw error
+        }
+        logger.info("the engine stopped")
+        return
+      case .shutdown:
+        logger.info("stopping: letting the engine finish or journal its batch")
+        try? notifier.stopping()
+        running.cancel()
+        let result = await running.result
+        if case .failure(let error) = result, !(error is CancellationError) { throw error }
+        return
+      }
+    }
+  }
+
+  private func start(_ engine: WatchEngine, generation: Int, sink: AsyncStream<Event>.Continuation)
+    -> Task<Void, any Error>
+  {
+    Task {
+      do {
+        try await engine.run()
+        sink.yield(.engineEnded(generation: generation, error: nil))
+      } catch {
+        sink.yield(.engineEnded(generation: generation, error: error is CancellationError ? nil : error))
+        throw error
+      }
+    }
+  }
+
+  /// Reads the config file again; `nil` (after logging why) when the old engine must keep running.
+  private func reload() -> (engine: WatchEngine, settings: AgentSettings)? {
+    guard let configFile else {
+      logger.warning("SIGHUP ignored: started with command-line options, there is no config file to re-read")
+      return nil
+    }
+    let old = current.snapshot.settings
+    do {
+      let settings = try AgentSettings.load(file: configFile)
+      try Preflight.check(settings.watch)
+      if settings.healthPort != old.healthPort || settings.healthAddress != old.healthAddress {
+        logger.warning("health-address and health-port changes take effect only after a restart")
+      }
+      let engine = try WatchEngine(config: settings.watch, logger: logger)
+      return (engine, settings)
+    } catch {
+      current.reloadFailed()
+      logger.error(
+        "SIGHUP: the new config is not used, the old one keeps running",
+        metadata: ["error": "\(WatchAgent.describe(error))"])
+      return nil
+    }
+  }
+}
+
+extension WatchAgent {
+  /// The log levels `--log-level` accepts.
+  public static let logLevels = Logger.Level.allCases.map(\.rawValue)
+
+  /// The command line's entry point: reads the settings, sets up logging, runs the agent.
+  ///
+  /// - Parameters:
+  ///   - configFile: `--config FILE`; must not be combined with quick-form options.
+  ///   - options: The quick form's options.
+  ///   - logLevel: `--log-level`, one of ``logLevels``.
+  /// - Returns: The process exit status (``AgentExitStatus``).
+  public static func main(configFile: String?, options: AgentOptions, logLevel: String) async -> Int32 {
+    let errorOutput = AgentOutput.standardError
+    guard let level = Logger.Level(rawValue: logLevel) else {
+      errorOutput(
+        "fleetsync-watch: error: --log-level \(logLevel) is not a level; use one of "
+          + logLevels.joined(separator: ", "))
+      return AgentExitStatus.usage
+    }
+    let settings: AgentSettings
+    do {
+      if let configFile {
+        let quickOptionsGiven =
+          options.source != nil || options.target != nil || options.passwordFile != nil
+          || options.stateDir != nil || options.healthAddress != nil || options.healthPort != nil
+          || !options.excludes.isEmpty || options.batchDelay != nil || options.workers != nil
+          || options.rsyncPath != nil
+        if quickOptionsGiven {
+          throw FleetError(
+            .agentConfig,
+            "--config cannot be combined with --source, --target or other settings; put them in \(configFile)"
+          )
+        }
+        settings = try AgentSettings.load(file: configFile)
+      } else {
+        settings = try AgentSettings.fromOptions(options)
+      }
+    } catch {
+      errorOutput("fleetsync-watch: error: \(describe(error))")
+      return AgentExitStatus.usage
+    }
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardError(label: label)
+      handler.logLevel = level
+      return handler
+    }
+    let logger = Logger(label: "fleetsync-watch")
+    return await run(settings: settings, configFile: configFile, logger: logger, errorOutput: errorOutput)
+  }
+}

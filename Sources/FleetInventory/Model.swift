@@ -1,0 +1,213 @@
+/// A validated inventory: every source, backup host and protected directory, with defaults,
+/// group and host settings already merged.
+///
+/// Only ``Inventory/load(path:)`` and ``Inventory/parse(yaml:file:)`` make one, and they refuse
+/// any inventory with an issue, so code that holds an `Inventory` may trust every field.
+public struct Inventory: Sendable, Equatable {
+  /// Path of the inventory file (as given).
+  public var file: String
+  /// Where the controller keeps the generated module secrets (0600), beside the inventory by default.
+  public var secretsFile: String
+  /// The NFS servers, in file order.
+  public var sources: [SourceHost]
+  /// The backup hosts, in file order.
+  public var backups: [BackupHost]
+  /// Group names declared under `groups:`.
+  public var groups: [String]
+
+  /// Every host, sources first, in file order.
+  public var hosts: [HostRef] {
+    sources.map { HostRef(name: $0.name, address: $0.address, ssh: $0.ssh, groups: $0.groups, role: .source) }
+      + backups.map {
+        HostRef(name: $0.name, address: $0.address, ssh: $0.ssh, groups: $0.groups, role: .backup)
+      }
+  }
+
+  /// The backup host called `name`.
+  public func backup(named name: String) -> BackupHost? { backups.first { $0.name == name } }
+
+  /// The addresses of the sources that send to `module` on backup host `backup` (for `hosts allow`).
+  public func senders(backup: String, module: String) -> [String] {
+    var out: [String] = []
+    for source in sources {
+      for dir in source.directories
+      where dir.destinations.contains(Destination(backup: backup, module: module)) {
+        if !out.contains(source.address) { out.append(source.address) }
+      }
+    }
+    return out
+  }
+}
+
+/// A host of either role, as the SSH layer and `--limit` see it.
+public struct HostRef: Sendable, Equatable, Hashable {
+  /// What a host is for.
+  public enum Role: String, Sendable, Hashable { case source, backup }
+  /// Inventory name.
+  public var name: String
+  /// Address to connect to.
+  public var address: String
+  /// Merged SSH settings.
+  public var ssh: SSHSettings
+  /// Groups the host belongs to.
+  public var groups: [String]
+  /// Source or backup.
+  public var role: Role
+
+  /// Makes a host reference.
+  public init(name: String, address: String, ssh: SSHSettings, groups: [String], role: Role) {
+    self.name = name
+    self.address = address
+    self.ssh = ssh
+    self.groups = groups
+    self.role = role
+  }
+}
+
+/// How the controller reaches a host: merged from `defaults.ssh`, the host's groups, the host.
+public struct SSHSettings: Sendable, Equatable, Hashable {
+  /// Login user (default `root`).
+  public var user: String = "root"
+  /// SSH port (default 22).
+  public var port: Int = 22
+  /// Private key file, or nil to use ssh-agent.
+  public var identity: String? = nil
+  /// Passphrase file for the identity, if it is encrypted.
+  public var passphraseFile: String? = nil
+  /// OpenSSH known_hosts file (default `~/.ssh/known_hosts`).
+  public var knownHosts: String = "~/.ssh/known_hosts"
+  /// `strict` or `accept-new`, as OpenSSH's StrictHostKeyChecking.
+  public var hostKeyPolicy: String = "strict"
+  /// Seconds to wait for connect + handshake + auth.
+  public var connectTimeout: Int = 10
+
+  /// Default settings.
+  public init() {}
+}
+
+/// Kernel inotify limits a source host needs (`fs.inotify.*`); fleetsync only ever raises them.
+public struct InotifyLimits: Sendable, Equatable, Hashable {
+  /// `fs.inotify.max_user_watches`: one per watched directory.
+  public var maxUserWatches: Int = 1_048_576
+  /// `fs.inotify.max_user_instances`: one per watcher process.
+  public var maxUserInstances: Int = 1024
+  /// `fs.inotify.max_queued_events`: queue length before IN_Q_OVERFLOW.
+  public var maxQueuedEvents: Int = 65_536
+}
+
+/// Watcher tuning for a protected directory: defaults, group, host, then the directory itself.
+public struct WatchSettings: Sendable, Equatable, Hashable {
+  /// Milliseconds events are coalesced before a transfer.
+  public var batchDelayMs: Int = 100
+  /// Parallel rsync workers.
+  public var workers: Int = 4
+  /// rsync exclude patterns.
+  public var excludes: [String] = []
+  /// Seconds between reconciling full syncs; 0 = only at start and after overflow.
+  public var fullSyncInterval: Int = 0
+}
+
+/// rsync daemon defaults for backup hosts.
+public struct RsyncSettings: Sendable, Equatable, Hashable {
+  /// User the daemon writes as (where the module path allows).
+  public var uid: String = "nobody"
+  /// Group the daemon writes as.
+  public var gid: String = "nogroup"
+  /// `max connections` per instance.
+  public var maxConnections: Int = 64
+}
+
+/// An NFS server with the directories it protects.
+public struct SourceHost: Sendable, Equatable {
+  /// Inventory name (safe as a file name).
+  public var name: String
+  /// Address to connect to (and the `hosts allow` entry on its backups).
+  public var address: String
+  /// Groups, in override order.
+  public var groups: [String]
+  /// Merged SSH settings.
+  public var ssh: SSHSettings
+  /// Merged inotify limits.
+  public var inotify: InotifyLimits
+  /// Protected directories, in file order.
+  public var directories: [ProtectedDirectory]
+}
+
+/// One protected directory: one watcher instance per destination.
+public struct ProtectedDirectory: Sendable, Equatable {
+  /// Name, unique on its source (used in instance and file names).
+  public var name: String
+  /// Absolute path on the source.
+  public var path: String
+  /// Where it is replicated (one or more backup modules).
+  public var destinations: [Destination]
+  /// Merged watcher settings.
+  public var watch: WatchSettings
+  /// Health port fixed in the inventory, if any (otherwise the controller assigns a stable one).
+  public var healthPort: Int?
+}
+
+/// A backup module a directory is sent to.
+public struct Destination: Sendable, Equatable, Hashable {
+  /// Backup host name.
+  public var backup: String
+  /// Module name on that host.
+  public var module: String
+  /// Makes a destination.
+  public init(backup: String, module: String) {
+    self.backup = backup
+    self.module = module
+  }
+}
+
+/// A backup host with its rsync daemon instances.
+public struct BackupHost: Sendable, Equatable {
+  /// Inventory name.
+  public var name: String
+  /// Address to connect to.
+  public var address: String
+  /// Groups, in override order.
+  public var groups: [String]
+  /// Merged SSH settings.
+  public var ssh: SSHSettings
+  /// rsync daemon instances, in file order.
+  public var daemons: [RsyncDaemon]
+
+  /// The module called `name`, with the daemon that serves it.
+  public func module(named name: String) -> (daemon: RsyncDaemon, module: RsyncModule)? {
+    for daemon in daemons {
+      if let module = daemon.modules.first(where: { $0.name == name }) { return (daemon, module) }
+    }
+    return nil
+  }
+}
+
+/// One rsync daemon instance: own config, port, pid/lock/log files, secrets file.
+public struct RsyncDaemon: Sendable, Equatable {
+  /// Instance name, unique on its host.
+  public var name: String
+  /// Port fixed in the inventory, if any (otherwise the controller assigns a stable one).
+  public var port: Int?
+  /// Merged daemon settings.
+  public var settings: RsyncSettings
+  /// Modules served by this instance.
+  public var modules: [RsyncModule]
+}
+
+/// One rsync module: a directory on the backup host that receives data.
+public struct RsyncModule: Sendable, Equatable {
+  /// Module name, unique on its host.
+  public var name: String
+  /// Absolute path of the module on the backup host.
+  public var path: String
+  /// A file holding this module's secret, when the user supplies it instead of letting
+  /// fleetsync generate one.
+  public var secretFile: String?
+
+  /// Makes a module.
+  public init(name: String, path: String, secretFile: String?) {
+    self.name = name
+    self.path = path
+    self.secretFile = secretFile
+  }
+}

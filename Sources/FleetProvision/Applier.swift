@@ -1,0 +1,209 @@
+import FleetCore
+import Foundation
+
+/// Carries out a ``HostPlan`` on one node, in an order that never leaves a half-made state behind:
+/// the manifest is widened first (so everything that may exist is on record), files are written
+/// atomically, services are started after their files, the final manifest is written last.
+public struct Applier: Sendable {
+  /// The node.
+  public let host: any RemoteHost
+
+  /// Makes an applier for `host`.
+  public init(host: any RemoteHost) { self.host = host }
+
+  /// Applies an `up` plan.
+  public func up(_ plan: HostPlan, previous: Manifest?) async throws {
+    guard let desired = plan.desired, let final = plan.manifest else { return }
+    if plan.isEmpty && !plan.manifestChanged { return }
+
+    // 1. Directories (data directories get the daemon's owner when fleetsync creates them).
+    var mkdir = "set -e; umask 022\n"
+    for dir in plan.directories {
+      let path = try ShellQuote.quote(dir.path)
+      let mode = String(dir.mode, radix: 8)
+      if let owner = dir.owner {
+        let own = try ShellQuote.quote(owner)
+        mkdir +=
+          "if [ ! -d \(path) ]; then mkdir -p \(path) && chown \(own) \(path) && chmod \(mode) \(path); fi\n"
+      } else {
+        mkdir += "mkdir -p \(path) && chmod \(mode) \(path)\n"
+      }
+    }
+    try await host.check(mkdir, "creating directories")
+
+    // 2. A manifest that covers both the old and the new state, so an interrupted run leaves
+    //    nothing off the record.
+    var union = final
+    for (path, file) in previous?.files ?? [:] where union.files[path] == nil { union.files[path] = file }
+    for (name, service) in previous?.services ?? [:] where union.services[name] == nil {
+      union.services[name] = service
+    }
+    try await writeManifest(union)
+
+    // 3. Files.
+    let byPath = Dictionary(desired.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+    for change in plan.files where change.kind != .delete {
+      guard let file = byPath[change.path] else { continue }
+      switch file.content {
+      case .bytes(let bytes): try await host.write(bytes, to: file.path, mode: file.mode)
+      case .localFile(let local, _): try await host.upload(localPath: local, to: file.path, mode: file.mode)
+      }
+    }
+    let unitsChanged = plan.files.contains { $0.path.hasPrefix(Layout.units) }
+    if plan.systemd && unitsChanged {
+      try await host.check("systemctl daemon-reload", "systemctl daemon-reload")
+    }
+
+    // 4. Kernel settings (the drop-in file is already written).
+    if !plan.sysctl.isEmpty {
+      try await host.check("sysctl -q -p \(try ShellQuote.quote(Layout.sysctl))", "applying \(Layout.sysctl)")
+    }
+
+    // 5. Services: stop the removed, then (re)start the changed.
+    for action in plan.services where action.kind == .stop {
+      try await host.check(
+        try stopCommand(action.service, systemd: plan.systemd), "stopping \(action.service)")
+    }
+    let deletions = plan.files.filter { $0.kind == .delete }.map(\.path)
+    if !deletions.isEmpty {
+      try await host.check(
+        "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
+    }
+    for action in plan.services where action.kind != .stop {
+      let command =
+        action.kind == .restart
+        ? try restartCommand(action.service, systemd: plan.systemd)
+        : try startCommand(action.service, systemd: plan.systemd)
+      try await host.check(command, "\(action.kind.rawValue)ing \(action.service)")
+    }
+
+    // 6. The final manifest.
+    try await writeManifest(final)
+  }
+
+  /// Applies a `down` plan.
+  public func down(_ plan: HostPlan) async throws {
+    guard !plan.isEmpty || plan.manifestChanged else { return }
+    for action in plan.services {
+      try await host.check(
+        try stopCommand(action.service, systemd: plan.systemd), "stopping \(action.service)")
+    }
+    if plan.systemd {
+      try await host.check("systemctl daemon-reload || true", "systemctl daemon-reload")
+    }
+    for change in plan.sysctl {
+      let path = "/proc/sys/" + change.key.replacingOccurrences(of: ".", with: "/")
+      try await host.check("echo \(change.to) > \(try ShellQuote.quote(path))", "restoring \(change.key)")
+    }
+    let deletions = plan.files.map(\.path)
+    if !deletions.isEmpty {
+      try await host.check(
+        "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
+    }
+    var cleanup = ""
+    for dir in plan.directories {
+      let path = try ShellQuote.quote(dir.path)
+      cleanup += dir.data ? "rm -rf -- \(path)\n" : "rmdir -- \(path) 2>/dev/null || true\n"
+    }
+    // Runtime leftovers of our own services (pid, lock, logs, journals) go with the directories.
+    cleanup += "rm -rf -- \(Layout.run) \(Layout.log) \(Layout.state) /var/lib/fleetsync/bin\n"
+    cleanup +=
+      "rmdir -- /var/lib/fleetsync \(Layout.etc)/rsyncd \(Layout.etc)/watch \(Layout.etc) 2>/dev/null || true\n"
+    try await host.check(cleanup, "removing directories")
+  }
+
+  func writeManifest(_ manifest: Manifest) async throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let data = try encoder.encode(manifest)
+    try await host.write(Array(data) + [10], to: Layout.manifest, mode: 0o644)
+  }
+
+  func startCommand(_ service: ServiceName, systemd: Bool) throws -> String {
+    if systemd { return "systemctl enable --now \(try ShellQuote.quote(service.unit))" }
+    let pid = try ShellQuote.quote(Layout.pidFile(service))
+    let log = try ShellQuote.quote(Layout.logFile(service))
+    switch service.kind {
+    case .rsyncd:
+      let conf = try ShellQuote.quote(Layout.rsyncdConf(service.instance))
+      // A stale pid file (dead process) would make rsync refuse to start.
+      return """
+        if [ -f \(pid) ] && ! kill -0 "$(cat \(pid))" 2>/dev/null; then rm -f \(pid); fi
+        rsync --daemon --config=\(conf) </dev/null >>\(log) 2>&1
+        """
+    case .watch:
+      let conf = try ShellQuote.quote(Layout.watchConf(service.instance))
+      let sup = try ShellQuote.quote(Layout.supervisor)
+      let bin = try ShellQuote.quote(Layout.watchBinary)
+      return """
+        setsid \(sup) \(pid) \(log) \(bin) run --config \(conf) </dev/null >/dev/null 2>&1 &
+        i=0; while [ ! -f \(pid) ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; [ -f \(pid) ]
+        """
+    }
+  }
+
+  func stopCommand(_ service: ServiceName, systemd: Bool) throws -> String {
+    if systemd {
+      let unit = try ShellQuote.quote(service.unit)
+      return "systemctl disable --now \(unit) 2>/dev/null || true"
+    }
+    let pid = try ShellQuote.quote(Layout.pidFile(service))
+    return """
+      if [ -f \(pid) ]; then
+        p=$(cat \(pid))
+        if [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; then
+          i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+          kill -KILL "$p" 2>/dev/null || true
+        fi
+        rm -f \(pid)
+      fi
+      true
+      """
+  }
+
+  func restartCommand(_ service: ServiceName, systemd: Bool) throws -> String {
+    if systemd {
+      return
+        "systemctl enable \(try ShellQuote.quote(service.unit)) && systemctl restart \(try ShellQuote.quote(service.unit))"
+    }
+    return try stopCommand(service, systemd: false) + "\n" + startCommand(service, systemd: false)
+  }
+
+  /// Waits until every service of the plan answers: rsync daemons accept TCP, watchers say
+  /// 200 on `/healthz`. Returns the services that did not, with what they said.
+  public func waitHealthy(_ services: [DesiredService], deadline seconds: Int) async throws -> [String:
+    String]
+  {
+    guard !services.isEmpty else { return [:] }
+    var script = "end=$(( $(date +%s) + \(seconds) ))\n"
+    script += #"""
+      probe() { # kind port
+        if [ "$1" = rsyncd ]; then
+          timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && head -c 12 <&3" 2>/dev/null | grep -q '@RSYNCD'
+        else
+          r=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null)
+          case "$r" in "HTTP/1."?" 200"*) return 0;; esac
+          last=$(printf '%s' "$r" | tail -n 1 | tr -d '\r' | cut -c1-200)
+          return 1
+        fi
+      }
+      """#
+    script += "\n"
+    for service in services {
+      script += """
+        last=; until probe \(service.name.kind.rawValue) \(service.port); do
+          if [ $(date +%s) -ge $end ]; then echo "\(service.name) ${last:-not answering on port \(service.port)}"; break; fi
+          sleep 0.2
+        done
+
+        """
+    }
+    let out = try await host.run(script)
+    var failed: [String: String] = [:]
+    for line in out.stdout.split(separator: "\n") {
+      let parts = line.split(separator: " ", maxSplits: 1)
+      if parts.count == 2 { failed[String(parts[0])] = String(parts[1]) }
+    }
+    return failed
+  }
+}

@@ -1,0 +1,295 @@
+import Crypto
+import FleetCore
+import FleetInventory
+import Foundation
+
+/// A file fleetsync wants on a node.
+public struct DesiredFile: Sendable, Equatable {
+  /// Where the content comes from.
+  public enum Content: Sendable, Equatable {
+    /// Rendered bytes.
+    case bytes([UInt8])
+    /// A local file (the agent binary), with its sha256.
+    case localFile(path: String, sha256: String)
+  }
+  /// Remote path.
+  public var path: String
+  /// Content.
+  public var content: Content
+  /// File mode.
+  public var mode: Int
+  /// Secret content: never shown in a plan, never logged.
+  public var secret: Bool
+
+  /// sha256 of the content, hex.
+  public var sha256: String {
+    switch content {
+    case .bytes(let bytes): return Digest.sha256Hex(bytes)
+    case .localFile(_, let sha): return sha
+    }
+  }
+}
+
+/// A directory fleetsync wants on a node.
+public struct DesiredDirectory: Sendable, Equatable {
+  /// Path.
+  public var path: String
+  /// Owner and group (`user:group`), nil for root.
+  public var owner: String?
+  /// Mode.
+  public var mode: Int
+  /// Backup data: created, never deleted by `down` unless asked.
+  public var data: Bool
+}
+
+/// A service instance fleetsync wants running on a node.
+public struct DesiredService: Sendable, Equatable {
+  /// Kind and instance.
+  public var name: ServiceName
+  /// rsync port, or the watcher's health port.
+  public var port: Int
+  /// Hash of its config, binary and unit: a change means restart.
+  public var configHash: String
+  /// The command that runs it in the foreground (argv), for the supervisor and the unit.
+  public var config: String
+}
+
+/// Everything fleetsync wants on one node.
+public struct DesiredHost: Sendable, Equatable {
+  /// The host.
+  public var host: HostRef
+  /// Files, in apply order.
+  public var files: [DesiredFile] = []
+  /// Directories to create first.
+  public var directories: [DesiredDirectory] = []
+  /// Services.
+  public var services: [DesiredService] = []
+  /// `fs.inotify.*` targets (sources only).
+  public var sysctl: [String: Int] = [:]
+}
+
+/// Inputs shared by every host's rendering.
+public struct RenderContext: Sendable {
+  /// The inventory.
+  public var inventory: Inventory
+  /// Assigned ports: `host/kind@instance`.
+  public var ports: PortBook
+  /// Secrets by `backup/module`.
+  public var secrets: [String: Secret]
+  /// Local agent binary and its sha256.
+  public var watchBinary: (path: String, sha256: String)?
+
+  /// Makes a context.
+  public init(
+    inventory: Inventory, ports: PortBook, secrets: [String: Secret],
+    watchBinary: (path: String, sha256: String)?
+  ) {
+    self.inventory = inventory
+    self.ports = ports
+    self.secrets = secrets
+    self.watchBinary = watchBinary
+  }
+
+  func port(_ host: String, _ service: ServiceName) -> Int? { ports.ports["\(host)/\(service)"] }
+}
+
+/// Renders the desired state of hosts from the inventory.
+public enum Renderer {
+  /// The desired state of a backup host.
+  public static func backup(_ host: BackupHost, context: RenderContext, systemd: Bool) throws -> DesiredHost {
+    var out = DesiredHost(host: hostRef(host.name, context))
+    out.directories = baseDirectories()
+    for daemon in host.daemons {
+      let service = ServiceName(.rsyncd, daemon.name)
+      guard let port = context.port(host.name, service) else {
+        throw FleetError(.internal, "no port assigned to \(service) on \(host.name)")
+      }
+      var conf = Layout.header
+      conf += """
+        # rsync daemon instance \(daemon.name) on \(host.name)
+        port = \(port)
+        pid file = \(Layout.pidFile(service))
+        lock file = \(Layout.run)/rsyncd-\(daemon.name).lock
+        log file = \(Layout.logFile(service))
+        use chroot = yes
+        max connections = \(daemon.settings.maxConnections)
+        uid = \(daemon.settings.uid)
+        gid = \(daemon.settings.gid)
+        read only = no
+        list = no
+        strict modes = yes
+        timeout = 600
+
+        """
+      var secretsText = ""
+      for module in daemon.modules {
+        let key = "\(host.name)/\(module.name)"
+        guard let secret = context.secrets[key] else {
+          throw FleetError(.internal, "no secret for module \(key)")
+        }
+        let allow = context.inventory.senders(backup: host.name, module: module.name)
+        conf += """
+
+          [\(module.name)]
+            path = \(module.path)
+            comment = managed by fleetsync
+            auth users = \(Layout.authUser(module: module.name))
+            secrets file = \(Layout.rsyncdSecrets(daemon.name))
+            hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))
+            hosts deny = *
+
+          """
+        secretsText += "\(Layout.authUser(module: module.name)):\(secret.revealed)\n"
+        out.directories.append(
+          DesiredDirectory(
+            path: module.path, owner: "\(daemon.settings.uid):\(daemon.settings.gid)", mode: 0o755, data: true
+          ))
+      }
+      let confBytes = Array(conf.utf8)
+      let secretBytes = Array(secretsText.utf8)
+      out.files.append(
+        DesiredFile(
+          path: Layout.rsyncdConf(daemon.name), content: .bytes(confBytes), mode: 0o644, secret: false))
+      out.files.append(
+        DesiredFile(
+          path: Layout.rsyncdSecrets(daemon.name), content: .bytes(secretBytes), mode: 0o600, secret: true))
+      // rsync re-reads its config (and secrets) on every connection: only a new port or a new
+      // supervisor needs a restart; module edits take effect without one.
+      let hash = Digest.sha256Hex(Array("\(port) \(systemd ? "systemd" : "pidfile")".utf8))
+      out.services.append(
+        DesiredService(name: service, port: port, configHash: hash, config: Layout.rsyncdConf(daemon.name)))
+    }
+    try addSupervision(&out, systemd: systemd, kinds: [.rsyncd])
+    return out
+  }
+
+  /// The desired state of a source host.
+  public static func source(
+    _ host: SourceHost, context: RenderContext, systemd: Bool, currentSysctl: [String: Int],
+    manifest: Manifest?
+  ) throws -> DesiredHost {
+    var out = DesiredHost(host: hostRef(host.name, context))
+    out.directories =
+      baseDirectories() + [DesiredDirectory(path: Layout.state, owner: nil, mode: 0o700, data: false)]
+    guard let binary = context.watchBinary else {
+      throw FleetError(.invalidInput, "the fleetsync-watch binary was not found; pass --watch-binary PATH")
+    }
+    out.files.append(
+      DesiredFile(
+        path: Layout.watchBinary, content: .localFile(path: binary.path, sha256: binary.sha256), mode: 0o755,
+        secret: false))
+    let wanted = [
+      "fs.inotify.max_user_watches": host.inotify.maxUserWatches,
+      "fs.inotify.max_user_instances": host.inotify.maxUserInstances,
+      "fs.inotify.max_queued_events": host.inotify.maxQueuedEvents,
+    ]
+    var sysctlText = Layout.header
+    for key in wanted.keys.sorted() {
+      let base = manifest?.sysctl[key]?.previous ?? currentSysctl[key] ?? 0
+      let target = max(wanted[key]!, base)
+      out.sysctl[key] = target
+      sysctlText += "\(key) = \(target)\n"
+    }
+    out.files.append(
+      DesiredFile(path: Layout.sysctl, content: .bytes(Array(sysctlText.utf8)), mode: 0o644, secret: false))
+
+    for directory in host.directories {
+      for destination in directory.destinations {
+        let instance = Layout.watchInstance(directory: directory.name, to: destination)
+        let service = ServiceName(.watch, instance)
+        guard let healthPort = context.port(host.name, service),
+          let backup = context.inventory.backup(named: destination.backup),
+          let (daemon, module) = backup.module(named: destination.module),
+          let rsyncPort = context.port(backup.name, ServiceName(.rsyncd, daemon.name)),
+          let secret = context.secrets["\(backup.name)/\(module.name)"]
+        else {
+          throw FleetError(.internal, "missing port or secret for \(service) on \(host.name)")
+        }
+        var conf = Layout.header
+        conf += """
+          # \(host.name):\(directory.path) -> \(backup.name)/\(module.name)
+          source = \(directory.path)
+          target = rsync://\(Layout.authUser(module: module.name))@\(urlHost(backup.address)):\(rsyncPort)/\(module.name)
+          password-file = \(Layout.watchPassword(instance))
+          state-dir = \(Layout.state)/\(instance)
+          health-address = 127.0.0.1
+          health-port = \(healthPort)
+          batch-delay = \(directory.watch.batchDelayMs)
+          workers = \(directory.watch.workers)
+          full-sync-interval = \(directory.watch.fullSyncInterval)
+
+          """
+        for pattern in directory.watch.excludes { conf += "exclude = \(pattern)\n" }
+        let confBytes = Array(conf.utf8)
+        let passwordBytes = Array((secret.revealed + "\n").utf8)
+        out.files.append(
+          DesiredFile(
+            path: Layout.watchConf(instance), content: .bytes(confBytes), mode: 0o644, secret: false))
+        out.files.append(
+          DesiredFile(
+            path: Layout.watchPassword(instance), content: .bytes(passwordBytes), mode: 0o600, secret: true))
+        let hash = Digest.sha256Hex(
+          confBytes + passwordBytes + Array(binary.sha256.utf8)
+            + Array((systemd ? "systemd" : "pidfile").utf8))
+        out.services.append(
+          DesiredService(
+            name: service, port: healthPort, configHash: hash, config: Layout.watchConf(instance)))
+      }
+    }
+    try addSupervision(&out, systemd: systemd, kinds: [.watch])
+    return out
+  }
+
+  static func hostRef(_ name: String, _ context: RenderContext) -> HostRef {
+    context.inventory.hosts.first { $0.name == name }!
+  }
+
+  static func baseDirectories() -> [DesiredDirectory] {
+    [
+      DesiredDirectory(path: Layout.etc, owner: nil, mode: 0o755, data: false),
+      DesiredDirectory(path: "\(Layout.etc)/rsyncd", owner: nil, mode: 0o755, data: false),
+      DesiredDirectory(path: "\(Layout.etc)/watch", owner: nil, mode: 0o755, data: false),
+      DesiredDirectory(path: "/var/lib/fleetsync", owner: nil, mode: 0o755, data: false),
+      DesiredDirectory(path: "/var/lib/fleetsync/bin", owner: nil, mode: 0o755, data: false),
+      DesiredDirectory(path: Layout.log, owner: nil, mode: 0o750, data: false),
+      DesiredDirectory(path: Layout.run, owner: nil, mode: 0o755, data: false),
+    ]
+  }
+
+  static func addSupervision(_ out: inout DesiredHost, systemd: Bool, kinds: [ServiceName.Kind]) throws {
+    if systemd {
+      for kind in kinds {
+        let unit = kind == .rsyncd ? Units.rsyncd : Units.watch
+        out.files.append(
+          DesiredFile(
+            path: "\(Layout.units)/fleetsync-\(kind.rawValue)@.service", content: .bytes(Array(unit.utf8)),
+            mode: 0o644, secret: false))
+      }
+    } else if !out.services.isEmpty && kinds.contains(.watch) {
+      out.files.append(
+        DesiredFile(
+          path: Layout.supervisor, content: .bytes(Array(Units.supervisor.utf8)), mode: 0o755, secret: false))
+    }
+  }
+
+  static func urlHost(_ address: String) -> String { address.contains(":") ? "[\(address)]" : address }
+}
+
+/// Hashing helpers.
+public enum Digest {
+  /// sha256 of bytes as lowercase hex.
+  public static func sha256Hex(_ bytes: [UInt8]) -> String {
+    SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+  }
+
+  /// sha256 of a local file as lowercase hex, streamed.
+  public static func sha256Hex(file path: String) throws -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+      throw FleetError(.io, "cannot read \(path)")
+    }
+    defer { try? handle.close() }
+    var hasher = SHA256()
+    while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+  }
+}

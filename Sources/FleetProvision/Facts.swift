@@ -1,0 +1,106 @@
+import FleetCore
+import Foundation
+
+/// What a node looks like now, read in one remote command before anything is planned.
+public struct HostFacts: Sendable, Equatable {
+  /// `uname -m`.
+  public var arch: String
+  /// Whether systemd is the init system (`/run/systemd/system` exists).
+  public var systemd: Bool
+  /// The manifest of a previous `up`, if any.
+  public var manifest: Manifest?
+  /// Current `fs.inotify.*` values.
+  public var sysctl: [String: Int]
+  /// sha256 of every fleetsync-managed file present, by path.
+  public var hashes: [String: String]
+  /// TCP ports something listens on.
+  public var listening: Set<Int>
+  /// Service instances that are running (`kind@instance`).
+  public var running: Set<String>
+
+  /// The script that prints the facts, in `@@section` blocks.
+  static let script = #"""
+    echo @@arch; uname -m
+    echo @@systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi
+    echo @@manifest; cat /etc/fleetsync/manifest.json 2>/dev/null; echo
+    echo @@sysctl
+    for k in max_user_watches max_user_instances max_queued_events; do
+      echo "fs.inotify.$k $(cat /proc/sys/fs/inotify/$k)"
+    done
+    echo @@hash
+    { find /etc/fleetsync /var/lib/fleetsync/bin -type f 2>/dev/null
+      ls -d /etc/sysctl.d/60-fleetsync.conf /etc/systemd/system/fleetsync-*.service 2>/dev/null; } | xargs -r sha256sum
+    echo @@listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
+    echo @@running
+    if [ -d /run/systemd/system ]; then
+      systemctl list-units --state=active --plain --no-legend 'fleetsync-*' 2>/dev/null |
+        sed -n 's/^fleetsync-\([a-z]*\)@\([^ ]*\)\.service .*/\1@\2/p'
+    fi
+    for f in /run/fleetsync/*.pid; do
+      [ -f "$f" ] || continue
+      p=$(cat "$f" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null || continue
+      n=${f##*/}; n=${n%.pid}; echo "${n%%-*}@${n#*-}"
+    done
+    echo @@end
+    """#
+
+  /// Reads the facts of `host`.
+  public static func gather(from host: any RemoteHost) async throws -> HostFacts {
+    let out = try await host.run(script)
+    guard out.status == 0, out.stdout.contains("@@end") else {
+      throw FleetError(
+        .remoteStep, "reading the host's state failed (exit \(out.status)): \(out.stderr.suffix(300))")
+    }
+    return try parse(out.stdout)
+  }
+
+  /// Parses the script's output.
+  static func parse(_ text: String) throws -> HostFacts {
+    var sections: [String: [Substring]] = [:]
+    var current = ""
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+      if line.hasPrefix("@@") {
+        current = String(line.dropFirst(2))
+        sections[current] = []
+      } else {
+        sections[current, default: []].append(line)
+      }
+    }
+    var facts = HostFacts(
+      arch: sections["arch"]?.first.map(String.init) ?? "", systemd: sections["systemd"]?.first == "yes",
+      manifest: nil, sysctl: [:], hashes: [:], listening: [], running: [])
+    let manifestText = (sections["manifest"] ?? []).joined(separator: "\n").trimmingCharacters(
+      in: .whitespacesAndNewlines)
+    if !manifestText.isEmpty {
+      do {
+        facts.manifest = try JSONDecoder().decode(Manifest.self, from: Data(manifestText.utf8))
+      } catch {
+        throw FleetError(
+          .remoteStep,
+          "\(Layout.manifest) on the host is not valid JSON; fix or remove it (it lists what fleetsync created)"
+        )
+      }
+    }
+    for line in sections["sysctl"] ?? [] {
+      let parts = line.split(separator: " ")
+      if parts.count == 2, let v = Int(parts[1]) { facts.sysctl[String(parts[0])] = v }
+    }
+    for line in sections["hash"] ?? [] {
+      // "<64 hex>  <path>"
+      guard line.count > 66 else { continue }
+      let hash = String(line.prefix(64))
+      let path = String(line.dropFirst(66))
+      facts.hashes[path] = hash
+    }
+    for line in sections["listen"] ?? [] {
+      // sl local_address rem_address st ...; state 0A = LISTEN
+      let cols = line.split(separator: " ", omittingEmptySubsequences: true)
+      guard cols.count > 3, cols[3] == "0A", let colon = cols[1].lastIndex(of: ":") else { continue }
+      if let port = Int(cols[1][cols[1].index(after: colon)...], radix: 16) { facts.listening.insert(port) }
+    }
+    for line in sections["running"] ?? [] where !line.isEmpty {
+      facts.running.insert(String(line))
+    }
+    return facts
+  }
+}

@@ -1,0 +1,367 @@
+import FleetCore
+import FleetInventory
+import Foundation
+
+/// How a run went on one host.
+public enum HostOutcome: Sendable, Equatable {
+  /// Nothing needed changing.
+  case ok
+  /// Changes were made (or, for `plan`, would be).
+  case changed
+  /// Reached, but a step failed.
+  case failed(String)
+  /// Could not be reached or logged into.
+  case unreachable(String)
+}
+
+/// The result for one host.
+public struct HostReport: Sendable {
+  /// Host name.
+  public var host: String
+  /// Outcome.
+  public var outcome: HostOutcome
+  /// The plan (for `plan`, with diffs).
+  public var plan: HostPlan?
+  /// Services that did not become healthy, with what they said.
+  public var unhealthy: [String: String] = [:]
+}
+
+/// The result of a whole run.
+public struct RunReport: Sendable {
+  /// Per host, in inventory order.
+  public var hosts: [HostReport]
+
+  /// 0 all ok/changed; 2 some failed; 3 some unreachable; 4 both.
+  public var exitCode: Int32 {
+    let failed = hosts.contains { if case .failed = $0.outcome { true } else { false } }
+    let unreachable = hosts.contains { if case .unreachable = $0.outcome { true } else { false } }
+    switch (failed, unreachable) {
+    case (false, false): return 0
+    case (true, false): return 2
+    case (false, true): return 3
+    case (true, true): return 4
+    }
+  }
+}
+
+/// Progress events, for live output.
+public enum ProgressEvent: Sendable {
+  /// Work on a host started (`phase`: connect, facts, apply, health).
+  case phase(host: String, phase: String)
+  /// A host is done.
+  case finished(HostReport)
+}
+
+/// Options of a provisioning run.
+public struct ProvisionOptions: Sendable {
+  /// How many hosts are worked on at once.
+  public var forks = 32
+  /// Host or group names; empty = all hosts.
+  public var limit: [String] = []
+  /// The local fleetsync-watch binary to install on sources.
+  public var watchBinary: String?
+  /// Seconds `up` waits for instances to become healthy.
+  public var healthDeadline = 60
+  /// `down`: also delete backup data directories.
+  public var deleteData = false
+
+  /// Default options.
+  public init() {}
+}
+
+/// Plans, applies and removes fleetsync's setup across an inventory's hosts.
+public struct Provisioner: Sendable {
+  /// The validated inventory.
+  public let inventory: Inventory
+  /// Connection factory.
+  public let connector: any HostConnector
+  /// Options.
+  public let options: ProvisionOptions
+  /// Called from any task as work progresses.
+  public let progress: @Sendable (ProgressEvent) -> Void
+
+  /// Makes a provisioner; validates `--limit` names against the inventory.
+  public init(
+    inventory: Inventory, connector: any HostConnector, options: ProvisionOptions,
+    progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
+  ) throws {
+    self.inventory = inventory
+    self.connector = connector
+    self.options = options
+    self.progress = progress
+    let known = Set(inventory.hosts.map(\.name)).union(inventory.groups)
+    let unknown = options.limit.filter { !known.contains($0) }
+    if !unknown.isEmpty {
+      throw FleetError(
+        .invalidInput,
+        "--limit names \(unknown.joined(separator: ", ")), which is no host or group of \(inventory.file)")
+    }
+  }
+
+  /// Path of the controller's port book beside the inventory.
+  public var stateFile: String {
+    let base =
+      inventory.secretsFile.hasSuffix(".secrets")
+      ? String(inventory.secretsFile.dropLast(8)) : inventory.secretsFile
+    return base + ".state.json"
+  }
+
+  /// The hosts this run works on.
+  public var selected: [HostRef] {
+    guard !options.limit.isEmpty else { return inventory.hosts }
+    let limit = Set(options.limit)
+    return inventory.hosts.filter { limit.contains($0.name) || !limit.isDisjoint(with: $0.groups) }
+  }
+
+  // MARK: up / plan
+
+  /// Computes what `up` would change; changes nothing. Plans carry unified diffs (secrets masked).
+  public func plan() async throws -> RunReport { try await converge(apply: false) }
+
+  /// Brings every selected host to the inventory's state, then waits for health.
+  public func up() async throws -> RunReport { try await converge(apply: true) }
+
+  func converge(apply: Bool) async throws -> RunReport {
+    var secrets = try SecretStore(path: inventory.secretsFile)
+    var ports = try PortBook.load(path: stateFile)
+    let binary = try localWatchBinary()
+
+    // Phase 1: facts of the selected hosts and of the backups they send to (read-only).
+    var needed = selected
+    let selectedNames = Set(selected.map(\.name))
+    for source in inventory.sources where selectedNames.contains(source.name) {
+      for dir in source.directories {
+        for dest in dir.destinations where !needed.contains(where: { $0.name == dest.backup }) {
+          if let ref = inventory.hosts.first(where: { $0.name == dest.backup }) { needed.append(ref) }
+        }
+      }
+    }
+    let sessions = await openAll(needed)
+    defer { Task { for case .success(let s) in sessions.values { await s.host.close() } } }
+
+    // Phase 2: ports (stable) and secrets (saved before any host sees them).
+    var portErrors: [String: String] = [:]
+    for backup in inventory.backups {
+      let facts = try? sessions[backup.name]?.get().facts
+      let ours = Set(
+        facts?.manifest?.services.filter { facts?.running.contains($0.key) ?? false }.map(\.value.port) ?? [])
+      for daemon in backup.daemons {
+        do {
+          _ = try ports.port(
+            host: backup.name, service: ServiceName(.rsyncd, daemon.name), fixed: daemon.port,
+            listening: facts?.listening, ours: ours)
+        } catch { portErrors[backup.name] = "\(error)" }
+      }
+    }
+    var moduleSecrets: [String: Secret] = [:]
+    for source in inventory.sources {
+      let facts = try? sessions[source.name]?.get().facts
+      let ours = Set(
+        facts?.manifest?.services.filter { facts?.running.contains($0.key) ?? false }.map(\.value.port) ?? [])
+      for dir in source.directories {
+        for dest in dir.destinations {
+          let service = ServiceName(.watch, Layout.watchInstance(directory: dir.name, to: dest))
+          do {
+            _ = try ports.port(
+              host: source.name, service: service, fixed: dir.healthPort, listening: facts?.listening,
+              ours: ours)
+          } catch { portErrors[source.name] = "\(error)" }
+        }
+      }
+    }
+    for backup in inventory.backups {
+      for daemon in backup.daemons {
+        for module in daemon.modules {
+          moduleSecrets["\(backup.name)/\(module.name)"] = try secrets.secret(
+            backup: backup.name, module: module)
+        }
+      }
+    }
+    if apply {
+      try secrets.save()
+      try ports.save(path: stateFile)
+    }
+    let context = RenderContext(
+      inventory: inventory, ports: ports, secrets: moduleSecrets, watchBinary: binary)
+    let hostPortErrors = portErrors
+
+    // Phase 3: per host, render → plan → (apply → health).
+    let reports = await forEachHost(selected) { ref -> HostReport in
+      guard let session = sessions[ref.name] else {
+        return HostReport(host: ref.name, outcome: .failed("internal: no session"))
+      }
+      let opened: Session
+      switch session {
+      case .failure(let error): return HostReport(host: ref.name, outcome: Self.outcome(for: error))
+      case .success(let s): opened = s
+      }
+      if let message = hostPortErrors[ref.name] {
+        return HostReport(host: ref.name, outcome: .failed(message))
+      }
+      do {
+        let desired = try self.render(ref, context: context, facts: opened.facts)
+        var plan = Planner.up(desired: desired, facts: opened.facts)
+        if !apply {
+          try await self.addDiffs(&plan, host: opened.host)
+          return HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+        }
+        self.progress(.phase(host: ref.name, phase: "apply"))
+        try await Applier(host: opened.host).up(plan, previous: opened.facts.manifest)
+        self.progress(.phase(host: ref.name, phase: "health"))
+        let unhealthy = try await Applier(host: opened.host).waitHealthy(
+          desired.services, deadline: self.options.healthDeadline)
+        var report = HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+        if !unhealthy.isEmpty {
+          report.unhealthy = unhealthy
+          let names = unhealthy.keys.sorted().joined(separator: ", ")
+          report.outcome = .failed("not healthy within \(self.options.healthDeadline)s: \(names)")
+        }
+        return report
+      } catch {
+        return HostReport(host: ref.name, outcome: Self.outcome(for: error))
+      }
+    }
+    if apply {
+      var book = ports
+      for report in reports {
+        if case .failed = report.outcome { continue }
+        if case .unreachable = report.outcome { continue }
+        let services = Set(report.plan?.desired?.services.map(\.name) ?? [])
+        book.retain(host: report.host, services: services)
+      }
+      try book.save(path: stateFile)
+    }
+    return RunReport(hosts: reports)
+  }
+
+  func render(_ ref: HostRef, context: RenderContext, facts: HostFacts) throws -> DesiredHost {
+    switch ref.role {
+    case .backup:
+      return try Renderer.backup(inventory.backup(named: ref.name)!, context: context, systemd: facts.systemd)
+    case .source:
+      let source = inventory.sources.first { $0.name == ref.name }!
+      return try Renderer.source(
+        source, context: context, systemd: facts.systemd, currentSysctl: facts.sysctl,
+        manifest: facts.manifest)
+    }
+  }
+
+  func addDiffs(_ plan: inout HostPlan, host: any RemoteHost) async throws {
+    guard let desired = plan.desired else { return }
+    let byPath = Dictionary(desired.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+    for index in plan.files.indices {
+      let change = plan.files[index]
+      guard !change.secret, let file = byPath[change.path], case .bytes(let bytes) = file.content else {
+        continue
+      }
+      let new = String(decoding: bytes, as: UTF8.self)
+      let old =
+        change.kind == .update
+        ? (try await host.read(change.path)).map { String(decoding: $0, as: UTF8.self) } ?? "" : ""
+      plan.files[index].diff = UnifiedDiff.make(old: old, new: new, path: change.path)
+    }
+  }
+
+  // MARK: down
+
+  /// Stops and removes everything fleetsync made on the selected hosts, restores changed settings.
+  public func down() async throws -> RunReport {
+    var ports = try PortBook.load(path: stateFile)
+    let sessions = await openAll(selected)
+    defer { Task { for case .success(let s) in sessions.values { await s.host.close() } } }
+    let reports = await forEachHost(selected) { ref -> HostReport in
+      switch sessions[ref.name] {
+      case .failure(let error): return HostReport(host: ref.name, outcome: Self.outcome(for: error))
+      case nil: return HostReport(host: ref.name, outcome: .failed("internal: no session"))
+      case .success(let opened):
+        let plan = Planner.down(host: ref, facts: opened.facts, deleteData: self.options.deleteData)
+        do {
+          self.progress(.phase(host: ref.name, phase: "remove"))
+          try await Applier(host: opened.host).down(plan)
+          return HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+        } catch {
+          return HostReport(host: ref.name, outcome: Self.outcome(for: error))
+        }
+      }
+    }
+    for report in reports where report.outcome == .ok || report.outcome == .changed {
+      ports.retain(host: report.host, services: [])
+    }
+    try ports.save(path: stateFile)
+    return RunReport(hosts: reports)
+  }
+
+  // MARK: Plumbing
+
+  struct Session: Sendable {
+    var host: any RemoteHost
+    var facts: HostFacts
+  }
+
+  func openAll(_ refs: [HostRef]) async -> [String: Result<Session, FleetError>] {
+    let results = await forEachHost(refs) { ref -> Result<Session, FleetError> in
+      self.progress(.phase(host: ref.name, phase: "connect"))
+      do {
+        let host = try await self.connector.connect(ref)
+        do {
+          let facts = try await HostFacts.gather(from: host)
+          return .success(Session(host: host, facts: facts))
+        } catch {
+          await host.close()
+          throw error
+        }
+      } catch {
+        return .failure(FleetError.wrap(error, code: .remoteStep, "\(ref.name)"))
+      }
+    }
+    return Dictionary(zip(refs.map(\.name), results), uniquingKeysWith: { a, _ in a })
+  }
+
+  /// Runs `body` for each host with at most `forks` at once; results in input order.
+  func forEachHost<T: Sendable>(_ refs: [HostRef], _ body: @escaping @Sendable (HostRef) async -> T) async
+    -> [T]
+  {
+    await withTaskGroup(of: (Int, T).self) { group in
+      var results: [T?] = Array(repeating: nil, count: refs.count)
+      var next = 0
+      let window = max(1, options.forks)
+      while next < refs.count && next < window {
+        let index = next
+        group.addTask { (index, await body(refs[index])) }
+        next += 1
+      }
+      while let (index, value) = await group.next() {
+        results[index] = value
+        if next < refs.count {
+          let index = next
+          group.addTask { (index, await body(refs[index])) }
+          next += 1
+        }
+      }
+      return results.map { $0! }
+    }
+  }
+
+  static func outcome(for error: any Error) -> HostOutcome {
+    let fleet = FleetError.wrap(error, code: .remoteStep, "failed")
+    if fleet.code.name.hasPrefix("ssh.") && fleet.code.name != "ssh.remoteCommand" {
+      let reachable = ["ssh.hostKeyUnknown", "ssh.hostKeyChanged", "ssh.auth", "ssh.authRSA"]
+      if !reachable.contains(fleet.code.name) { return .unreachable(fleet.description) }
+    }
+    return .failed(fleet.description)
+  }
+
+  func localWatchBinary() throws -> (path: String, sha256: String)? {
+    var candidates: [String] = []
+    if let explicit = options.watchBinary { candidates.append(explicit) }
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+    if !exe.isEmpty { candidates.append((exe as NSString).deletingLastPathComponent + "/fleetsync-watch") }
+    for path in candidates where FileManager.default.isExecutableFile(atPath: path) {
+      return (path, try Digest.sha256Hex(file: path))
+    }
+    if options.watchBinary != nil {
+      throw FleetError(.invalidInput, "--watch-binary \(options.watchBinary!) is not an executable file")
+    }
+    return nil
+  }
+}

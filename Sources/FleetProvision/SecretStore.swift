@@ -1,0 +1,89 @@
+import Crypto
+import FleetCore
+import FleetInventory
+import Foundation
+
+/// The controller's module secrets: generated once, kept in a 0600 file beside the inventory.
+///
+/// Format: `BACKUP/MODULE SECRET` lines under a header. A module with `secret_file` in the
+/// inventory takes its secret from that file instead. Secrets are only ever handed out as
+/// ``FleetCore/Secret`` values.
+public struct SecretStore: Sendable {
+  /// Path of the store file.
+  public let path: String
+  private var secrets: [String: Secret]
+  private var dirty = false
+
+  /// Loads the store at `path` (an absent file is an empty store).
+  ///
+  /// - Throws: when the file is readable by group or others, or malformed.
+  public init(path: String) throws {
+    self.path = path
+    self.secrets = [:]
+    guard FileManager.default.fileExists(atPath: path) else { return }
+    var info = stat()
+    if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
+      throw FleetError(
+        .localState,
+        "secrets file \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)"
+      )
+    }
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+      throw FleetError(.localState, "cannot read secrets file \(path)")
+    }
+    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      if line.isEmpty || line.hasPrefix("#") { continue }
+      let parts = line.split(separator: " ", maxSplits: 1)
+      guard parts.count == 2 else {
+        throw FleetError(.localState, "\(path):\(index + 1): expected `BACKUP/MODULE SECRET`")
+      }
+      secrets[String(parts[0])] = Secret(String(parts[1]))
+    }
+  }
+
+  /// The secret for `module` on `backup`: from the module's `secret_file`, the store, or newly
+  /// generated (32 random bytes, base64url) and remembered until ``save()``.
+  public mutating func secret(backup: String, module: RsyncModule) throws -> Secret {
+    if let file = module.secretFile {
+      guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+        throw FleetError(.localState, "cannot read secret_file \(file) of module \(backup)/\(module.name)")
+      }
+      let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !value.isEmpty, !value.contains("\n"), !value.contains(":") else {
+        throw FleetError(
+          .localState, "secret_file \(file) must hold one line without `:` (the secret itself is not shown)")
+      }
+      return Secret(value)
+    }
+    let key = "\(backup)/\(module.name)"
+    if let known = secrets[key] { return known }
+    let fresh = Secret(Self.generate())
+    secrets[key] = fresh
+    dirty = true
+    return fresh
+  }
+
+  /// Every secret value in the store (for tests that grep output for leaks).
+  public var allSecrets: [Secret] { Array(secrets.values) }
+
+  /// Writes the store if anything was generated (atomically, mode 0600).
+  public mutating func save() throws {
+    guard dirty else { return }
+    var text =
+      "# fleetsync module secrets: keep this file private (mode 0600); losing it means new secrets.\n"
+    for key in secrets.keys.sorted() {
+      text += "\(key) \(secrets[key]!.revealed)\n"
+    }
+    try AtomicFile.write(Array(text.utf8), to: path, mode: 0o600)
+    dirty = false
+  }
+
+  static func generate() -> String {
+    let key = SymmetricKey(size: .bits256)
+    let data = key.withUnsafeBytes { Data($0) }
+    return data.base64EncodedString()
+      .replacingOccurrences(of: "+", with: "-")
+      .replacingOccurrences(of: "/", with: "_")
+      .replacingOccurrences(of: "=", with: "")
+  }
+}

@@ -1,0 +1,147 @@
+/// Changed paths waiting for replication, coalesced and de-duplicated.
+///
+/// A path is either pending (accepted, not yet in a transfer) or in flight. A path changed
+/// again while in flight becomes pending as well, so it is sent once more after the transfer.
+/// Times are monotonic nanoseconds and keep the first time a change was seen.
+struct ChangeQueue {
+  private(set) var pending: [[UInt8]: UInt64] = [:]
+  private(set) var inFlight: [[UInt8]: UInt64] = [:]
+  private var oldestCache: UInt64?
+
+  var pendingCount: Int { pending.count }
+  var inFlightCount: Int { inFlight.count }
+  var isIdle: Bool { pending.isEmpty && inFlight.isEmpty }
+
+  /// Every path not yet replicated: what the journal must still hold.
+  var outstanding: Set<[UInt8]> { Set(pending.keys).union(inFlight.keys) }
+
+  /// Adds changed paths seen at `now`; returns the ones that were not pending already.
+  mutating func accept(_ paths: [[UInt8]], now: UInt64) -> [[UInt8]] {
+    var fresh: [[UInt8]] = []
+    for p in paths where pending[p] == nil {
+      pending[p] = now
+      fresh.append(p)
+    }
+    if !fresh.isEmpty, oldestCache == nil || oldestCache! > now { oldestCache = now }
+    return fresh
+  }
+
+  /// Moves up to `limit` pending paths, oldest first, into flight; returns them sorted bytewise.
+  mutating func take(limit: Int) -> [[UInt8]] {
+    var chosen: [[UInt8]]
+    if pending.count <= limit {
+      chosen = Array(pending.keys)
+    } else {
+      chosen = pending.sorted { $0.value < $1.value }.prefix(limit).map(\.key)
+    }
+    for p in chosen {
+      let t = pending.removeValue(forKey: p)!
+      inFlight[p] = min(inFlight[p] ?? t, t)
+    }
+    chosen.sort { $0.lexicographicallyPrecedes($1) }
+    return chosen
+  }
+
+  /// Marks in-flight paths as replicated.
+  mutating func done(_ paths: [[UInt8]]) {
+    for p in paths { inFlight[p] = nil }
+    recomputeOldest()
+  }
+
+  /// Puts in-flight paths back to pending (a failed transfer), keeping their first-seen time.
+  mutating func requeue(_ paths: [[UInt8]]) {
+    for p in paths {
+      guard let t = inFlight.removeValue(forKey: p) else { continue }
+      pending[p] = min(pending[p] ?? t, t)
+    }
+    recomputeOldest()
+  }
+
+  /// The first-seen time of the oldest change not yet replicated.
+  var oldest: UInt64? { oldestCache }
+
+  /// The first-seen time of the oldest pending (not in flight) change.
+  var oldestPending: UInt64? { pending.values.min() }
+
+  private mutating func recomputeOldest() {
+    let a = pending.values.min()
+    let b = inFlight.values.min()
+    switch (a, b) {
+    case let (x?, y?): oldestCache = min(x, y)
+    case let (x?, nil): oldestCache = x
+    case let (nil, y?): oldestCache = y
+    case (nil, nil): oldestCache = nil
+    }
+  }
+
+  /// Splits sorted `paths` into at most `workers` shards; one path always lands in the same shard.
+  static func shard(_ paths: [[UInt8]], workers: Int) -> [[[UInt8]]] {
+    let n = max(1, workers)
+    var shards = [[[UInt8]]](repeating: [], count: n)
+    for p in paths { shards[Int(fnv1a(base(p)) % UInt64(n))].append(p) }
+    return shards.filter { !$0.isEmpty }
+  }
+
+  /// 64-bit FNV-1a: stable across runs, unlike `Hasher`.
+  static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes {
+      h ^= UInt64(b)
+      h = h &* 0x100_0000_01b3
+    }
+    return h
+  }
+}
+
+extension ChangeQueue {
+  /// Whether `p` names a directory tree to send recursively (a trailing `/`).
+  static func isTree(_ p: [UInt8]) -> Bool { p.count > 1 && p.last == UInt8(ascii: "/") }
+
+  /// `p` without a trailing `/`.
+  static func base(_ p: [UInt8]) -> [UInt8] { isTree(p) ? Array(p.dropLast()) : p }
+
+  /// Groups queued paths into what to send.
+  ///
+  /// A path that no longer exists is replaced by its topmost missing ancestor: rsync
+  /// `--files-from` (implied `-R`) reports a missing parent of a listed path as "vanished" (exit
+  /// 24), while listing the topmost missing directory deletes the whole gone subtree on the backup
+  /// (`--delete-missing-args --force`). A path inside a tree (a directory created or moved in,
+  /// written `dir/`, sent recursively with `--delete`) travels with that tree. Returns the path
+  /// to send → the queued paths it settles, so each queued path is settled by exactly one send.
+  static func collapse(_ paths: [[UInt8]], exists: ([UInt8]) -> Bool) -> [[UInt8]: [[UInt8]]] {
+    var missingCache: [[UInt8]: Bool] = [:]
+    func isMissing(_ p: [UInt8]) -> Bool {
+      if let m = missingCache[p] { return m }
+      let m = !exists(p)
+      missingCache[p] = m
+      return m
+    }
+    let trees = Set(paths.filter { isTree($0) && !isMissing(base($0)) }.map { base($0) })
+    var out: [[UInt8]: [[UInt8]]] = [:]
+    for p in paths {
+      let b = base(p)
+      var send = isTree(p) ? p : b
+      if isMissing(b) {
+        send = b
+        for end in b.indices where b[end] == UInt8(ascii: "/") {
+          let prefix = Array(b[0..<end])
+          if isMissing(prefix) {
+            send = prefix
+            break
+          }
+        }
+      } else if !trees.isEmpty {
+        // The outermost tree containing this path (or the path itself, if it is one).
+        for end in b.indices where b[end] == UInt8(ascii: "/") {
+          let prefix = Array(b[0..<end])
+          if trees.contains(prefix) {
+            send = prefix + [UInt8(ascii: "/")]
+            break
+          }
+        }
+      }
+      out[send, default: []].append(p)
+    }
+    return out
+  }
+}

@@ -1,0 +1,264 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+import Foundation
+import Logging
+import Synchronization
+
+/// The inotify side: owns the inotify descriptor and the directory table, runs on its own thread.
+///
+/// Sets up the recursive watch, then reads events with a large buffer, turns them into changed
+/// paths (new directories are watched and then scanned at once), and hands each read batch to
+/// ``EngineCore/accept(_:)``. A queue overflow triggers a rescan and a reconciling full sync.
+final class EventLoop {
+  let core: EngineCore
+  let stopFD: Int32
+  let root: [UInt8]
+  let excludes: ExcludeMatcher
+  var logger: Logger { core.logger }
+  var fd: Int32 = -1
+  var table = DirTable()
+  var rootWD: Int32 = -1
+  /// Directories moved away, by cookie, waiting one read for their `IN_MOVED_TO`.
+  var movedAway: [UInt32: Int32] = [:]
+  var movedAwayOlder: [UInt32: Int32] = [:]
+  var limitReported = false
+
+  init(core: EngineCore, stopFD: Int32) {
+    self.core = core
+    self.stopFD = stopFD
+    var r = Array(core.config.source.utf8)
+    while r.count > 1 && r.last == UInt8(ascii: "/") { r.removeLast() }
+    root = r
+    excludes = ExcludeMatcher(core.config.excludes)
+  }
+
+  deinit {
+    if fd >= 0 { close(fd) }
+  }
+
+  /// Sets up and runs until `stopFD` becomes readable.
+  func run() {
+    setUp()
+    core.flags.withLock { $0.setupDone = true }
+    core.wake.yield()
+    guard fd >= 0 else {
+      waitForStop()
+      return
+    }
+    loop()
+  }
+
+  func setUp() {
+    let start = monotonicNanos()
+    fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+    if fd < 0 {
+      let e = errno
+      let message =
+        "inotify is unavailable (\(String(cString: strerror(e)))); raise fs.inotify.max_user_instances. "
+        + "Falling back to periodic full syncs"
+      logger.error("\(message)")
+      core.flags.withLock { $0.inotifyUnavailable = true }
+      core.recordError(kind: "watchLimit", message: message)
+      return
+    }
+    let cRoot = absoluteCPath(root: root, [])
+    let added = cRoot.withUnsafeBufferPointer { b in
+      b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
+    }
+    guard case .added(let wd) = added else {
+      reportLimit()
+      return
+    }
+    rootWD = wd
+    table.set(wd, parent: DirTable.rootParent, name: [])
+    let core = self.core
+    let result = watchTree(
+      fd: fd, root: root, startRelative: [], startWD: wd, excludes: excludes, threads: 2,
+      beat: { core.beat() })
+    merge(result)
+    let seconds = Double(monotonicNanos() - start) / 1e9
+    let count = table.count
+    core.update {
+      $0.watchSetupSeconds = seconds
+      $0.watches = count
+    }
+    logger.info(
+      "watching \(core.config.source)",
+      metadata: ["watches": "\(count)", "setupSeconds": "\(String(format: "%.3f", seconds))"])
+  }
+
+  func merge(_ result: WalkResult) {
+    for d in result.dirs { table.set(d.wd, parent: d.parent, name: d.name) }
+    for f in result.failures { logger.warning("\(f)") }
+    if result.limitReached { reportLimit() }
+  }
+
+  /// Out of watches: say so (log + status), then keep going with periodic full syncs.
+  func reportLimit() {
+    core.flags.withLock { $0.watchLimit = true }
+    guard !limitReported else { return }
+    limitReported = true
+    let message =
+      "out of inotify watches: fs.inotify.max_user_watches is \(maxUserWatches()) and is used up; "
+      + "raise it (sysctl fs.inotify.max_user_watches=N). Changes in unwatched directories are "
+      + "caught only by periodic full syncs until then"
+    logger.error("\(message)")
+    core.recordError(kind: "watchLimit", message: message)
+    core.update { $0.state = .degraded }
+  }
+
+  func waitForStop() {
+    var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+    while true {
+      core.beat()
+      let rc = poll(&p, 1, 500)
+      if rc > 0 { return }
+    }
+  }
+
+  func loop() {
+    let bufferSize = 1 << 20
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 8)
+    defer { buffer.deallocate() }
+    var fds = [
+      pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+      pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
+    ]
+    while true {
+      core.beat()
+      fds[0].revents = 0
+      fds[1].revents = 0
+      let rc = poll(&fds, 2, 500)
+      if rc < 0 && errno != EINTR { logger.error("poll failed: errno \(errno)") }
+      if fds[1].revents != 0 { return }
+      guard rc > 0, fds[0].revents != 0 else {
+        expireMoves()
+        expireMoves()
+        continue
+      }
+      var changes: [[UInt8]] = []
+      var overflow = false
+      // Drain what is there now (bounded), then accept it as one durable batch.
+      for _ in 0..<64 {
+        let n = read(fd, buffer.baseAddress, bufferSize)
+        if n <= 0 { break }
+        let events = InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        overflow = handle(events, into: &changes) || overflow
+        if n < bufferSize / 2 { break }
+      }
+      expireMoves()
+      if overflow { recoverFromOverflow(into: &changes) }
+      core.accept(changes)
+      let count = table.count
+      core.update { $0.watches = count }
+    }
+  }
+
+  /// Turns events into changed paths; returns true on a queue overflow.
+  func handle(_ events: [InotifyEvent], into changes: inout [[UInt8]]) -> Bool {
+    var overflow = false
+    for ev in events {
+      if ev.mask & UInt32(IN_Q_OVERFLOW) != 0 {
+        overflow = true
+        continue
+      }
+      if ev.mask & UInt32(IN_IGNORED) != 0 {
+        table.remove(ev.wd)
+        continue
+      }
+      if ev.name.isEmpty {
+        if ev.wd == rootWD && ev.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
+          let message = "the source directory \(core.config.source) was deleted or moved away"
+          logger.error("\(message)")
+          core.recordError(kind: "io", message: message)
+        }
+        continue
+      }
+      guard let dir = table.path(of: ev.wd) else { continue }
+      let rel = joinRelative(dir, ev.name)
+      if excludes.isExcluded(rel, isDirectory: ev.isDirectory) { continue }
+      let arrives = ev.isDirectory && ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0
+      // A directory that appears is sent as a tree (recursively, with --delete), so whatever
+      // the backup held at that name (a directory deleted or moved away in the same batch) goes.
+      changes.append(arrives ? rel + [UInt8(ascii: "/")] : rel)
+      guard ev.isDirectory else { continue }
+      if ev.mask & UInt32(IN_MOVED_FROM) != 0 {
+        if let child = table.child(of: ev.wd, named: ev.name) {
+          table.detach(child)
+          movedAway[ev.cookie] = child
+        }
+      } else if ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0 {
+        if ev.mask & UInt32(IN_MOVED_TO) != 0 {
+          let moved = movedAway.removeValue(forKey: ev.cookie) ?? movedAwayOlder.removeValue(forKey: ev.cookie)
+          if let moved { table.set(moved, parent: ev.wd, name: ev.name) }
+        }
+        scanNewDirectory(rel, parent: ev.wd, name: ev.name, into: &changes)
+      }
+    }
+    return overflow
+  }
+
+  /// Watches a new directory, THEN lists it, so entries created before the watch are not missed.
+  /// Every entry below it is a change (it travels with the directory's tree send); sub-directories
+  /// get the same treatment.
+  func scanNewDirectory(_ rel: [UInt8], parent: Int32, name: [UInt8], into changes: inout [[UInt8]]) {
+    var stack: [(rel: [UInt8], parent: Int32?, name: [UInt8])] = [(rel, parent, name)]
+    while let item = stack.popLast() {
+      let cPath = absoluteCPath(root: root, item.rel)
+      var wd: Int32?
+      if let parent = item.parent, !core.flags.withLock({ $0.watchLimit }) {
+        let added = cPath.withUnsafeBufferPointer { b in
+          b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
+        }
+        switch added {
+        case .added(let w):
+          wd = w
+          table.set(w, parent: parent, name: item.name)
+        case .vanished: continue
+        case .limitReached: reportLimit()
+        case .failed(let e): logger.warning("cannot watch \(String(decoding: item.rel, as: UTF8.self)): errno \(e)")
+        }
+      }
+      _ = forEachEntry(cPath) { childName, isDir in
+        let childRel = joinRelative(item.rel, childName)
+        if excludes.isExcluded(childRel, isDirectory: isDir) { return }
+        changes.append(childRel)
+        if isDir { stack.append((childRel, wd, childName)) }
+      }
+    }
+  }
+
+  /// Directories moved out of the tree (no `IN_MOVED_TO` within two reads): drop their watches.
+  func expireMoves() {
+    for (_, wd) in movedAwayOlder {
+      for w in table.subtree(of: wd) {
+        inotify_rm_watch(fd, w)
+        table.remove(w)
+      }
+    }
+    movedAwayOlder = movedAway
+    movedAway = [:]
+  }
+
+  /// After `IN_Q_OVERFLOW`: watch directories created meanwhile, then ask for a full sync.
+  func recoverFromOverflow(into changes: inout [[UInt8]]) {
+    let message = "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
+    logger.warning("\(message)")
+    core.update {
+      $0.overflows += 1
+      $0.lastError = message
+      $0.lastErrorKind = "overflow"
+    }
+    if !core.flags.withLock({ $0.watchLimit }) {
+      let core = self.core
+      let result = watchTree(
+        fd: fd, root: root, startRelative: [], startWD: rootWD, excludes: excludes, threads: 2,
+        beat: { core.beat() })
+      merge(result)
+    }
+    core.requestFullSync()
+  }
+}

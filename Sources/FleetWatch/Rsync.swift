@@ -1,0 +1,235 @@
+import FleetCore
+import Foundation
+import Subprocess
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+#if canImport(System)
+  import System
+#else
+  import SystemPackage
+#endif
+
+/// How one rsync run ended, by what it means for the engine.
+enum TransferOutcome: Equatable {
+  /// Everything listed arrived.
+  case ok(files: UInt64, bytes: UInt64)
+  /// Exit 23/24: some files changed or vanished under live writes; re-queue and carry on.
+  case partial(code: Int32, message: String)
+  /// The transfer failed; `kind` is a ``WatchStatus/lastErrorKind`` value.
+  case failed(kind: String, message: String)
+
+  var errorKind: String? {
+    switch self {
+    case .ok: nil
+    case .partial: "partial"
+    case .failed(let kind, _): kind
+    }
+  }
+
+  var message: String? {
+    switch self {
+    case .ok: nil
+    case .partial(_, let m), .failed(_, let m): m
+    }
+  }
+}
+
+/// Builds rsync command lines and classifies how they ended.
+struct RsyncCommand: Sendable {
+  var config: WatchConfig
+
+  /// Options both transfer kinds share.
+  var commonArguments: [String] {
+    var args = [
+      "-a",
+      "--force",
+      "--timeout=\(Self.seconds(config.ioTimeout))",
+      "--contimeout=\(Self.seconds(config.connectTimeout))",
+      "--stats",
+      "--no-human-readable",
+    ]
+    if let pw = config.passwordFile { args.append("--password-file=\(pw)") }
+    for e in config.excludes { args.append("--exclude=\(e)") }
+    return args
+  }
+
+  /// Arguments for sending the NUL-separated path list in `listFile`.
+  func listArguments(_ listFile: String) -> [String] {
+    commonArguments + ["--files-from=\(listFile)", "--from0", "--delete-missing-args"] + endpoints
+  }
+
+  /// Arguments for a reconciling full sync of the whole tree.
+  var fullArguments: [String] {
+    commonArguments + ["--delete"] + endpoints
+  }
+
+  var endpoints: [String] {
+    let src = config.source.hasSuffix("/") ? config.source : config.source + "/"
+    return [src, config.target.destinationArgument]
+  }
+
+  static func seconds(_ d: Duration) -> Int {
+    max(1, Int(d.components.seconds) + (d.components.attoseconds > 0 ? 1 : 0))
+  }
+
+  /// Arguments for sending directory trees (listed in `listFile`) recursively, deleting extraneous files.
+  func treeArguments(_ listFile: String) -> [String] {
+    commonArguments + ["-r", "--delete", "--files-from=\(listFile)", "--from0", "--delete-missing-args"]
+      + endpoints
+  }
+
+  /// Sends `paths`: trees (`dir/`) recursively first, then the plain paths.
+  func send(_ paths: [[UInt8]]) async -> TransferOutcome {
+    let trees = paths.filter { ChangeQueue.isTree($0) }.map { ChangeQueue.base($0) }
+    let plain = paths.filter { !ChangeQueue.isTree($0) }
+    var files: UInt64 = 0
+    var bytes: UInt64 = 0
+    var partial: TransferOutcome?
+    let kinds: [([[UInt8]], (String) -> [String])] = [(trees, treeArguments), (plain, listArguments)]
+    for (list, args) in kinds where !list.isEmpty {
+      let outcome = await run(list: list, arguments: args)
+      switch outcome {
+      case .ok(let f, let b):
+        files += f
+        bytes += b
+      case .partial: partial = outcome
+      case .failed: return outcome
+      }
+    }
+    return partial ?? .ok(files: files, bytes: bytes)
+  }
+
+  /// Runs a reconciling full sync of the whole tree.
+  func fullSync() async -> TransferOutcome {
+    await run(arguments: fullArguments)
+  }
+
+  /// Runs rsync with `arguments`; with a `list`, `arguments` gets the path of a file holding the
+  /// list NUL-separated (a file, not stdin: rsync may exit before reading a pipe).
+  func run(list: [[UInt8]], arguments: (String) -> [String]) async -> TransferOutcome {
+    var data: [UInt8] = []
+    data.reserveCapacity(list.reduce(0) { $0 + $1.count + 1 })
+    for p in list {
+      data.append(contentsOf: p)
+      data.append(0)
+    }
+    let file = "\(config.stateDir)/batch.\(UInt64.random(in: 0...UInt64.max)).list"
+    guard Self.writeScratch(data, to: file) else {
+      return .failed(
+        kind: "io",
+        message: "cannot write the transfer list in \(config.stateDir): \(String(cString: strerror(errno)))")
+    }
+    defer { unlink(file) }
+    return await run(arguments: arguments(file))
+  }
+
+  /// Writes a short-lived file (no fsync: it only has to outlive one rsync run).
+  static func writeScratch(_ data: [UInt8], to path: String) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var offset = 0
+    while offset < data.count {
+      let n = data[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+      if n < 0 && errno == EINTR { continue }
+      guard n > 0 else { return false }
+      offset += n
+    }
+    return true
+  }
+
+  /// Runs rsync with `arguments` and classifies the result.
+  func run(arguments: [String]) async -> TransferOutcome {
+    let executable: Executable =
+      config.rsyncPath.contains("/") ? .path(FilePath(config.rsyncPath)) : .name(config.rsyncPath)
+    do {
+      let result = try await Subprocess.run(
+        executable,
+        arguments: Arguments(arguments),
+        output: .bytes(limit: 1 << 20),
+        error: .bytes(limit: 4 << 20)
+      )
+      let out = String(decoding: result.standardOutput, as: UTF8.self)
+      let err = String(decoding: result.standardError, as: UTF8.self)
+      switch result.terminationStatus {
+      case .exited(let code):
+        return Self.classify(exitCode: code, stdout: out, stderr: err, target: config.target)
+      case .signaled(let signal):
+        return .failed(kind: "rsync", message: "rsync was killed by signal \(signal)")
+      }
+    } catch is CancellationError {
+      return .failed(kind: "rsync", message: "the transfer was cancelled")
+    } catch {
+      return .failed(
+        kind: "io",
+        message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath")
+    }
+  }
+
+  /// Maps an rsync exit status and its output to an outcome.
+  static func classify(exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget) -> TransferOutcome {
+    let tail = stderrTail(stderr)
+    switch exitCode {
+    case 0:
+      let (files, bytes) = parseStats(stdout)
+      return .ok(files: files, bytes: bytes)
+    case 23, 24:
+      return .partial(
+        code: exitCode,
+        message: exitCode == 24
+          ? "some files vanished while being sent (normal under live writes); they are re-queued"
+          : "some files were not transferred (rsync exit 23), re-queued: \(tail)")
+    case 5 where stderr.contains("auth failed"):
+      return .failed(
+        kind: "auth",
+        message:
+          "the rsync daemon \(target.host) refused user '\(target.user ?? "")' on module '\(target.module)' "
+          + "(auth failed): check the password file and the module's 'auth users' and 'secrets file'")
+    case 10, 35:
+      return .failed(
+        kind: "unreachable",
+        message: "cannot reach the rsync daemon at \(target.url) (rsync exit \(exitCode)): \(tail)")
+    case 30:
+      return .failed(kind: "timeout", message: "rsync timed out talking to \(target.url): \(tail)")
+    default:
+      if exitCode == 5 && (stderr.contains("timed out") || stderr.contains("timeout")) {
+        return .failed(kind: "timeout", message: "rsync timed out connecting to \(target.url): \(tail)")
+      }
+      return .failed(kind: "rsync", message: "rsync to \(target.url) failed with exit \(exitCode): \(tail)")
+    }
+  }
+
+  /// The last few non-empty stderr lines, shortened; rsync never prints the password.
+  static func stderrTail(_ stderr: String) -> String {
+    let lines = stderr.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+    let tail = lines.filter { !$0.isEmpty }.suffix(3).joined(separator: " | ")
+    return tail.count > 600 ? String(tail.suffix(600)) : (tail.isEmpty ? "(no message)" : tail)
+  }
+
+  /// Reads files and bytes sent from `--stats` output.
+  static func parseStats(_ stdout: String) -> (UInt64, UInt64) {
+    var files: UInt64 = 0
+    var bytes: UInt64 = 0
+    for line in stdout.split(whereSeparator: \.isNewline) {
+      if line.hasPrefix("Number of regular files transferred:") {
+        files = number(after: ":", in: line)
+      } else if line.hasPrefix("Total transferred file size:") {
+        bytes = number(after: ":", in: line)
+      }
+    }
+    return (files, bytes)
+  }
+
+  private static func number(after sep: Character, in line: Substring) -> UInt64 {
+    guard let i = line.firstIndex(of: sep) else { return 0 }
+    let digits = line[line.index(after: i)...].drop(while: { $0 == " " }).prefix(while: {
+      $0.isNumber || $0 == "," || $0 == "."
+    }).filter(\.isNumber)
+    return UInt64(String(digits)) ?? 0
+  }
+}

@@ -1,0 +1,57 @@
+import FleetCore
+
+/// Everything the watcher engine needs to replicate one directory to one rsync daemon module.
+public struct WatchConfig: Sendable {
+  /// The absolute directory to replicate.
+  public var source: String
+  /// The rsync daemon module (and sub-directory) that receives the copy.
+  public var target: RsyncTarget
+  /// A file holding the daemon password; rsync refuses files others can read, and so does the engine.
+  public var passwordFile: String?
+  /// The directory for the journal of accepted, not yet replicated changes.
+  public var stateDir: String
+  /// rsync-style exclude patterns (`*.tmp`, `cache/`, `/build`, `a/**/b`), relative to ``source``.
+  public var excludes: [String] = []
+  /// How long changes are coalesced before a batch is sent.
+  public var batchDelay: Duration = .milliseconds(100)
+  /// How many rsync processes may run at once; changes are sharded by path.
+  public var workers: Int = 4
+  /// The rsync executable: a name looked up in `PATH`, or an absolute path.
+  public var rsyncPath: String = "rsync"
+  /// rsync `--timeout`: the longest I/O stall before a transfer fails.
+  public var ioTimeout: Duration = .seconds(30)
+  /// rsync `--contimeout`: the longest wait for the daemon to accept a connection.
+  public var connectTimeout: Duration = .seconds(10)
+  /// If set, a reconciling full sync runs at this interval in addition to the one at start.
+  public var fullSyncInterval: Duration? = nil
+  /// The first retry delay after a failed transfer; it doubles per failure.
+  public var retryInitial: Duration = .seconds(1)
+  /// The largest retry delay.
+  public var retryMax: Duration = .seconds(30)
+  /// The most paths one rsync transfer carries, so latency stays bounded under load.
+  public var maxBatchPaths: Int = 20_000
+
+  /// Makes a configuration with default tuning.
+  public init(source: String, target: RsyncTarget, stateDir: String) {
+    self.source = source
+    self.target = target
+    self.stateDir = stateDir
+  }
+}
+
+extension FleetError.Code {
+  /// The source directory is missing, not a directory, or unreadable.
+  public static let watchSource = FleetError.Code("watch.source")
+  /// The password file is missing, unreadable, or readable by others.
+  public static let watchPasswordFile = FleetError.Code("watch.passwordFile")
+  /// The state directory (journal) cannot be created or written.
+  public static let watchState = FleetError.Code("watch.state")
+  /// inotify could not be set up (no instances left, out of watches).
+  public static let watchInotify = FleetError.Code("watch.inotify")
+  /// The daemon refused the user name or password.
+  public static let watchAuth = FleetError.Code("watch.auth")
+  /// The daemon could not be reached or timed out.
+  public static let watchUnreachable = FleetError.Code("watch.unreachable")
+  /// rsync failed for another reason.
+  public static let watchRsync = FleetError.Code("watch.rsync")
+}

@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+import FleetCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Replicates one directory to an rsync daemon module as it changes.
+///
+/// A dedicated thread watches the tree with inotify and journals every changed path before it
+/// counts as accepted; the transfer loop coalesces paths over ``WatchConfig/batchDelay`` and sends
+/// exactly those paths with `rsync --files-from`, sharded over ``WatchConfig/workers`` processes.
+/// A full sync (`rsync -a --delete`) runs at start, after an inotify queue overflow, on request,
+/// and periodically if configured. Failed transfers are retried with capped exponential backoff.
+public final class WatchEngine: Sendable {
+  let core: EngineCore
+
+  /// The journal's file name inside ``WatchConfig/stateDir``.
+  public static let journalName = "journal"
+
+  /// Validates `config` and opens the journal, replaying changes a previous run left behind.
+  ///
+  /// - Throws: ``FleetError`` with ``FleetError/Code/invalidInput``, `watch.source`,
+  ///   `watch.passwordFile` or `watch.state` saying what to fix.
+  public init(config: WatchConfig, logger: Logger) throws {
+    try Self.validate(config)
+    try Self.makeDirectory(config.stateDir)
+    let journalPath = config.stateDir + "/" + Self.journalName
+    let replayed = try Journal.replay(path: journalPath)
+    core = try EngineCore(config: config, logger: logger, journalPath: journalPath, replayed: replayed)
+    if !replayed.isEmpty {
+      logger.notice(
+        "replaying \(replayed.count) journaled change(s) from a previous run", metadata: ["journal": "\(journalPath)"])
+    }
+  }
+
+  /// A cheap, thread-safe snapshot of what the engine is doing.
+  public func status() -> WatchStatus { core.snapshot() }
+
+  /// Asks for a reconciling full sync as soon as the running transfer finishes.
+  public func requestFullSync() { core.requestFullSync() }
+
+  /// Runs until the calling task is cancelled, then returns normally.
+  ///
+  /// Changes not yet replicated when cancelled stay in the journal for the next run.
+  public func run() async throws {
+    // rsync may exit (daemon down, auth refused) before it reads the path list from its stdin;
+    // writing to that pipe must fail with EPIPE instead of killing the whole process.
+    signal(SIGPIPE, SIG_IGN)
+    core.update {
+      $0.state = .starting
+      $0.heartbeat = Date()
+    }
+    // A pipe wakes the inotify thread's poll() when the task is cancelled.
+    var stopPipe: [Int32] = [-1, -1]
+    guard pipe(&stopPipe) == 0 else {
+      throw FleetError(.io, "cannot create a pipe: \(String(cString: strerror(errno)))")
+    }
+    defer {
+      close(stopPipe[0])
+      close(stopPipe[1])
+    }
+    for end in stopPipe { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+    let stopFD = stopPipe[0]
+    let stopWriteFD = stopPipe[1]
+    let core = self.core
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask { await Self.runEventThread(core: core, stopFD: stopFD, stopWriteFD: stopWriteFD) }
+      group.addTask {
+        while !Task.isCancelled {
+          try? await Task.sleep(for: .seconds(1))
+          core.wake.yield()
+        }
+      }
+      group.addTask { await TransferLoop(core: core).run() }
+      await group.next()
+      group.cancelAll()
+    }
+    core.update { $0.state = .stopping }
+    core.logger.info("watcher stopped", metadata: ["pending": "\(core.snapshot().queueDepth)"])
+  }
+
+  /// Runs the inotify loop on its own thread (not the cooperative pool) until cancelled.
+  static func runEventThread(core: EngineCore, stopFD: Int32, stopWriteFD: Int32) async {
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        let thread = Thread {
+          EventLoop(core: core, stopFD: stopFD).run()
+          done.resume()
+        }
+        thread.name = "fleetsync-inotify"
+        thread.start()
+      }
+    } onCancel: {
+      var one: UInt8 = 1
+      _ = write(stopWriteFD, &one, 1)
+    }
+  }
+
+  static func validate(_ config: WatchConfig) throws {
+    let src = config.source
+    guard src.hasPrefix("/") else {
+      throw FleetError(.invalidInput, "the source '\(src)' must be an absolute path")
+    }
+    var st = stat()
+    guard stat(src, &st) == 0 else {
+      throw FleetError(
+        .watchSource, "the source directory \(src) cannot be used: \(String(cString: strerror(errno)))")
+    }
+    guard (st.st_mode & S_IFMT) == S_IFDIR else {
+      throw FleetError(.watchSource, "the source \(src) is not a directory")
+    }
+    guard access(src, R_OK | X_OK) == 0 else {
+      throw FleetError(.watchSource, "the source directory \(src) is not readable by this user")
+    }
+    guard config.workers >= 1, config.maxBatchPaths >= 1 else {
+      throw FleetError(.invalidInput, "workers and maxBatchPaths must be at least 1")
+    }
+    if let pw = config.passwordFile {
+      var pst = stat()
+      guard stat(pw, &pst) == 0, (pst.st_mode & S_IFMT) == S_IFREG, access(pw, R_OK) == 0 else {
+        throw FleetError(
+          .watchPasswordFile, "the password file \(pw) is missing or unreadable; create it with mode 0600")
+      }
+      guard pst.st_mode & 0o077 == 0 else {
+        throw FleetError(
+          .watchPasswordFile,
+          "the password file \(pw) is readable by others (mode \(String(pst.st_mode & 0o777, radix: 8))); "
+            + "rsync refuses it: chmod 600 \(pw)")
+      }
+      if getuid() == 0 && pst.st_uid != 0 {
+        throw FleetError(
+          .watchPasswordFile, "the password file \(pw) must be owned by root when running as root: chown root \(pw)")
+      }
+    }
+  }
+
+  static func makeDirectory(_ path: String) throws {
+    var built = path.hasPrefix("/") ? "" : "."
+    for comp in path.split(separator: "/") {
+      built += "/" + comp
+      if mkdir(built, 0o700) != 0 && errno != EEXIST {
+        throw FleetError(
+          .watchState, "cannot create the state directory \(built): \(String(cString: strerror(errno)))")
+      }
+    }
+    guard access(path, W_OK | X_OK) == 0 else {
+      throw FleetError(.watchState, "the state directory \(path) is not writable")
+    }
+  }
+}

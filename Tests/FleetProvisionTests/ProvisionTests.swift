@@ -1,0 +1,292 @@
+import FleetCore
+import FleetInventory
+import Foundation
+import Testing
+
+@testable import FleetProvision
+
+private let inventoryText = """
+  backups:
+    bk1:
+      address: 10.0.0.21
+      daemons:
+        main:
+          modules:
+            home: /srv/backup/home
+            proj: /srv/backup/proj
+  sources:
+    nfs1:
+      address: 10.0.0.11
+      directories:
+        home: { path: /srv/nfs/home, to: [bk1/home], excludes: ["*.tmp"] }
+    nfs2:
+      address: 10.0.0.12
+      directories:
+        proj: { path: /srv/nfs/proj, to: [bk1/proj] }
+  """
+
+private func tempDir() -> String {
+  let path = NSTemporaryDirectory() + "fleetsync-provision-\(UUID().uuidString)"
+  try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  return path
+}
+
+private func context(_ inventory: Inventory) throws -> (RenderContext, [String: Secret]) {
+  var ports = PortBook()
+  for backup in inventory.backups {
+    for daemon in backup.daemons {
+      _ = try ports.port(
+        host: backup.name, service: ServiceName(.rsyncd, daemon.name), fixed: daemon.port, listening: [],
+        ours: [])
+    }
+  }
+  for source in inventory.sources {
+    for dir in source.directories {
+      for dest in dir.destinations {
+        _ = try ports.port(
+          host: source.name,
+          service: ServiceName(.watch, Layout.watchInstance(directory: dir.name, to: dest)),
+          fixed: nil, listening: [], ours: [])
+      }
+    }
+  }
+  let secrets = ["bk1/home": Secret("s3cret-home-value"), "bk1/proj": Secret("s3cret-proj-value")]
+  return (
+    RenderContext(inventory: inventory, ports: ports, secrets: secrets, watchBinary: ("/bin/true", "abc")),
+    secrets
+  )
+}
+
+private func emptyFacts(systemd: Bool = false) -> HostFacts {
+  HostFacts(
+    arch: "x86_64", systemd: systemd, manifest: nil,
+    sysctl: [
+      "fs.inotify.max_user_watches": 8192, "fs.inotify.max_user_instances": 128,
+      "fs.inotify.max_queued_events": 16384,
+    ], hashes: [:], listening: [22], running: [])
+}
+
+@Suite struct PortBookTests {
+  @Test func assignmentsAreStableAndSkipBusyPorts() throws {
+    var book = PortBook()
+    let a = try book.port(
+      host: "h", service: ServiceName(.rsyncd, "a"), fixed: nil, listening: [8730], ours: [])
+    #expect(a == 8731)
+    let b = try book.port(
+      host: "h", service: ServiceName(.rsyncd, "b"), fixed: nil, listening: [8730], ours: [])
+    #expect(b == 8732)
+    // A new instance added later never renumbers the existing ones.
+    let c = try book.port(
+      host: "h", service: ServiceName(.rsyncd, "0-first"), fixed: nil, listening: [], ours: [])
+    #expect(c == 8730)
+    #expect(
+      try book.port(host: "h", service: ServiceName(.rsyncd, "a"), fixed: nil, listening: [], ours: [])
+        == 8731)
+    // Other hosts count from the base again.
+    #expect(
+      try book.port(host: "g", service: ServiceName(.watch, "x"), fixed: nil, listening: [], ours: []) == 9700
+    )
+  }
+
+  @Test func aPortTakenBySomethingElseIsAnError() throws {
+    var book = PortBook()
+    #expect(throws: FleetError.self) {
+      try book.port(host: "h", service: ServiceName(.rsyncd, "a"), fixed: 873, listening: [873], ours: [])
+    }
+    // ... but not when it is our own running instance.
+    #expect(
+      try book.port(host: "h", service: ServiceName(.rsyncd, "a"), fixed: 873, listening: [873], ours: [873])
+        == 873)
+  }
+
+  @Test func roundTripsThroughTheStateFile() throws {
+    var book = PortBook()
+    _ = try book.port(host: "h", service: ServiceName(.rsyncd, "a"), fixed: nil, listening: [], ours: [])
+    let path = tempDir() + "/state.json"
+    try book.save(path: path)
+    #expect(try PortBook.load(path: path) == book)
+  }
+}
+
+@Suite struct RendererTests {
+  @Test func backupConfigHasItsOwnFilesAndLimitsSenders() throws {
+    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let (ctx, _) = try context(inventory)
+    let desired = try Renderer.backup(inventory.backups[0], context: ctx, systemd: false)
+    let conf = try #require(desired.files.first { $0.path == Layout.rsyncdConf("main") })
+    guard case .bytes(let bytes) = conf.content else { Issue.record("not bytes"); return }
+    let text = String(decoding: bytes, as: UTF8.self)
+    #expect(text.hasPrefix("# Managed by fleetsync"))
+    #expect(text.contains("port = 8730"))
+    #expect(text.contains("pid file = /run/fleetsync/rsyncd-main.pid"))
+    #expect(text.contains("lock file = /run/fleetsync/rsyncd-main.lock"))
+    #expect(text.contains("use chroot = yes"))
+    #expect(text.contains("[home]\n  path = /srv/backup/home"))
+    #expect(text.contains("hosts allow = 10.0.0.11\n"))
+    #expect(text.contains("hosts allow = 10.0.0.12\n"))
+    #expect(!text.contains("s3cret"))
+    let secrets = try #require(desired.files.first { $0.path == Layout.rsyncdSecrets("main") })
+    #expect(secrets.mode == 0o600)
+    #expect(secrets.secret)
+    #expect(desired.services.map(\.name) == [ServiceName(.rsyncd, "main")])
+    #expect(
+      desired.directories.contains {
+        $0.path == "/srv/backup/home" && $0.data && $0.owner == "nobody:nogroup"
+      })
+  }
+
+  @Test func sourceConfigPointsAtTheBackupAndNeverLowersSysctl() throws {
+    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let (ctx, _) = try context(inventory)
+    var current = emptyFacts().sysctl
+    current["fs.inotify.max_queued_events"] = 1_000_000  // already higher than the default 65536
+    let desired = try Renderer.source(
+      inventory.sources[0], context: ctx, systemd: false, currentSysctl: current, manifest: nil)
+    let instance = "home:bk1:home"
+    let conf = try #require(desired.files.first { $0.path == Layout.watchConf(instance) })
+    guard case .bytes(let bytes) = conf.content else { Issue.record("not bytes"); return }
+    let text = String(decoding: bytes, as: UTF8.self)
+    #expect(text.contains("target = rsync://fs-home@10.0.0.21:8730/home"))
+    #expect(text.contains("health-port = 9700"))
+    #expect(text.contains("exclude = *.tmp"))
+    #expect(!text.contains("s3cret"))
+    #expect(desired.sysctl["fs.inotify.max_queued_events"] == 1_000_000)
+    #expect(desired.sysctl["fs.inotify.max_user_watches"] == 1_048_576)
+    let password = try #require(desired.files.first { $0.path == Layout.watchPassword(instance) })
+    #expect(password.mode == 0o600 && password.secret)
+    #expect(desired.files.contains { $0.path == Layout.supervisor })
+  }
+}
+
+@Suite struct PlannerTests {
+  @Test func secondRunChangesNothingAndConfigEditRestartsOnlyThatInstance() throws {
+    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let (ctx, _) = try context(inventory)
+    let desired = try Renderer.backup(inventory.backups[0], context: ctx, systemd: false)
+    let first = Planner.up(desired: desired, facts: emptyFacts())
+    #expect(first.files.allSatisfy { $0.kind == .create })
+    #expect(first.services.map(\.kind) == [.start])
+
+    // The host after the first run.
+    var after = emptyFacts()
+    after.manifest = first.manifest
+    for file in desired.files { after.hashes[file.path] = file.sha256 }
+    after.running = ["rsyncd@main"]
+    let second = Planner.up(desired: desired, facts: after)
+    #expect(second.isEmpty)
+    #expect(!second.manifestChanged)
+
+    // A stopped instance is started again (convergence), nothing else.
+    after.running = []
+    #expect(Planner.up(desired: desired, facts: after).services.map(\.kind) == [.start])
+  }
+
+  @Test func removedInstancesAreStoppedAndTheirFilesDeleted() throws {
+    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let (ctx, _) = try context(inventory)
+    let desired = try Renderer.source(
+      inventory.sources[0], context: ctx, systemd: false, currentSysctl: emptyFacts().sysctl, manifest: nil)
+    var facts = emptyFacts()
+    facts.manifest = Planner.up(desired: desired, facts: facts).manifest
+    facts.manifest?.services["watch@old:bk1:home"] = Manifest.Service(port: 9701, configHash: "x")
+    facts.manifest?.files[Layout.watchConf("old:bk1:home")] = Manifest.File(sha256: "x", secret: false)
+    facts.hashes[Layout.watchConf("old:bk1:home")] = "x"
+    let plan = Planner.up(desired: desired, facts: facts)
+    #expect(plan.services.contains { $0.kind == .stop && $0.service.instance == "old:bk1:home" })
+    #expect(plan.files.contains { $0.kind == .delete && $0.path == Layout.watchConf("old:bk1:home") })
+  }
+
+  @Test func downRestoresOnlyWhatFleetsyncChanged() {
+    var facts = emptyFacts()
+    var manifest = Manifest(supervisor: "pidfile")
+    manifest.sysctl["fs.inotify.max_user_watches"] = Manifest.SysctlChange(previous: 8192, applied: 1_048_576)
+    manifest.sysctl["fs.inotify.max_queued_events"] = Manifest.SysctlChange(previous: 16384, applied: 65536)
+    manifest.files[Layout.sysctl] = Manifest.File(sha256: "x", secret: false)
+    facts.manifest = manifest
+    facts.hashes[Layout.sysctl] = "x"
+    facts.sysctl["fs.inotify.max_user_watches"] = 1_048_576
+    facts.sysctl["fs.inotify.max_queued_events"] = 99999  // changed by someone else since: left alone
+    let ref = HostRef(name: "h", address: "a", ssh: SSHSettings(), groups: [], role: .source)
+    let plan = Planner.down(host: ref, facts: facts, deleteData: false)
+    #expect(plan.sysctl == [SysctlAction(key: "fs.inotify.max_user_watches", from: 1_048_576, to: 8192)])
+    #expect(plan.files.contains { $0.path == Layout.sysctl && $0.kind == FileChange.Kind.delete })
+  }
+}
+
+@Suite struct FactsTests {
+  @Test func parsesTheFactsScriptOutput() throws {
+    let text = """
+      @@arch
+      x86_64
+      @@systemd
+      no
+      @@manifest
+
+      @@sysctl
+      fs.inotify.max_user_watches 8192
+      @@hash
+      \(String(repeating: "a", count: 64))  /etc/fleetsync/rsyncd/main.conf
+      @@listen
+        sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+         0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+         1: 0100007F:2222 0100007F:0016 01 00000000:00000000 00:00000000 00000000     0        0 1 1
+      @@running
+      rsyncd@main
+      @@end
+      """
+    let facts = try HostFacts.parse(text)
+    #expect(facts.arch == "x86_64")
+    #expect(!facts.systemd)
+    #expect(facts.manifest == nil)
+    #expect(facts.sysctl["fs.inotify.max_user_watches"] == 8192)
+    #expect(facts.hashes["/etc/fleetsync/rsyncd/main.conf"] == String(repeating: "a", count: 64))
+    #expect(facts.listening == [22])
+    #expect(facts.running == ["rsyncd@main"])
+  }
+}
+
+@Suite struct SecretStoreTests {
+  @Test func generatesPersistsAndRefusesWorldReadableFiles() throws {
+    let path = tempDir() + "/inv.secrets"
+    var store = try SecretStore(path: path)
+    let module = RsyncModule(name: "home", path: "/srv/x", secretFile: nil)
+    let secret = try store.secret(backup: "bk1", module: module)
+    #expect(secret.revealed.count >= 40)
+    #expect(try store.secret(backup: "bk1", module: module) == secret)
+    try store.save()
+    var info = stat()
+    #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    var again = try SecretStore(path: path)
+    #expect(try again.secret(backup: "bk1", module: module) == secret)
+    #expect(
+      try again.secret(backup: "bk1", module: RsyncModule(name: "other", path: "/x", secretFile: nil))
+        != secret)
+    chmod(path, 0o644)
+    #expect(throws: FleetError.self) { try SecretStore(path: path) }
+  }
+}
+
+@Suite struct UnifiedDiffTests {
+  @Test func showsChangedLinesWithContext() {
+    let old = "a\nb\nc\nd\ne\nf\ng\nh\n"
+    let new = "a\nb\nc\nD\ne\nf\ng\nh\n"
+    let diff = UnifiedDiff.make(old: old, new: new, path: "/x")
+    #expect(diff.contains("@@ -1,"))
+    #expect(diff.contains("-d\n+D\n"))
+    #expect(UnifiedDiff.make(old: old, new: old, path: "/x").isEmpty)
+  }
+}
+
+@Suite struct UnitFilesTests {
+  /// The unit templates in `systemd/` are exactly what `up` installs.
+  @Test func repositoryUnitsMatchInstalledOnes() throws {
+    var url = URL(fileURLWithPath: #filePath)
+    while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+      url.deleteLastPathComponent()
+    }
+    let rsyncd = try String(contentsOfFile: url.path + "/systemd/fleetsync-rsyncd@.service", encoding: .utf8)
+    #expect(rsyncd == Units.rsyncd)
+    let watch = try String(contentsOfFile: url.path + "/systemd/fleetsync-watch@.service", encoding: .utf8)
+    #expect(watch == Units.watch)
+  }
+}

@@ -1,0 +1,410 @@
+import FleetCore
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// A fleet of real SSH hosts on this machine, for integration tests (made by `scripts/testfleet`).
+///
+/// Each node is a network namespace on the private bridge `fsbrK` (host side `10.231.K.1`) with
+/// its own address `10.231.K.(10+I)`, hostname `fsK-nI`, host keys and sshd, and its own
+/// `/etc`, `/root`, `/var` and `/srv` (overlays). Every node accepts ``clientKey``,
+/// ``ecdsaKey`` and ``rsaKey`` for `root`; ``knownHosts`` holds every node's ed25519 and ECDSA
+/// host keys. Needs root: gate tests with `.enabled(if: TestFleet.isSupported)`.
+///
+/// Tests share one fleet per process through ``shared(nodes:)``. Tests that cut a node, stop its
+/// sshd or change its host key should restore it before they end, and such tests should not run
+/// in parallel with others that use the same node.
+public struct TestFleet: Sendable {
+  /// One host of the fleet.
+  public struct Node: Sendable, Hashable, CustomStringConvertible {
+    /// The node's hostname, e.g. `fs0-n1`.
+    public let name: String
+    /// The node's IPv4 address, e.g. `10.231.0.11`.
+    public let address: String
+    /// The node's 1-based index in the fleet.
+    public let index: Int
+
+    /// Makes a node value; the fleet makes these from its `fleet.json`.
+    public init(name: String, address: String, index: Int) {
+      self.name = name
+      self.address = address
+      self.index = index
+    }
+
+    public var description: String { "\(name) (\(address))" }
+  }
+
+  /// The fleet id K (0...9); fleets with different ids coexist.
+  public let id: Int
+  /// The nodes, in index order (`nodes[0]` is node 1).
+  public let nodes: [Node]
+  /// The fleet's state directory, `/tmp/fleetsync-testfleet-K`.
+  public let stateDir: String
+  /// The host's own address on the fleet bridge, `10.231.K.1` (what nodes see as the client).
+  public let hostAddress: String
+  /// Path of an ed25519 client key without passphrase, authorized for root on every node.
+  public let clientKey: String
+  /// Path of an ECDSA client key protected by ``ecdsaPassphrase``, authorized for root on every node.
+  public let ecdsaKey: String
+  /// The passphrase of ``ecdsaKey``.
+  public let ecdsaPassphrase: Secret
+  /// Path of an RSA client key, authorized on every node; libssh2 1.10 cannot use it against
+  /// OpenSSH 9.2 (no rsa-sha2 signatures), OpenSSH's own client can.
+  public let rsaKey: String
+  /// Path of a known_hosts file with every node's ed25519 and ECDSA host key, by address.
+  public let knownHosts: String
+
+  /// Errors of the test fleet.
+  public static let scriptFailed = FleetError.Code("testfleet.script")
+  /// The machine cannot run a test fleet (not root, tools missing, script not found).
+  public static let unsupported = FleetError.Code("testfleet.unsupported")
+
+  // MARK: - Finding and running the script
+
+  /// The fleet id ``shared(nodes:)`` uses: `FLEETSYNC_TESTFLEET_ID` from the environment, else 0.
+  ///
+  /// Set it when several test processes on one machine need fleets at the same time.
+  public static let sharedID: Int = {
+    if let text = ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_ID"],
+      let id = Int(text), (0...9).contains(id)
+    {
+      return id
+    }
+    return 0
+  }()
+
+  /// Path of `scripts/testfleet`, found by walking up from this file to the package root.
+  public static let scriptPath: String? = {
+    var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    while dir.path != "/" {
+      if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
+        let script = dir.appendingPathComponent("scripts/testfleet").path
+        return FileManager.default.isExecutableFile(atPath: script) ? script : nil
+      }
+      dir = dir.deletingLastPathComponent()
+    }
+    return nil
+  }()
+
+  /// Whether this machine can run a test fleet: root, and `ip`, `sshd`, `unshare`, `nsenter`,
+  /// `ssh-keygen` and the script are present.
+  public static var isSupported: Bool {
+    guard geteuid() == 0, scriptPath != nil else { return false }
+    return ["ip", "sshd", "unshare", "nsenter", "ssh-keygen", "flock"].allSatisfy { findTool($0) != nil }
+  }
+
+  /// The full path of an executable named `name` on `PATH` or in the sbin directories.
+  static func findTool(_ name: String) -> String? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+    let dirs = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+    return dirs.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+  }
+
+  /// The result of one script run.
+  public struct ScriptResult: Sendable {
+    /// The exit status (or 128 + signal).
+    public let status: Int32
+    /// What the script wrote to stdout.
+    public let output: String
+    /// What the script wrote to stderr.
+    public let errorOutput: String
+  }
+
+  /// Runs `scripts/testfleet --id K args...` and waits for it; does not check the status.
+  ///
+  /// Blocks the calling thread; from async code use ``runScriptDetached(id:_:)``.
+  public static func runScript(id: Int, _ args: [String]) throws -> ScriptResult {
+    guard let script = scriptPath else {
+      throw FleetError(unsupported, "scripts/testfleet not found above \(#filePath); run tests from the package")
+    }
+    // stderr goes to a file, so the two streams cannot block each other.
+    let errPath = NSTemporaryDirectory() + "testfleet-stderr-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    guard FileManager.default.createFile(atPath: errPath, contents: nil) else {
+      throw FleetError(.io, "cannot create \(errPath)")
+    }
+    defer { try? FileManager.default.removeItem(atPath: errPath) }
+    let errFile = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    defer { try? errFile.close() }
+
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: script)
+    process.arguments = ["--id", String(id)] + args
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = errFile
+    process.standardInput = FileHandle.nullDevice
+    do {
+      try process.run()
+    } catch {
+      throw FleetError.wrap(error, code: scriptFailed, "cannot start \(script)")
+    }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let status =
+      process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    let errData = (try? Data(contentsOf: URL(fileURLWithPath: errPath))) ?? Data()
+    return ScriptResult(
+      status: status,
+      output: String(decoding: data, as: UTF8.self),
+      errorOutput: String(decoding: errData, as: UTF8.self))
+  }
+
+  /// Runs the script on a dedicated thread, so a slow bring-up does not block the cooperative pool.
+  public static func runScriptDetached(id: Int, _ args: [String]) async throws -> ScriptResult {
+    try await withCheckedThrowingContinuation { continuation in
+      let thread = Thread {
+        continuation.resume(with: Result { try runScript(id: id, args) })
+      }
+      thread.name = "testfleet \(args.first ?? "")"
+      thread.start()
+    }
+  }
+
+  /// Runs the script and throws a ``FleetError`` with its stderr unless it exits 0.
+  @discardableResult
+  static func runChecked(id: Int, _ args: [String]) throws -> ScriptResult {
+    let result = try runScript(id: id, args)
+    guard result.status == 0 else { throw commandError(id: id, args, result) }
+    return result
+  }
+
+  static func commandError(id: Int, _ args: [String], _ result: ScriptResult) -> FleetError {
+    let detail = result.errorOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    return FleetError(
+      scriptFailed,
+      "testfleet --id \(id) \(args.joined(separator: " ")) exited \(result.status): \(detail)"
+        + " (inspect with 'scripts/testfleet --id \(id) status')")
+  }
+
+  // MARK: - Fleet lifetime
+
+  /// The fleet shared by all tests of this process (id ``sharedID``), with at least `nodes` nodes.
+  ///
+  /// The first call brings the fleet up (tearing down a stale one) and registers its teardown at
+  /// process exit; later calls reuse it, adding nodes without disturbing existing ones if more
+  /// are asked for. Set `FLEETSYNC_TESTFLEET_KEEP=1` to leave the fleet up after the tests.
+  public static func shared(nodes: Int) async throws -> TestFleet {
+    try await SharedFleet.instance.fleet(nodes: nodes)
+  }
+
+  /// Brings up fleet `id` with `nodes` nodes (tearing down a stale one first) and returns it.
+  ///
+  /// The caller owns it: call ``down()`` when done. Blocks the calling thread for a few seconds.
+  public static func up(id: Int, nodes: Int) throws -> TestFleet {
+    try runChecked(id: id, ["up", String(nodes)])
+    return try load(id: id)
+  }
+
+  /// Adds nodes to a running fleet until it has `nodes`; existing nodes are untouched.
+  public static func grow(id: Int, nodes: Int) throws -> TestFleet {
+    try runChecked(id: id, ["grow", String(nodes)])
+    return try load(id: id)
+  }
+
+  /// Reads a running fleet's description from its `fleet.json`.
+  public static func load(id: Int) throws -> TestFleet {
+    let state = "/tmp/fleetsync-testfleet-\(id)"
+    let json: Data
+    do {
+      json = try Data(contentsOf: URL(fileURLWithPath: "\(state)/fleet.json"))
+    } catch {
+      throw FleetError(
+        scriptFailed, "fleet \(id) is not up (no \(state)/fleet.json); run 'scripts/testfleet --id \(id) up N'",
+        cause: SendableErrorBox(String(describing: error)))
+    }
+    let doc: FleetJSON
+    do {
+      doc = try JSONDecoder().decode(FleetJSON.self, from: json)
+    } catch {
+      throw FleetError.wrap(error, code: scriptFailed, "cannot read \(state)/fleet.json")
+    }
+    let passphrase: String
+    do {
+      passphrase = try String(contentsOfFile: doc.passphraseFile, encoding: .utf8)
+    } catch {
+      throw FleetError.wrap(error, code: .io, "cannot read the ECDSA key's passphrase file in \(state)")
+    }
+    return TestFleet(
+      id: doc.id,
+      nodes: doc.nodes.map { Node(name: $0.name, address: $0.address, index: $0.index) },
+      stateDir: doc.state,
+      hostAddress: doc.hostAddress,
+      clientKey: doc.clientKey,
+      ecdsaKey: doc.ecdsaKey,
+      ecdsaPassphrase: Secret(passphrase.trimmingCharacters(in: .newlines)),
+      rsaKey: doc.rsaKey,
+      knownHosts: doc.knownHosts)
+  }
+
+  /// Tears the fleet down: kills its processes, deletes namespaces, links, mounts and state.
+  public func down() throws {
+    try Self.runChecked(id: id, ["down"])
+  }
+
+  /// Checks that nothing of fleet `id` remains; returns the leftovers, one per line, if any.
+  public static func leftovers(id: Int) throws -> [String] {
+    let result = try runScript(id: id, ["check-clean"])
+    if result.status == 0 { return [] }
+    let lines = result.output.split(separator: "\n").map(String.init)
+    guard !lines.isEmpty else { throw commandError(id: id, ["check-clean"], result) }
+    return lines
+  }
+
+  // MARK: - Per-node operations
+
+  /// The node with 1-based index `index`.
+  public func node(_ index: Int) -> Node { nodes[index - 1] }
+
+  /// Takes the node's link down: packets to and from it are dropped until ``restore(_:)``.
+  public func cut(_ node: Node) throws {
+    try Self.runChecked(id: id, ["cut", node.name])
+  }
+
+  /// Brings a cut node's link back up.
+  public func restore(_ node: Node) throws {
+    try Self.runChecked(id: id, ["restore", node.name])
+  }
+
+  /// Stops the node's sshd (new connections are refused; established sessions survive).
+  public func killSSHD(_ node: Node) throws {
+    try Self.runChecked(id: id, ["sshd-kill", node.name])
+  }
+
+  /// Starts the node's sshd again and waits until it answers.
+  public func startSSHD(_ node: Node) throws {
+    try Self.runChecked(id: id, ["sshd-start", node.name])
+  }
+
+  /// Gives the node new host keys and restarts its sshd, for changed-host-key tests.
+  ///
+  /// ``knownHosts`` is rewritten with the new keys, so other tests keep working. The returned
+  /// path is a copy of the old known_hosts (with the node's previous keys): connecting with it
+  /// must fail as a changed host key. The caller may delete it.
+  @discardableResult
+  public func resetHostKey(_ node: Node) throws -> String {
+    let stale = "\(stateDir)/known_hosts.before-reset-\(node.name)-\(UInt32.random(in: 0...UInt32.max))"
+    do {
+      try FileManager.default.copyItem(atPath: knownHosts, toPath: stale)
+    } catch {
+      throw FleetError.wrap(error, code: .io, "cannot copy \(knownHosts)")
+    }
+    try Self.runChecked(id: id, ["reset-hostkey", node.name])
+    return stale
+  }
+
+  /// Runs `command` with `sh -c` inside the node (via nsenter, not SSH) as an out-of-band check.
+  ///
+  /// Returns the command's exit status and stdout. A command that leaves a background process
+  /// must redirect its output, or this call waits for that process.
+  public func run(on node: Node, _ command: String) throws -> (status: Int32, output: String) {
+    let result = try Self.runScript(id: id, ["exec", node.name, "--", "sh", "-c", command])
+    return (result.status, result.output)
+  }
+
+  /// Runs `command` on the node through OpenSSH's `ssh` client as root, checking host keys
+  /// against ``knownHosts``: a reference client to compare fleetsync's SSH code with.
+  ///
+  /// `key` defaults to ``clientKey``. Returns ssh's exit status (255 when the connection
+  /// fails) and the remote command's stdout.
+  public func openSSH(
+    _ node: Node, _ command: String, key: String? = nil, knownHosts: String? = nil, connectTimeout: Int = 5
+  ) throws -> (status: Int32, output: String) {
+    guard let ssh = Self.findTool("ssh") else {
+      throw FleetError(Self.unsupported, "OpenSSH client 'ssh' not found; apt-get install openssh-client")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: ssh)
+    process.arguments = [
+      "-i", key ?? clientKey, "-o", "IdentitiesOnly=yes",
+      "-o", "UserKnownHostsFile=\(knownHosts ?? self.knownHosts)", "-o", "GlobalKnownHostsFile=/dev/null",
+      "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)",
+      "-o", "LogLevel=ERROR", "root@\(node.address)", command,
+    ]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    process.standardInput = FileHandle.nullDevice
+    do {
+      try process.run()
+    } catch {
+      throw FleetError.wrap(error, code: .io, "cannot start \(ssh)")
+    }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  }
+}
+
+/// The layout of `$STATE/fleet.json` as `scripts/testfleet` writes it.
+struct FleetJSON: Decodable {
+  struct NodeJSON: Decodable {
+    let index: Int
+    let name: String
+    let address: String
+    let holderPid: Int
+    let sshdPid: Int
+  }
+
+  let id: Int
+  let bridge: String
+  let state: String
+  let hostAddress: String
+  let clientKey: String
+  let ecdsaKey: String
+  let passphraseFile: String
+  let rsaKey: String
+  let knownHosts: String
+  let nodes: [NodeJSON]
+}
+
+/// Owns the process-wide shared fleet: one bring-up at a time, teardown at exit.
+actor SharedFleet {
+  static let instance = SharedFleet()
+
+  /// The latest bring-up (or reuse); each request waits for the one before it.
+  private var latest: Task<TestFleet, any Error>?
+  private var teardownRegistered = false
+
+  func fleet(nodes wanted: Int) async throws -> TestFleet {
+    let previous = latest
+    let id = TestFleet.sharedID
+    if !teardownRegistered {
+      teardownRegistered = true
+      if ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_KEEP"] != "1" {
+        atexit { SharedFleet.teardownAtExit() }
+      }
+    }
+    let task = Task { () async throws -> TestFleet in
+      if let current = try? await previous?.value,
+        FileManager.default.fileExists(atPath: "\(current.stateDir)/fleet.json")
+      {
+        if current.nodes.count >= wanted { return current }
+        let result = try await TestFleet.runScriptDetached(id: id, ["grow", String(wanted)])
+        guard result.status == 0 else { throw TestFleet.commandError(id: id, ["grow"], result) }
+        return try TestFleet.load(id: id)
+      }
+      let result = try await TestFleet.runScriptDetached(id: id, ["up", String(wanted)])
+      guard result.status == 0 else { throw TestFleet.commandError(id: id, ["up", String(wanted)], result) }
+      return try TestFleet.load(id: id)
+    }
+    latest = task
+    return try await task.value
+  }
+
+  /// Runs `testfleet --id K down` at process exit, with posix_spawn (no Foundation at exit).
+  nonisolated static func teardownAtExit() {
+    guard let script = TestFleet.scriptPath else { return }
+    let argv = [script, "--id", String(TestFleet.sharedID), "down"]
+    var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+    cArgs.append(nil)
+    defer { cArgs.forEach { free($0) } }
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, script, nil, nil, cArgs, environ) == 0 else { return }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+  }
+}

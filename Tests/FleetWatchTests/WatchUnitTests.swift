@@ -1,0 +1,363 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import FleetCore
+import Foundation
+import Logging
+import Testing
+
+@testable import FleetWatch
+
+private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+private func makeTempDir() throws -> String {
+  var template = Array("/tmp/fleetwatch-unit.XXXXXX".utf8CString)
+  guard let p = mkdtemp(&template) else { throw FleetError(.io, "mkdtemp failed") }
+  return String(cString: p)
+}
+
+@Suite("RsyncTarget parsing")
+struct RsyncTargetTests {
+  @Test func fullForm() throws {
+    let t = try RsyncTarget.parse("rsync://backup@10.0.0.2:8730/data/web/site")
+    #expect(t.user == "backup")
+    #expect(t.host == "10.0.0.2")
+    #expect(t.port == 8730)
+    #expect(t.module == "data")
+    #expect(t.subdir == "web/site")
+    #expect(t.url == "rsync://backup@10.0.0.2:8730/data/web/site")
+  }
+
+  @Test func minimalForms() throws {
+    let t = try RsyncTarget.parse("rsync://host/mod")
+    #expect(t.user == nil && t.port == nil && t.subdir == nil)
+    #expect(t.url == "rsync://host/mod")
+    let trailing = try RsyncTarget.parse("rsync://u@host/mod/")
+    #expect(trailing.subdir == nil && trailing.module == "mod")
+    let v6 = try RsyncTarget.parse("rsync://u@[fd00::2]:873/m")
+    #expect(v6.host == "fd00::2" && v6.port == 873)
+    #expect(v6.url == "rsync://u@[fd00::2]:873/m")
+    #expect(try RsyncTarget.parse(v6.url) == v6)
+  }
+
+  @Test(arguments: [
+    "host/mod", "rsync://host", "rsync://host/", "rsync://u:pw@host/mod", "rsync://@host/mod",
+    "rsync://host:0/mod", "rsync://host:99999/mod", "rsync://host:x/mod", "rsync://host/mod/../x",
+    "rsync:///mod", "rsync://ho st/mod",
+  ])
+  func rejects(_ url: String) {
+    #expect(throws: FleetError.self) { try RsyncTarget.parse(url) }
+  }
+
+  @Test func passwordNeverEchoed() {
+    do {
+      _ = try RsyncTarget.parse("rsync://u:hunter2@host/mod")
+      Issue.record("accepted a URL with a password")
+    } catch let e as FleetError {
+      #expect(e.code == .invalidInput)
+      #expect(e.message.contains("password file"))
+    } catch {
+      Issue.record("unexpected error \(error)")
+    }
+  }
+}
+
+@Suite("Exclude matching")
+struct ExcludeTests {
+  @Test func basenamePatterns() {
+    let m = ExcludeMatcher(["*.tmp", "node_modules", ".git/"])
+    #expect(m.isExcluded(b("a.tmp"), isDirectory: false))
+    #expect(m.isExcluded(b("x/y/a.tmp"), isDirectory: false))
+    #expect(!m.isExcluded(b("x/a.tmpx"), isDirectory: false))
+    #expect(m.isExcluded(b("src/node_modules/lib/index.js"), isDirectory: false))
+    #expect(m.isExcluded(b(".git"), isDirectory: true))
+    #expect(!m.isExcluded(b(".git"), isDirectory: false))  // dir-only pattern, a file named .git
+    #expect(m.isExcluded(b(".git/config"), isDirectory: false))  // inside the excluded directory
+    #expect(!m.isExcluded(b("src/main.swift"), isDirectory: false))
+  }
+
+  @Test func anchoredAndPathPatterns() {
+    let m = ExcludeMatcher(["/build", "cache/*.bin", "logs/**/old", "[ab]?.txt"])
+    #expect(m.isExcluded(b("build"), isDirectory: true))
+    #expect(m.isExcluded(b("build/out.o"), isDirectory: false))
+    #expect(!m.isExcluded(b("sub/build"), isDirectory: true))
+    #expect(m.isExcluded(b("cache/x.bin"), isDirectory: false))
+    #expect(m.isExcluded(b("deep/cache/x.bin"), isDirectory: false))
+    #expect(!m.isExcluded(b("cache/sub/x.bin"), isDirectory: false))
+    #expect(m.isExcluded(b("logs/2024/01/old"), isDirectory: true))
+    #expect(m.isExcluded(b("a1.txt"), isDirectory: false))
+    #expect(!m.isExcluded(b("c1.txt"), isDirectory: false))
+    #expect(!m.isExcluded(b("a12.txt"), isDirectory: false))
+  }
+
+  @Test func nonUTF8Names() {
+    let m = ExcludeMatcher(["*.swp"])
+    #expect(m.isExcluded([0xFF, 0xFE, 0x2E, 0x73, 0x77, 0x70], isDirectory: false))
+    #expect(!m.isExcluded([0xFF, 0xFE], isDirectory: false))
+    #expect(ExcludeMatcher([]).isEmpty)
+  }
+}
+
+@Suite("Change queue: coalescing, de-duplication, sharding")
+struct ChangeQueueTests {
+  @Test func coalescesAndDeduplicates() {
+    var q = ChangeQueue()
+    #expect(q.accept([b("a"), b("b"), b("a")], now: 10) == [b("a"), b("b")])
+    #expect(q.accept([b("a"), b("c")], now: 20) == [b("c")])
+    #expect(q.pendingCount == 3)
+    #expect(q.oldest == 10)
+    let batch = q.take(limit: 10)
+    #expect(batch == [b("a"), b("b"), b("c")])  // sorted bytewise
+    #expect(q.pendingCount == 0 && q.inFlightCount == 3)
+    // Changed again while in flight: pending again, and sent once more later.
+    #expect(q.accept([b("a")], now: 30) == [b("a")])
+    q.done(batch)
+    #expect(q.inFlightCount == 0)
+    #expect(q.pendingCount == 1)
+    #expect(q.oldest == 30)
+  }
+
+  @Test func takeIsBoundedOldestFirstAndRequeueKeepsAge() {
+    var q = ChangeQueue()
+    for i in 0..<100 { _ = q.accept([b("p\(i)")], now: UInt64(1000 - i)) }
+    let first = q.take(limit: 10)
+    #expect(first.count == 10)
+    #expect(Set(first) == Set((90..<100).map { b("p\($0)") }))  // the oldest ten
+    q.requeue(first)
+    #expect(q.pendingCount == 100 && q.inFlightCount == 0)
+    #expect(q.oldest == 901)
+    #expect(Set(q.take(limit: 10)) == Set(first))
+  }
+
+  @Test func shardingIsStableAndComplete() {
+    let paths = (0..<1000).map { b("dir\($0 % 17)/file\($0)") }
+    let shards = ChangeQueue.shard(paths, workers: 4)
+    #expect(shards.count == 4)
+    #expect(shards.reduce(0) { $0 + $1.count } == 1000)
+    for s in shards { #expect(s.count > 100) }  // spread, not all in one
+    let again = ChangeQueue.shard(paths.reversed(), workers: 4)
+    for (i, s) in shards.enumerated() {
+      // The same path lands in the same shard whatever the order.
+      let index = again.firstIndex { $0.contains(s[0]) }!
+      #expect(Set(again[index]) == Set(s), "shard \(i)")
+    }
+    // A tree marker shards with its plain path.
+    #expect(
+      ChangeQueue.fnv1a(ChangeQueue.base(b("x/y/"))) == ChangeQueue.fnv1a(b("x/y")))
+    #expect(ChangeQueue.shard([], workers: 4).isEmpty)
+  }
+
+  @Test func collapseMissingAndTrees() {
+    let existing: Set<[UInt8]> = [b("keep"), b("keep/f"), b("new"), b("new/a"), b("new/a/b")]
+    let sends = ChangeQueue.collapse(
+      [b("gone/x/y"), b("gone/x"), b("gone"), b("keep/f"), b("keep/missing"), b("new/"), b("new/a/b"), b("new/a")]
+    ) { existing.contains($0) }
+    #expect(Set(sends[b("gone")] ?? []) == [b("gone/x/y"), b("gone/x"), b("gone")])
+    #expect(sends[b("keep/f")] == [b("keep/f")])
+    #expect(sends[b("keep/missing")] == [b("keep/missing")])
+    #expect(Set(sends[b("new/")] ?? []) == [b("new/"), b("new/a/b"), b("new/a")])
+    #expect(sends.count == 4)
+  }
+}
+
+@Suite("Journal: append, replay, compact", .serialized)
+struct JournalTests {
+  @Test func appendReplayCompact() throws {
+    let dir = try makeTempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = dir + "/journal"
+    let names: [[UInt8]] = [b("a"), b("dir/with space"), b("new\nline"), [0xFF, 0x00 + 0x41], b("-dash"), b("t/")]
+    do {
+      let j = try Journal(path: path)
+      try j.append(names)
+      try j.append([b("a"), b("late")])
+      #expect(j.size > 0)
+    }
+    #expect(try Journal.replay(path: path) == names + [b("late")])
+
+    // Compaction rewrites atomically with what is outstanding; the file stays appendable.
+    let j = try Journal(path: path)
+    try j.rewrite([b("late")])
+    #expect(try Journal.replay(path: path) == [b("late")])
+    try j.append([b("after")])
+    #expect(try Journal.replay(path: path) == [b("late"), b("after")])
+    try j.rewrite([[UInt8]]())
+    #expect(try Journal.replay(path: path).isEmpty)
+    #expect(j.size == 0)
+    var st = stat()
+    #expect(stat(path, &st) == 0 && st.st_size == 0 && st.st_mode & 0o777 == 0o600)
+  }
+
+  @Test func tornAndUnsafeRecordsAreSkipped() throws {
+    let dir = try makeTempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = dir + "/journal"
+    var raw: [UInt8] = []
+    for r in ["ok", "/abs", "a/../b", "", "x//y", "fine/", "torn-without-nul"] {
+      raw += b(r)
+      if r != "torn-without-nul" { raw.append(0) }
+    }
+    try Data(raw).write(to: URL(fileURLWithPath: path))
+    #expect(try Journal.replay(path: path) == [b("ok"), b("fine/")])
+    #expect(try Journal.replay(path: dir + "/does-not-exist").isEmpty)
+  }
+}
+
+@Suite("rsync exit classification and stats")
+struct RsyncClassificationTests {
+  let target = RsyncTarget(user: "u", host: "h", port: 873, module: "data")
+
+  @Test func classifies() {
+    #expect(RsyncCommand.classify(exitCode: 0, stdout: "", stderr: "", target: target) == .ok(files: 0, bytes: 0))
+    #expect(RsyncCommand.classify(exitCode: 23, stdout: "", stderr: "x", target: target).errorKind == "partial")
+    #expect(RsyncCommand.classify(exitCode: 24, stdout: "", stderr: "", target: target).errorKind == "partial")
+    let auth = RsyncCommand.classify(
+      exitCode: 5, stdout: "", stderr: "@ERROR: auth failed on module data\nrsync error: ...", target: target)
+    #expect(auth.errorKind == "auth")
+    #expect(auth.message?.contains("'data'") == true)
+    #expect(RsyncCommand.classify(exitCode: 10, stdout: "", stderr: "refused", target: target).errorKind == "unreachable")
+    #expect(RsyncCommand.classify(exitCode: 35, stdout: "", stderr: "", target: target).errorKind == "unreachable")
+    #expect(RsyncCommand.classify(exitCode: 30, stdout: "", stderr: "", target: target).errorKind == "timeout")
+    let unknown = RsyncCommand.classify(
+      exitCode: 5, stdout: "", stderr: "@ERROR: Unknown module 'nope'\n", target: target)
+    #expect(unknown.errorKind == "rsync")
+    #expect(unknown.message?.contains("Unknown module") == true)
+    #expect(RsyncCommand.classify(exitCode: 12, stdout: "", stderr: "", target: target).errorKind == "rsync")
+  }
+
+  @Test func parsesStats() {
+    let out = """
+      Number of files: 3 (reg: 2, dir: 1)
+      Number of regular files transferred: 1,234
+      Total file size: 9 bytes
+      Total transferred file size: 5,000,000 bytes
+      """
+    #expect(RsyncCommand.parseStats(out) == (1234, 5_000_000))
+    #expect(RsyncCommand.parseStats("") == (0, 0))
+  }
+
+  @Test func argumentsNeverHoldThePassword() {
+    var c = WatchConfig(source: "/src", target: target, stateDir: "/state")
+    c.passwordFile = "/etc/pw"
+    c.excludes = ["*.tmp"]
+    let cmd = RsyncCommand(config: c)
+    let args = cmd.listArguments("/state/l")
+    #expect(args.contains("--password-file=/etc/pw"))
+    #expect(args.contains("--files-from=/state/l") && args.contains("--from0"))
+    #expect(args.contains("--delete-missing-args") && args.contains("--force"))
+    #expect(args.contains("--exclude=*.tmp"))
+    #expect(args.suffix(2) == ["/src/", "rsync://u@h:873/data/"])
+    #expect(cmd.fullArguments.contains("--delete"))
+    #expect(cmd.treeArguments("/l").contains("-r"))
+    #expect(args.contains("--timeout=30") && args.contains("--contimeout=10"))
+  }
+}
+
+@Suite("inotify events from a real inotify descriptor")
+struct InotifyTests {
+  @Test func parsesRealEvents() throws {
+    let dir = try makeTempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+    #expect(fd >= 0)
+    defer { close(fd) }
+    let wd = inotify_add_watch(fd, dir, watchMask)
+    #expect(wd >= 0)
+    let weird: [UInt8] = [0x66, 0xFF, 0x0A, 0x27]  // f, 0xFF, newline, quote
+    let path = b(dir) + [UInt8(ascii: "/")] + weird
+    let f = open(path.map { CChar(bitPattern: $0) } + [0], O_WRONLY | O_CREAT, 0o644)
+    close(f)
+    mkdir(dir + "/sub", 0o755)
+    rename(dir + "/sub", dir + "/sub2")
+    var buf = [UInt8](repeating: 0, count: 65536)
+    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    #expect(n > 0)
+    let events = buf.withUnsafeBytes { InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: $0[0..<max(n, 0)])) }
+    #expect(events.allSatisfy { $0.wd == wd })
+    #expect(events.contains { $0.name == weird && $0.mask & UInt32(IN_CREATE) != 0 })
+    #expect(events.contains { $0.name == weird && $0.mask & UInt32(IN_CLOSE_WRITE) != 0 })
+    #expect(events.contains { $0.name == b("sub") && $0.isDirectory && $0.mask & UInt32(IN_CREATE) != 0 })
+    let from = events.first { $0.mask & UInt32(IN_MOVED_FROM) != 0 }
+    let to = events.first { $0.mask & UInt32(IN_MOVED_TO) != 0 }
+    #expect(from?.name == b("sub") && to?.name == b("sub2") && from?.cookie == to?.cookie)
+    // A truncated buffer yields only the complete events.
+    let partial = buf.withUnsafeBytes { InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: $0[0..<(n - 1)])) }
+    #expect(partial.count == events.count - 1)
+  }
+
+  @Test func dirTableRebuildsPathsAndMoves() {
+    var t = DirTable()
+    t.set(1, parent: DirTable.rootParent, name: [])
+    t.set(2, parent: 1, name: b("a"))
+    t.set(3, parent: 2, name: [0xFF])
+    t.set(4, parent: 3, name: b("c"))
+    #expect(t.path(of: 1) == [])
+    #expect(t.path(of: 4) == b("a/") + [0xFF] + b("/c"))
+    #expect(t.child(of: 2, named: [0xFF]) == 3)
+    t.detach(3)
+    #expect(t.path(of: 4) == nil)
+    #expect(t.child(of: 2, named: [0xFF]) == nil)
+    t.set(3, parent: 1, name: b("moved"))
+    #expect(t.path(of: 4) == b("moved/c"))
+    #expect(Set(t.subtree(of: 3)) == [3, 4])
+    t.remove(4)
+    #expect(t.path(of: 4) == nil)
+    #expect(t.count == 3)
+  }
+}
+
+@Suite("Engine configuration checks")
+struct WatchConfigTests {
+  @Test func rejectsBadSourceAndPasswordFile() throws {
+    let dir = try makeTempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let target = RsyncTarget(user: "u", host: "127.0.0.1", module: "m")
+    let logger = Logger(label: "test")
+    #expect(throws: FleetError.self) {
+      try WatchEngine(config: WatchConfig(source: dir + "/missing", target: target, stateDir: dir + "/s"), logger: logger)
+    }
+    #expect(throws: FleetError.self) {
+      try WatchEngine(config: WatchConfig(source: "relative", target: target, stateDir: dir + "/s"), logger: logger)
+    }
+    FileManager.default.createFile(atPath: dir + "/file", contents: Data())
+    #expect(throws: FleetError.self) {
+      try WatchEngine(config: WatchConfig(source: dir + "/file", target: target, stateDir: dir + "/s"), logger: logger)
+    }
+    let pw = dir + "/pw"
+    FileManager.default.createFile(atPath: pw, contents: Data("secret\n".utf8))
+    chmod(pw, 0o644)
+    var c = WatchConfig(source: dir, target: target, stateDir: dir + "/state/nested")
+    c.passwordFile = pw
+    do {
+      _ = try WatchEngine(config: c, logger: logger)
+      Issue.record("accepted a world-readable password file")
+    } catch let e as FleetError {
+      #expect(e.code == .watchPasswordFile)
+      #expect(e.message.contains("chmod 600"))
+      #expect(!e.message.contains("secret"))
+    }
+    chmod(pw, 0o600)
+    let engine = try WatchEngine(config: c, logger: logger)
+    #expect(engine.status().state == .starting)
+    #expect(FileManager.default.fileExists(atPath: dir + "/state/nested"))
+  }
+
+  @Test func healthRules() {
+    var s = WatchStatus(state: .watching, heartbeat: Date())
+    #expect(s.isHealthy)
+    s.consecutiveFailures = 2
+    s.lastErrorKind = "unreachable"
+    #expect(s.isHealthy)  // retrying within bounds
+    s.consecutiveFailures = WatchStatus.unhealthyFailureCount
+    #expect(!s.isHealthy)
+    s.consecutiveFailures = 1
+    s.lastErrorKind = "auth"
+    #expect(!s.isHealthy)
+    s = WatchStatus(state: .degraded, heartbeat: Date())
+    #expect(!s.isHealthy)
+    s = WatchStatus(state: .watching, heartbeat: Date().addingTimeInterval(-60))
+    #expect(!s.isHealthy)  // the event loop stalled
+    let data = try? JSONEncoder().encode(WatchStatus(state: .retrying, heartbeat: Date(timeIntervalSince1970: 0)))
+    #expect(data.flatMap { try? JSONDecoder().decode(WatchStatus.self, from: $0) }?.state == .retrying)
+  }
+}

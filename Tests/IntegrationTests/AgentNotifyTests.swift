@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// A unix datagram socket bound by the test, standing in for systemd's `NOTIFY_SOCKET`.
+final class AgentNotifySocket {
+  let fd: Int32
+  let path: String
+
+  init(in scratch: AgentIT.Scratch) throws {
+    path = scratch.path + "/notify.sock"
+    fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
+    }
+    guard fd >= 0, bound == 0 else { throw AgentIT.Failure("cannot bind \(path)") }
+    var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+  }
+
+  deinit { close(fd) }
+
+  /// Every datagram received so far (each receive waits at most 200 ms).
+  var received: [String] = []
+
+  func drain() {
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+      let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+      if n < 0 { return }
+      received.append(String(decoding: buffer[0..<n], as: UTF8.self))
+    }
+  }
+
+  func saw(_ line: String) -> Bool {
+    drain()
+    return received.contains { $0.split(separator: "\n").contains { $0 == line } }
+  }
+}
+
+@Suite("fleetsync-watch under systemd notify", .serialized, .enabled(if: AgentIT.canRun))
+struct AgentNotifyTests {
+  /// READY=1, WATCHDOG=1 and STOPPING=1 reach the notify socket; the password comes from
+  /// RSYNC_PASSWORD only and shows up in no command line.
+  @Test func notifiesSystemdAndTakesThePasswordFromTheEnvironment() async throws {
+    let daemon = try AgentIT.Daemon()
+    let scratch = try AgentIT.Scratch("notify")
+    defer {
+      daemon.stop()
+      scratch.remove()
+    }
+    let notify = try AgentNotifySocket(in: scratch)
+    let source = try scratch.dir("source")
+    try "hello".write(toFile: source + "/hello.txt", atomically: false, encoding: .utf8)
+    let agent = try AgentIT.Agent(
+      ["--source", source, "--target", daemon.target, "--state-dir", scratch.path + "/state"],
+      scratch: scratch,
+      environment: [
+        "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000", "RSYNC_PASSWORD": daemon.password,
+      ])
+    #expect(try await AgentIT.eventually { notify.saw("READY=1") }, "\(notify.received) \(agent.stderr)")
+    #expect(try await AgentIT.eventually { notify.saw("WATCHDOG=1") }, "\(notify.received)")
+    let copied = try await AgentIT.eventually {
+      FileManager.default.fileExists(atPath: daemon.backup + "/hello.txt")
+    }
+    #expect(copied, "\(agent.stderr)")
+    #expect(AgentIT.commandLinesContaining(daemon.password).isEmpty)
+    #expect(try await agent.stop() == 0)
+    #expect(notify.saw("STOPPING=1"), "\(notify.received)")
+    #expect(!agent.stderr.contains(daemon.password))
+  }
+}

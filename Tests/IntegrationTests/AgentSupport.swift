@@ -1,0 +1,332 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// Helpers for the agent's integration tests: the built `fleetsync-watch` binary, a real rsync daemon
+/// on 127.0.0.1, an HTTP client for the health endpoint. Namespaced so they cannot collide with the
+/// engine tests' helpers in the same module.
+enum AgentIT {
+  struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+  }
+
+  /// Whether the tools these tests need exist.
+  static let canRun =
+    FileManager.default.isExecutableFile(atPath: "/usr/bin/rsync") && binary != nil
+
+  /// The built `fleetsync-watch`, next to the test bundle or in the package's `.build/debug`.
+  static let binary: String? = {
+    let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().path
+    var candidates = [
+      Bundle.main.bundleURL.appendingPathComponent("fleetsync-watch").path,
+      Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("fleetsync-watch").path,
+    ]
+    let argv0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    candidates.append(argv0.deletingLastPathComponent().appendingPathComponent("fleetsync-watch").path)
+    if let executable = Bundle.main.executableURL {
+      candidates.append(executable.deletingLastPathComponent().appendingPathComponent("fleetsync-watch").path)
+    }
+    candidates.append(packageRoot + "/.build/debug/fleetsync-watch")
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+  }()
+
+  /// A fresh directory under the system temp dir, removed by ``remove()``.
+  struct Scratch {
+    let path: String
+
+    init(_ name: String) throws {
+      let base = URL(fileURLWithPath: NSTemporaryDirectory())
+      path =
+        base.appendingPathComponent("fleetsync-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+      try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func dir(_ name: String) throws -> String {
+      let sub = path + "/" + name
+      try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+      return sub
+    }
+
+    func file(_ name: String, _ text: String, mode: mode_t = 0o644) throws -> String {
+      let file = path + "/" + name
+      try text.write(toFile: file, atomically: true, encoding: .utf8)
+      chmod(file, mode)
+      return file
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+  }
+
+  /// A real rsync daemon with one module that needs user `backup` and ``password``.
+  final class Daemon {
+    let scratch: Scratch
+    let backup: String
+    let port: Int
+    let module = "agentdata"
+    /// A password no other string in the tests contains, so a leak is found by grepping for it.
+    let password = "pw-\(UInt64.random(in: 1_000_000_000...9_999_999_999))-zq"
+    private let process: Process
+
+    init() throws {
+      scratch = try Scratch("daemon")
+      backup = try scratch.dir("backup")
+      port = AgentIT.freePort()
+      let secrets = try scratch.file("secrets", "backup:\(password)\n", mode: 0o600)
+      let identity = getuid() == 0 ? "uid = root\ngid = root\n" : ""
+      let conf = try scratch.file(
+        "rsyncd.conf",
+        """
+        pid file = \(scratch.path)/rsyncd.pid
+        lock file = \(scratch.path)/rsyncd.lock
+        log file = \(scratch.path)/rsyncd.log
+        use chroot = no
+        \(identity)[\(module)]
+          path = \(backup)
+          read only = no
+          auth users = backup
+          secrets file = \(secrets)
+          hosts allow = 127.0.0.1
+
+        """)
+      process = Process()
+      process.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
+      process.arguments = [
+        "--daemon", "--no-detach", "--config=\(conf)", "--port=\(port)", "--address=127.0.0.1",
+      ]
+      process.standardOutput = FileHandle.nullDevice
+      process.standardError = FileHandle.nullDevice
+      try process.run()
+      for _ in 0..<400 {
+        if AgentIT.canConnect(port: port) { return }
+        usleep(25_000)
+      }
+      throw Failure("the rsync daemon did not start on port \(port)")
+    }
+
+    var target: String { "rsync://backup@127.0.0.1:\(port)/\(module)" }
+
+    /// A password file (mode 600) holding the right password, or `wrong` if given.
+    func passwordFile(in scratch: Scratch, wrong: String? = nil) throws -> String {
+      try scratch.file(
+        "password-\(UInt32.random(in: 0...UInt32.max))", (wrong ?? password) + "\n", mode: 0o600)
+    }
+
+    func stop() {
+      if process.isRunning {
+        process.terminate()
+        process.waitUntilExit()
+      }
+      scratch.remove()
+    }
+  }
+
+  /// A running `fleetsync-watch`, its stderr captured in a file.
+  final class Agent {
+    let process = Process()
+    let stderrPath: String
+
+    init(_ arguments: [String], scratch: Scratch, environment: [String: String] = [:]) throws {
+      stderrPath = scratch.path + "/agent-\(UInt32.random(in: 0...UInt32.max)).stderr"
+      _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+      process.executableURL = URL(fileURLWithPath: AgentIT.binary!)
+      process.arguments = ["run"] + arguments
+      var env = ProcessInfo.processInfo.environment
+      env["RSYNC_PASSWORD"] = nil
+      env["NOTIFY_SOCKET"] = nil
+      for (key, value) in environment { env[key] = value }
+      process.environment = env
+      process.standardOutput = FileHandle.nullDevice
+      process.standardError = FileHandle(forWritingAtPath: stderrPath)
+      try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Waits for the exit, up to a generous bound; kills the process and fails if it does not come.
+    func waitForExit(seconds: Double = 60) async throws -> Int32 {
+      let deadline = Date().addingTimeInterval(seconds)
+      while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+      if process.isRunning {
+        kill(pid, SIGKILL)
+        process.waitUntilExit()
+        throw Failure("fleetsync-watch did not exit within \(seconds) s; stderr:\n\(stderr)")
+      }
+      return process.terminationStatus
+    }
+
+    /// Stops it with SIGTERM and returns the exit status.
+    func stop() async throws -> Int32 {
+      guard process.isRunning else { return process.terminationStatus }
+      signal(SIGTERM)
+      return try await waitForExit()
+    }
+
+    /// Kills it and the rsync processes it started, as a crash of the whole service would.
+    func crash() {
+      let children = AgentIT.children(of: pid)
+      kill(pid, SIGKILL)
+      for child in children { kill(child, SIGKILL) }
+      process.waitUntilExit()
+    }
+  }
+
+  /// Runs `fleetsync-watch run ARGS` to completion (for start-up failures) and returns status and stderr.
+  static func runToExit(_ arguments: [String], scratch: Scratch) async throws -> (
+    status: Int32, stderr: String
+  ) {
+    let agent = try Agent(arguments, scratch: scratch)
+    let status = try await agent.waitForExit()
+    return (status, agent.stderr)
+  }
+
+  /// Polls `condition` every 100 ms until it holds or `seconds` pass; returns whether it held.
+  static func eventually(seconds: Double = 60, _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      if (try? condition()) == true { return true }
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    return try condition()
+  }
+
+  /// `GET path` on the health endpoint: status code and body.
+  static func get(_ path: String, port: Int) throws -> (status: Int, body: String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw Failure("socket failed") }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard connected == 0 else { throw Failure("cannot connect to the health port \(port)") }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+      let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+      if n <= 0 { break }
+      bytes.append(contentsOf: chunk[0..<n])
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { throw Failure("bad HTTP response: \(text)") }
+    let statusLine = text[..<split.lowerBound].split(separator: "\r\n").first ?? ""
+    let parts = statusLine.split(separator: " ")
+    guard parts.count >= 2, let status = Int(parts[1]) else { throw Failure("bad status line \(statusLine)") }
+    return (status, String(text[split.upperBound...]))
+  }
+
+  /// `GET /status` decoded as a JSON object.
+  static func status(port: Int) throws -> [String: Any] {
+    let response = try get("/status", port: port)
+    guard let object = try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any]
+    else {
+      throw Failure("/status is not a JSON object: \(response.body)")
+    }
+    return object
+  }
+
+  /// What `rsync -rcn --delete --itemize-changes SRC/ BACKUP/` lists: empty when the copy is exact.
+  static func differences(_ source: String, _ backup: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
+    process.arguments = ["-rcn", "--delete", "--itemize-changes", source + "/", backup + "/"]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    return process.terminationStatus == 0 ? text : "rsync exit \(process.terminationStatus): \(text)"
+  }
+
+  /// Every process's command line that contains `needle` (as /proc/*/cmdline shows them).
+  static func commandLinesContaining(_ needle: String) -> [String] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    var found: [String] = []
+    for entry in entries where Int32(entry) != nil {
+      guard let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+      let line = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+      if line.contains(needle) { found.append("\(entry): \(line)") }
+    }
+    return found
+  }
+
+  /// Processes whose parent is `pid`.
+  static func children(of pid: Int32) -> [Int32] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { entry -> Int32? in
+      guard let child = Int32(entry),
+        let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+      else { return nil }
+      let fields = stat[stat.index(after: close)...].split(separator: " ")
+      return fields.count > 1 && Int32(fields[1]) == pid ? child : nil
+    }
+  }
+
+  /// A TCP port nothing listens on right now.
+  static func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+  }
+
+  /// A socket listening on a free port, to make "port in use"; closed by the caller.
+  static func occupyPort() throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard bound == 0, listen(fd, 1) == 0 else { throw Failure("cannot occupy a port") }
+    _ = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+  }
+
+  static func canConnect(port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    } == 0
+  }
+}

@@ -1,0 +1,277 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import FleetWatch
+import Foundation
+import Logging
+import Testing
+
+/// Whether the tests run as root (needed for sysctl changes and a root-owned password file).
+let isRoot = getuid() == 0
+
+/// Whether an rsync binary is installed.
+let hasRsync = FileManager.default.isExecutableFile(atPath: "/usr/bin/rsync")
+
+/// A fresh temporary directory, removed by ``remove()``.
+struct TempDir {
+  let path: String
+
+  init(_ label: String = "fleetwatch") throws {
+    var template = Array("/tmp/\(label).XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { throw POSIXErrorBox(errno) }
+    path = String(cString: p)
+  }
+
+  func sub(_ name: String) throws -> String {
+    let p = path + "/" + name
+    try FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+    return p
+  }
+
+  func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+struct POSIXErrorBox: Error, CustomStringConvertible {
+  let code: Int32
+  init(_ code: Int32) { self.code = code }
+  var description: String { String(cString: strerror(code)) }
+}
+
+/// A real rsync daemon on 127.0.0.1 with one writable module that needs a user and password.
+final class RsyncDaemon: @unchecked Sendable {
+  // @unchecked: the test that owns the daemon is the only one that touches `process`.
+  let dir: TempDir
+  let backup: String
+  let port: Int
+  let module = "backup"
+  let user = "fleet"
+  let password = "s3cret-pw"
+  let passwordFile: String
+  let confPath: String
+  private var process: Process?
+
+  init(password daemonPassword: String? = nil) throws {
+    dir = try TempDir("fleetwatch-daemon")
+    backup = try dir.sub("backup")
+    port = Self.freePort()
+    let secrets = dir.path + "/secrets"
+    try "\(user):\(daemonPassword ?? password)\n".write(toFile: secrets, atomically: true, encoding: .utf8)
+    chmod(secrets, 0o600)
+    passwordFile = dir.path + "/client-password"
+    try "\(password)\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+    chmod(passwordFile, 0o600)
+    confPath = dir.path + "/rsyncd.conf"
+    let conf = """
+      pid file = \(dir.path)/rsyncd.pid
+      lock file = \(dir.path)/rsyncd.lock
+      log file = \(dir.path)/rsyncd.log
+      use chroot = no
+      munge symlinks = no
+      uid = \(getuid())
+      gid = \(getgid())
+      max connections = 32
+      [\(module)]
+        path = \(backup)
+        read only = no
+        auth users = \(user)
+        secrets file = \(secrets)
+        strict modes = yes
+        hosts allow = 127.0.0.1
+
+      """
+    try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
+    try start()
+  }
+
+  /// The target URL for the engine.
+  var target: RsyncTarget {
+    RsyncTarget(user: user, host: "127.0.0.1", port: port, module: module)
+  }
+
+  /// Starts the daemon and waits until it accepts connections.
+  func start() throws {
+    unlink(dir.path + "/rsyncd.pid")
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
+    p.arguments = ["--daemon", "--no-detach", "--config=\(confPath)", "--port=\(port)", "--address=127.0.0.1"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    process = p
+    for _ in 0..<200 {
+      if Self.canConnect(port: port) { return }
+      usleep(25_000)
+    }
+    throw POSIXErrorBox(ECONNREFUSED)
+  }
+
+  /// Stops the daemon (SIGTERM) and waits for it.
+  func stop() {
+    guard let p = process else { return }
+    p.terminate()
+    p.waitUntilExit()
+    process = nil
+  }
+
+  deinit {
+    stop()
+    dir.remove()
+  }
+
+  static func freePort() -> Int {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) }
+    }
+    _ = withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+  }
+
+  static func canConnect(port: Int) -> Bool {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    } == 0
+  }
+}
+
+/// Differences between `source` and `backup` as rsync sees them (content by checksum, type,
+/// permissions, symlinks, deletions); empty when the backup is an exact copy.
+func treeDifferences(_ source: String, _ backup: String) throws -> String {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
+  p.arguments = ["-rcn", "-lp", "--delete", "--itemize-changes", source + "/", backup + "/"]
+  let out = Pipe()
+  p.standardOutput = out
+  p.standardError = out
+  try p.run()
+  let data = out.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  let text = String(decoding: data, as: UTF8.self)
+  if p.terminationStatus != 0 { return "rsync exit \(p.terminationStatus): \(text)" }
+  return text
+}
+
+/// Polls until the backup equals the source and the engine has nothing queued, or `seconds` pass.
+///
+/// Returns the remaining differences ("" on success).
+func waitForConvergence(
+  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90
+) async throws -> String {
+  let deadline = Date().addingTimeInterval(seconds)
+  var diff = "(not checked)"
+  while Date() < deadline {
+    let s = engine.status()
+    if s.queueDepth == 0 && s.inFlight == 0 && s.state != .starting && s.state != .initialSync {
+      diff = try treeDifferences(source, backup)
+      if diff.isEmpty {
+        // Settle: the same answer twice, so nothing was still on its way.
+        try await Task.sleep(for: .milliseconds(300))
+        let again = engine.status()
+        if again.queueDepth == 0 && again.inFlight == 0 {
+          diff = try treeDifferences(source, backup)
+          if diff.isEmpty { return "" }
+        }
+      }
+    }
+    try await Task.sleep(for: .milliseconds(200))
+  }
+  return diff.isEmpty ? "timed out with work still queued: \(engine.status())" : diff
+}
+
+/// Expects convergence (see ``waitForConvergence(_:_:_:seconds:)``), showing the differences if not.
+func expectConverged(
+  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90,
+  sourceLocation: SourceLocation = #_sourceLocation
+) async throws {
+  let diff = try await waitForConvergence(engine, source, backup, seconds: seconds)
+  #expect(diff.isEmpty, "backup differs from source: \(diff)", sourceLocation: sourceLocation)
+}
+
+/// An engine running in a task, for a test.
+struct RunningEngine {
+  let engine: WatchEngine
+  let task: Task<Void, any Error>
+
+  static func start(_ config: WatchConfig) throws -> RunningEngine {
+    var logger = Logger(label: "fleetwatch.test")
+    logger.logLevel = .warning
+    let engine = try WatchEngine(config: config, logger: logger)
+    let task = Task { try await engine.run() }
+    return RunningEngine(engine: engine, task: task)
+  }
+
+  /// Cancels the engine and waits for `run()` to return.
+  func stop() async throws {
+    task.cancel()
+    try await task.value
+  }
+
+  /// Waits until the initial full sync is over.
+  func waitWatching(seconds: Double = 60) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      let s = engine.status()
+      if s.fullSyncs > 0 && s.state != .initialSync && s.state != .starting { return }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+  }
+}
+
+/// Makes an engine config for `source` replicating into `daemon`.
+func makeConfig(source: String, daemon: RsyncDaemon, state: String) -> WatchConfig {
+  var c = WatchConfig(source: source, target: daemon.target, stateDir: state)
+  c.passwordFile = daemon.passwordFile
+  c.batchDelay = .milliseconds(50)
+  c.retryInitial = .milliseconds(200)
+  c.retryMax = .seconds(2)
+  c.ioTimeout = .seconds(20)
+  c.connectTimeout = .seconds(5)
+  return c
+}
+
+/// File helpers that take names as raw bytes (non-UTF-8 names must work).
+enum FS {
+  static func cPath(_ bytes: [UInt8]) -> [CChar] { bytes.map { CChar(bitPattern: $0) } + [0] }
+
+  static func path(_ base: String, _ rel: [UInt8]) -> [UInt8] { Array(base.utf8) + [UInt8(ascii: "/")] + rel }
+
+  static func write(_ path: [UInt8], _ data: [UInt8], append: Bool = false) throws {
+    let fd = open(cPath(path), O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw POSIXErrorBox(errno) }
+    defer { close(fd) }
+    var off = 0
+    while off < data.count {
+      let n = data[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+      guard n > 0 else { throw POSIXErrorBox(errno) }
+      off += n
+    }
+  }
+
+  static func write(_ base: String, _ rel: String, _ text: String, append: Bool = false) throws {
+    try write(path(base, Array(rel.utf8)), Array(text.utf8), append: append)
+  }
+
+  static func mkdir(_ base: String, _ rel: String) throws {
+    try FileManager.default.createDirectory(atPath: base + "/" + rel, withIntermediateDirectories: true)
+  }
+
+  static func rename(_ from: String, _ to: String) throws {
+    guard Glibc.rename(from, to) == 0 else { throw POSIXErrorBox(errno) }
+  }
+}
