@@ -148,6 +148,7 @@ def cmd_analyze(args):
         "overflows": int(a.get("--overflows", "0")),
         "startup": float(a.get("--startup", "nan")),
         "note": a.get("--note", ""),
+        "loadavg": a.get("--loadavg", ""),
     }
     rss = json.load(open(a["--rss"])) if os.path.exists(a.get("--rss", "")) else {}
     res["rss_kb"] = rss.get("tool_peak_kb")
@@ -172,6 +173,8 @@ def cmd_table(path):
     for r in rows:
         drain = fmt_s(r["drain"]) if r["drain"] is not None else f"> {r['drain_cap']:.0f} s (cap)"
         note = r["note"]
+        if r.get("loadavg"):
+            note = f"load avg {r['loadavg']} at start" + ("; " + note if note else "")
         if r["overflows"]:
             note = (note + "; " if note else "") + f"probe queue overflowed {r['overflows']}x"
         print(

@@ -312,7 +312,9 @@ run_one() {
   t1=$(now_ns)
   local startup
   startup=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-  log "[$tool @ $rate/s] ready after ${startup} s; load ${rate}/s for ${dur} s"
+  local loadavg
+  loadavg=$(cut -d' ' -f1 /proc/loadavg)
+  log "[$tool @ $rate/s] ready after ${startup} s; load ${rate}/s for ${dur} s (load average $loadavg)"
   spawn nice -n -10 "$BIN/arrive" "$DST/w" "$NDIRS" "$dir/arrived.count" "$dir/arrivals.txt"
   arrive=$SPAWNED
   sleep 0.2
@@ -345,7 +347,7 @@ run_one() {
   overflows=$(awk '{ print $2 }' "$dir/arrived.count")
   $PY "$HERE/bench.py" analyze --tool "$tool" --label "$tool" --rate "$rate" --duration "$dur" \
     --writes "$dir/writes.txt" --arrivals "$dir/arrivals.txt" --rss "$dir/rss.json" --diffs "$diffs" \
-    --overflows "$overflows" --drain-cap "$DRAIN_CAP" --startup "$startup" --note "$note" | tee -a "$RESULTS" >&2
+    --overflows "$overflows" --drain-cap "$DRAIN_CAP" --startup "$startup" --loadavg "$loadavg" --note "$note" | tee -a "$RESULTS" >&2
 }
 
 # --- watch setup: 100,000 directories -----------------------------------------------------------------------------
@@ -409,5 +411,7 @@ done
     echo "watch setup ($SETUP_DIRS directories + root):"
     jq -r '"- \(.tool): \(if .seconds then "\(.seconds * 1000 | floor) ms" else "not reached" end), \(.watches) watches, RSS \(.rss_kb / 1024 | floor) MB\(if .watchSetupSeconds then ", watchSetupSeconds \(.watchSetupSeconds)" else "" end)"' "$SETUP_OUT"
   fi
+  echo
+  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/report.md"
 log "results in $OUT"
