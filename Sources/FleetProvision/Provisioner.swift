@@ -24,6 +24,8 @@ public struct HostReport: Sendable {
   public var plan: HostPlan?
   /// Services that did not become healthy, with what they said.
   public var unhealthy: [String: String] = [:]
+  /// Watchers not waited for because their backup host is unreachable in this run.
+  public var waiting: [String] = []
 }
 
 /// The result of a whole run.
@@ -137,7 +139,6 @@ public struct Provisioner: Sendable {
       }
     }
     let sessions = await openAll(needed)
-    defer { Task { for case .success(let s) in sessions.values { await s.host.close() } } }
 
     // Phase 2: ports (stable) and secrets (saved before any host sees them).
     var portErrors: [String: String] = [:]
@@ -184,6 +185,10 @@ public struct Provisioner: Sendable {
     let context = RenderContext(
       inventory: inventory, ports: ports, secrets: moduleSecrets, watchBinary: binary)
     let hostPortErrors = portErrors
+    let unreachableBackups = Set(
+      inventory.backups.map(\.name).filter {
+        if case .failure = sessions[$0] { return true } else { return false }
+      })
 
     // Phase 3: per host, render → plan → (apply → health).
     let reports = await forEachHost(selected) { ref -> HostReport in
@@ -208,9 +213,16 @@ public struct Provisioner: Sendable {
         self.progress(.phase(host: ref.name, phase: "apply"))
         try await Applier(host: opened.host).up(plan, previous: opened.facts.manifest)
         self.progress(.phase(host: ref.name, phase: "health"))
+        // A watcher whose backup host is unreachable in this run cannot be healthy; that is the
+        // backup's failure (reported there), not this host's.
+        let waiting = desired.services.filter { service in
+          service.name.kind == .watch
+            && unreachableBackups.contains { service.name.instance.contains(":\($0):") }
+        }
         let unhealthy = try await Applier(host: opened.host).waitHealthy(
-          desired.services, deadline: self.options.healthDeadline)
+          desired.services.filter { !waiting.contains($0) }, deadline: self.options.healthDeadline)
         var report = HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+        report.waiting = waiting.map(\.name.description)
         if !unhealthy.isEmpty {
           report.unhealthy = unhealthy
           let names = unhealthy.keys.sorted().joined(separator: ", ")
@@ -221,6 +233,7 @@ public struct Provisioner: Sendable {
         return HostReport(host: ref.name, outcome: Self.outcome(for: error))
       }
     }
+    await closeAll(sessions)
     if apply {
       var book = ports
       for report in reports {
@@ -268,7 +281,6 @@ public struct Provisioner: Sendable {
   public func down() async throws -> RunReport {
     var ports = try PortBook.load(path: stateFile)
     let sessions = await openAll(selected)
-    defer { Task { for case .success(let s) in sessions.values { await s.host.close() } } }
     let reports = await forEachHost(selected) { ref -> HostReport in
       switch sessions[ref.name] {
       case .failure(let error): return HostReport(host: ref.name, outcome: Self.outcome(for: error))
@@ -284,6 +296,7 @@ public struct Provisioner: Sendable {
         }
       }
     }
+    await closeAll(sessions)
     for report in reports where report.outcome == .ok || report.outcome == .changed {
       ports.retain(host: report.host, services: [])
     }
@@ -296,6 +309,11 @@ public struct Provisioner: Sendable {
   struct Session: Sendable {
     var host: any RemoteHost
     var facts: HostFacts
+  }
+
+  /// Closes every opened session and waits for it, so no libssh2 work outlives the run.
+  func closeAll(_ sessions: [String: Result<Session, FleetError>]) async {
+    for case .success(let session) in sessions.values { await session.host.close() }
   }
 
   func openAll(_ refs: [HostRef]) async -> [String: Result<Session, FleetError>] {

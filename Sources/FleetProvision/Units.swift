@@ -46,10 +46,11 @@ public enum Units {
     ExecReload=/bin/kill -HUP $MAINPID
     Restart=on-failure
     RestartSec=2
+    RestartPreventExitStatus=64 69
     WatchdogSec=30
     TimeoutStopSec=60
     ProtectSystem=strict
-    ReadWritePaths=/var/lib/fleetsync /var/log/fleetsync
+    ReadWritePaths=/var/lib/fleetsync -/var/log/fleetsync
     NoNewPrivileges=yes
     PrivateTmp=yes
 

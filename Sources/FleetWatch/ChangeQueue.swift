@@ -100,22 +100,31 @@ extension ChangeQueue {
   /// `p` without a trailing `/`.
   static func base(_ p: [UInt8]) -> [UInt8] { isTree(p) ? Array(p.dropLast()) : p }
 
+  /// What a path is on the source right now.
+  enum PathKind {
+    case missing
+    case directory
+    case other
+  }
+
   /// Groups queued paths into what to send.
   ///
-  /// A path that no longer exists is replaced by its topmost missing ancestor: rsync
-  /// `--files-from` (implied `-R`) reports a missing parent of a listed path as "vanished" (exit
-  /// 24), while listing the topmost missing directory deletes the whole gone subtree on the backup
+  /// A path that no longer exists is replaced by its topmost missing ancestor (or by an ancestor
+  /// that is now a file): rsync `--files-from` (implied `-R`) reports a missing parent of a
+  /// listed path as "vanished" (exit 24) and a parent that became a file as an error (exit 23),
+  /// while listing that ancestor deletes or replaces the whole gone subtree on the backup
   /// (`--delete-missing-args --force`). A path inside a tree (a directory created or moved in,
   /// written `dir/`, sent recursively with `--delete`) travels with that tree. Returns the path
   /// to send → the queued paths it settles, so each queued path is settled by exactly one send.
-  static func collapse(_ paths: [[UInt8]], exists: ([UInt8]) -> Bool) -> [[UInt8]: [[UInt8]]] {
-    var missingCache: [[UInt8]: Bool] = [:]
-    func isMissing(_ p: [UInt8]) -> Bool {
-      if let m = missingCache[p] { return m }
-      let m = !exists(p)
-      missingCache[p] = m
-      return m
+  static func collapse(_ paths: [[UInt8]], kind: ([UInt8]) -> PathKind) -> [[UInt8]: [[UInt8]]] {
+    var kindCache: [[UInt8]: PathKind] = [:]
+    func kindOf(_ p: [UInt8]) -> PathKind {
+      if let k = kindCache[p] { return k }
+      let k = kind(p)
+      kindCache[p] = k
+      return k
     }
+    func isMissing(_ p: [UInt8]) -> Bool { kindOf(p) == .missing }
     let trees = Set(paths.filter { isTree($0) && !isMissing(base($0)) }.map { base($0) })
     var out: [[UInt8]: [[UInt8]]] = [:]
     for p in paths {
@@ -125,7 +134,7 @@ extension ChangeQueue {
         send = b
         for end in b.indices where b[end] == UInt8(ascii: "/") {
           let prefix = Array(b[0..<end])
-          if isMissing(prefix) {
+          if kindOf(prefix) != .directory {
             send = prefix
             break
           }

@@ -1,12 +1,13 @@
+import FleetCore
+import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import FleetCore
-import Foundation
-import Logging
-import Synchronization
 
 /// Monotonic nanoseconds, for replication lag.
 func monotonicNanos() -> UInt64 {

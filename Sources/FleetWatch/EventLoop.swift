@@ -1,11 +1,12 @@
+import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import Foundation
-import Logging
-import Synchronization
 
 /// The inotify side: owns the inotify descriptor and the directory table, runs on its own thread.
 ///
@@ -25,6 +26,12 @@ final class EventLoop {
   var movedAway: [UInt32: Int32] = [:]
   var movedAwayOlder: [UInt32: Int32] = [:]
   var limitReported = false
+  /// Files seen with `IN_MODIFY` but no `IN_CLOSE_WRITE` yet: path → (first, last) monotonic ns.
+  var modified: [[UInt8]: (first: UInt64, last: UInt64)] = [:]
+  /// A modified file is sent once it has been quiet this long (a `truncate`, an `mmap` write)...
+  static let modifyQuietNanos: UInt64 = 1_000_000_000
+  /// ...or at least this often while something keeps writing to it without closing it.
+  static let modifyMaxNanos: UInt64 = 10_000_000_000
 
   init(core: EngineCore, stopFD: Int32) {
     self.core = core
@@ -137,6 +144,9 @@ final class EventLoop {
       guard rc > 0, fds[0].revents != 0 else {
         expireMoves()
         expireMoves()
+        var changes: [[UInt8]] = []
+        flushModified(into: &changes)
+        core.accept(changes)
         continue
       }
       var changes: [[UInt8]] = []
@@ -150,6 +160,7 @@ final class EventLoop {
         if n < bufferSize / 2 { break }
       }
       expireMoves()
+      flushModified(into: &changes)
       if overflow { recoverFromOverflow(into: &changes) }
       core.accept(changes)
       let count = table.count
@@ -180,6 +191,13 @@ final class EventLoop {
       guard let dir = table.path(of: ev.wd) else { continue }
       let rel = joinRelative(dir, ev.name)
       if excludes.isExcluded(rel, isDirectory: ev.isDirectory) { continue }
+      if ev.mask & UInt32(IN_MODIFY) != 0 && ev.mask & ~UInt32(IN_MODIFY | IN_ISDIR) == 0 {
+        // Mid-write: wait for IN_CLOSE_WRITE (or quiet) instead of sending a half-written file.
+        let now = monotonicNanos()
+        modified[rel] = (modified[rel]?.first ?? now, now)
+        continue
+      }
+      if !modified.isEmpty { modified[rel] = nil }
       let arrives = ev.isDirectory && ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0
       // A directory that appears is sent as a tree (recursively, with --delete), so whatever
       // the backup held at that name (a directory deleted or moved away in the same batch) goes.
@@ -192,7 +210,8 @@ final class EventLoop {
         }
       } else if ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0 {
         if ev.mask & UInt32(IN_MOVED_TO) != 0 {
-          let moved = movedAway.removeValue(forKey: ev.cookie) ?? movedAwayOlder.removeValue(forKey: ev.cookie)
+          let moved =
+            movedAway.removeValue(forKey: ev.cookie) ?? movedAwayOlder.removeValue(forKey: ev.cookie)
           if let moved { table.set(moved, parent: ev.wd, name: ev.name) }
         }
         scanNewDirectory(rel, parent: ev.wd, name: ev.name, into: &changes)
@@ -206,7 +225,10 @@ final class EventLoop {
   /// get the same treatment.
   func scanNewDirectory(_ rel: [UInt8], parent: Int32, name: [UInt8], into changes: inout [[UInt8]]) {
     var stack: [(rel: [UInt8], parent: Int32?, name: [UInt8])] = [(rel, parent, name)]
+    var scanned = 0
     while let item = stack.popLast() {
+      scanned += 1
+      if scanned % 1024 == 0 { core.beat() }  // a big tree moved in must not look like a stall
       let cPath = absoluteCPath(root: root, item.rel)
       var wd: Int32?
       if let parent = item.parent, !core.flags.withLock({ $0.watchLimit }) {
@@ -219,7 +241,8 @@ final class EventLoop {
           table.set(w, parent: parent, name: item.name)
         case .vanished: continue
         case .limitReached: reportLimit()
-        case .failed(let e): logger.warning("cannot watch \(String(decoding: item.rel, as: UTF8.self)): errno \(e)")
+        case .failed(let e):
+          logger.warning("cannot watch \(String(decoding: item.rel, as: UTF8.self)): errno \(e)")
         }
       }
       _ = forEachEntry(cPath) { childName, isDir in
@@ -228,6 +251,17 @@ final class EventLoop {
         changes.append(childRel)
         if isDir { stack.append((childRel, wd, childName)) }
       }
+    }
+  }
+
+  /// Queues modified files that went quiet, or that have been written to for too long.
+  func flushModified(into changes: inout [[UInt8]]) {
+    guard !modified.isEmpty else { return }
+    let now = monotonicNanos()
+    for (path, t) in modified
+    where now - t.last >= Self.modifyQuietNanos || now - t.first >= Self.modifyMaxNanos {
+      changes.append(path)
+      modified[path] = nil
     }
   }
 
@@ -245,7 +279,8 @@ final class EventLoop {
 
   /// After `IN_Q_OVERFLOW`: watch directories created meanwhile, then ask for a full sync.
   func recoverFromOverflow(into changes: inout [[UInt8]]) {
-    let message = "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
+    let message =
+      "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
     logger.warning("\(message)")
     core.update {
       $0.overflows += 1

@@ -42,8 +42,11 @@ struct InotifyEvent: Equatable {
 }
 
 /// The events the engine watches for on every directory.
+///
+/// `IN_MODIFY` is included for changes that never close a written file: `truncate(2)`, `mmap`
+/// writes, long-running appenders. Such paths are sent once they stay quiet (see ``EventLoop``).
 let watchMask: UInt32 =
-  UInt32(IN_CREATE) | UInt32(IN_CLOSE_WRITE) | UInt32(IN_DELETE) | UInt32(IN_MOVED_FROM)
+  UInt32(IN_CREATE) | UInt32(IN_CLOSE_WRITE) | UInt32(IN_MODIFY) | UInt32(IN_DELETE) | UInt32(IN_MOVED_FROM)
   | UInt32(IN_MOVED_TO) | UInt32(IN_ATTRIB) | UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF)
   | UInt32(IN_ONLYDIR) | UInt32(IN_DONT_FOLLOW) | UInt32(IN_EXCL_UNLINK)
 

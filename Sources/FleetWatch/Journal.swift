@@ -1,9 +1,10 @@
+import FleetCore
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import FleetCore
 
 /// The on-disk list of accepted changes that are not yet replicated.
 ///

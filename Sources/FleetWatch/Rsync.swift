@@ -59,13 +59,18 @@ struct RsyncCommand: Sendable {
   }
 
   /// Arguments for sending the NUL-separated path list in `listFile`.
+  ///
+  /// `--ignore-times`: a listed file did change, even when its size and mtime match the backup's
+  /// (a same-size rewrite within one second, or one clock tick); rsync's delta transfer still
+  /// sends only what differs.
   func listArguments(_ listFile: String) -> [String] {
-    commonArguments + ["--files-from=\(listFile)", "--from0", "--delete-missing-args"] + endpoints
+    commonArguments + ["--ignore-times", "--files-from=\(listFile)", "--from0", "--delete-missing-args"]
+      + endpoints
   }
 
-  /// Arguments for a reconciling full sync of the whole tree.
+  /// Arguments for a reconciling full sync of the whole tree (mtimes compared to the nanosecond).
   var fullArguments: [String] {
-    commonArguments + ["--delete"] + endpoints
+    commonArguments + ["--delete", "--modify-window=-1"] + endpoints
   }
 
   var endpoints: [String] {
@@ -79,8 +84,9 @@ struct RsyncCommand: Sendable {
 
   /// Arguments for sending directory trees (listed in `listFile`) recursively, deleting extraneous files.
   func treeArguments(_ listFile: String) -> [String] {
-    commonArguments + ["-r", "--delete", "--files-from=\(listFile)", "--from0", "--delete-missing-args"]
-      + endpoints
+    commonArguments + [
+      "-r", "--delete", "--ignore-times", "--files-from=\(listFile)", "--from0", "--delete-missing-args",
+    ] + endpoints
   }
 
   /// Sends `paths`: trees (`dir/`) recursively first, then the plain paths.
@@ -172,7 +178,9 @@ struct RsyncCommand: Sendable {
   }
 
   /// Maps an rsync exit status and its output to an outcome.
-  static func classify(exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget) -> TransferOutcome {
+  static func classify(exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget)
+    -> TransferOutcome
+  {
     let tail = stderrTail(stderr)
     switch exitCode {
     case 0:

@@ -1,12 +1,13 @@
+import FleetCore
+import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import FleetCore
-import Foundation
-import Logging
-import Synchronization
 
 /// Sends batches of changed paths and full syncs, one round at a time, with retry and backoff.
 ///
@@ -42,7 +43,7 @@ struct TransferLoop {
 
       let failed: Bool
       if needFull {
-        if firstFull { core.update { $0.state = .initialSync } }
+        if firstFull && !degraded { core.update { $0.state = .initialSync } }
         let taken = core.take(limit: Int.max)
         logger.info("full sync started", metadata: ["target": "\(config.target.url)"])
         let outcome = await command.fullSync()
@@ -82,9 +83,13 @@ struct TransferLoop {
         let root = Array(config.source.utf8)
         let sends = ChangeQueue.collapse(batch) { rel in
           var st = stat()
-          return lstat(absoluteCPath(root: root, rel).map { CChar(bitPattern: $0) }, &st) == 0
+          guard lstat(absoluteCPath(root: root, rel).map { CChar(bitPattern: $0) }, &st) == 0 else {
+            return .missing
+          }
+          return (st.st_mode & S_IFMT) == S_IFDIR ? .directory : .other
         }
-        let shards = ChangeQueue.shard(sends.keys.sorted { $0.lexicographicallyPrecedes($1) }, workers: config.workers)
+        let shards = ChangeQueue.shard(
+          sends.keys.sorted { $0.lexicographicallyPrecedes($1) }, workers: config.workers)
         let outcomes = await withTaskGroup(of: ([[UInt8]], TransferOutcome).self) { group in
           for shard in shards {
             let queued = shard.flatMap { sends[$0] ?? [] }
@@ -103,30 +108,32 @@ struct TransferLoop {
           }
           if Task.isCancelled { continue }
           record(outcome)
-          switch outcome {
-          case .ok: break
-          case .partial: partials += 1
-          case .failed: anyFailed = true
-          }
+          if case .failed = outcome { anyFailed = true }
         }
         if Task.isCancelled { break }
-        if !outcomes.contains(where: { if case .partial = $0.1 { true } else { false } }) { partials = 0 }
-        // Repeated partial transfers (a file that never reads) back off like failures.
+        let anyPartial = outcomes.contains { if case .partial = $0.1 { true } else { false } }
+        partials = anyPartial ? partials + 1 : 0
+        // Partial rounds again and again (a file that never reads) back off like failures.
         failed = anyFailed || partials > 3
       }
 
       if failed {
         failures += 1
         let delay = backoff(failures: failures)
-        let retryAt = Date().addingTimeInterval(Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+        let retryAt = Date().addingTimeInterval(
+          Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
         core.update {
           $0.state = .retrying
           $0.nextRetryAt = retryAt
           $0.retries += 1
         }
-        logger.error(
-          "transfer failed; retrying",
-          metadata: ["in": "\(delay)", "failures": "\(failures)", "error": "\(core.snapshot().lastError ?? "")"])
+        let kind = core.snapshot().lastErrorKind
+        logger.log(
+          level: kind == "partial" ? .warning : .error,
+          kind == "partial" ? "partial transfers keep repeating; backing off" : "transfer failed; retrying",
+          metadata: [
+            "in": "\(delay)", "failures": "\(failures)", "error": "\(core.snapshot().lastError ?? "")",
+          ])
         try? await Task.sleep(for: delay)
       } else {
         failures = 0

@@ -1,9 +1,10 @@
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import Synchronization
 
 /// One directory found by a walk: its watch and where it sits.
 struct WalkedDir {
@@ -21,19 +22,24 @@ struct WalkResult {
 
 /// Reads directory entries with `readdir` (getdents), using `d_type` so files are never `stat`ed.
 ///
-/// Calls `body(name, isDirectory)` for every entry except `.` and `..`; returns false if the
-/// directory cannot be opened. `cPath` is the NUL-terminated absolute path.
-func forEachEntry(_ cPath: [UInt8], _ body: (_ name: [UInt8], _ isDirectory: Bool) -> Void) -> Bool {
+/// Calls `body(name, isDirectory)` for every entry except `.` and `..` (only for directories
+/// when `directoriesOnly`, so a walk allocates nothing per file); returns false if the directory
+/// cannot be opened. `cPath` is the NUL-terminated absolute path.
+func forEachEntry(
+  _ cPath: [UInt8], directoriesOnly: Bool = false, _ body: (_ name: [UInt8], _ isDirectory: Bool) -> Void
+) -> Bool {
   let dir: OpaquePointer? = cPath.withUnsafeBufferPointer { buf in
     buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { opendir($0) }
   }
   guard let dir else { return false }
   defer { closedir(dir) }
   while let ent = readdir(dir) {
-    let (name, type): ([UInt8], UInt8) = withUnsafePointer(to: &ent.pointee.d_name) { ptr in
+    let type = ent.pointee.d_type
+    if directoriesOnly && type != UInt8(DT_DIR) && type != UInt8(DT_UNKNOWN) { continue }
+    let name: [UInt8] = withUnsafePointer(to: &ent.pointee.d_name) { ptr in
       ptr.withMemoryRebound(to: UInt8.self, capacity: 256) { p in
         let len = strlen(UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
-        return (Array(UnsafeBufferPointer(start: p, count: len)), ent.pointee.d_type)
+        return Array(UnsafeBufferPointer(start: p, count: len))
       }
     }
     if name == [0x2E] || name == [0x2E, 0x2E] { continue }
@@ -48,6 +54,7 @@ func forEachEntry(_ cPath: [UInt8], _ body: (_ name: [UInt8], _ isDirectory: Boo
         b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { lstat($0, &st) }
       }
       isDir = rc == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+      if directoriesOnly && !isDir { continue }
     }
     body(name, isDir)
   }
@@ -111,7 +118,7 @@ func watchTree(
       }
       var children: [(rel: [UInt8], wd: Int32)] = []
       let stopAdding = work.withLock { $0.limitReached }
-      let ok = forEachEntry(absoluteCPath(root: root, rel)) { name, isDir in
+      let ok = forEachEntry(absoluteCPath(root: root, rel), directoriesOnly: true) { name, isDir in
         guard isDir else { return }
         let childRel = joinRelative(rel, name)
         if excludes.isExcluded(childRel, isDirectory: true) || stopAdding || local.limitReached { return }

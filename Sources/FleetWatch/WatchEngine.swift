@@ -1,12 +1,13 @@
+import FleetCore
+import Foundation
+import Logging
+import Synchronization
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
   import Musl
 #endif
-import FleetCore
-import Foundation
-import Logging
-import Synchronization
 
 /// Replicates one directory to an rsync daemon module as it changes.
 ///
@@ -28,12 +29,14 @@ public final class WatchEngine: Sendable {
   public init(config: WatchConfig, logger: Logger) throws {
     try Self.validate(config)
     try Self.makeDirectory(config.stateDir)
+    try Self.checkStateOutsideSource(config)
     let journalPath = config.stateDir + "/" + Self.journalName
     let replayed = try Journal.replay(path: journalPath)
     core = try EngineCore(config: config, logger: logger, journalPath: journalPath, replayed: replayed)
     if !replayed.isEmpty {
       logger.notice(
-        "replaying \(replayed.count) journaled change(s) from a previous run", metadata: ["journal": "\(journalPath)"])
+        "replaying \(replayed.count) journaled change(s) from a previous run",
+        metadata: ["journal": "\(journalPath)"])
     }
   }
 
@@ -133,8 +136,28 @@ public final class WatchEngine: Sendable {
       }
       if getuid() == 0 && pst.st_uid != 0 {
         throw FleetError(
-          .watchPasswordFile, "the password file \(pw) must be owned by root when running as root: chown root \(pw)")
+          .watchPasswordFile,
+          "the password file \(pw) must be owned by root when running as root: chown root \(pw)")
       }
+    }
+  }
+
+  /// The journal must not live in the tree it watches: every journal write would be a change.
+  static func checkStateOutsideSource(_ config: WatchConfig) throws {
+    guard let source = realpath(config.source, nil), let state = realpath(config.stateDir, nil) else {
+      return
+    }
+    defer {
+      free(source)
+      free(state)
+    }
+    let s = String(cString: source)
+    let st = String(cString: state)
+    if st == s || st.hasPrefix(s == "/" ? "/" : s + "/") {
+      throw FleetError(
+        .invalidInput,
+        "the state directory \(config.stateDir) is inside the source \(config.source); put it elsewhere "
+          + "(e.g. /var/lib/fleetsync)")
     }
   }
 

@@ -1,5 +1,6 @@
 import FleetCore
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -11,7 +12,8 @@ import Foundation
 ///
 /// Each node is a network namespace on the private bridge `fsbrK` (host side `10.231.K.1`) with
 /// its own address `10.231.K.(10+I)`, hostname `fsK-nI`, host keys and sshd, and its own
-/// `/etc`, `/root`, `/var` and `/srv` (overlays). Every node accepts ``clientKey``,
+/// `/etc`, `/root`, `/var` and `/srv` (overlays). Nodes made with `up(id:nodes:systemd:)` may
+/// boot systemd (``Node/systemd``). Every node accepts ``clientKey``,
 /// ``ecdsaKey`` and ``rsaKey`` for `root`; ``knownHosts`` holds every node's ed25519 and ECDSA
 /// host keys. Needs root: gate tests with `.enabled(if: TestFleet.isSupported)`.
 ///
@@ -27,14 +29,21 @@ public struct TestFleet: Sendable {
     public let address: String
     /// The node's 1-based index in the fleet.
     public let index: Int
+    /// Whether the node boots systemd as its init (PID 1 of its own PID namespace, in a private
+    /// root with its own cgroup): `/run/systemd/system` exists there and `systemctl` works.
+    ///
+    /// Other nodes have no init; services there run as plain processes.
+    public let systemd: Bool
 
     /// Makes a node value; the fleet makes these from its `fleet.json`.
-    public init(name: String, address: String, index: Int) {
+    public init(name: String, address: String, index: Int, systemd: Bool = false) {
       self.name = name
       self.address = address
       self.index = index
+      self.systemd = systemd
     }
 
+    /// The name and address, e.g. `fs0-n1 (10.231.0.11)`.
     public var description: String { "\(name) (\(address))" }
   }
 
@@ -52,30 +61,36 @@ public struct TestFleet: Sendable {
   public let ecdsaKey: String
   /// The passphrase of ``ecdsaKey``.
   public let ecdsaPassphrase: Secret
+  /// Path of a script that prints ``ecdsaPassphrase``: set `SSH_ASKPASS` to it and
+  /// `SSH_ASKPASS_REQUIRE=force` to let OpenSSH tools use ``ecdsaKey`` without a terminal.
+  public let askpass: String
   /// Path of an RSA client key, authorized on every node; libssh2 1.10 cannot use it against
   /// OpenSSH 9.2 (no rsa-sha2 signatures), OpenSSH's own client can.
   public let rsaKey: String
   /// Path of a known_hosts file with every node's ed25519 and ECDSA host key, by address.
   public let knownHosts: String
 
-  /// Errors of the test fleet.
-  public static let scriptFailed = FleetError.Code("testfleet.script")
-  /// The machine cannot run a test fleet (not root, tools missing, script not found).
-  public static let unsupported = FleetError.Code("testfleet.unsupported")
+  /// An address on the fleet's subnet that no node has (`10.231.K.250`): connections to it
+  /// time out or fail as unreachable, for deadline tests.
+  public var unusedAddress: String { "10.231.\(id).250" }
 
   // MARK: - Finding and running the script
 
-  /// The fleet id ``shared(nodes:)`` uses: `FLEETSYNC_TESTFLEET_ID` from the environment, else 0.
-  ///
-  /// Set it when several test processes on one machine need fleets at the same time.
-  public static let sharedID: Int = {
-    if let text = ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_ID"],
+  /// The fleet id ``shared(nodes:)`` tries first: `FLEETSYNC_TESTFLEET_ID` from the
+  /// environment, else 0.
+  public static let sharedID: Int = explicitSharedID ?? 0
+
+  /// `FLEETSYNC_TESTFLEET_ID`, if set to 0...9.
+  static let explicitSharedID: Int? = {
+    guard let text = ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_ID"],
       let id = Int(text), (0...9).contains(id)
-    {
-      return id
-    }
-    return 0
+    else { return nil }
+    return id
   }()
+
+  /// Ids ``shared(nodes:)`` falls back to, in order, when ``sharedID`` is in use by another live
+  /// test process (and `FLEETSYNC_TESTFLEET_ID` is not set); only ids with nothing on them are taken.
+  public static let fallbackIDs = [5, 6, 7, 8]
 
   /// Path of `scripts/testfleet`, found by walking up from this file to the package root.
   public static let scriptPath: String? = {
@@ -95,6 +110,15 @@ public struct TestFleet: Sendable {
   public static var isSupported: Bool {
     guard geteuid() == 0, scriptPath != nil else { return false }
     return ["ip", "sshd", "unshare", "nsenter", "ssh-keygen", "flock"].allSatisfy { findTool($0) != nil }
+  }
+
+  /// Whether this machine can also boot systemd nodes: ``isSupported``, systemd installed at
+  /// `/lib/systemd/systemd`, and a cgroup2 hierarchy mounted (each such node gets a cgroup of it).
+  public static var systemdSupported: Bool {
+    guard isSupported, FileManager.default.isExecutableFile(atPath: "/lib/systemd/systemd"),
+      let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    else { return false }
+    return mounts.split(separator: "\n").contains { $0.contains(" - cgroup2 ") }
   }
 
   /// The full path of an executable named `name` on `PATH` or in the sbin directories.
@@ -119,7 +143,8 @@ public struct TestFleet: Sendable {
   /// Blocks the calling thread; from async code use ``runScriptDetached(id:_:)``.
   public static func runScript(id: Int, _ args: [String]) throws -> ScriptResult {
     guard let script = scriptPath else {
-      throw FleetError(unsupported, "scripts/testfleet not found above \(#filePath); run tests from the package")
+      throw FleetError(
+        .testFleetUnsupported, "scripts/testfleet not found above \(#filePath); run tests from the package")
     }
     // stderr goes to a file, so the two streams cannot block each other.
     let errPath = NSTemporaryDirectory() + "testfleet-stderr-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
@@ -133,6 +158,10 @@ public struct TestFleet: Sendable {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: script)
     process.arguments = ["--id", String(id)] + args
+    // Fleets this process brings up are owned by it: while it runs, no other `up` replaces them.
+    var environment = ProcessInfo.processInfo.environment
+    environment["FLEETSYNC_TESTFLEET_OWNER"] = String(getpid())
+    process.environment = environment
     let out = Pipe()
     process.standardOutput = out
     process.standardError = errFile
@@ -140,12 +169,13 @@ public struct TestFleet: Sendable {
     do {
       try process.run()
     } catch {
-      throw FleetError.wrap(error, code: scriptFailed, "cannot start \(script)")
+      throw FleetError.wrap(error, code: .testFleetScript, "cannot start \(script)")
     }
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     let status =
-      process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+      process.terminationReason == .uncaughtSignal
+      ? 128 + process.terminationStatus : process.terminationStatus
     let errData = (try? Data(contentsOf: URL(fileURLWithPath: errPath))) ?? Data()
     return ScriptResult(
       status: status,
@@ -155,11 +185,14 @@ public struct TestFleet: Sendable {
 
   /// Runs the script on a dedicated thread, so a slow bring-up does not block the cooperative pool.
   public static func runScriptDetached(id: Int, _ args: [String]) async throws -> ScriptResult {
+    try await detached { try runScript(id: id, args) }
+  }
+
+  /// Runs blocking work on a thread of its own and returns its result.
+  static func detached<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-      let thread = Thread {
-        continuation.resume(with: Result { try runScript(id: id, args) })
-      }
-      thread.name = "testfleet \(args.first ?? "")"
+      let thread = Thread { continuation.resume(with: Result { try body() }) }
+      thread.name = "testfleet"
       thread.start()
     }
   }
@@ -175,7 +208,7 @@ public struct TestFleet: Sendable {
   static func commandError(id: Int, _ args: [String], _ result: ScriptResult) -> FleetError {
     let detail = result.errorOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     return FleetError(
-      scriptFailed,
+      .testFleetScript,
       "testfleet --id \(id) \(args.joined(separator: " ")) exited \(result.status): \(detail)"
         + " (inspect with 'scripts/testfleet --id \(id) status')")
   }
@@ -186,16 +219,22 @@ public struct TestFleet: Sendable {
   ///
   /// The first call brings the fleet up (tearing down a stale one) and registers its teardown at
   /// process exit; later calls reuse it, adding nodes without disturbing existing ones if more
-  /// are asked for. Set `FLEETSYNC_TESTFLEET_KEEP=1` to leave the fleet up after the tests.
+  /// are asked for. The fleet belongs to this process: another test process started meanwhile
+  /// does not tear it down but uses one of ``fallbackIDs`` (read ``id`` for the one in use).
+  /// Set `FLEETSYNC_TESTFLEET_KEEP=1` to leave the fleet up after the tests.
   public static func shared(nodes: Int) async throws -> TestFleet {
     try await SharedFleet.instance.fleet(nodes: nodes)
   }
 
   /// Brings up fleet `id` with `nodes` nodes (tearing down a stale one first) and returns it.
   ///
-  /// The caller owns it: call ``down()`` when done. Blocks the calling thread for a few seconds.
-  public static func up(id: Int, nodes: Int) throws -> TestFleet {
-    try runChecked(id: id, ["up", String(nodes)])
+  /// The first `systemd` nodes boot systemd as their init (see ``Node/systemd``); the others are
+  /// plain. The caller owns the fleet: call ``down()`` when done. Blocks the calling thread for a
+  /// few seconds.
+  public static func up(id: Int, nodes: Int, systemd: Int = 0) throws -> TestFleet {
+    var args = ["up", String(nodes)]
+    if systemd > 0 { args += ["--systemd", String(systemd)] }
+    try runChecked(id: id, args)
     return try load(id: id)
   }
 
@@ -213,14 +252,15 @@ public struct TestFleet: Sendable {
       json = try Data(contentsOf: URL(fileURLWithPath: "\(state)/fleet.json"))
     } catch {
       throw FleetError(
-        scriptFailed, "fleet \(id) is not up (no \(state)/fleet.json); run 'scripts/testfleet --id \(id) up N'",
+        .testFleetScript,
+        "fleet \(id) is not up (no \(state)/fleet.json); run 'scripts/testfleet --id \(id) up N'",
         cause: SendableErrorBox(String(describing: error)))
     }
     let doc: FleetJSON
     do {
       doc = try JSONDecoder().decode(FleetJSON.self, from: json)
     } catch {
-      throw FleetError.wrap(error, code: scriptFailed, "cannot read \(state)/fleet.json")
+      throw FleetError.wrap(error, code: .testFleetScript, "cannot read \(state)/fleet.json")
     }
     let passphrase: String
     do {
@@ -230,12 +270,15 @@ public struct TestFleet: Sendable {
     }
     return TestFleet(
       id: doc.id,
-      nodes: doc.nodes.map { Node(name: $0.name, address: $0.address, index: $0.index) },
+      nodes: doc.nodes.map {
+        Node(name: $0.name, address: $0.address, index: $0.index, systemd: $0.systemd ?? false)
+      },
       stateDir: doc.state,
       hostAddress: doc.hostAddress,
       clientKey: doc.clientKey,
       ecdsaKey: doc.ecdsaKey,
       ecdsaPassphrase: Secret(passphrase.trimmingCharacters(in: .newlines)),
+      askpass: doc.askpass,
       rsaKey: doc.rsaKey,
       knownHosts: doc.knownHosts)
   }
@@ -300,8 +343,13 @@ public struct TestFleet: Sendable {
   ///
   /// Returns the command's exit status and stdout. A command that leaves a background process
   /// must redirect its output, or this call waits for that process.
+  ///
+  /// - Throws: ``FleetError`` (``FleetError/Code/testFleetScript``) if the command could not be
+  ///   run in the node at all (node or fleet gone: the script's status 125).
   public func run(on node: Node, _ command: String) throws -> (status: Int32, output: String) {
-    let result = try Self.runScript(id: id, ["exec", node.name, "--", "sh", "-c", command])
+    let args = ["exec", node.name, "--", "sh", "-c", command]
+    let result = try Self.runScript(id: id, args)
+    if result.status == 125 { throw Self.commandError(id: id, Array(args.prefix(2)), result) }
     return (result.status, result.output)
   }
 
@@ -314,7 +362,8 @@ public struct TestFleet: Sendable {
     _ node: Node, _ command: String, key: String? = nil, knownHosts: String? = nil, connectTimeout: Int = 5
   ) throws -> (status: Int32, output: String) {
     guard let ssh = Self.findTool("ssh") else {
-      throw FleetError(Self.unsupported, "OpenSSH client 'ssh' not found; apt-get install openssh-client")
+      throw FleetError(
+        .testFleetUnsupported, "OpenSSH client 'ssh' not found; apt-get install openssh-client")
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: ssh)
@@ -339,6 +388,13 @@ public struct TestFleet: Sendable {
   }
 }
 
+extension FleetError.Code {
+  /// A `scripts/testfleet` command failed, or the fleet it describes is missing or unreadable.
+  public static let testFleetScript = FleetError.Code("testfleet.script")
+  /// This machine cannot run a test fleet (not root, tools missing, script not found).
+  public static let testFleetUnsupported = FleetError.Code("testfleet.unsupported")
+}
+
 /// The layout of `$STATE/fleet.json` as `scripts/testfleet` writes it.
 struct FleetJSON: Decodable {
   struct NodeJSON: Decodable {
@@ -347,6 +403,8 @@ struct FleetJSON: Decodable {
     let address: String
     let holderPid: Int
     let sshdPid: Int
+    /// Absent in descriptions written before systemd nodes existed.
+    let systemd: Bool?
   }
 
   let id: Int
@@ -356,6 +414,7 @@ struct FleetJSON: Decodable {
   let clientKey: String
   let ecdsaKey: String
   let passphraseFile: String
+  let askpass: String
   let rsaKey: String
   let knownHosts: String
   let nodes: [NodeJSON]
@@ -365,13 +424,15 @@ struct FleetJSON: Decodable {
 actor SharedFleet {
   static let instance = SharedFleet()
 
+  /// The id of the fleet this process brought up, or -1; read by the exit handler.
+  static let upID = Atomic<Int>(-1)
+
   /// The latest bring-up (or reuse); each request waits for the one before it.
   private var latest: Task<TestFleet, any Error>?
   private var teardownRegistered = false
 
   func fleet(nodes wanted: Int) async throws -> TestFleet {
     let previous = latest
-    let id = TestFleet.sharedID
     if !teardownRegistered {
       teardownRegistered = true
       if ProcessInfo.processInfo.environment["FLEETSYNC_TESTFLEET_KEEP"] != "1" {
@@ -383,22 +444,46 @@ actor SharedFleet {
         FileManager.default.fileExists(atPath: "\(current.stateDir)/fleet.json")
       {
         if current.nodes.count >= wanted { return current }
-        let result = try await TestFleet.runScriptDetached(id: id, ["grow", String(wanted)])
-        guard result.status == 0 else { throw TestFleet.commandError(id: id, ["grow"], result) }
-        return try TestFleet.load(id: id)
+        return try await TestFleet.detached { try TestFleet.grow(id: current.id, nodes: wanted) }
       }
-      let result = try await TestFleet.runScriptDetached(id: id, ["up", String(wanted)])
-      guard result.status == 0 else { throw TestFleet.commandError(id: id, ["up", String(wanted)], result) }
-      return try TestFleet.load(id: id)
+      return try await TestFleet.detached { try SharedFleet.bringUp(nodes: wanted) }
     }
     latest = task
     return try await task.value
   }
 
+  /// Brings up the shared fleet on the first id not in use by another live test process.
+  nonisolated static func bringUp(nodes: Int) throws -> TestFleet {
+    let candidates =
+      TestFleet.explicitSharedID.map { [$0] }
+      ?? [TestFleet.sharedID] + TestFleet.fallbackIDs.filter { $0 != TestFleet.sharedID }
+    var busy: [String] = []
+    for id in candidates {
+      // A fallback id is only taken when nothing of it exists (it may be a benchmark's fleet).
+      if id != candidates[0], try !TestFleet.leftovers(id: id).isEmpty {
+        busy.append("fleet \(id): exists")
+        continue
+      }
+      let result = try TestFleet.runScript(id: id, ["up", String(nodes)])
+      if result.status == 0 {
+        upID.store(id, ordering: .sequentiallyConsistent)
+        return try TestFleet.load(id: id)
+      }
+      // Exit status 3: in use by another live test process; try the next id.
+      guard result.status == 3 else { throw TestFleet.commandError(id: id, ["up", String(nodes)], result) }
+      busy.append(result.errorOutput.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    throw FleetError(
+      .testFleetScript,
+      "no free test fleet id among \(candidates) (\(busy.joined(separator: "; "))); "
+        + "wait for the other test runs or set FLEETSYNC_TESTFLEET_ID to a free id")
+  }
+
   /// Runs `testfleet --id K down` at process exit, with posix_spawn (no Foundation at exit).
   nonisolated static func teardownAtExit() {
-    guard let script = TestFleet.scriptPath else { return }
-    let argv = [script, "--id", String(TestFleet.sharedID), "down"]
+    let id = upID.load(ordering: .sequentiallyConsistent)
+    guard id >= 0, let script = TestFleet.scriptPath else { return }
+    let argv = [script, "--id", String(id), "down"]
     var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
     cArgs.append(nil)
     defer { cArgs.forEach { free($0) } }

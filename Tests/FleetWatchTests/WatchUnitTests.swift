@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import FleetCore
 import Foundation
 import Logging
 import Testing
 
 @testable import FleetWatch
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
@@ -148,15 +149,21 @@ struct ChangeQueueTests {
   }
 
   @Test func collapseMissingAndTrees() {
-    let existing: Set<[UInt8]> = [b("keep"), b("keep/f"), b("new"), b("new/a"), b("new/a/b")]
+    let dirs: Set<[UInt8]> = [b("keep"), b("new"), b("new/a")]
+    let files: Set<[UInt8]> = [b("keep/f"), b("new/a/b"), b("now-file")]
     let sends = ChangeQueue.collapse(
-      [b("gone/x/y"), b("gone/x"), b("gone"), b("keep/f"), b("keep/missing"), b("new/"), b("new/a/b"), b("new/a")]
-    ) { existing.contains($0) }
+      [
+        b("gone/x/y"), b("gone/x"), b("gone"), b("keep/f"), b("keep/missing"), b("new/"), b("new/a/b"),
+        b("new/a"), b("now-file/sub/f"), b("now-file/sub"),
+      ]
+    ) { p in dirs.contains(p) ? .directory : files.contains(p) ? .other : .missing }
     #expect(Set(sends[b("gone")] ?? []) == [b("gone/x/y"), b("gone/x"), b("gone")])
     #expect(sends[b("keep/f")] == [b("keep/f")])
     #expect(sends[b("keep/missing")] == [b("keep/missing")])
     #expect(Set(sends[b("new/")] ?? []) == [b("new/"), b("new/a/b"), b("new/a")])
-    #expect(sends.count == 4)
+    // A directory that became a file: its old content goes with the file that replaces it.
+    #expect(Set(sends[b("now-file")] ?? []) == [b("now-file/sub/f"), b("now-file/sub")])
+    #expect(sends.count == 5)
   }
 }
 
@@ -166,7 +173,9 @@ struct JournalTests {
     let dir = try makeTempDir()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let path = dir + "/journal"
-    let names: [[UInt8]] = [b("a"), b("dir/with space"), b("new\nline"), [0xFF, 0x00 + 0x41], b("-dash"), b("t/")]
+    let names: [[UInt8]] = [
+      b("a"), b("dir/with space"), b("new\nline"), [0xFF, 0x00 + 0x41], b("-dash"), b("t/"),
+    ]
     do {
       let j = try Journal(path: path)
       try j.append(names)
@@ -208,16 +217,23 @@ struct RsyncClassificationTests {
   let target = RsyncTarget(user: "u", host: "h", port: 873, module: "data")
 
   @Test func classifies() {
-    #expect(RsyncCommand.classify(exitCode: 0, stdout: "", stderr: "", target: target) == .ok(files: 0, bytes: 0))
-    #expect(RsyncCommand.classify(exitCode: 23, stdout: "", stderr: "x", target: target).errorKind == "partial")
-    #expect(RsyncCommand.classify(exitCode: 24, stdout: "", stderr: "", target: target).errorKind == "partial")
+    #expect(
+      RsyncCommand.classify(exitCode: 0, stdout: "", stderr: "", target: target) == .ok(files: 0, bytes: 0))
+    #expect(
+      RsyncCommand.classify(exitCode: 23, stdout: "", stderr: "x", target: target).errorKind == "partial")
+    #expect(
+      RsyncCommand.classify(exitCode: 24, stdout: "", stderr: "", target: target).errorKind == "partial")
     let auth = RsyncCommand.classify(
       exitCode: 5, stdout: "", stderr: "@ERROR: auth failed on module data\nrsync error: ...", target: target)
     #expect(auth.errorKind == "auth")
     #expect(auth.message?.contains("'data'") == true)
-    #expect(RsyncCommand.classify(exitCode: 10, stdout: "", stderr: "refused", target: target).errorKind == "unreachable")
-    #expect(RsyncCommand.classify(exitCode: 35, stdout: "", stderr: "", target: target).errorKind == "unreachable")
-    #expect(RsyncCommand.classify(exitCode: 30, stdout: "", stderr: "", target: target).errorKind == "timeout")
+    #expect(
+      RsyncCommand.classify(exitCode: 10, stdout: "", stderr: "refused", target: target).errorKind
+        == "unreachable")
+    #expect(
+      RsyncCommand.classify(exitCode: 35, stdout: "", stderr: "", target: target).errorKind == "unreachable")
+    #expect(
+      RsyncCommand.classify(exitCode: 30, stdout: "", stderr: "", target: target).errorKind == "timeout")
     let unknown = RsyncCommand.classify(
       exitCode: 5, stdout: "", stderr: "@ERROR: Unknown module 'nope'\n", target: target)
     #expect(unknown.errorKind == "rsync")
@@ -272,7 +288,9 @@ struct InotifyTests {
     var buf = [UInt8](repeating: 0, count: 65536)
     let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
     #expect(n > 0)
-    let events = buf.withUnsafeBytes { InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: $0[0..<max(n, 0)])) }
+    let events = buf.withUnsafeBytes {
+      InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: $0[0..<max(n, 0)]))
+    }
     #expect(events.allSatisfy { $0.wd == wd })
     #expect(events.contains { $0.name == weird && $0.mask & UInt32(IN_CREATE) != 0 })
     #expect(events.contains { $0.name == weird && $0.mask & UInt32(IN_CLOSE_WRITE) != 0 })
@@ -281,7 +299,9 @@ struct InotifyTests {
     let to = events.first { $0.mask & UInt32(IN_MOVED_TO) != 0 }
     #expect(from?.name == b("sub") && to?.name == b("sub2") && from?.cookie == to?.cookie)
     // A truncated buffer yields only the complete events.
-    let partial = buf.withUnsafeBytes { InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: $0[0..<(n - 1)])) }
+    let partial = buf.withUnsafeBytes {
+      InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: $0[0..<(n - 1)]))
+    }
     #expect(partial.count == events.count - 1)
   }
 
@@ -314,17 +334,20 @@ struct WatchConfigTests {
     let target = RsyncTarget(user: "u", host: "127.0.0.1", module: "m")
     let logger = Logger(label: "test")
     #expect(throws: FleetError.self) {
-      try WatchEngine(config: WatchConfig(source: dir + "/missing", target: target, stateDir: dir + "/s"), logger: logger)
+      try WatchEngine(
+        config: WatchConfig(source: dir + "/missing", target: target, stateDir: dir + "/s"), logger: logger)
     }
     #expect(throws: FleetError.self) {
-      try WatchEngine(config: WatchConfig(source: "relative", target: target, stateDir: dir + "/s"), logger: logger)
+      try WatchEngine(
+        config: WatchConfig(source: "relative", target: target, stateDir: dir + "/s"), logger: logger)
     }
-    FileManager.default.createFile(atPath: dir + "/file", contents: Data())
+    _ = FileManager.default.createFile(atPath: dir + "/file", contents: Data())
     #expect(throws: FleetError.self) {
-      try WatchEngine(config: WatchConfig(source: dir + "/file", target: target, stateDir: dir + "/s"), logger: logger)
+      try WatchEngine(
+        config: WatchConfig(source: dir + "/file", target: target, stateDir: dir + "/s"), logger: logger)
     }
     let pw = dir + "/pw"
-    FileManager.default.createFile(atPath: pw, contents: Data("secret\n".utf8))
+    _ = FileManager.default.createFile(atPath: pw, contents: Data("secret\n".utf8))
     chmod(pw, 0o644)
     var c = WatchConfig(source: dir, target: target, stateDir: dir + "/state/nested")
     c.passwordFile = pw
@@ -337,6 +360,11 @@ struct WatchConfigTests {
       #expect(!e.message.contains("secret"))
     }
     chmod(pw, 0o600)
+    var inside = c
+    inside.stateDir = dir + "/state-inside-source"
+    #expect(throws: FleetError.self) { try WatchEngine(config: inside, logger: logger) }
+    c.source = dir + "/src"
+    mkdir(c.source, 0o755)
     let engine = try WatchEngine(config: c, logger: logger)
     #expect(engine.status().state == .starting)
     #expect(FileManager.default.fileExists(atPath: dir + "/state/nested"))
@@ -357,7 +385,8 @@ struct WatchConfigTests {
     #expect(!s.isHealthy)
     s = WatchStatus(state: .watching, heartbeat: Date().addingTimeInterval(-60))
     #expect(!s.isHealthy)  // the event loop stalled
-    let data = try? JSONEncoder().encode(WatchStatus(state: .retrying, heartbeat: Date(timeIntervalSince1970: 0)))
+    let data = try? JSONEncoder().encode(
+      WatchStatus(state: .retrying, heartbeat: Date(timeIntervalSince1970: 0)))
     #expect(data.flatMap { try? JSONDecoder().decode(WatchStatus.self, from: $0) }?.state == .retrying)
   }
 }

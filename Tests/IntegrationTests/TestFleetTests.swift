@@ -4,7 +4,8 @@ import Foundation
 import Testing
 
 /// The test fleet itself: real namespaces, real sshd, checked with OpenSSH's own client.
-@Suite("Test fleet", .serialized, .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
+@Suite(
+  "Test fleet", .serialized, .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
 struct TestFleetTests {
   /// Polls `condition` every 100 ms until it holds or `seconds` pass; returns whether it held.
   func eventually(within seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
@@ -46,11 +47,6 @@ struct TestFleetTests {
     let locked = try fleet.openSSH(node, "true", key: fleet.ecdsaKey)
     #expect(locked.status == 255)
     // ... and with it (fed through SSH_ASKPASS, never argv) it logs in.
-    let askpass = "\(fleet.stateDir)/askpass-\(UInt32.random(in: 0...UInt32.max))"
-    try "#!/bin/sh\ncat \(try ShellQuote.quote(fleet.stateDir + "/passphrase"))\n"
-      .write(toFile: askpass, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: askpass) }
-    try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: askpass)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
     process.arguments = [
@@ -58,7 +54,7 @@ struct TestFleetTests {
       "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "root@\(node.address)", "echo ecdsa-ok",
     ]
     var env = ProcessInfo.processInfo.environment
-    env["SSH_ASKPASS"] = askpass
+    env["SSH_ASKPASS"] = fleet.askpass
     env["SSH_ASKPASS_REQUIRE"] = "force"
     env["DISPLAY"] = ":0"
     process.environment = env
@@ -102,6 +98,10 @@ struct TestFleetTests {
     #expect(try eventually(within: 20) { try fleet.openSSH(node, "true").status == 0 })
     // Another node was never affected.
     #expect(try fleet.openSSH(fleet.node(4), "true").status == 0)
+    // The spare address answers nothing.
+    let spare = TestFleet.Node(name: "spare", address: fleet.unusedAddress, index: 0)
+    #expect(!fleet.nodes.map(\.address).contains(spare.address))
+    #expect(try fleet.openSSH(spare, "true", connectTimeout: 2).status == 255)
   }
 
   @Test("sshd-kill refuses new connections, sshd-start serves them again")
@@ -134,6 +134,57 @@ struct TestFleetTests {
     #expect(line(before) != line(after))
   }
 
+  @Test(
+    "a systemd node boots systemd as PID 1, runs a transient unit, and down leaves nothing behind",
+    .enabled(if: TestFleet.systemdSupported, "needs systemd and a cgroup2 hierarchy"))
+  func systemdNode() throws {
+    // A fleet of its own (not one of the shared fleet's ids), so the shared fleet stays plain.
+    let id = (TestFleet.sharedID + 4) % 10
+    let fleet = try TestFleet.up(id: id, nodes: 2, systemd: 1)
+    defer { try? fleet.down() }
+    let node = fleet.node(1)
+    let plain = fleet.node(2)
+    #expect(fleet.nodes.map(\.systemd) == [true, false])
+    #expect(node.address == "10.231.\(id).11" && plain.address == "10.231.\(id).12")
+
+    // Seen over SSH, as fleetsync's provisioning sees the node.
+    #expect(try fleet.openSSH(node, "hostname").output == node.name + "\n")
+    let state = try fleet.openSSH(node, "systemctl is-system-running").output
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    #expect(["running", "degraded", "starting"].contains(state), "systemctl is-system-running: \(state)")
+    #expect(try fleet.openSSH(node, "cat /proc/1/comm").output == "systemd\n")
+    #expect(try fleet.openSSH(node, "test -d /run/systemd/system").status == 0)
+    #expect(try fleet.openSSH(plain, "test -d /run/systemd/system").status == 1)
+
+    let started = try fleet.openSSH(node, "systemd-run --unit fleetsync-probe sleep 60")
+    #expect(started.status == 0)
+    #expect(
+      try eventually(within: 10) {
+        try fleet.openSSH(node, "systemctl is-active fleetsync-probe").output == "active\n"
+      })
+    // The unit's process lives in the node's PID namespace, under the node's own cgroup.
+    let mainPID = try fleet.openSSH(node, "systemctl show -p MainPID --value fleetsync-probe").output
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    #expect((Int(mainPID) ?? 0) > 1)
+    #expect(
+      try fleet.openSSH(node, "cat /proc/\(mainPID)/cgroup").output
+        .contains("0::/system.slice/fleetsync-probe.service"))
+    #expect(try fleet.openSSH(plain, "systemctl is-active fleetsync-probe").output != "active\n")
+
+    // The node sees neither the host's /tmp nor its /run.
+    let marker = "/tmp/fleetsync-systemd-node-\(UUID().uuidString)"
+    #expect(FileManager.default.createFile(atPath: marker, contents: Data("host".utf8)))
+    defer { try? FileManager.default.removeItem(atPath: marker) }
+    #expect(try fleet.openSSH(node, "test -e \(marker)").status == 1)
+    #expect(try fleet.openSSH(node, "test -e /run/netns/\(node.name)").status == 1)
+    #expect(FileManager.default.fileExists(atPath: marker))
+
+    // The node's cgroup is part of the fleet until down removes it with everything else.
+    #expect(try TestFleet.leftovers(id: id).contains { $0.hasPrefix("cgroup: ") })
+    try fleet.down()
+    #expect(try TestFleet.leftovers(id: id) == [])
+  }
+
   @Test("down after a crash leaves nothing behind, and check-clean notices leftovers")
   func downLeavesNothing() throws {
     // A fleet of its own, so tests using the shared fleet keep running.
@@ -148,6 +199,18 @@ struct TestFleetTests {
     #expect(leftovers.contains { $0.hasPrefix("link: fsbr\(id)") })
     #expect(leftovers.contains { $0.hasPrefix("process: ") && $0.contains("sleep 600") })
 
+    // While this process (its owner) lives, another test process's `up` must not replace it.
+    let other = Process()
+    other.executableURL = URL(fileURLWithPath: try #require(TestFleet.scriptPath))
+    other.arguments = ["--id", String(id), "up", "1"]
+    other.environment = ProcessInfo.processInfo.environment.merging(["FLEETSYNC_TESTFLEET_OWNER": "1"]) { $1 }
+    other.standardOutput = FileHandle.nullDevice
+    other.standardError = FileHandle.nullDevice
+    try other.run()
+    other.waitUntilExit()
+    #expect(other.terminationStatus == 3)
+    #expect(try fleet.openSSH(fleet.node(2), "hostname").output == fleet.node(2).name + "\n")
+
     // Simulate a crash mid-way: the holder of node 2 dies, the fleet description is gone.
     let pid = try String(contentsOfFile: "\(fleet.stateDir)/nodes/n2/holder.pid", encoding: .utf8)
     #expect(kill(pid_t(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0, SIGKILL) == 0)
@@ -155,6 +218,8 @@ struct TestFleetTests {
 
     try fleet.down()
     #expect(try TestFleet.leftovers(id: id) == [])
+    // A node of a fleet that is gone is an error, not a command's exit status.
+    #expect(throws: FleetError.self) { try fleet.run(on: fleet.node(1), "true") }
     // Idempotent.
     try fleet.down()
     #expect(try TestFleet.leftovers(id: id) == [])

@@ -1,148 +1,295 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import FleetWatch
 import Foundation
 import Testing
 
-@Suite("Watch engine against a real rsync daemon", .serialized, .enabled(if: hasRsync))
-struct WatchEngineTests {
-  @Test("create, modify, append, truncate, chmod, delete files and directories")
-  func basicChanges() async throws {
-    let daemon = try RsyncDaemon()
-    let tmp = try TempDir()
-    defer { tmp.remove() }
-    let src = try tmp.sub("src")
-    try FS.write(src, "existing.txt", "was there before start\n")
-    try FS.mkdir(src, "old/dir")
-    try FS.write(src, "old/dir/f", "old")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-    try await running.waitWatching()
-    try await expectConverged(running.engine, src, daemon.backup)
+#if canImport(Glibc)
+  import Glibc
+#endif
 
-    try FS.write(src, "new.txt", "hello\n")
-    try FS.write(src, "existing.txt", "modified\n")
-    try FS.write(src, "new.txt", "more\n", append: true)
-    try FS.write(src, "trunc.txt", String(repeating: "x", count: 10000))
-    truncate(src + "/trunc.txt", 10)
-    chmod(src + "/existing.txt", 0o600)
-    try FS.mkdir(src, "d1/d2")
-    try FS.write(src, "d1/d2/inner", "inner")
-    chmod(src + "/d1", 0o750)
-    try FileManager.default.removeItem(atPath: src + "/old")
-    try await expectConverged(running.engine, src, daemon.backup)
+extension WatchIntegration {
+  @Suite("Watch engine against a real rsync daemon", .serialized, .enabled(if: hasRsync))
+  struct WatchEngineTests {
+    @Test("create, modify, append, truncate, chmod, delete files and directories")
+    func basicChanges() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      try FS.write(src, "existing.txt", "was there before start\n")
+      try FS.mkdir(src, "old/dir")
+      try FS.write(src, "old/dir/f", "old")
+      let running = try RunningEngine.start(
+        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+      try await running.waitWatching()
+      try await expectConverged(running.engine, src, daemon.backup)
 
-    unlink(src + "/new.txt")
-    try FileManager.default.removeItem(atPath: src + "/d1")
-    symlink("existing.txt", src + "/link")
-    try await expectConverged(running.engine, src, daemon.backup)
-    let s = running.engine.status()
-    #expect(s.transfers > 0)
-    #expect(s.filesSent > 0)
-    #expect(s.isHealthy)
-    try await running.stop()
-  }
+      try FS.write(src, "new.txt", "hello\n")
+      try FS.write(src, "existing.txt", "modified\n")
+      try FS.write(src, "new.txt", "more\n", append: true)
+      try FS.write(src, "trunc.txt", String(repeating: "x", count: 10000))
+      truncate(src + "/trunc.txt", 10)
+      chmod(src + "/existing.txt", 0o600)
+      try FS.mkdir(src, "d1/d2")
+      try FS.write(src, "d1/d2/inner", "inner")
+      chmod(src + "/d1", 0o750)
+      try FileManager.default.removeItem(atPath: src + "/old")
+      try await expectConverged(running.engine, src, daemon.backup)
 
-  @Test("renames of files and directories: inside the tree, into it, out of it")
-  func renames() async throws {
-    let daemon = try RsyncDaemon()
-    let tmp = try TempDir()
-    defer { tmp.remove() }
-    let src = try tmp.sub("src")
-    let outside = try tmp.sub("outside")
-    try FS.mkdir(src, "a/b/c")
-    try FS.write(src, "a/b/c/deep.txt", "deep")
-    try FS.write(src, "a/file.txt", "file")
-    try FS.mkdir(src, "leaving/sub")
-    try FS.write(src, "leaving/sub/x", "x")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-    try await running.waitWatching()
-    try await expectConverged(running.engine, src, daemon.backup)
-
-    // Inside the tree: a file, then a directory with content.
-    try FS.rename(src + "/a/file.txt", src + "/a/renamed.txt")
-    try FS.rename(src + "/a/b", src + "/moved-b")
-    // Into the tree: a directory built elsewhere, with nested content.
-    try FS.mkdir(outside, "incoming/x/y")
-    try FS.write(outside, "incoming/x/y/z.txt", "came from outside")
-    try FS.write(outside, "incoming/top.txt", "top")
-    try FS.write(outside, "single.txt", "single")
-    try FS.rename(outside + "/incoming", src + "/incoming")
-    try FS.rename(outside + "/single.txt", src + "/single.txt")
-    // Out of the tree.
-    try FS.rename(src + "/leaving", outside + "/left")
-    try await expectConverged(running.engine, src, daemon.backup)
-
-    // The moved directories are still watched at their new place.
-    try FS.write(src, "moved-b/c/after-move.txt", "after")
-    try FS.write(src, "incoming/x/y/second.txt", "second")
-    // The directory moved out is no longer replicated.
-    try FS.write(outside, "left/sub/ignored.txt", "ignored")
-    try await expectConverged(running.engine, src, daemon.backup)
-    #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/left"))
-    // Swap two directories back and forth quickly.
-    try FS.rename(src + "/moved-b", src + "/tmp-name")
-    try FS.rename(src + "/incoming", src + "/moved-b")
-    try FS.rename(src + "/tmp-name", src + "/incoming")
-    try FS.write(src, "incoming/c/after-swap.txt", "swap")
-    try await expectConverged(running.engine, src, daemon.backup)
-    try await running.stop()
-  }
-
-  @Test("names with spaces, quotes, newlines, non-UTF-8 bytes and leading dashes")
-  func awkwardNames() async throws {
-    let daemon = try RsyncDaemon()
-    let tmp = try TempDir()
-    defer { tmp.remove() }
-    let src = try tmp.sub("src")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-    try await running.waitWatching()
-    let names: [[UInt8]] = [
-      Array("with space.txt".utf8),
-      Array("quote's \"double\".txt".utf8),
-      Array("new\nline".utf8),
-      Array("-leading-dash".utf8),
-      Array("--delete".utf8),
-      [0x6C, 0x61, 0x74, 0x69, 0x6E, 0xE9, 0xFF, 0x2E, 0x74],  // "latin\xE9\xFF.t": not UTF-8
-      Array("$(touch pwned)`id`;|&".utf8),
-      Array("*?[glob]".utf8),
-    ]
-    for n in names {
-      try FS.write(FS.path(src, n), Array("content of a file".utf8))
+      unlink(src + "/new.txt")
+      try FileManager.default.removeItem(atPath: src + "/d1")
+      symlink("existing.txt", src + "/link")
+      try await expectConverged(running.engine, src, daemon.backup)
+      // truncate(2) on a file nobody has open raises only IN_MODIFY; it must still arrive.
+      truncate(src + "/existing.txt", 3)
+      try await expectConverged(running.engine, src, daemon.backup)
+      // Same size, same second: still a change.
+      try FS.write(src, "same-size.txt", "aaaa")
+      try await expectConverged(running.engine, src, daemon.backup)
+      try FS.write(src, "same-size.txt", "bbbb")
+      try await expectConverged(running.engine, src, daemon.backup)
+      let s = running.engine.status()
+      #expect(s.transfers > 0)
+      #expect(s.filesSent > 0)
+      #expect(s.isHealthy)
+      try await running.stop()
     }
-    // The same names as directories with a file inside.
-    for n in names {
-      let dir = FS.path(src, [UInt8(ascii: "d")] + n)
-      guard Glibc.mkdir(FS.cPath(dir), 0o755) == 0 else { throw POSIXErrorBox(errno) }
-      try FS.write(dir + Array("/inner".utf8), Array("inner".utf8))
-    }
-    try await expectConverged(running.engine, src, daemon.backup)
-    // Delete half of them again.
-    for n in names.prefix(4) { unlink(FS.cPath(FS.path(src, n))) }
-    try await expectConverged(running.engine, src, daemon.backup)
-    #expect(!FileManager.default.fileExists(atPath: tmp.path + "/pwned"))
-    #expect(!FileManager.default.fileExists(atPath: "pwned"))
-    try await running.stop()
-  }
 
-  @Test("a deep tree created fast: directories get files before their watch exists")
-  func deepTreeCreatedFast() async throws {
-    let daemon = try RsyncDaemon()
-    let tmp = try TempDir()
-    defer { tmp.remove() }
-    let src = try tmp.sub("src")
-    let running = try RunningEngine.start(makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-    try await running.waitWatching()
-    for i in 0..<20 {
-      let rel = "t\(i)/a/b/c/d/e/f/g"
-      try FS.mkdir(src, rel)
-      var dir = "t\(i)"
-      for part in ["", "/a", "/b", "/c", "/d", "/e", "/f", "/g"] {
-        dir += part
-        try FS.write(src, dir + "/file\(i).txt", "level \(dir)")
+    @Test("renames of files and directories: inside the tree, into it, out of it")
+    func renames() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      let outside = try tmp.sub("outside")
+      try FS.mkdir(src, "a/b/c")
+      try FS.write(src, "a/b/c/deep.txt", "deep")
+      try FS.write(src, "a/file.txt", "file")
+      try FS.mkdir(src, "leaving/sub")
+      try FS.write(src, "leaving/sub/x", "x")
+      let running = try RunningEngine.start(
+        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+      try await running.waitWatching()
+      try await expectConverged(running.engine, src, daemon.backup)
+
+      // Inside the tree: a file, then a directory with content.
+      try FS.rename(src + "/a/file.txt", src + "/a/renamed.txt")
+      try FS.rename(src + "/a/b", src + "/moved-b")
+      // Into the tree: a directory built elsewhere, with nested content.
+      try FS.mkdir(outside, "incoming/x/y")
+      try FS.write(outside, "incoming/x/y/z.txt", "came from outside")
+      try FS.write(outside, "incoming/top.txt", "top")
+      try FS.write(outside, "single.txt", "single")
+      try FS.rename(outside + "/incoming", src + "/incoming")
+      try FS.rename(outside + "/single.txt", src + "/single.txt")
+      // Out of the tree.
+      try FS.rename(src + "/leaving", outside + "/left")
+      try await expectConverged(running.engine, src, daemon.backup)
+
+      // The moved directories are still watched at their new place.
+      try FS.write(src, "moved-b/c/after-move.txt", "after")
+      try FS.write(src, "incoming/x/y/second.txt", "second")
+      // The directory moved out is no longer replicated.
+      try FS.write(outside, "left/sub/ignored.txt", "ignored")
+      try await expectConverged(running.engine, src, daemon.backup)
+      #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/left"))
+      // Swap two directories back and forth quickly.
+      try FS.rename(src + "/moved-b", src + "/tmp-name")
+      try FS.rename(src + "/incoming", src + "/moved-b")
+      try FS.rename(src + "/tmp-name", src + "/incoming")
+      try FS.write(src, "incoming/c/after-swap.txt", "swap")
+      try await expectConverged(running.engine, src, daemon.backup)
+      try await running.stop()
+    }
+
+    @Test("names with spaces, quotes, newlines, non-UTF-8 bytes and leading dashes")
+    func awkwardNames() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      let running = try RunningEngine.start(
+        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+      try await running.waitWatching()
+      let names: [[UInt8]] = [
+        Array("with space.txt".utf8),
+        Array("quote's \"double\".txt".utf8),
+        Array("new\nline".utf8),
+        Array("-leading-dash".utf8),
+        Array("--delete".utf8),
+        [0x6C, 0x61, 0x74, 0x69, 0x6E, 0xE9, 0xFF, 0x2E, 0x74],  // "latin\xE9\xFF.t": not UTF-8
+        Array("$(touch pwned)`id`;|&".utf8),
+        Array("*?[glob]".utf8),
+      ]
+      for n in names {
+        try FS.write(FS.path(src, n), Array("content of a file".utf8))
       }
+      // The same names as directories with a file inside.
+      for n in names {
+        let dir = FS.path(src, [UInt8(ascii: "d")] + n)
+        guard Glibc.mkdir(FS.cPath(dir), 0o755) == 0 else { throw POSIXErrorBox(errno) }
+        try FS.write(dir + Array("/inner".utf8), Array("inner".utf8))
+      }
+      try await expectConverged(running.engine, src, daemon.backup)
+      // Delete half of them again.
+      for n in names.prefix(4) { unlink(FS.cPath(FS.path(src, n))) }
+      try await expectConverged(running.engine, src, daemon.backup)
+      #expect(!FileManager.default.fileExists(atPath: tmp.path + "/pwned"))
+      #expect(!FileManager.default.fileExists(atPath: "pwned"))
+      try await running.stop()
     }
-    try await expectConverged(running.engine, src, daemon.backup)
-    try await running.stop()
+
+    @Test("a deep tree created fast: directories get files before their watch exists")
+    func deepTreeCreatedFast() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      let running = try RunningEngine.start(
+        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+      try await running.waitWatching()
+      for i in 0..<20 {
+        let rel = "t\(i)/a/b/c/d/e/f/g"
+        try FS.mkdir(src, rel)
+        var dir = "t\(i)"
+        for part in ["", "/a", "/b", "/c", "/d", "/e", "/f", "/g"] {
+          dir += part
+          try FS.write(src, dir + "/file\(i).txt", "level \(dir)")
+        }
+      }
+      try await expectConverged(running.engine, src, daemon.backup)
+      try await running.stop()
+    }
+
+    @Test("drift on the backup is repaired by a requested and by a periodic full sync")
+    func driftRepair() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      try FS.write(src, "a.txt", "a")
+      var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
+      let running = try RunningEngine.start(config)
+      try await running.waitWatching()
+      try await expectConverged(running.engine, src, daemon.backup)
+      // Someone edits the backup behind the engine's back.
+      try FS.write(daemon.backup, "a.txt", "tampered")
+      try FS.write(daemon.backup, "extra.txt", "should not be there")
+      #expect(try treeDifferences(src, daemon.backup) != "")
+      let before = running.engine.status().fullSyncs
+      running.engine.requestFullSync()
+      try await expectConverged(running.engine, src, daemon.backup)
+      #expect(running.engine.status().fullSyncs > before)
+      try await running.stop()
+
+      config.fullSyncInterval = .seconds(1)
+      let periodic = try RunningEngine.start(config)
+      try await periodic.waitWatching()
+      try FS.write(daemon.backup, "a.txt", "tampered again")
+      try await expectConverged(periodic.engine, src, daemon.backup)
+      #expect(periodic.engine.status().fullSyncs >= 2)
+      try await periodic.stop()
+    }
+
+    @Test("excluded paths are neither watched nor sent")
+    func excludes() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      try FS.mkdir(src, "cache/deep")
+      try FS.write(src, "cache/deep/x", "x")
+      var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
+      config.excludes = ["*.tmp", "/cache/", "skip-me"]
+      let running = try RunningEngine.start(config)
+      try await running.waitWatching()
+      try FS.write(src, "keep.txt", "keep")
+      try FS.write(src, "junk.tmp", "junk")
+      try FS.mkdir(src, "sub/skip-me")
+      try FS.write(src, "sub/skip-me/inner", "inner")
+      try FS.write(src, "sub/real.txt", "real")
+      try FS.write(src, "cache/deep/y", "y")
+      try await expectConverged(running.engine, src, daemon.backup, excludes: config.excludes)
+      let fm = FileManager.default
+      #expect(fm.fileExists(atPath: daemon.backup + "/keep.txt"))
+      #expect(fm.fileExists(atPath: daemon.backup + "/sub/real.txt"))
+      #expect(!fm.fileExists(atPath: daemon.backup + "/junk.tmp"))
+      #expect(!fm.fileExists(atPath: daemon.backup + "/sub/skip-me"))
+      #expect(!fm.fileExists(atPath: daemon.backup + "/cache"))
+      try await running.stop()
+    }
+
+    @Test("type changes: file to directory, directory to file, directory replaced, symlink to file")
+    func typeChanges() async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      try FS.write(src, "was-file", "file")
+      try FS.mkdir(src, "was-dir/sub")
+      try FS.write(src, "was-dir/sub/f", "f")
+      try FS.mkdir(src, "replaced/old-sub")
+      try FS.write(src, "replaced/old-sub/old.txt", "old")
+      try FS.write(src, "replaced/old.txt", "old")
+      symlink("was-file", src + "/was-link")
+      let running = try RunningEngine.start(
+        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
+      try await running.waitWatching()
+      try await expectConverged(running.engine, src, daemon.backup)
+
+      unlink(src + "/was-file")
+      try FS.mkdir(src, "was-file/now-a-dir")
+      try FS.write(src, "was-file/now-a-dir/x", "x")
+      try FileManager.default.removeItem(atPath: src + "/was-dir")
+      try FS.write(src, "was-dir", "now a file")
+      // Deleted and re-created under the same name within one batch: nothing old may survive.
+      try FileManager.default.removeItem(atPath: src + "/replaced")
+      try FS.mkdir(src, "replaced")
+      try FS.write(src, "replaced/new.txt", "new")
+      unlink(src + "/was-link")
+      try FS.write(src, "was-link", "now a file")
+      try await expectConverged(running.engine, src, daemon.backup)
+      #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/replaced/old.txt"))
+      try await running.stop()
+    }
+
+    @Test(
+      "random live operations (create, write, delete, rename, mkdir, rmdir) converge",
+      arguments: [7, 42, 3, 5]
+    )
+    func randomOperations(seed: Int) async throws {
+      let daemon = try RsyncDaemon()
+      let tmp = try TempDir()
+      defer { tmp.remove() }
+      let src = try tmp.sub("src")
+      var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
+      config.workers = 3
+      let running = try RunningEngine.start(config)
+      try await running.waitWatching()
+      var rng = SeededGenerator(seed: UInt64(seed))
+      let fm = FileManager.default
+      func name() -> String { "n\(Int.random(in: 0..<6, using: &rng))" }
+      func dir() -> String {
+        let depth = Int.random(in: 0..<3, using: &rng)
+        return (0..<depth).map { _ in "d\(Int.random(in: 0..<3, using: &rng))" }.joined(separator: "/")
+      }
+      func path(_ d: String, _ n: String) -> String { d.isEmpty ? n : d + "/" + n }
+      for step in 0..<3000 {
+        let d = dir()
+        let target = src + "/" + path(d, name())
+        try? fm.createDirectory(atPath: src + "/" + d, withIntermediateDirectories: true)
+        switch Int.random(in: 0..<10, using: &rng) {
+        case 0...3: try? FS.write(src, path(d, name()), "step \(step)\n", append: Bool.random(using: &rng))
+        case 4: unlink(target)
+        case 5: _ = Glibc.rename(target, src + "/" + path(dir(), name()))
+        case 6: try? fm.createDirectory(atPath: target, withIntermediateDirectories: true)
+        case 7: try? fm.removeItem(atPath: src + "/" + (d.isEmpty ? name() : d))
+        case 8: chmod(target, Bool.random(using: &rng) ? 0o600 : 0o644)
+        default: truncate(target, Int.random(in: 0..<4, using: &rng))
+        }
+        if step % 200 == 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<120, using: &rng))) }
+      }
+      try await expectConverged(running.engine, src, daemon.backup)
+      try await running.stop()
+    }
   }
 }

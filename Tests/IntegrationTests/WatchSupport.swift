@@ -1,10 +1,16 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import FleetWatch
 import Foundation
 import Logging
 import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// All engine integration suites, one test at a time: some tests change machine-wide inotify
+/// limits (`max_queued_events`, `max_user_watches`) that other engines in this process would see.
+@Suite("Watch engine integration", .serialized, .enabled(if: hasRsync))
+enum WatchIntegration {}
 
 /// Whether the tests run as root (needed for sysctl changes and a root-owned password file).
 let isRoot = getuid() == 0
@@ -38,8 +44,8 @@ struct POSIXErrorBox: Error, CustomStringConvertible {
 }
 
 /// A real rsync daemon on 127.0.0.1 with one writable module that needs a user and password.
-final class RsyncDaemon: @unchecked Sendable {
-  // @unchecked: the test that owns the daemon is the only one that touches `process`.
+/// Owned by one test; not shared across tasks.
+final class RsyncDaemon {
   let dir: TempDir
   let backup: String
   let port: Int
@@ -93,7 +99,9 @@ final class RsyncDaemon: @unchecked Sendable {
     unlink(dir.path + "/rsyncd.pid")
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
-    p.arguments = ["--daemon", "--no-detach", "--config=\(confPath)", "--port=\(port)", "--address=127.0.0.1"]
+    p.arguments = [
+      "--daemon", "--no-detach", "--config=\(confPath)", "--port=\(port)", "--address=127.0.0.1",
+    ]
     p.standardOutput = FileHandle.nullDevice
     p.standardError = FileHandle.nullDevice
     try p.run()
@@ -152,10 +160,13 @@ final class RsyncDaemon: @unchecked Sendable {
 
 /// Differences between `source` and `backup` as rsync sees them (content by checksum, type,
 /// permissions, symlinks, deletions); empty when the backup is an exact copy.
-func treeDifferences(_ source: String, _ backup: String) throws -> String {
+func treeDifferences(_ source: String, _ backup: String, excludes: [String] = []) throws -> String {
   let p = Process()
   p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
-  p.arguments = ["-rcn", "-lp", "--delete", "--itemize-changes", source + "/", backup + "/"]
+  p.arguments =
+    ["-rcn", "-lp", "--delete", "--itemize-changes"] + excludes.map { "--exclude=\($0)" } + [
+      source + "/", backup + "/",
+    ]
   let out = Pipe()
   p.standardOutput = out
   p.standardError = out
@@ -171,20 +182,20 @@ func treeDifferences(_ source: String, _ backup: String) throws -> String {
 ///
 /// Returns the remaining differences ("" on success).
 func waitForConvergence(
-  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90
+  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90, excludes: [String] = []
 ) async throws -> String {
   let deadline = Date().addingTimeInterval(seconds)
   var diff = "(not checked)"
   while Date() < deadline {
     let s = engine.status()
     if s.queueDepth == 0 && s.inFlight == 0 && s.state != .starting && s.state != .initialSync {
-      diff = try treeDifferences(source, backup)
+      diff = try treeDifferences(source, backup, excludes: excludes)
       if diff.isEmpty {
         // Settle: the same answer twice, so nothing was still on its way.
         try await Task.sleep(for: .milliseconds(300))
         let again = engine.status()
         if again.queueDepth == 0 && again.inFlight == 0 {
-          diff = try treeDifferences(source, backup)
+          diff = try treeDifferences(source, backup, excludes: excludes)
           if diff.isEmpty { return "" }
         }
       }
@@ -196,11 +207,18 @@ func waitForConvergence(
 
 /// Expects convergence (see ``waitForConvergence(_:_:_:seconds:)``), showing the differences if not.
 func expectConverged(
-  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90,
+  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90, excludes: [String] = [],
   sourceLocation: SourceLocation = #_sourceLocation
 ) async throws {
-  let diff = try await waitForConvergence(engine, source, backup, seconds: seconds)
+  let diff = try await waitForConvergence(engine, source, backup, seconds: seconds, excludes: excludes)
   #expect(diff.isEmpty, "backup differs from source: \(diff)", sourceLocation: sourceLocation)
+}
+
+/// A logger for engines under test: warnings and errors only.
+func quietLogger() -> Logger {
+  var logger = Logger(label: "fleetwatch.test")
+  logger.logLevel = .warning
+  return logger
 }
 
 /// An engine running in a task, for a test.
@@ -209,11 +227,11 @@ struct RunningEngine {
   let task: Task<Void, any Error>
 
   static func start(_ config: WatchConfig) throws -> RunningEngine {
-    var logger = Logger(label: "fleetwatch.test")
-    logger.logLevel = .warning
-    let engine = try WatchEngine(config: config, logger: logger)
-    let task = Task { try await engine.run() }
-    return RunningEngine(engine: engine, task: task)
+    start(try WatchEngine(config: config, logger: quietLogger()))
+  }
+
+  static func start(_ engine: WatchEngine) -> RunningEngine {
+    RunningEngine(engine: engine, task: Task { try await engine.run() })
   }
 
   /// Cancels the engine and waits for `run()` to return.
@@ -273,5 +291,18 @@ enum FS {
 
   static func rename(_ from: String, _ to: String) throws {
     guard Glibc.rename(from, to) == 0 else { throw POSIXErrorBox(errno) }
+  }
+}
+
+/// A small deterministic generator (SplitMix64) so a failing random test can be replayed.
+struct SeededGenerator: RandomNumberGenerator {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
   }
 }

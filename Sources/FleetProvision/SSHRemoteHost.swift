@@ -1,0 +1,68 @@
+import FleetCore
+import FleetInventory
+import FleetSSH
+import Foundation
+
+/// ``RemoteHost`` over a FleetSSH connection.
+public struct SSHRemoteHost: RemoteHost {
+  let connection: SSHConnection
+
+  /// Wraps a connection.
+  public init(connection: SSHConnection) { self.connection = connection }
+
+  public func run(_ command: String) async throws -> CommandOutput {
+    let result = try await connection.exec(command)
+    let status = result.exitSignal == nil ? result.exitStatus : 128 + 15
+    return CommandOutput(status: status, stdout: result.stdoutString, stderr: result.stderrString)
+  }
+
+  public func write(_ bytes: [UInt8], to path: String, mode: Int) async throws {
+    try await connection.upload(bytes, to: path, mode: mode)
+  }
+
+  public func upload(localPath: String, to path: String, mode: Int) async throws {
+    try await connection.uploadFile(localPath: localPath, to: path, mode: mode)
+  }
+
+  public func read(_ path: String) async throws -> [UInt8]? {
+    try await connection.readFile(path)
+  }
+
+  public func close() async { await connection.close() }
+}
+
+/// Connects to inventory hosts with their merged SSH settings.
+public struct SSHHostConnector: HostConnector {
+  let client: SSHClient
+
+  /// Uses `client`'s thread pool for every connection.
+  public init(client: SSHClient) { self.client = client }
+
+  public func connect(_ host: HostRef) async throws -> any RemoteHost {
+    let ssh = host.ssh
+    let identity: SSHIdentity
+    if let path = ssh.identity {
+      var passphrase: Secret?
+      if let file = ssh.passphraseFile {
+        guard let text = try? String(contentsOfFile: expand(file), encoding: .utf8) else {
+          throw FleetError(.invalidInput, "\(host.name): cannot read passphrase_file \(file)")
+        }
+        passphrase = Secret(text.trimmingCharacters(in: .newlines))
+      }
+      identity = .keyFile(path: expand(path), passphrase: passphrase)
+    } else {
+      identity = .agent
+    }
+    let options = SSHOptions(
+      identity: identity, knownHostsFile: expand(ssh.knownHosts),
+      hostKeyPolicy: HostKeyPolicy(rawValue: ssh.hostKeyPolicy) ?? .strict,
+      connectTimeout: .seconds(ssh.connectTimeout))
+    let endpoint = SSHEndpoint(host: host.address, port: ssh.port, user: ssh.user)
+    return SSHRemoteHost(connection: try await client.connect(endpoint, options: options))
+  }
+
+  func expand(_ path: String) -> String {
+    guard path.hasPrefix("~/") else { return path }
+    return (ProcessInfo.processInfo.environment["HOME"] ?? "/root") + String(path.dropFirst(1))
+  }
+}

@@ -1,2 +1,0 @@
-/// Namespace placeholder until this module's issue lands; see docs/architecture.md.
-public enum FleetSSHModule {}
