@@ -180,7 +180,7 @@ struct SSHFleetTests {
     let fleet = try await fleet()
     let node = fleet.node(4)
     let file = NSTemporaryDirectory() + "fleetsync-kh-\(UUID().uuidString)"
-    FileManager.default.createFile(atPath: file, contents: Data())
+    _ = FileManager.default.createFile(atPath: file, contents: Data())
     defer { try? FileManager.default.removeItem(atPath: file) }
     let fingerprint = try fleet.run(on: node, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").output
       .split(separator: " ")[1]
