@@ -177,11 +177,20 @@ struct ProvisionFleetTests {
       try fleet.run(on: fleet.nodes[Self.bk1], "test -e /etc/fleetsync").status != 0,
       "plan must change nothing")
 
+    // Something else already listens on the first health port on s2: up must not take it.
+    _ = try fleet.run(
+      on: sources[1],
+      "setsid python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 9700)); s.listen(); time.sleep(600)' >/dev/null 2>&1 & sleep 0.5"
+    )
+
     // up from scratch.
     let up = try CLI.run("fleetsync", ["up", "-i", inv])
     captured += up.stdout + up.stderr
     try #require(up.status == 0, "up failed:\n\(up.stdout)\n\(up.stderr)")
     #expect(up.stdout.contains("up: ok=0 changed=5 failed=0 unreachable=0"), "\(up.stdout)")
+    let s2Config = try fleet.run(on: sources[1], "cat /etc/fleetsync/watch/a:bk1:s2-a.conf").output
+    #expect(s2Config.contains("health-port = 9701"), "a busy port was skipped: \(s2Config)")
+    _ = try fleet.run(on: sources[1], "pkill -f 'time.sleep\\(600\\)'; true")
     var info = stat()
     #expect(stat(dir + "/fleet.secrets", &info) == 0 && info.st_mode & 0o777 == 0o600)
 
@@ -226,6 +235,11 @@ struct ProvisionFleetTests {
     #expect(edit.stdout.contains("stop watch@b:bk1:s2-b"), "\(edit.stdout)")
     #expect(edit.stdout.contains("+exclude = *.log"), "diff shows the new exclude: \(edit.stdout)")
     #expect(!edit.stdout.contains("watch@b:bk1:s1-b"), "unchanged instance in plan: \(edit.stdout)")
+    // --limit: only s1 is touched; s2's removed instance keeps running until s2 is included.
+    let limited = try CLI.run("fleetsync", ["up", "-i", inv, "--limit", "s1"])
+    #expect(
+      limited.status == 0 && limited.stdout.contains("up: ok=0 changed=1 failed=0"), "\(limited.stdout)")
+    #expect(try fleet.run(on: sources[1], "test -e /etc/fleetsync/watch/b:bk1:s2-b.conf").status == 0)
     let applied = try CLI.run("fleetsync", ["up", "-i", inv])
     captured += edit.stdout + applied.stdout + applied.stderr
     #expect(applied.status == 0, "\(applied.stdout)\(applied.stderr)")
