@@ -18,6 +18,8 @@ public struct Applier: Sendable {
 
     // 1. Directories (data directories get the daemon's owner when fleetsync creates them).
     var mkdir = "set -e; umask 022\n"
+    // Temp files of uploads cut off by a lost connection (the SSH layer cannot remove those).
+    mkdir += "\(Self.staleTempSweep) -mmin +10 -delete 2>/dev/null || true\n"
     for dir in plan.directories {
       let path = try ShellQuote.quote(dir.path)
       let mode = String(dir.mode, radix: 8)
@@ -105,12 +107,17 @@ public struct Applier: Sendable {
       let path = try ShellQuote.quote(dir.path)
       cleanup += dir.data ? "rm -rf -- \(path)\n" : "rmdir -- \(path) 2>/dev/null || true\n"
     }
+    cleanup += "\(Self.staleTempSweep) -delete 2>/dev/null || true\n"
     // Runtime leftovers of our own services (pid, lock, logs, journals) go with the directories.
     cleanup += "rm -rf -- \(Layout.run) \(Layout.log) \(Layout.state) /var/lib/fleetsync/bin\n"
     cleanup +=
       "rmdir -- /var/lib/fleetsync \(Layout.etc)/rsyncd \(Layout.etc)/watch \(Layout.etc) 2>/dev/null || true\n"
     try await host.check(cleanup, "removing directories")
   }
+
+  /// `find` over the places fleetsync uploads to, matching upload temp files.
+  static let staleTempSweep =
+    "find \(Layout.etc) /var/lib/fleetsync/bin /etc/sysctl.d \(Layout.units) -maxdepth 2 -name '.*.fleetsync-tmp.*'"
 
   func writeManifest(_ manifest: Manifest) async throws {
     let encoder = JSONEncoder()
