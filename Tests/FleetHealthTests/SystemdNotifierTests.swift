@@ -96,12 +96,22 @@ struct SystemdNotifierTests {
     let socket = try NotifySocket(abstract: true)
     let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.name, "WATCHDOG_USEC": "200000"])
     let loop = Task { await notifier.runWatchdog(isAlive: { true }, onError: { _ in }) }
-    let first = socket.receive()
-    let second = socket.receive()
+    // Block on a thread of its own: a blocking recv on the cooperative pool (2 threads here) could
+    // starve the very loop it waits for when other tests hold the other thread.
+    let fd = socket.fd
+    let (first, second) = await withCheckedContinuation { continuation in
+      Thread { continuation.resume(returning: (Self.receive(fd), Self.receive(fd))) }.start()
+    }
     loop.cancel()
     await loop.value
     #expect(first == "WATCHDOG=1")
     #expect(second == "WATCHDOG=1")
+  }
+
+  static func receive(_ fd: Int32) -> String? {
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+    return n < 0 ? nil : String(decoding: buffer[0..<n], as: UTF8.self)
   }
 
   @Test func watchdogIsOffForAnotherPidOrWithoutSocket() {
