@@ -98,6 +98,7 @@ read only = no
   secrets file = /etc/fleetsync/rsyncd/main.secrets
 EOC
 (umask 077; printf 'fs-s$idx-a:benchsecret\nfs-s$idx-b:benchsecret\n' >/etc/fleetsync/rsyncd/main.secrets)
+if [ -f /run/fleetsync/rsyncd-main.pid ]; then kill \$(cat /run/fleetsync/rsyncd-main.pid) 2>/dev/null; sleep 0.2; rm -f /run/fleetsync/rsyncd-main.pid; fi
 rsync --daemon --config=/etc/fleetsync/rsyncd/main.conf"
       else
         local bk=${ADDRS[$((SOURCES + idx - 1))]}
@@ -108,6 +109,7 @@ printf 'fs.inotify.max_user_watches = 1048576\n' >/etc/sysctl.d/60-fleetsync.con
 for d in a b; do
   (umask 077; echo benchsecret >/etc/fleetsync/watch/\$d.password)
   printf 'source = /srv/data/%s\ntarget = rsync://fs-s$idx-%s@$bk:8730/s$idx-%s\npassword-file = /etc/fleetsync/watch/%s.password\nstate-dir = /var/lib/fleetsync/watch/%s\nhealth-port = 970%s\n' \$d \$d \$d \$d \$d \$([ \$d = a ] && echo 0 || echo 1) >/etc/fleetsync/watch/\$d.conf
+  [ -f /run/fleetsync/watch-\$d.pid ] && kill \$(cat /run/fleetsync/watch-\$d.pid) 2>/dev/null && sleep 0.2
   setsid /var/lib/fleetsync/bin/fleetsync-watch run --config /etc/fleetsync/watch/\$d.conf </dev/null >>/var/log/fleetsync/watch-\$d.log 2>&1 &
   echo \$! >/run/fleetsync/watch-\$d.pid
 done" <"$BIN/fleetsync-watch"
