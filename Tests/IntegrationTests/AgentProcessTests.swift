@@ -21,7 +21,7 @@ struct AgentProcessTests {
       scratch.remove()
     }
     let source = try scratch.dir("source")
-    let healthPort = AgentIT.freePort()
+    let healthPort = LocalPorts.free()
     let agent = try AgentIT.Agent(
       [
         "--source", source, "--target", daemon.target, "--password-file",
@@ -29,7 +29,8 @@ struct AgentProcessTests {
         "--state-dir", scratch.path + "/state", "--health-port", "\(healthPort)", "--batch-delay", "50",
       ], scratch: scratch)
 
-    #expect(try await AgentIT.eventually { AgentIT.canConnect(port: healthPort) }, "stderr: \(agent.stderr)")
+    #expect(
+      try await AgentIT.eventually { LocalPorts.canConnect(port: healthPort) }, "stderr: \(agent.stderr)")
     try FileManager.default.createDirectory(atPath: source + "/sub/deeper", withIntermediateDirectories: true)
     try "one".write(toFile: source + "/one.txt", atomically: false, encoding: .utf8)
     try "two".write(toFile: source + "/sub/two.txt", atomically: false, encoding: .utf8)
@@ -141,7 +142,7 @@ struct AgentProcessTests {
 
   @Test func healthPortInUseExits69() async throws {
     let scratch = try AgentIT.Scratch("portinuse")
-    let taken = try AgentIT.occupyPort()
+    let taken = try LocalPorts.occupy()
     defer {
       close(taken.fd)
       scratch.remove()
@@ -161,8 +162,8 @@ struct AgentProcessTests {
     defer { scratch.remove() }
     let source = try scratch.dir("source")
     try "x".write(toFile: source + "/x", atomically: false, encoding: .utf8)
-    let healthPort = AgentIT.freePort()
-    let deadPort = AgentIT.freePort()
+    let healthPort = LocalPorts.free()
+    let deadPort = LocalPorts.free()
     let agent = try AgentIT.Agent(
       [
         "--source", source, "--target", "rsync://backup@127.0.0.1:\(deadPort)/m",
@@ -190,7 +191,7 @@ struct AgentProcessTests {
     let source = try scratch.dir("source")
     try "x".write(toFile: source + "/x", atomically: false, encoding: .utf8)
     let wrong = "wrong-\(UInt64.random(in: 1_000_000_000...9_999_999_999))-pw"
-    let healthPort = AgentIT.freePort()
+    let healthPort = LocalPorts.free()
     let agent = try AgentIT.Agent(
       [
         "--source", source, "--target", daemon.target,
@@ -223,7 +224,7 @@ struct AgentProcessTests {
       scratch.remove()
     }
     let source = try scratch.dir("source")
-    let healthPort = AgentIT.freePort()
+    let healthPort = LocalPorts.free()
     let base = """
       source = \(source)
       target = \(daemon.target)
@@ -235,7 +236,7 @@ struct AgentProcessTests {
       """
     let config = try scratch.file("w.conf", base + "exclude = *.skip\n")
     let agent = try AgentIT.Agent(["--config", config], scratch: scratch)
-    #expect(try await AgentIT.eventually { AgentIT.canConnect(port: healthPort) }, "\(agent.stderr)")
+    #expect(try await AgentIT.eventually { LocalPorts.canConnect(port: healthPort) }, "\(agent.stderr)")
     try "skip".write(toFile: source + "/a.skip", atomically: false, encoding: .utf8)
     try "keep".write(toFile: source + "/keep.txt", atomically: false, encoding: .utf8)
     #expect(
@@ -278,14 +279,14 @@ struct AgentProcessTests {
     // rsync slowed to 4 MB/s, so a 40 MB file is in flight for seconds.
     let slowRsync = try scratch.file(
       "slow-rsync", "#!/bin/sh\nexec /usr/bin/rsync --bwlimit=4000 \"$@\"\n", mode: 0o755)
-    let healthPort = AgentIT.freePort()
+    let healthPort = LocalPorts.free()
     let arguments = [
       "--source", source, "--target", daemon.target, "--password-file", try daemon.passwordFile(in: scratch),
       "--state-dir", scratch.path + "/state", "--health-port", "\(healthPort)", "--rsync-path", slowRsync,
       "--batch-delay", "50",
     ]
     let first = try AgentIT.Agent(arguments, scratch: scratch)
-    #expect(try await AgentIT.eventually { AgentIT.canConnect(port: healthPort) }, "\(first.stderr)")
+    #expect(try await AgentIT.eventually { LocalPorts.canConnect(port: healthPort) }, "\(first.stderr)")
     for index in 0..<5 {
       try "small \(index)".write(toFile: source + "/small\(index).txt", atomically: false, encoding: .utf8)
     }

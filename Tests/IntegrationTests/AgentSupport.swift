@@ -76,7 +76,7 @@ enum AgentIT {
     init() throws {
       scratch = try Scratch("daemon")
       backup = try scratch.dir("backup")
-      port = AgentIT.freePort()
+      port = LocalPorts.free()
       let secrets = try scratch.file("secrets", "backup:\(password)\n", mode: 0o600)
       let identity = getuid() == 0 ? "uid = root\ngid = root\n" : ""
       let conf = try scratch.file(
@@ -103,7 +103,7 @@ enum AgentIT {
       process.standardError = FileHandle.nullDevice
       try process.run()
       for _ in 0..<400 {
-        if AgentIT.canConnect(port: port) { return }
+        if LocalPorts.canConnect(port: port) { return }
         usleep(25_000)
       }
       throw Failure("the rsync daemon did not start on port \(port)")
@@ -282,51 +282,4 @@ enum AgentIT {
     }
   }
 
-  /// A TCP port nothing listens on right now.
-  static func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    _ = withUnsafeMutablePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-  }
-
-  /// A socket listening on a free port, to make "port in use"; closed by the caller.
-  static func occupyPort() throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    guard bound == 0, listen(fd, 1) == 0 else { throw Failure("cannot occupy a port") }
-    _ = withUnsafeMutablePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return (fd, Int(UInt16(bigEndian: address.sin_port)))
-  }
-
-  static func canConnect(port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    return withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    } == 0
-  }
 }

@@ -125,7 +125,7 @@ extension WatchIntegration {
       let src = try tmp.sub("src")
       var config = WatchConfig(
         source: src,
-        target: RsyncTarget(user: "u", host: "127.0.0.1", port: RsyncDaemon.freePort(), module: "m"),
+        target: RsyncTarget(user: "u", host: "127.0.0.1", port: LocalPorts.free(), module: "m"),
         stateDir: try tmp.sub("state"))
       config.connectTimeout = .seconds(2)
       let running = try RunningEngine.start(config)

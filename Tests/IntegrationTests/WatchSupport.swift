@@ -59,7 +59,7 @@ final class RsyncDaemon {
   init(password daemonPassword: String? = nil) throws {
     dir = try TempDir("fleetwatch-daemon")
     backup = try dir.sub("backup")
-    port = Self.freePort()
+    port = LocalPorts.free()
     let secrets = dir.path + "/secrets"
     try "\(user):\(daemonPassword ?? password)\n".write(toFile: secrets, atomically: true, encoding: .utf8)
     chmod(secrets, 0o600)
@@ -107,7 +107,7 @@ final class RsyncDaemon {
     try p.run()
     process = p
     for _ in 0..<200 {
-      if Self.canConnect(port: port) { return }
+      if LocalPorts.canConnect(port: port) { return }
       usleep(25_000)
     }
     throw POSIXErrorBox(ECONNREFUSED)
@@ -126,36 +126,6 @@ final class RsyncDaemon {
     dir.remove()
   }
 
-  static func freePort() -> Int {
-    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(s) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) }
-    }
-    _ = withUnsafeMutablePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
-  }
-
-  static func canConnect(port: Int) -> Bool {
-    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(s) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = UInt16(port).bigEndian
-    return withUnsafePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    } == 0
-  }
 }
 
 /// Differences between `source` and `backup` as rsync sees them (content by checksum, type,
