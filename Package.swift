@@ -158,7 +158,7 @@ let package = Package(
     .testTarget(name: "FleetWatchTests", dependencies: ["FleetWatch"], swiftSettings: strictSettings),
     .testTarget(
       name: "FleetHealthTests",
-      dependencies: ["FleetHealth", "FleetAgent"],
+      dependencies: ["FleetHealth", "FleetAgent", "FleetTestSupport"],
       swiftSettings: strictSettings
     ),
     .testTarget(

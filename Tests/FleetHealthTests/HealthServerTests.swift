@@ -1,5 +1,6 @@
 import FleetCore
 import FleetHealth
+import FleetTestSupport
 import Foundation
 import Logging
 import Synchronization

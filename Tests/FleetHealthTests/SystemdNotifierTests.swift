@@ -131,3 +131,8 @@ struct SystemdNotifierTests {
     #expect(throws: (any Error).self) { try notifier.ready() }
   }
 }
+
+struct TestSocketError: Error, CustomStringConvertible {
+  var description: String
+  init(_ what: String) { description = "\(what) failed: errno \(errno)" }
+}
