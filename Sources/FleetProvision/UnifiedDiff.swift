@@ -2,8 +2,8 @@
 enum UnifiedDiff {
   /// A unified diff from `old` to `new` with 3 lines of context; empty when equal.
   static func make(old: String, new: String, path: String) -> String {
-    let a = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    let b = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let a = lines(old)
+    let b = lines(new)
     let ops = edits(a, b)
     guard ops.contains(where: { $0.kind != " " }) else { return "" }
     var out = "--- \(path)\n+++ \(path)\n"
@@ -26,15 +26,23 @@ enum UnifiedDiff {
       let lo = max(index, start - 3)
       let hi = min(ops.count - 1, end + 3)
       let slice = ops[lo...hi]
-      let oldStart = (slice.first?.oldLine ?? 0) + 1
-      let newStart = (slice.first?.newLine ?? 0) + 1
       let oldCount = slice.filter { $0.kind != "+" }.count
       let newCount = slice.filter { $0.kind != "-" }.count
+      // As diff(1): an empty range starts at the line before it (0 for a created file).
+      let oldStart = (slice.first?.oldLine ?? 0) + (oldCount == 0 ? 0 : 1)
+      let newStart = (slice.first?.newLine ?? 0) + (newCount == 0 ? 0 : 1)
       out += "@@ -\(oldStart),\(oldCount) +\(newStart),\(newCount) @@\n"
       for op in slice { out += "\(op.kind)\(op.text)\n" }
       index = hi + 1
     }
     return out
+  }
+
+  /// The lines of a text; a final newline ends the last line rather than starting an empty one.
+  static func lines(_ text: String) -> [String] {
+    var parts = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    if parts.last == "" { parts.removeLast() }
+    return parts
   }
 
   struct Op {
