@@ -274,7 +274,8 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     #expect(diff.contains("@@ -1,"))
     #expect(diff.contains("-d\n+D\n"))
     #expect(UnifiedDiff.make(old: old, new: old, path: "/x").isEmpty)
-    #expect(UnifiedDiff.make(old: "", new: "a\nb\n", path: "/x") == "--- /x\n+++ /x\n@@ -0,0 +1,2 @@\n+a\n+b\n")
+    #expect(
+      UnifiedDiff.make(old: "", new: "a\nb\n", path: "/x") == "--- /x\n+++ /x\n@@ -0,0 +1,2 @@\n+a\n+b\n")
   }
 }
 
