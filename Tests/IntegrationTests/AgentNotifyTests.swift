@@ -1,3 +1,4 @@
+import FleetWatch
 import Foundation
 import Testing
 
@@ -54,7 +55,7 @@ struct AgentNotifyTests {
   /// READY=1, WATCHDOG=1 and STOPPING=1 reach the notify socket; the password comes from
   /// RSYNC_PASSWORD only and shows up in no command line.
   @Test func notifiesSystemdAndTakesThePasswordFromTheEnvironment() async throws {
-    let daemon = try AgentIT.Daemon()
+    let daemon = try RsyncDaemon()
     let scratch = try AgentIT.Scratch("notify")
     defer {
       daemon.stop()
@@ -64,7 +65,7 @@ struct AgentNotifyTests {
     let source = try scratch.dir("source")
     try "hello".write(toFile: source + "/hello.txt", atomically: false, encoding: .utf8)
     let agent = try AgentIT.Agent(
-      ["--source", source, "--target", daemon.target, "--state-dir", scratch.path + "/state"],
+      ["--source", source, "--target", daemon.target.url, "--state-dir", scratch.path + "/state"],
       scratch: scratch,
       environment: [
         "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000", "RSYNC_PASSWORD": daemon.password,

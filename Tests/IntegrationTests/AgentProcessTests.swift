@@ -1,3 +1,4 @@
+import FleetWatch
 import Foundation
 import Testing
 
@@ -14,7 +15,7 @@ import Testing
   .enabled(if: AgentIT.canRun, "needs /usr/bin/rsync and the built binary"))
 struct AgentProcessTests {
   @Test func replicatesReportsAndStopsCleanlyOnSIGTERM() async throws {
-    let daemon = try AgentIT.Daemon()
+    let daemon = try RsyncDaemon()
     let scratch = try AgentIT.Scratch("replicate")
     defer {
       daemon.stop()
@@ -24,7 +25,7 @@ struct AgentProcessTests {
     let healthPort = LocalPorts.free()
     let agent = try AgentIT.Agent(
       [
-        "--source", source, "--target", daemon.target, "--password-file",
+        "--source", source, "--target", daemon.target.url, "--password-file",
         try daemon.passwordFile(in: scratch),
         "--state-dir", scratch.path + "/state", "--health-port", "\(healthPort)", "--batch-delay", "50",
       ], scratch: scratch)
@@ -37,16 +38,16 @@ struct AgentProcessTests {
     try "three".write(toFile: source + "/sub/deeper/three.txt", atomically: false, encoding: .utf8)
 
     let converged = try await AgentIT.eventually {
-      try AgentIT.differences(source, daemon.backup).isEmpty
+      try treeDifferences(source, daemon.backup).isEmpty
         && (AgentIT.status(port: healthPort)["filesSent"] as? Int ?? 0) >= 3
     }
     #expect(
-      converged, "diff: \((try? AgentIT.differences(source, daemon.backup)) ?? "?") stderr: \(agent.stderr)")
+      converged, "diff: \((try? treeDifferences(source, daemon.backup)) ?? "?") stderr: \(agent.stderr)")
     #expect(try String(contentsOfFile: daemon.backup + "/sub/deeper/three.txt", encoding: .utf8) == "three")
 
     let status = try AgentIT.status(port: healthPort)
     #expect(status["source"] as? String == source)
-    #expect(status["target"] as? String == daemon.target)
+    #expect(status["target"] as? String == daemon.target.url)
     #expect(status["lastSuccess"] is String)
     #expect(status["healthy"] as? Bool == true)
     #expect(try AgentIT.get("/healthz", port: healthPort).status == 200)
@@ -182,7 +183,7 @@ struct AgentProcessTests {
   }
 
   @Test func wrongPasswordIsReportedAsAuthAndNeverShown() async throws {
-    let daemon = try AgentIT.Daemon()
+    let daemon = try RsyncDaemon()
     let scratch = try AgentIT.Scratch("wrongpw")
     defer {
       daemon.stop()
@@ -194,7 +195,7 @@ struct AgentProcessTests {
     let healthPort = LocalPorts.free()
     let agent = try AgentIT.Agent(
       [
-        "--source", source, "--target", daemon.target,
+        "--source", source, "--target", daemon.target.url,
         "--password-file", try daemon.passwordFile(in: scratch, wrong: wrong),
         "--state-dir", scratch.path + "/state", "--health-port", "\(healthPort)", "--log-level", "debug",
       ], scratch: scratch)
@@ -217,7 +218,7 @@ struct AgentProcessTests {
   }
 
   @Test func sighupReloadsTheConfigAndKeepsTheOldOneWhenBad() async throws {
-    let daemon = try AgentIT.Daemon()
+    let daemon = try RsyncDaemon()
     let scratch = try AgentIT.Scratch("reload")
     defer {
       daemon.stop()
@@ -227,7 +228,7 @@ struct AgentProcessTests {
     let healthPort = LocalPorts.free()
     let base = """
       source = \(source)
-      target = \(daemon.target)
+      target = \(daemon.target.url)
       password-file = \(try daemon.passwordFile(in: scratch))
       state-dir = \(scratch.path)/state
       health-port = \(healthPort)
@@ -269,7 +270,7 @@ struct AgentProcessTests {
   /// exit 0, the batch finished or journaled); the next start converges to zero differences.
   @Test(arguments: [SIGKILL, SIGTERM])
   func interruptedMidTransferThenRestartConverges(signal: Int32) async throws {
-    let daemon = try AgentIT.Daemon()
+    let daemon = try RsyncDaemon()
     let scratch = try AgentIT.Scratch("crash")
     defer {
       daemon.stop()
@@ -281,7 +282,8 @@ struct AgentProcessTests {
       "slow-rsync", "#!/bin/sh\nexec /usr/bin/rsync --bwlimit=4000 \"$@\"\n", mode: 0o755)
     let healthPort = LocalPorts.free()
     let arguments = [
-      "--source", source, "--target", daemon.target, "--password-file", try daemon.passwordFile(in: scratch),
+      "--source", source, "--target", daemon.target.url, "--password-file",
+      try daemon.passwordFile(in: scratch),
       "--state-dir", scratch.path + "/state", "--health-port", "\(healthPort)", "--rsync-path", slowRsync,
       "--batch-delay", "50",
     ]
@@ -301,17 +303,17 @@ struct AgentProcessTests {
     #expect(inFlight, "the big file never started to arrive: \(first.stderr)")
     if signal == SIGKILL {
       first.crash()
-      #expect(try AgentIT.differences(source, daemon.backup).contains("big.bin"))
+      #expect(try treeDifferences(source, daemon.backup).contains("big.bin"))
     } else {
       #expect(try await first.stop() == 0, "\(first.stderr)")
     }
 
     let second = try AgentIT.Agent(arguments, scratch: scratch)
     let converged = try await AgentIT.eventually(seconds: 120) {
-      try AgentIT.differences(source, daemon.backup).isEmpty
+      try treeDifferences(source, daemon.backup).isEmpty
     }
     #expect(
-      converged, "diff: \((try? AgentIT.differences(source, daemon.backup)) ?? "?") stderr: \(second.stderr)")
+      converged, "diff: \((try? treeDifferences(source, daemon.backup)) ?? "?") stderr: \(second.stderr)")
     #expect(try await second.stop() == 0)
   }
 }

@@ -64,69 +64,6 @@ enum AgentIT {
     func remove() { try? FileManager.default.removeItem(atPath: path) }
   }
 
-  /// A real rsync daemon with one module that needs user `backup` and ``password``.
-  final class Daemon {
-    let scratch: Scratch
-    let backup: String
-    let port: Int
-    let module = "agentdata"
-    /// A password no other string in the tests contains, so a leak is found by grepping for it.
-    let password = "pw-\(UInt64.random(in: 1_000_000_000...9_999_999_999))-zq"
-    private let process: Process
-
-    init() throws {
-      scratch = try Scratch("daemon")
-      backup = try scratch.dir("backup")
-      port = LocalPorts.free()
-      let secrets = try scratch.file("secrets", "backup:\(password)\n", mode: 0o600)
-      let identity = getuid() == 0 ? "uid = root\ngid = root\n" : ""
-      let conf = try scratch.file(
-        "rsyncd.conf",
-        """
-        pid file = \(scratch.path)/rsyncd.pid
-        lock file = \(scratch.path)/rsyncd.lock
-        log file = \(scratch.path)/rsyncd.log
-        use chroot = no
-        \(identity)[\(module)]
-          path = \(backup)
-          read only = no
-          auth users = backup
-          secrets file = \(secrets)
-          hosts allow = 127.0.0.1
-
-        """)
-      process = Process()
-      process.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
-      process.arguments = [
-        "--daemon", "--no-detach", "--config=\(conf)", "--port=\(port)", "--address=127.0.0.1",
-      ]
-      process.standardOutput = FileHandle.nullDevice
-      process.standardError = FileHandle.nullDevice
-      try process.run()
-      for _ in 0..<400 {
-        if LocalPorts.canConnect(port: port) { return }
-        usleep(25_000)
-      }
-      throw Failure("the rsync daemon did not start on port \(port)")
-    }
-
-    var target: String { "rsync://backup@127.0.0.1:\(port)/\(module)" }
-
-    /// A password file (mode 600) holding the right password, or `wrong` if given.
-    func passwordFile(in scratch: Scratch, wrong: String? = nil) throws -> String {
-      try scratch.file(
-        "password-\(UInt32.random(in: 0...UInt32.max))", (wrong ?? password) + "\n", mode: 0o600)
-    }
-
-    func stop() {
-      if process.isRunning {
-        process.terminate()
-        process.waitUntilExit()
-      }
-      scratch.remove()
-    }
-  }
-
   /// A running `fleetsync-watch`, its stderr captured in a file.
   final class Agent {
     let process = Process()
@@ -215,21 +152,6 @@ enum AgentIT {
     return object
   }
 
-  /// What `rsync -rcn --delete --itemize-changes SRC/ BACKUP/` lists: empty when the copy is exact.
-  static func differences(_ source: String, _ backup: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
-    process.arguments = ["-rcn", "--delete", "--itemize-changes", source + "/", backup + "/"]
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = out
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let text = String(decoding: data, as: UTF8.self)
-    return process.terminationStatus == 0 ? text : "rsync exit \(process.terminationStatus): \(text)"
-  }
-
   /// Every process's command line that contains `needle` (as /proc/*/cmdline shows them).
   static func commandLinesContaining(_ needle: String) -> [String] {
     guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
@@ -255,4 +177,12 @@ enum AgentIT {
     }
   }
 
+}
+
+extension RsyncDaemon {
+  /// A password file (mode 600) holding the right password, or `wrong` if given.
+  func passwordFile(in scratch: AgentIT.Scratch, wrong: String? = nil) throws -> String {
+    try scratch.file(
+      "password-\(UInt32.random(in: 0...UInt32.max))", (wrong ?? password) + "\n", mode: 0o600)
+  }
 }

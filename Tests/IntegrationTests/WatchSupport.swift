@@ -51,7 +51,8 @@ final class RsyncDaemon {
   let port: Int
   let module = "backup"
   let user = "fleet"
-  let password = "s3cret-pw"
+  /// A password no other string in the tests contains, so a leak is found by grepping for it.
+  let password = "pw-\(UInt64.random(in: 1_000_000_000...9_999_999_999))-zq"
   let passwordFile: String
   let confPath: String
   private var process: Process?
