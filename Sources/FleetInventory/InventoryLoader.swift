@@ -427,7 +427,7 @@ struct InventoryReader {
 
   mutating func sshSetters(_ f: Fields, _ what: String) -> [(inout SSHSettings) -> Void] {
     var out: [(inout SSHSettings) -> Void] = []
-    if let n = f["user"], let v = name(n.value, "SSH user", allowDot: true) { out.append { $0.user = v } }
+    if let n = f["user"], let v = name(n.value, "SSH user") { out.append { $0.user = v } }
     if let n = f["port"], let v = int(n.value, "\(what): port", range: 1...65535) {
       out.append { $0.port = v }
     }
@@ -504,8 +504,8 @@ struct InventoryReader {
 
   mutating func rsyncSetters(_ f: Fields, _ what: String) -> [(inout RsyncSettings) -> Void] {
     var out: [(inout RsyncSettings) -> Void] = []
-    if let n = f["uid"], let v = name(n.value, "uid", allowDot: true) { out.append { $0.uid = v } }
-    if let n = f["gid"], let v = name(n.value, "gid", allowDot: true) { out.append { $0.gid = v } }
+    if let n = f["uid"], let v = name(n.value, "uid") { out.append { $0.uid = v } }
+    if let n = f["gid"], let v = name(n.value, "gid") { out.append { $0.gid = v } }
     if let n = f["max_connections"], let v = int(n.value, "\(what): max_connections", range: 1...10_000) {
       out.append { $0.maxConnections = v }
     }
@@ -600,7 +600,7 @@ struct InventoryReader {
     return out
   }
 
-  mutating func name(_ node: Node, _ what: String, allowDot: Bool = false) -> String? {
+  mutating func name(_ node: Node, _ what: String) -> String? {
     guard let text = node.scalar?.string else {
       issue(node, "\(what) name must be a string, not \(kind(of: node))")
       return nil
