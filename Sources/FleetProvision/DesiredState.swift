@@ -119,6 +119,7 @@ public enum Renderer {
         list = no
         strict modes = yes
         timeout = 600
+        socket options = TCP_NODELAY
 
         """
       var secretsText = ""

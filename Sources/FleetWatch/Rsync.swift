@@ -44,10 +44,14 @@ struct RsyncCommand: Sendable {
   var config: WatchConfig
 
   /// Options both transfer kinds share.
+  ///
+  /// `--sockopts=TCP_NODELAY`: without it, Nagle's algorithm and delayed ACKs add about 40 ms at
+  /// two points of every daemon session (90 ms per rsync run on loopback, measured).
   var commonArguments: [String] {
     var args = [
       "-a",
       "--force",
+      "--sockopts=TCP_NODELAY",
       "--timeout=\(Self.seconds(config.ioTimeout))",
       "--contimeout=\(Self.seconds(config.connectTimeout))",
       "--stats",

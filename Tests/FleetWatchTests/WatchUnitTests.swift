@@ -266,6 +266,7 @@ struct RsyncClassificationTests {
     #expect(cmd.fullArguments.contains("--delete"))
     #expect(cmd.treeArguments("/l").contains("-r"))
     #expect(args.contains("--timeout=30") && args.contains("--contimeout=10"))
+    #expect(args.contains("--sockopts=TCP_NODELAY"))
   }
 }
 
