@@ -27,19 +27,44 @@ struct ChangeQueue {
   }
 
   /// Moves up to `limit` pending paths, oldest first, into flight; returns them sorted bytewise.
+  ///
+  /// A path already in flight (changed again during its transfer) is not taken: it waits for
+  /// that transfer to end, so one path is never in two transfers at once.
   mutating func take(limit: Int) -> [[UInt8]] {
-    var chosen: [[UInt8]]
-    if pending.count <= limit {
-      chosen = Array(pending.keys)
-    } else {
-      chosen = pending.sorted { $0.value < $1.value }.prefix(limit).map(\.key)
+    var chosen: [[UInt8]] = []
+    for (p, _) in pending where inFlight[p] == nil { chosen.append(p) }
+    if chosen.count > limit {
+      chosen.sort { pending[$0]! < pending[$1]! }
+      chosen.removeLast(chosen.count - limit)
     }
     for p in chosen {
       let t = pending.removeValue(forKey: p)!
-      inFlight[p] = min(inFlight[p] ?? t, t)
+      inFlight[p] = t
     }
     chosen.sort { $0.lexicographicallyPrecedes($1) }
     return chosen
+  }
+
+  /// What ``takeReady(limit:delay:now:)`` found.
+  enum Ready: Equatable {
+    /// Nothing is pending that could be sent now.
+    case nothing
+    /// The oldest takeable change is younger than the coalescing delay; try again at this time.
+    case notBefore(UInt64)
+    /// Paths moved into flight, sorted bytewise.
+    case batch([[UInt8]])
+  }
+
+  /// Takes a batch once the oldest takeable change has waited `delay` nanoseconds.
+  ///
+  /// Coalescing: everything pending then goes (up to `limit`, oldest first), so a busy tree
+  /// gives few large batches instead of many small ones.
+  mutating func takeReady(limit: Int, delay: UInt64, now: UInt64) -> Ready {
+    var oldest: UInt64?
+    for (p, t) in pending where inFlight[p] == nil && t < (oldest ?? .max) { oldest = t }
+    guard let oldest else { return .nothing }
+    if now < oldest &+ delay { return .notBefore(oldest &+ delay) }
+    return .batch(take(limit: limit))
   }
 
   /// Marks in-flight paths as replicated.
@@ -60,9 +85,6 @@ struct ChangeQueue {
   /// The first-seen time of the oldest change not yet replicated.
   var oldest: UInt64? { oldestCache }
 
-  /// The first-seen time of the oldest pending (not in flight) change.
-  var oldestPending: UInt64? { pending.values.min() }
-
   private mutating func recomputeOldest() {
     let a = pending.values.min()
     let b = inFlight.values.min()
@@ -74,12 +96,35 @@ struct ChangeQueue {
     }
   }
 
-  /// Splits sorted `paths` into at most `workers` shards; one path always lands in the same shard.
-  static func shard(_ paths: [[UInt8]], workers: Int) -> [[[UInt8]]] {
+  /// Splits sorted send paths into at most `workers` shards that share no overlapping paths.
+  ///
+  /// A path goes to the shard of a path it overlaps (see ``PathClaims``), else to the shard its
+  /// hash picks, so one path always lands in the same shard whatever the order. A path that
+  /// overlaps paths of two shards, or a path in `busy` (held by a running transfer), is
+  /// returned in `deferred` instead.
+  static func shard(_ paths: [[UInt8]], workers: Int, busy: PathClaims = PathClaims())
+    -> (shards: [[[UInt8]]], deferred: [[UInt8]])
+  {
     let n = max(1, workers)
     var shards = [[[UInt8]]](repeating: [], count: n)
-    for p in paths { shards[Int(fnv1a(base(p)) % UInt64(n))].append(p) }
-    return shards.filter { !$0.isEmpty }
+    var claims = PathClaims()
+    var deferred: [[UInt8]] = []
+    for p in paths {
+      let b = base(p)
+      guard busy.isEmpty || busy.owners(overlapping: b).isEmpty else {
+        deferred.append(p)
+        continue
+      }
+      let owners = claims.owners(overlapping: b)
+      guard owners.count <= 1 else {
+        deferred.append(p)
+        continue
+      }
+      let shard = owners.first ?? Int(fnv1a(b) % UInt64(n))
+      claims.claim(b, by: shard)
+      shards[shard].append(p)
+    }
+    return (shards.filter { !$0.isEmpty }, deferred)
   }
 
   /// 64-bit FNV-1a: stable across runs, unlike `Hasher`.

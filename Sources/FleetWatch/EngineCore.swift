@@ -98,13 +98,11 @@ final class EngineCore: Sendable {
     queue.withLock { $0.changes.take(limit: limit) }
   }
 
-  /// Monotonic time the oldest pending change was seen, if any.
-  func oldestPending() -> UInt64? {
-    queue.withLock { $0.changes.oldestPending }
-  }
-
-  func hasPending() -> Bool {
-    queue.withLock { $0.changes.pendingCount > 0 }
+  /// Takes a batch once the oldest takeable change is `delay` old; see ``ChangeQueue/takeReady(limit:delay:now:)``.
+  func takeReady(limit: Int, delay: Duration) -> ChangeQueue.Ready {
+    let ns =
+      UInt64(delay.components.seconds) * 1_000_000_000 + UInt64(delay.components.attoseconds / 1_000_000_000)
+    return queue.withLock { $0.changes.takeReady(limit: limit, delay: ns, now: monotonicNanos()) }
   }
 
   func beat() {

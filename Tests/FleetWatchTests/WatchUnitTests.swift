@@ -132,11 +132,12 @@ struct ChangeQueueTests {
 
   @Test func shardingIsStableAndComplete() {
     let paths = (0..<1000).map { b("dir\($0 % 17)/file\($0)") }
-    let shards = ChangeQueue.shard(paths, workers: 4)
+    let (shards, deferred) = ChangeQueue.shard(paths, workers: 4)
+    #expect(deferred.isEmpty)
     #expect(shards.count == 4)
     #expect(shards.reduce(0) { $0 + $1.count } == 1000)
     for s in shards { #expect(s.count > 100) }  // spread, not all in one
-    let again = ChangeQueue.shard(paths.reversed(), workers: 4)
+    let again = ChangeQueue.shard(paths.reversed(), workers: 4).shards
     for (i, s) in shards.enumerated() {
       // The same path lands in the same shard whatever the order.
       let index = again.firstIndex { $0.contains(s[0]) }!
@@ -145,7 +146,65 @@ struct ChangeQueueTests {
     // A tree marker shards with its plain path.
     #expect(
       ChangeQueue.fnv1a(ChangeQueue.base(b("x/y/"))) == ChangeQueue.fnv1a(b("x/y")))
-    #expect(ChangeQueue.shard([], workers: 4).isEmpty)
+    #expect(ChangeQueue.shard([], workers: 4).shards.isEmpty)
+  }
+
+  @Test func overlappingPathsShareAShardOrWait() {
+    // Many files under one directory sent whole, and the directory itself: one shard.
+    let paths = [b("top/")] + (0..<200).map { b("top/f\($0)") } + (0..<200).map { b("other/g\($0)") }
+    let (shards, deferred) = ChangeQueue.shard(paths, workers: 4)
+    #expect(deferred.isEmpty)
+    let withTop = shards.filter { $0.contains(b("top/")) }
+    #expect(withTop.count == 1)
+    for i in 0..<200 { #expect(withTop[0].contains(b("top/f\(i)"))) }
+    #expect(shards.count > 1)  // the unrelated paths still spread
+    // Paths held by a running transfer, or overlapping one, wait; the rest go.
+    var busy = PathClaims()
+    busy.claim(b("other/g7"), by: 1)
+    busy.claim(b("deep/a/b"), by: 2)
+    let second = ChangeQueue.shard(
+      [b("other/g7"), b("deep"), b("deep/a/b/c"), b("deep/x"), b("free")], workers: 2, busy: busy)
+    #expect(Set(second.deferred) == [b("other/g7"), b("deep"), b("deep/a/b/c")])
+    #expect(Set(second.shards.flatMap { $0 }) == [b("deep/x"), b("free")])
+  }
+
+  @Test func pathClaimsOverlapAndRelease() {
+    var c = PathClaims()
+    #expect(c.isEmpty && c.owners(overlapping: b("a")).isEmpty)
+    c.claim(b("a/b/c"), by: 1)
+    c.claim(b("a/b/c"), by: 1)
+    c.claim(b("a/x"), by: 2)
+    #expect(c.owners(overlapping: b("a")) == [1, 2])  // ancestor of both
+    #expect(c.owners(overlapping: b("a/b")) == [1])
+    #expect(c.owners(overlapping: b("a/b/c/d")) == [1])  // inside a claimed path
+    #expect(c.owners(overlapping: b("a/b/c")) == [1])
+    #expect(c.owners(overlapping: b("a/bc")).isEmpty)  // a sibling sharing a prefix is no ancestor
+    #expect(c.owners(overlapping: b("b")).isEmpty)
+    c.release(b("a/b/c"), by: 1)
+    #expect(c.owners(overlapping: b("a/b")) == [1])  // claimed twice, released once
+    c.release(b("a/b/c"), by: 1)
+    #expect(c.owners(overlapping: b("a")) == [2])
+    c.release(b("a/x"), by: 2)
+    #expect(c.isEmpty && c.owners(overlapping: b("a")).isEmpty)
+  }
+
+  @Test func takeReadyCoalescesAndSkipsPathsInFlight() {
+    var q = ChangeQueue()
+    #expect(q.takeReady(limit: 10, delay: 100, now: 0) == .nothing)
+    _ = q.accept([b("a"), b("b")], now: 1000)
+    #expect(q.takeReady(limit: 10, delay: 100, now: 1050) == .notBefore(1100))
+    _ = q.accept([b("c")], now: 1090)
+    // Once the oldest is due, everything pending goes, the young one too.
+    #expect(q.takeReady(limit: 10, delay: 100, now: 1100) == .batch([b("a"), b("b"), b("c")]))
+    // Changed again during its transfer: pending, but not taken until that transfer ends.
+    _ = q.accept([b("a"), b("d")], now: 1200)
+    #expect(q.takeReady(limit: 10, delay: 100, now: 1400) == .batch([b("d")]))
+    #expect(q.takeReady(limit: 10, delay: 100, now: 1400) == .nothing)
+    #expect(q.take(limit: 10).isEmpty)
+    q.done([b("a"), b("b"), b("c")])
+    #expect(q.takeReady(limit: 10, delay: 100, now: 1400) == .batch([b("a")]))
+    q.done([b("a"), b("d")])
+    #expect(q.isIdle)
   }
 
   @Test func collapseMissingAndTrees() {
