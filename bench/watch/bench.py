@@ -33,13 +33,21 @@ def children_map():
 
 
 def tree(pid):
+    """The process tree under pid, as (pid, parent pid) pairs."""
     kids = children_map()
-    out, todo = [], [pid]
+    out, todo = [], [(pid, None)]
     while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
+        p, parent = todo.pop()
+        out.append((p, parent))
+        todo.extend((k, p) for k in kids.get(p, []))
     return out
+
+
+def exe(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
 
 
 def status(pid):
@@ -60,7 +68,10 @@ def kb(fields, key):
 
 
 def cmd_sample(pid, out):
-    """Every 200 ms: sum VmRSS over the tree, rsync processes apart; keep the peaks and per-command VmHWM."""
+    """Every 200 ms: sum VmRSS over the tree, rsync processes apart; keep the peaks and per-command VmHWM.
+
+    A child that runs its parent's executable (a fork that has not exec'd yet, a shell subshell) shares its
+    parent's pages and is not counted again."""
     pid = int(pid)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -69,9 +80,11 @@ def cmd_sample(pid, out):
     samples = 0
     while not stop and os.path.exists(f"/proc/{pid}"):
         tool = rs = 0
-        for p in tree(pid):
+        for p, parent in tree(pid):
             st = status(p)
             if not st:
+                continue
+            if parent is not None and st.get("Name") != "rsync" and exe(p) == exe(parent):
                 continue
             name = st.get("Name", "?")
             rss = kb(st, "VmRSS")
@@ -89,7 +102,7 @@ def cmd_sample(pid, out):
 
 def watches_of(pid):
     n = 0
-    for p in tree(int(pid)):
+    for p, _ in tree(int(pid)):
         try:
             fds = os.listdir(f"/proc/{p}/fdinfo")
         except OSError:
