@@ -154,7 +154,8 @@ let package = Package(
       dependencies: ["FleetProvision", "FleetInventory", "FleetCore"],
       swiftSettings: strictSettings
     ),
-    .testTarget(name: "FleetSSHTests", dependencies: ["FleetSSH"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "FleetSSHTests", dependencies: ["FleetSSH", "FleetTestSupport"], swiftSettings: strictSettings),
     .testTarget(name: "FleetWatchTests", dependencies: ["FleetWatch"], swiftSettings: strictSettings),
     .testTarget(
       name: "FleetHealthTests",

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetTestSupport
 import Foundation
 import Testing
 
@@ -189,21 +190,9 @@ struct SSHLocalServerTests {
   }
 
   @Test func agentAuthentication() async throws {
-    let socket = tempFile("agent")
     // A foreground agent this test owns and stops.
-    let agent = Process()
-    agent.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-agent")
-    agent.arguments = ["-D", "-a", socket]
-    agent.standardOutput = FileHandle.nullDevice
-    try agent.run()
-    defer {
-      kill(agent.processIdentifier, SIGKILL)
-      unsetenv("SSH_AUTH_SOCK")
-      try? FileManager.default.removeItem(atPath: socket)
-    }
-    for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(50_000) }
-    try LocalSSHD.sh("SSH_AUTH_SOCK=\(socket) ssh-add -q \(server.clientKey) 2>/dev/null")
-    setenv("SSH_AUTH_SOCK", socket, 1)
+    let agent = try TestSSHAgent(adding: server.clientKey)
+    defer { agent.stop() }
     let result = try await withClient { client in
       try await client.withConnection(endpoint, options: options(identity: .agent)) {
         try await $0.exec("echo agent").stdoutString

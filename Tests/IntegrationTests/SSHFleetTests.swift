@@ -154,20 +154,8 @@ struct SSHFleetTests {
     let fleet = try await fleet()
     let ecdsa = options(fleet, identity: .keyFile(path: fleet.ecdsaKey, passphrase: fleet.ecdsaPassphrase))
     #expect(await connectError(ecdsa, endpoint(fleet.node(1))) == nil)
-    let socket = NSTemporaryDirectory() + "fleetsync-agent-\(UUID().uuidString)"
-    let agent = Process()
-    agent.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-agent")
-    agent.arguments = ["-D", "-a", socket]
-    agent.standardOutput = FileHandle.nullDevice
-    try agent.run()
-    defer {
-      kill(agent.processIdentifier, SIGKILL)
-      unsetenv("SSH_AUTH_SOCK")
-      try? FileManager.default.removeItem(atPath: socket)
-    }
-    for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(50_000) }
-    try shell("SSH_AUTH_SOCK=\(socket) ssh-add -q \(fleet.clientKey) 2>/dev/null")
-    setenv("SSH_AUTH_SOCK", socket, 1)
+    let agent = try TestSSHAgent(adding: fleet.clientKey)
+    defer { agent.stop() }
     let output = try await withClient { client in
       try await client.withConnection(endpoint(fleet.node(2)), options: options(fleet, identity: .agent)) {
         try await $0.exec("echo via-agent").stdoutString

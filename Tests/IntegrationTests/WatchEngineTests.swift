@@ -11,17 +11,13 @@ extension WatchIntegration {
   struct WatchEngineTests {
     @Test("create, modify, append, truncate, chmod, delete files and directories")
     func basicChanges() async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
+      let fixture = try EngineFixture()
+      let src = fixture.src
       try FS.write(src, "existing.txt", "was there before start\n")
       try FS.mkdir(src, "old/dir")
       try FS.write(src, "old/dir/f", "old")
-      let running = try RunningEngine.start(
-        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-      try await running.waitWatching()
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.start()
+      try await fixture.expectConverged()
 
       try FS.write(src, "new.txt", "hello\n")
       try FS.write(src, "existing.txt", "modified\n")
@@ -33,43 +29,39 @@ extension WatchIntegration {
       try FS.write(src, "d1/d2/inner", "inner")
       chmod(src + "/d1", 0o750)
       try FileManager.default.removeItem(atPath: src + "/old")
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.expectConverged()
 
       unlink(src + "/new.txt")
       try FileManager.default.removeItem(atPath: src + "/d1")
       symlink("existing.txt", src + "/link")
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.expectConverged()
       // truncate(2) on a file nobody has open raises only IN_MODIFY; it must still arrive.
       truncate(src + "/existing.txt", 3)
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.expectConverged()
       // Same size, same second: still a change.
       try FS.write(src, "same-size.txt", "aaaa")
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.expectConverged()
       try FS.write(src, "same-size.txt", "bbbb")
-      try await expectConverged(running.engine, src, daemon.backup)
-      let s = running.engine.status()
+      try await fixture.expectConverged()
+      let s = fixture.engine.status()
       #expect(s.transfers > 0)
       #expect(s.filesSent > 0)
       #expect(s.isHealthy)
-      try await running.stop()
+      try await fixture.stop()
     }
 
     @Test("renames of files and directories: inside the tree, into it, out of it")
     func renames() async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
-      let outside = try tmp.sub("outside")
+      let fixture = try EngineFixture()
+      let src = fixture.src
+      let outside = try fixture.tmp.sub("outside")
       try FS.mkdir(src, "a/b/c")
       try FS.write(src, "a/b/c/deep.txt", "deep")
       try FS.write(src, "a/file.txt", "file")
       try FS.mkdir(src, "leaving/sub")
       try FS.write(src, "leaving/sub/x", "x")
-      let running = try RunningEngine.start(
-        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-      try await running.waitWatching()
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.start()
+      try await fixture.expectConverged()
 
       // Inside the tree: a file, then a directory with content.
       try FS.rename(src + "/a/file.txt", src + "/a/renamed.txt")
@@ -83,33 +75,29 @@ extension WatchIntegration {
       try FS.rename(outside + "/single.txt", src + "/single.txt")
       // Out of the tree.
       try FS.rename(src + "/leaving", outside + "/left")
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.expectConverged()
 
       // The moved directories are still watched at their new place.
       try FS.write(src, "moved-b/c/after-move.txt", "after")
       try FS.write(src, "incoming/x/y/second.txt", "second")
       // The directory moved out is no longer replicated.
       try FS.write(outside, "left/sub/ignored.txt", "ignored")
-      try await expectConverged(running.engine, src, daemon.backup)
-      #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/left"))
+      try await fixture.expectConverged()
+      #expect(!FileManager.default.fileExists(atPath: fixture.daemon.backup + "/left"))
       // Swap two directories back and forth quickly.
       try FS.rename(src + "/moved-b", src + "/tmp-name")
       try FS.rename(src + "/incoming", src + "/moved-b")
       try FS.rename(src + "/tmp-name", src + "/incoming")
       try FS.write(src, "incoming/c/after-swap.txt", "swap")
-      try await expectConverged(running.engine, src, daemon.backup)
-      try await running.stop()
+      try await fixture.expectConverged()
+      try await fixture.stop()
     }
 
     @Test("names with spaces, quotes, newlines, non-UTF-8 bytes and leading dashes")
     func awkwardNames() async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
-      let running = try RunningEngine.start(
-        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-      try await running.waitWatching()
+      let fixture = try EngineFixture()
+      let src = fixture.src
+      try await fixture.start()
       let names: [[UInt8]] = [
         Array("with space.txt".utf8),
         Array("quote's \"double\".txt".utf8),
@@ -129,24 +117,20 @@ extension WatchIntegration {
         guard Glibc.mkdir(FS.cPath(dir), 0o755) == 0 else { throw POSIXErrorBox(errno) }
         try FS.write(dir + Array("/inner".utf8), Array("inner".utf8))
       }
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.expectConverged()
       // Delete half of them again.
       for n in names.prefix(4) { unlink(FS.cPath(FS.path(src, n))) }
-      try await expectConverged(running.engine, src, daemon.backup)
-      #expect(!FileManager.default.fileExists(atPath: tmp.path + "/pwned"))
+      try await fixture.expectConverged()
+      #expect(!FileManager.default.fileExists(atPath: fixture.tmp.path + "/pwned"))
       #expect(!FileManager.default.fileExists(atPath: "pwned"))
-      try await running.stop()
+      try await fixture.stop()
     }
 
     @Test("a deep tree created fast: directories get files before their watch exists")
     func deepTreeCreatedFast() async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
-      let running = try RunningEngine.start(
-        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-      try await running.waitWatching()
+      let fixture = try EngineFixture()
+      let src = fixture.src
+      try await fixture.start()
       for i in 0..<20 {
         let rel = "t\(i)/a/b/c/d/e/f/g"
         try FS.mkdir(src, rel)
@@ -156,74 +140,64 @@ extension WatchIntegration {
           try FS.write(src, dir + "/file\(i).txt", "level \(dir)")
         }
       }
-      try await expectConverged(running.engine, src, daemon.backup)
-      try await running.stop()
+      try await fixture.expectConverged()
+      try await fixture.stop()
     }
 
     @Test("drift on the backup is repaired by a requested and by a periodic full sync")
     func driftRepair() async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
+      let fixture = try EngineFixture()
+      let src = fixture.src
       try FS.write(src, "a.txt", "a")
-      var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
-      let running = try RunningEngine.start(config)
-      try await running.waitWatching()
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.start()
+      try await fixture.expectConverged()
       // Someone edits the backup behind the engine's back.
-      try FS.write(daemon.backup, "a.txt", "tampered")
-      try FS.write(daemon.backup, "extra.txt", "should not be there")
-      #expect(try treeDifferences(src, daemon.backup) != "")
-      let before = running.engine.status().fullSyncs
-      running.engine.requestFullSync()
-      try await expectConverged(running.engine, src, daemon.backup)
-      #expect(running.engine.status().fullSyncs > before)
-      try await running.stop()
+      try FS.write(fixture.daemon.backup, "a.txt", "tampered")
+      try FS.write(fixture.daemon.backup, "extra.txt", "should not be there")
+      #expect(try treeDifferences(src, fixture.daemon.backup) != "")
+      let before = fixture.engine.status().fullSyncs
+      fixture.engine.requestFullSync()
+      try await fixture.expectConverged()
+      #expect(fixture.engine.status().fullSyncs > before)
+      try await fixture.stop()
 
-      config.fullSyncInterval = .seconds(1)
-      let periodic = try RunningEngine.start(config)
+      fixture.config.fullSyncInterval = .seconds(1)
+      let periodic = try RunningEngine.start(fixture.config)
       try await periodic.waitWatching()
-      try FS.write(daemon.backup, "a.txt", "tampered again")
-      try await expectConverged(periodic.engine, src, daemon.backup)
+      try FS.write(fixture.daemon.backup, "a.txt", "tampered again")
+      try await expectConverged(periodic.engine, src, fixture.daemon.backup)
       #expect(periodic.engine.status().fullSyncs >= 2)
       try await periodic.stop()
     }
 
     @Test("excluded paths are neither watched nor sent")
     func excludes() async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
+      let fixture = try EngineFixture()
+      let src = fixture.src
       try FS.mkdir(src, "cache/deep")
       try FS.write(src, "cache/deep/x", "x")
-      var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
-      config.excludes = ["*.tmp", "/cache/", "skip-me"]
-      let running = try RunningEngine.start(config)
-      try await running.waitWatching()
+      fixture.config.excludes = ["*.tmp", "/cache/", "skip-me"]
+      try await fixture.start()
       try FS.write(src, "keep.txt", "keep")
       try FS.write(src, "junk.tmp", "junk")
       try FS.mkdir(src, "sub/skip-me")
       try FS.write(src, "sub/skip-me/inner", "inner")
       try FS.write(src, "sub/real.txt", "real")
       try FS.write(src, "cache/deep/y", "y")
-      try await expectConverged(running.engine, src, daemon.backup, excludes: config.excludes)
+      try await fixture.expectConverged(excludes: fixture.config.excludes)
       let fm = FileManager.default
-      #expect(fm.fileExists(atPath: daemon.backup + "/keep.txt"))
-      #expect(fm.fileExists(atPath: daemon.backup + "/sub/real.txt"))
-      #expect(!fm.fileExists(atPath: daemon.backup + "/junk.tmp"))
-      #expect(!fm.fileExists(atPath: daemon.backup + "/sub/skip-me"))
-      #expect(!fm.fileExists(atPath: daemon.backup + "/cache"))
-      try await running.stop()
+      #expect(fm.fileExists(atPath: fixture.daemon.backup + "/keep.txt"))
+      #expect(fm.fileExists(atPath: fixture.daemon.backup + "/sub/real.txt"))
+      #expect(!fm.fileExists(atPath: fixture.daemon.backup + "/junk.tmp"))
+      #expect(!fm.fileExists(atPath: fixture.daemon.backup + "/sub/skip-me"))
+      #expect(!fm.fileExists(atPath: fixture.daemon.backup + "/cache"))
+      try await fixture.stop()
     }
 
     @Test("type changes: file to directory, directory to file, directory replaced, symlink to file")
     func typeChanges() async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
+      let fixture = try EngineFixture()
+      let src = fixture.src
       try FS.write(src, "was-file", "file")
       try FS.mkdir(src, "was-dir/sub")
       try FS.write(src, "was-dir/sub/f", "f")
@@ -231,10 +205,8 @@ extension WatchIntegration {
       try FS.write(src, "replaced/old-sub/old.txt", "old")
       try FS.write(src, "replaced/old.txt", "old")
       symlink("was-file", src + "/was-link")
-      let running = try RunningEngine.start(
-        makeConfig(source: src, daemon: daemon, state: try tmp.sub("state")))
-      try await running.waitWatching()
-      try await expectConverged(running.engine, src, daemon.backup)
+      try await fixture.start()
+      try await fixture.expectConverged()
 
       unlink(src + "/was-file")
       try FS.mkdir(src, "was-file/now-a-dir")
@@ -247,9 +219,9 @@ extension WatchIntegration {
       try FS.write(src, "replaced/new.txt", "new")
       unlink(src + "/was-link")
       try FS.write(src, "was-link", "now a file")
-      try await expectConverged(running.engine, src, daemon.backup)
-      #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/replaced/old.txt"))
-      try await running.stop()
+      try await fixture.expectConverged()
+      #expect(!FileManager.default.fileExists(atPath: fixture.daemon.backup + "/replaced/old.txt"))
+      try await fixture.stop()
     }
 
     @Test(
@@ -257,14 +229,10 @@ extension WatchIntegration {
       arguments: [7, 42, 3, 5]
     )
     func randomOperations(seed: Int) async throws {
-      let daemon = try RsyncDaemon()
-      let tmp = try TempDir()
-      defer { tmp.remove() }
-      let src = try tmp.sub("src")
-      var config = makeConfig(source: src, daemon: daemon, state: try tmp.sub("state"))
-      config.workers = 3
-      let running = try RunningEngine.start(config)
-      try await running.waitWatching()
+      let fixture = try EngineFixture()
+      let src = fixture.src
+      fixture.config.workers = 3
+      try await fixture.start()
       var rng = SeededGenerator(seed: UInt64(seed))
       let fm = FileManager.default
       func name() -> String { "n\(Int.random(in: 0..<6, using: &rng))" }
@@ -288,8 +256,8 @@ extension WatchIntegration {
         }
         if step % 200 == 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<120, using: &rng))) }
       }
-      try await expectConverged(running.engine, src, daemon.backup)
-      try await running.stop()
+      try await fixture.expectConverged()
+      try await fixture.stop()
     }
   }
 }

@@ -234,6 +234,69 @@ func makeConfig(source: String, daemon: RsyncDaemon, state: String) -> WatchConf
   return c
 }
 
+/// What most engine tests set up: an rsync daemon, a temporary directory with `src` and `state`,
+/// a config replicating `src` into the daemon (see ``makeConfig(source:daemon:state:)``), and,
+/// after ``start()`` or ``launch()``, the engine running it.
+///
+/// Between `init` and `start()` a test fills `src` and adjusts `config`. The temporary directory
+/// is removed when the fixture goes away, the daemon stops with it; ``stop()`` stops the engine.
+final class EngineFixture {
+  let daemon: RsyncDaemon
+  let tmp: TempDir
+  let src: String
+  let state: String
+  var config: WatchConfig
+  private var running: RunningEngine?
+
+  /// Starts a daemon (wanting `daemonPassword` if given, see ``RsyncDaemon/init(password:)``)
+  /// and makes the directories and the config; no engine runs yet.
+  init(daemonPassword: String? = nil) throws {
+    daemon = try RsyncDaemon(password: daemonPassword)
+    tmp = try TempDir()
+    do {
+      src = try tmp.sub("src")
+      state = try tmp.sub("state")
+    } catch {
+      tmp.remove()
+      throw error
+    }
+    config = makeConfig(source: src, daemon: daemon, state: state)
+  }
+
+  deinit { tmp.remove() }
+
+  /// The running engine; only after ``launch()`` or ``start()``.
+  var engine: WatchEngine {
+    guard let running else { preconditionFailure("EngineFixture: launch() or start() the engine first") }
+    return running.engine
+  }
+
+  /// Starts an engine on ``config`` without waiting for anything.
+  func launch() throws {
+    running = try RunningEngine.start(config)
+  }
+
+  /// Starts an engine on ``config`` and waits until its initial full sync is over.
+  func start() async throws {
+    try launch()
+    try await running?.waitWatching()
+  }
+
+  /// Cancels the engine and waits for it to return.
+  func stop() async throws {
+    try await running?.stop()
+  }
+
+  /// Expects the daemon's backup to converge to `src` with the running engine (see
+  /// ``expectConverged(_:_:_:seconds:excludes:sourceLocation:)``).
+  func expectConverged(
+    seconds: Double = 90, excludes: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
+  ) async throws {
+    try await IntegrationTests.expectConverged(
+      engine, src, daemon.backup, seconds: seconds, excludes: excludes, sourceLocation: sourceLocation)
+  }
+}
+
 /// File helpers that take names as raw bytes (non-UTF-8 names must work).
 enum FS {
   static func cPath(_ bytes: [UInt8]) -> [CChar] { bytes.map { CChar(bitPattern: $0) } + [0] }
