@@ -322,6 +322,8 @@ run_one() {
   # their inode blocks: right after the reset deleted the previous run's files, every file created by the
   # writer and by the receiving rsync paid for that scan (about a sixth of all CPU in a profile). Let the
   # window pass, so that the run measures the tools and not the clean-up before it.
+  # The previous run's gigabytes of dirty pages are written back first, so this run does not pay for them.
+  sync
   local settle=$((40 - ($(now_ns) - RESET_NS) / 1000000000))
   if [ "$settle" -gt 0 ]; then
     log "[$tool @ $rate/s] waiting ${settle} s for ext4's recently-deleted inode window to pass"
