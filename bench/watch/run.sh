@@ -14,6 +14,7 @@ usage: bench/watch/run.sh [options]
   --drain-cap S        give up waiting for the backup after S seconds past the last write (default 120)
   --setup-dirs N       directories for the watch-setup test, 0 = skip it (default 100000)
   --setup-only         only the watch-setup test (no source tree, no load runs)
+  --ceiling N          files for the machine-ceiling step, 0 = skip it (default 50000)
   --work DIR           work dir, reused between runs (default /var/tmp/fleetsync-bench)
   --port P             rsync daemon port; P+1 and P+2 for fleetsync-watch health (default 18873)
   --check full|quick   zero-difference check: checksum the whole tree (default), or only the written files
@@ -23,7 +24,7 @@ USAGE
 }
 
 FILES=1000000 RATES=5000,1000 DURATION=30 TOOLS="" SLOW_DURATION=15 DRAIN_CAP=120 SETUP_DIRS=100000
-WORK=/var/tmp/fleetsync-bench PORT=18873 CHECK=full SETUP_ONLY=0
+WORK=/var/tmp/fleetsync-bench PORT=18873 CHECK=full SETUP_ONLY=0 CEILING=50000
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 FSW="$REPO/.build/release/fleetsync-watch"
@@ -40,13 +41,14 @@ while [ $# -gt 0 ]; do
     --port) PORT=$2; shift 2 ;;
     --check) CHECK=$2; shift 2 ;;
     --setup-only) SETUP_ONLY=1; shift ;;
+    --ceiling) CEILING=$2; shift 2 ;;
     --fleetsync-bin) FSW=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 case "$CHECK" in full | quick) ;; *) echo "run.sh: --check full|quick" >&2; exit 2 ;; esac
-for v in FILES DURATION SLOW_DURATION DRAIN_CAP SETUP_DIRS PORT; do
+for v in FILES DURATION SLOW_DURATION DRAIN_CAP SETUP_DIRS PORT CEILING; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "run.sh: ${v,,} must be a whole number, got '${!v}'" >&2; exit 2; }
 done
 [[ "$RATES" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "run.sh: --rate takes whole numbers, comma-separated" >&2; exit 2; }
@@ -390,12 +392,49 @@ run_setup() {
   fi
 }
 
+# --- ceiling: what any rsync-based replicator can sustain on this machine -------------------------------------
+# The writer and one rsync run over everything it wrote, each alone, measured as machine-wide busy CPU (writeback
+# included, by a sync inside each phase). A tool that replicates each written file through rsync and a daemon on
+# this machine needs both per file, so cores / (writer + rsync) per file bounds the sustainable rate, before any
+# tool's own overhead and with the best case of one rsync run for all files.
+CEILING_OUT=$OUT/ceiling.txt
+busy_jiffies() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+run_ceiling() {
+  local n=$CEILING w=$WORK/ceiling
+  rm -rf "$w" "$DST/ceiling"
+  mkdir -p "$w" "$DST/ceiling"
+  for d in $(seq 0 $((NDIRS - 1))); do mkdir "$(printf '%s/d%02d' "$w" "$d")"; done
+  sync
+  log "ceiling: $n files; waiting 40 s for ext4's recently-deleted inode window to pass"
+  sleep 40
+  local b0 b1 b2 b3 hz
+  hz=$(getconf CLK_TCK)
+  b0=$(busy_jiffies)
+  "$BIN/writer" "$w" 1000000 "$(awk -v n="$n" 'BEGIN { print n / 1000000 }')" "$NDIRS" /dev/null >/dev/null
+  sync
+  b1=$(busy_jiffies)
+  (cd "$w" && find . -type f -printf '%P\0') >"$RUN/ceiling.list"
+  b2=$(busy_jiffies)
+  rsync -a --files-from="$RUN/ceiling.list" --from0 --sockopts=TCP_NODELAY --password-file="$RUN/bench.pass" \
+    "$w/" "$TARGET/ceiling/"
+  sync
+  b3=$(busy_jiffies)
+  local arrived
+  arrived=$(find "$DST/ceiling" -type f | wc -l)
+  rm -rf "$w" "$DST/ceiling" "$RUN/ceiling.list"
+  awk -v n="$n" -v got="$arrived" -v hz="$hz" -v cores="$(nproc)" -v w=$((b1 - b0)) -v r=$((b3 - b2)) 'BEGIN {
+    wus = w / hz * 1e6 / n; rus = r / hz * 1e6 / n
+    printf "ceiling (%d files, %d copied): writer %.0f us/file, one rsync run %.0f us/file (machine CPU, each alone)", n, got, wus, rus
+    printf " -> at most %.0f files/s on %d cores for any rsync-based replicator, before its own overhead\n", cores * 1e6 / (wus + rus), cores
+  }' | tee "$CEILING_OUT" >&2
+}
+
 # --- main ---------------------------------------------------------------------------------------------------------
 {
   echo "# fleetsync watcher benchmark $STAMP"
   echo
   echo "command: bench/watch/run.sh --files $FILES --rate $RATES --duration $DURATION --tools $TOOLS" \
-    "--slow-duration $SLOW_DURATION --drain-cap $DRAIN_CAP --setup-dirs $SETUP_DIRS --check $CHECK$([ "$SETUP_ONLY" = 1 ] && echo " --setup-only")"
+    "--slow-duration $SLOW_DURATION --drain-cap $DRAIN_CAP --setup-dirs $SETUP_DIRS --ceiling $CEILING --check $CHECK$([ "$SETUP_ONLY" = 1 ] && echo " --setup-only")"
   echo "machine: nproc $(nproc), $(uname -sr), $(rsync --version | head -1 | sed 's/  */ /g'), $(lsyncd --version 2>&1 | head -1 | sed 's/Version: /lsyncd /'), $(inotifywait --help 2>&1 | head -1), load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "tree: $FILES pre-existing files in $(((FILES + PER_DIR - 1) / PER_DIR)) dirs; writes of 10-100 KB into $NDIRS dirs; rsync daemon on 127.0.0.1"
   echo "inotify: max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches), max_queued_events $(cat /proc/sys/fs/inotify/max_queued_events)"
@@ -407,6 +446,7 @@ run_setup() {
 } >"$OUT/header.txt"
 cat "$OUT/header.txt" >&2
 [ "$SETUP_DIRS" -gt 0 ] && run_setup
+[ "$SETUP_ONLY" = 0 ] && [ "$CEILING" -gt 0 ] && run_ceiling
 [ "$SETUP_ONLY" = 1 ] && RATES=""
 IFS=, read -r -a rate_list <<<"$RATES"
 IFS=, read -r -a tool_list <<<"$TOOLS"
@@ -420,6 +460,10 @@ done
   cat "$OUT/header.txt"
   echo
   [ -s "$RESULTS" ] && $PY "$HERE/bench.py" table "$RESULTS"
+  if [ -s "$CEILING_OUT" ]; then
+    echo
+    cat "$CEILING_OUT"
+  fi
   if [ -s "$SETUP_OUT" ]; then
     echo
     echo "watch setup ($SETUP_DIRS directories + root):"
