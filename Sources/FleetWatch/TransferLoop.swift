@@ -123,7 +123,11 @@ struct TransferLoop {
           _ = await wakeups.next()
           continue
         }
-        switch core.takeReady(limit: config.maxBatchPaths, delay: config.batchDelay) {
+        // At most maxBatchPaths per free worker, oldest first: under a backlog, workers take turns on
+        // bounded batches instead of one taking everything and holding the newest paths until it ends.
+        let free = config.workers - d.running.count
+        let (limit, overflow) = config.maxBatchPaths.multipliedReportingOverflow(by: free)
+        switch core.takeReady(limit: overflow ? Int.max : limit, delay: config.batchDelay) {
         case .nothing:
           _ = await wakeups.next()
         case .notBefore(let due):

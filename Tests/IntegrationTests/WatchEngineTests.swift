@@ -144,6 +144,30 @@ extension WatchIntegration {
       try await fixture.stop()
     }
 
+    @Test("a burst goes out in bounded batches over the workers; rewrites during transfers arrive last")
+    func burstInBoundedBatches() async throws {
+      let fixture = try EngineFixture()
+      fixture.config.workers = 2
+      fixture.config.maxBatchPaths = 25
+      let src = fixture.src
+      try FS.mkdir(src, "burst")
+      try await fixture.start()
+      let before = fixture.engine.status().transfers
+      for i in 0..<400 { try FS.write(src, "burst/f\(i)", "first \(i)") }
+      // Rewritten while earlier versions are in flight: the last content must win on the backup.
+      for round in 0..<5 {
+        for i in stride(from: 0, to: 400, by: 7) {
+          try FS.write(src, "burst/f\(i)", "round \(round) of \(i)")
+        }
+        try await Task.sleep(for: .milliseconds(30))
+      }
+      try await fixture.expectConverged()
+      let runs = fixture.engine.status().transfers - before
+      // 400 paths, at most 25 per rsync run: 16 runs at least (one dispatch of everything would be 2).
+      #expect(runs >= 16, "rsync runs: \(runs)")
+      try await fixture.stop()
+    }
+
     @Test("drift on the backup is repaired by a requested and by a periodic full sync")
     func driftRepair() async throws {
       let fixture = try EngineFixture()
