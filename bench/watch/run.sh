@@ -76,6 +76,30 @@ mkdir -p "$SRC" "$DST" "$RUN" "$BIN" "$OUT"
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 now_ns() { date +%s%N; }
 
+# --- trash: files written by a run are moved aside, and deleted only when the whole benchmark ends ----------------
+# ext4 without a journal (as on the development machine) skips inodes freed in the last 60 s (360 s while their
+# inode-table block is dirty) when it allocates new ones, reading each candidate's inode block. Deleting the last
+# run's 300,000 files right before the next run made every file the writer and the receiving rsync created pay for
+# that scan (a sixth of all CPU in a profile). So nothing is deleted between runs; the trash is emptied at exit,
+# and the next benchmark waits until that deletion is 6 minutes old.
+TRASH=$WORK/trash
+TRASH_STAMP=$WORK/trash.emptied
+trash() {
+  mkdir -p "$TRASH"
+  local p
+  for p in "$@"; do
+    if [ -e "$p" ]; then mv "$p" "$TRASH/$(date +%s%N)-${p##*/}"; fi
+  done
+}
+empty_trash() {
+  if [ -d "$TRASH" ] && [ -n "$(ls -A "$TRASH")" ]; then
+    log "deleting the runs' files ($(du -sh "$TRASH" | cut -f1))"
+    rm -rf "$TRASH"
+    sync
+    date +%s >"$TRASH_STAMP"
+  fi
+}
+
 # --- cleanup: everything started here is stopped at exit, also on Ctrl-C --------------------------------------
 PIDS=()            # process-group leaders (started with setsid)
 SAVED_LIMITS=()
@@ -90,6 +114,7 @@ cleanup() {
     kill -KILL -- "-$p" 2>/dev/null || true
   done
   for kv in "${SAVED_LIMITS[@]}"; do echo "${kv#*=}" >"/proc/sys/fs/inotify/${kv%%=*}"; done
+  empty_trash
   exit "$rc"
 }
 trap cleanup EXIT
@@ -137,13 +162,39 @@ raise_limit max_queued_events 1048576
 shape="files=$FILES per_dir=$PER_DIR"
 if [ "$SETUP_ONLY" = 0 ] && [ "$(cat "$WORK/src.shape" 2>/dev/null)" != "$shape" ]; then
   log "creating source tree: $FILES files in $(((FILES + PER_DIR - 1) / PER_DIR)) dirs"
-  rm -rf "$SRC" "$DST" "$WORK/src.shape"
+  if [ -e "$SRC" ] || [ -e "$DST" ]; then
+    rm -rf "$SRC" "$DST" "$WORK/src.shape"
+    sync
+    date +%s >"$TRASH_STAMP"
+  fi
   t0=$(now_ns)
   "$BIN/gen" "$SRC" "$FILES" "$PER_DIR"
   log "  took $((($(now_ns) - t0) / 1000000)) ms"
   echo "$shape" >"$WORK/src.shape"
 fi
 mkdir -p "$SRC/w" "$DST"
+
+if [ "$SETUP_ONLY" = 0 ]; then
+  # Room for what the runs write (kept in the trash until the end): 55 KB per file on average, on both sides.
+  IFS=, read -r -a _rates <<<"$RATES"
+  need_kb=$((CEILING * 110))
+  for r in "${_rates[@]}"; do need_kb=$((need_kb + r * (DURATION + 2 * SLOW_DURATION) * 110)); done
+  avail_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
+  if [ "$avail_kb" -lt $((need_kb + 2 * 1024 * 1024)) ]; then
+    echo "run.sh: the runs write about $((need_kb / 1024 / 1024)) GB into $WORK (kept until the end), but only" \
+      "$((avail_kb / 1024 / 1024)) GB are free; use fewer rates, a shorter --duration or another --work" >&2
+    exit 2
+  fi
+  empty_trash
+  if [ -f "$TRASH_STAMP" ]; then
+    wait_s=$((370 - ($(date +%s) - $(cat "$TRASH_STAMP"))))
+    if [ "$wait_s" -gt 0 ]; then
+      log "waiting ${wait_s} s: files were deleted less than 6 minutes ago, and ext4 without a journal pays for" \
+        "recently freed inodes on every file created (see the trash note above)"
+      sleep "$wait_s"
+    fi
+  fi
+fi
 
 # --- rsync daemon ------------------------------------------------------------------------------------------------
 PASS=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
@@ -198,8 +249,7 @@ log "rsync daemon pid $DAEMON on 127.0.0.1:$PORT"
 # pre-existing part is known equal and only w/ (and the top directory's attributes) are synced.
 FULL_RESET=1
 reset_trees() {
-  rm -rf "$SRC/w" "$DST/w"
-  RESET_NS=$(now_ns)
+  trash "$SRC/w" "$DST/w"
   mkdir -p "$SRC/w"
   for d in $(seq 0 $((NDIRS - 1))); do mkdir "$(printf '%s/w/d%02d' "$SRC" "$d")"; done
   if [ "$FULL_RESET" = 1 ]; then
@@ -320,17 +370,8 @@ run_one() {
   local loadavg
   loadavg=$(cut -d' ' -f1 /proc/loadavg)
   log "[$tool @ $rate/s] ready after ${startup} s; load ${rate}/s for ${dur} s (load average $loadavg)"
-  # ext4 (here without a journal) skips inodes freed in the last 35 s when it allocates new ones, by reading
-  # their inode blocks: right after the reset deleted the previous run's files, every file created by the
-  # writer and by the receiving rsync paid for that scan (about a sixth of all CPU in a profile). Let the
-  # window pass, so that the run measures the tools and not the clean-up before it.
   # The previous run's gigabytes of dirty pages are written back first, so this run does not pay for them.
   sync
-  local settle=$((40 - ($(now_ns) - RESET_NS) / 1000000000))
-  if [ "$settle" -gt 0 ]; then
-    log "[$tool @ $rate/s] waiting ${settle} s for ext4's recently-deleted inode window to pass"
-    sleep "$settle"
-  fi
   spawn nice -n -10 "$BIN/arrive" "$DST/w" "$NDIRS" "$dir/arrived.count" "$dir/arrivals.txt"
   arrive=$SPAWNED
   sleep 0.2
@@ -401,12 +442,11 @@ CEILING_OUT=$OUT/ceiling.txt
 busy_jiffies() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 run_ceiling() {
   local n=$CEILING w=$WORK/ceiling
-  rm -rf "$w" "$DST/ceiling"
+  trash "$w" "$DST/ceiling"
   mkdir -p "$w" "$DST/ceiling"
   for d in $(seq 0 $((NDIRS - 1))); do mkdir "$(printf '%s/d%02d' "$w" "$d")"; done
   sync
-  log "ceiling: $n files; waiting 40 s for ext4's recently-deleted inode window to pass"
-  sleep 40
+  log "ceiling: $n files"
   local b0 b1 b2 b3 hz
   hz=$(getconf CLK_TCK)
   b0=$(busy_jiffies)
@@ -421,7 +461,8 @@ run_ceiling() {
   b3=$(busy_jiffies)
   local arrived
   arrived=$(find "$DST/ceiling" -type f | wc -l)
-  rm -rf "$w" "$DST/ceiling" "$RUN/ceiling.list"
+  trash "$w" "$DST/ceiling"
+  rm -f "$RUN/ceiling.list"
   awk -v n="$n" -v got="$arrived" -v hz="$hz" -v cores="$(nproc)" -v w=$((b1 - b0)) -v r=$((b3 - b2)) 'BEGIN {
     wus = w / hz * 1e6 / n; rus = r / hz * 1e6 / n
     printf "ceiling (%d files, %d copied): writer %.0f us/file, one rsync run %.0f us/file (machine CPU, each alone)", n, got, wus, rus
