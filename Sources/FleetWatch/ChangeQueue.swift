@@ -63,7 +63,9 @@ struct ChangeQueue {
     var oldest: UInt64?
     for (p, t) in pending where inFlight[p] == nil && t < (oldest ?? .max) { oldest = t }
     guard let oldest else { return .nothing }
-    if now < oldest &+ delay { return .notBefore(oldest &+ delay) }
+    let (sum, overflow) = oldest.addingReportingOverflow(delay)
+    let due = overflow ? UInt64.max : sum
+    if now < due { return .notBefore(due) }
     return .batch(take(limit: limit))
   }
 

@@ -100,9 +100,10 @@ final class EngineCore: Sendable {
 
   /// Takes a batch once the oldest takeable change is `delay` old; see ``ChangeQueue/takeReady(limit:delay:now:)``.
   func takeReady(limit: Int, delay: Duration) -> ChangeQueue.Ready {
-    let ns =
-      UInt64(delay.components.seconds) * 1_000_000_000 + UInt64(delay.components.attoseconds / 1_000_000_000)
-    return queue.withLock { $0.changes.takeReady(limit: limit, delay: ns, now: monotonicNanos()) }
+    let c = max(delay, .zero).components
+    let ns = UInt64(clamping: c.seconds).multipliedReportingOverflow(by: 1_000_000_000)
+    let delayNanos = ns.overflow ? UInt64.max : ns.partialValue &+ UInt64(c.attoseconds / 1_000_000_000)
+    return queue.withLock { $0.changes.takeReady(limit: limit, delay: delayNanos, now: monotonicNanos()) }
   }
 
   func beat() {
