@@ -141,6 +141,9 @@ struct ChangeQueue {
 }
 
 extension ChangeQueue {
+  /// The path that stands for the source root itself (its mode, owner and times), `.`.
+  static let root: [UInt8] = [UInt8(ascii: ".")]
+
   /// Whether `p` names a directory tree to send recursively (a trailing `/`).
   static func isTree(_ p: [UInt8]) -> Bool { p.count > 1 && p.last == UInt8(ascii: "/") }
 

@@ -181,6 +181,8 @@ final class EventLoop {
         continue
       }
       if ev.name.isEmpty {
+        // The source root's own mode, owner or times changed: no parent watch reports that.
+        if ev.wd == rootWD && ev.mask & UInt32(IN_ATTRIB) != 0 { changes.append(ChangeQueue.root) }
         if ev.wd == rootWD && ev.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
           let message = "the source directory \(core.config.source) was deleted or moved away"
           logger.error("\(message)")

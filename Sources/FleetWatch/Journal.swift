@@ -116,8 +116,9 @@ final class Journal {
 }
 
 /// Whether `p` is a non-empty relative path without `.`/`..` components or empty components
-/// (one trailing `/` marks a directory tree and is allowed).
+/// (one trailing `/` marks a directory tree and is allowed), or ``ChangeQueue/root``.
 func isSafeRelativePath(_ path: [UInt8]) -> Bool {
+  if path == ChangeQueue.root { return true }
   let p = ChangeQueue.base(path)
   if p.isEmpty || p.first == UInt8(ascii: "/") || p.last == UInt8(ascii: "/") { return false }
   for comp in p.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {

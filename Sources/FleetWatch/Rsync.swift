@@ -93,16 +93,26 @@ struct RsyncCommand: Sendable {
     ] + endpoints
   }
 
-  /// Sends `paths`: trees (`dir/`) recursively first, then the plain paths.
+  /// Arguments for sending the source root's own mode, owner and times, and nothing inside it.
+  ///
+  /// Not `.` in a path list: rsync sends the immediate content of a listed `.` as well.
+  var rootArguments: [String] {
+    commonArguments + ["--exclude=/*"] + endpoints
+  }
+
+  /// Sends `paths`: trees (`dir/`) recursively first, then the plain paths, then the root's attributes.
   func send(_ paths: [[UInt8]]) async -> TransferOutcome {
     let trees = paths.filter { ChangeQueue.isTree($0) }.map { ChangeQueue.base($0) }
-    let plain = paths.filter { !ChangeQueue.isTree($0) }
+    let plain = paths.filter { !ChangeQueue.isTree($0) && $0 != ChangeQueue.root }
+    var runs: [@Sendable () async -> TransferOutcome] = []
+    if !trees.isEmpty { runs.append { await run(list: trees, arguments: treeArguments) } }
+    if !plain.isEmpty { runs.append { await run(list: plain, arguments: listArguments) } }
+    if paths.contains(ChangeQueue.root) { runs.append { await run(arguments: rootArguments) } }
     var files: UInt64 = 0
     var bytes: UInt64 = 0
     var partial: TransferOutcome?
-    let kinds: [([[UInt8]], (String) -> [String])] = [(trees, treeArguments), (plain, listArguments)]
-    for (list, args) in kinds where !list.isEmpty {
-      let outcome = await run(list: list, arguments: args)
+    for run in runs {
+      let outcome = await run()
       switch outcome {
       case .ok(let f, let b):
         files += f

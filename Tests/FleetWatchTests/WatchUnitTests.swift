@@ -261,12 +261,13 @@ struct JournalTests {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let path = dir + "/journal"
     var raw: [UInt8] = []
-    for r in ["ok", "/abs", "a/../b", "", "x//y", "fine/", "torn-without-nul"] {
+    for r in ["ok", "/abs", "a/../b", "", "x//y", "fine/", ".", "./a", "..", "torn-without-nul"] {
       raw += b(r)
       if r != "torn-without-nul" { raw.append(0) }
     }
     try Data(raw).write(to: URL(fileURLWithPath: path))
-    #expect(try Journal.replay(path: path) == [b("ok"), b("fine/")])
+    // `.` alone is the source root (its attributes changed); `.` inside a path is not safe.
+    #expect(try Journal.replay(path: path) == [b("ok"), b("fine/"), b(".")])
     #expect(try Journal.replay(path: dir + "/does-not-exist").isEmpty)
   }
 }
@@ -326,6 +327,10 @@ struct RsyncClassificationTests {
     #expect(cmd.treeArguments("/l").contains("-r"))
     #expect(args.contains("--timeout=30") && args.contains("--contimeout=10"))
     #expect(args.contains("--sockopts=TCP_NODELAY"))
+    // The root's own attributes: everything at the top excluded, no path list.
+    #expect(cmd.rootArguments.contains("--exclude=/*"))
+    #expect(!cmd.rootArguments.contains { $0.hasPrefix("--files-from") || $0 == "--delete" })
+    #expect(cmd.rootArguments.suffix(2) == ["/src/", "rsync://u@h:873/data/"])
   }
 }
 

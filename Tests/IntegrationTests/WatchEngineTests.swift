@@ -218,6 +218,34 @@ extension WatchIntegration {
       try await fixture.stop()
     }
 
+    @Test("a chmod of the source root itself reaches the backup, and leaves the files in it alone")
+    func rootAttributes() async throws {
+      let fixture = try EngineFixture()
+      let src = fixture.src
+      let backup = fixture.daemon.backup
+      try FS.write(src, "top.txt", "top")
+      try await fixture.start()
+      try await fixture.expectConverged()
+      var before = stat()
+      #expect(stat(backup + "/top.txt", &before) == 0)
+      #expect(chmod(src, 0o711) == 0)
+      var mode: mode_t = 0
+      let deadline = ContinuousClock.now + .seconds(30)
+      while ContinuousClock.now < deadline {
+        var st = stat()
+        if stat(backup, &st) == 0 { mode = st.st_mode & 0o7777 }
+        if mode == 0o711 { break }
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      #expect(mode == 0o711, "backup root mode \(String(mode, radix: 8))")
+      // Only the root went: the file at the top was not sent again (same inode, not rewritten).
+      var after = stat()
+      #expect(stat(backup + "/top.txt", &after) == 0)
+      #expect(after.st_ino == before.st_ino)
+      #expect(fixture.engine.status().fullSyncs == 1)
+      try await fixture.stop()
+    }
+
     @Test("type changes: file to directory, directory to file, directory replaced, symlink to file")
     func typeChanges() async throws {
       let fixture = try EngineFixture()

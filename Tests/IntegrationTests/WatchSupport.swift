@@ -77,6 +77,7 @@ final class RsyncDaemon {
       uid = \(getuid())
       gid = \(getgid())
       max connections = 32
+      socket options = TCP_NODELAY
       [\(module)]
         path = \(backup)
         read only = no
