@@ -3,10 +3,6 @@ import FleetCore
 extension FleetError.Code {
   /// The agent's config file or command line is wrong (exit status 64).
   public static let agentConfig = FleetError.Code("agent.config")
-  /// The password file is missing, unreadable or readable by others (exit status 64).
-  public static let agentPasswordFile = FleetError.Code("agent.passwordFile")
-  /// The directory to watch is missing, not a directory or unreadable (exit status 64).
-  public static let agentSource = FleetError.Code("agent.source")
 }
 
 /// The exit statuses of `fleetsync-watch`, documented in docs/watcher.md.

@@ -40,9 +40,9 @@ public enum WatchAgent {
     logger[metadataKey: "source"] = "\(settings.watch.source)"
     let engine: WatchEngine
     do {
-      try Preflight.check(settings.watch)
-      warnAboutPassword(settings, logger: logger)
+      // Validates the source and the password file first, with messages that say what to fix.
       engine = try WatchEngine(config: settings.watch, logger: logger)
+      warnAboutPassword(settings, logger: logger)
     } catch {
       errorOutput("fleetsync-watch: error: \(describe(error))")
       return AgentExitStatus.usage
@@ -269,7 +269,6 @@ struct EngineSupervisor: Service {
     let old = current.snapshot.settings
     do {
       let settings = try AgentSettings.load(file: configFile)
-      try Preflight.check(settings.watch)
       if settings.healthPort != old.healthPort || settings.healthAddress != old.healthAddress {
         logger.warning("health-address and health-port changes take effect only after a restart")
       }

@@ -111,28 +111,39 @@ public final class WatchEngine: Sendable {
     var st = stat()
     guard stat(src, &st) == 0 else {
       throw FleetError(
-        .watchSource, "the source directory \(src) cannot be used: \(String(cString: strerror(errno)))")
+        .watchSource,
+        "source \(src) cannot be watched: \(String(cString: strerror(errno))); create it or fix the source setting"
+      )
     }
     guard (st.st_mode & S_IFMT) == S_IFDIR else {
-      throw FleetError(.watchSource, "the source \(src) is not a directory")
+      throw FleetError(.watchSource, "source \(src) is not a directory; the source must be a directory")
     }
     guard access(src, R_OK | X_OK) == 0 else {
-      throw FleetError(.watchSource, "the source directory \(src) is not readable by this user")
+      throw FleetError(
+        .watchSource, "source \(src) is not readable by this user; run as a user that can read it")
     }
     guard config.workers >= 1, config.maxBatchPaths >= 1 else {
       throw FleetError(.invalidInput, "workers and maxBatchPaths must be at least 1")
     }
     if let pw = config.passwordFile {
       var pst = stat()
-      guard stat(pw, &pst) == 0, (pst.st_mode & S_IFMT) == S_IFREG, access(pw, R_OK) == 0 else {
-        throw FleetError(
-          .watchPasswordFile, "the password file \(pw) is missing or unreadable; create it with mode 0600")
-      }
-      guard pst.st_mode & 0o077 == 0 else {
+      guard stat(pw, &pst) == 0 else {
         throw FleetError(
           .watchPasswordFile,
-          "the password file \(pw) is readable by others (mode \(String(pst.st_mode & 0o777, radix: 8))); "
-            + "rsync refuses it: chmod 600 \(pw)")
+          "password file \(pw) cannot be used: \(String(cString: strerror(errno))); create it with mode 600")
+      }
+      guard (pst.st_mode & S_IFMT) == S_IFREG else {
+        throw FleetError(.watchPasswordFile, "password file \(pw) is not a regular file")
+      }
+      let mode = pst.st_mode & 0o777
+      guard mode & 0o077 == 0 else {
+        throw FleetError(
+          .watchPasswordFile,
+          "password file \(pw) is readable by group or others (mode \(String(mode, radix: 8))); "
+            + "run `chmod 600 \(pw)` (rsync refuses such files too)")
+      }
+      guard access(pw, R_OK) == 0 else {
+        throw FleetError(.watchPasswordFile, "password file \(pw) is not readable by this user")
       }
       if getuid() == 0 && pst.st_uid != 0 {
         throw FleetError(
