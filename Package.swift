@@ -142,7 +142,7 @@ let package = Package(
     // Test helpers: the multi-host test fleet (network namespaces, sshd per node).
     .target(
       name: "FleetTestSupport",
-      dependencies: ["FleetCore"],
+      dependencies: ["FleetCore", "FleetSSH"],
       path: "Tests/FleetTestSupport",
       swiftSettings: strictSettings
     ),

@@ -21,15 +21,7 @@ struct SSHLocalServerTests {
   }
 
   func withClient<T: Sendable>(_ body: (SSHClient) async throws -> T) async throws -> T {
-    let client = SSHClient(threads: 16)
-    do {
-      let result = try await body(client)
-      await client.shutdown()
-      return result
-    } catch {
-      await client.shutdown()
-      throw error
-    }
+    try await withSSHClient(threads: 16, body)
   }
 
   func connectError(_ options: SSHOptions, endpoint: SSHEndpoint? = nil) async -> FleetError? {

@@ -43,15 +43,7 @@ struct SSHFleetTests {
   }
 
   func withClient<T: Sendable>(_ body: (SSHClient) async throws -> T) async throws -> T {
-    let client = SSHClient(threads: 32)
-    do {
-      let result = try await body(client)
-      await client.shutdown()
-      return result
-    } catch {
-      await client.shutdown()
-      throw error
-    }
+    try await withSSHClient(threads: 32, body)
   }
 
   func connectError(_ options: SSHOptions, _ endpoint: SSHEndpoint) async -> FleetError? {
