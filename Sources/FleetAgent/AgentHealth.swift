@@ -36,9 +36,10 @@ final class CurrentEngine: Sendable {
     state.withLock { $0.failedReloads += 1 }
   }
 
-  /// Whether the engine's event loop has shown life within `maxAge`.
-  func isAlive(maxAge: TimeInterval) -> Bool {
-    Date().timeIntervalSince(engine.status().heartbeat) < maxAge
+  /// Whether the engine's event loop is alive at `now` (see ``WatchStatus/isStalled(at:)``): the
+  /// systemd watchdog is pinged only then.
+  func isAlive(at now: Date = Date()) -> Bool {
+    !engine.status().isStalled(at: now)
   }
 }
 
@@ -70,30 +71,23 @@ struct AgentStatusDocument: Encodable {
 struct AgentHealthSource: HealthSource {
   let current: CurrentEngine
   let metrics = SnapshotMetrics()
-  /// A heartbeat older than this means the engine's loop is stuck.
-  let heartbeatMaxAge: TimeInterval
-
-  /// Error kinds that make `/healthz` fail at the first failure, not only after the engine's bound.
-  static let targetDownKinds: Set<String> = ["unreachable", "auth"]
 
   func health() -> HealthVerdict {
-    Self.verdict(for: current.engine.status(), now: Date(), heartbeatMaxAge: heartbeatMaxAge)
+    Self.verdict(for: current.engine.status(), now: Date())
   }
 
-  /// The `/healthz` verdict for one status snapshot: a stale heartbeat first, then the engine's
-  /// own verdict, then a target that is down.
-  static func verdict(for status: WatchStatus, now: Date, heartbeatMaxAge: TimeInterval) -> HealthVerdict {
-    let age = now.timeIntervalSince(status.heartbeat)
-    if age >= heartbeatMaxAge {
-      return .unhealthy("engine event loop stalled: no heartbeat for \(Int(age)) s")
+  /// The `/healthz` verdict for one status snapshot: a stalled event loop first, then the
+  /// engine's own verdict, then a target that is down.
+  static func verdict(for status: WatchStatus, now: Date) -> HealthVerdict {
+    if status.isStalled(at: now) {
+      return .unhealthy("engine event loop stalled: no heartbeat for \(Int(status.heartbeatAge(at: now))) s")
     }
     // The engine tolerates a few retries; the agent also reports red while the backup cannot
     // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
-    let targetDown =
-      status.consecutiveFailures > 0 && Self.targetDownKinds.contains(status.lastErrorKind ?? "")
+    let targetDown = status.consecutiveFailures > 0 && status.lastErrorKind?.meansTargetDown == true
     if status.isHealthy && !targetDown { return .healthy }
     var reason = "state \(status.state.rawValue)"
-    if let kind = status.lastErrorKind { reason += ", last error (\(kind))" }
+    if let kind = status.lastErrorKind { reason += ", last error (\(kind.rawValue))" }
     if let message = status.lastError { reason += ": \(message)" }
     return .unhealthy(reason)
   }

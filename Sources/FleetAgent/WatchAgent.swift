@@ -13,9 +13,6 @@ import UnixSignals
 /// re-reads the config file and swaps in a new engine, keeping the old one when the new config
 /// is bad; SIGUSR1 asks the engine for a full sync.
 public enum WatchAgent {
-  /// A heartbeat older than this marks the engine loop as stalled (health 503, no watchdog pings).
-  static let heartbeatMaxAge: TimeInterval = 5
-
   /// Runs the agent until it is stopped and returns the process exit status.
   ///
   /// Start-up problems are written to `errorOutput` as one `fleetsync-watch: error: ...` block
@@ -48,7 +45,7 @@ public enum WatchAgent {
       return AgentExitStatus.usage
     }
     let current = CurrentEngine(engine: engine, settings: settings)
-    let source = AgentHealthSource(current: current, heartbeatMaxAge: heartbeatMaxAge)
+    let source = AgentHealthSource(current: current)
 
     var services: [any Service] = []
     if let port = settings.healthPort {
@@ -145,7 +142,7 @@ struct NotifierService: Service {
     await cancelWhenGracefulShutdown {
       await withTaskGroup(of: Void.self) { group in
         group.addTask {
-          await notifier.runWatchdog(isAlive: { current.isAlive(maxAge: WatchAgent.heartbeatMaxAge) }) {
+          await notifier.runWatchdog(isAlive: { current.isAlive() }) {
             logger.warning("watchdog ping failed", metadata: ["error": "\($0)"])
           }
         }
@@ -167,10 +164,15 @@ struct NotifierService: Service {
 
   private func statusLine() -> String { Self.statusLine(current.engine.status()) }
 
-  static func statusLine(_ status: WatchStatus) -> String {
+  /// The `STATUS=` line for `systemctl status`: state, queue, failures, and a stalled event loop
+  /// (the reason the watchdog pings stop).
+  static func statusLine(_ status: WatchStatus, now: Date = Date()) -> String {
     var line = "\(status.state.rawValue); queue \(status.queueDepth); in flight \(status.inFlight)"
     if let kind = status.lastErrorKind, status.consecutiveFailures > 0 {
-      line += "; failing (\(kind)) \(status.consecutiveFailures)x"
+      line += "; failing (\(kind.rawValue)) \(status.consecutiveFailures)x"
+    }
+    if status.isStalled(at: now) {
+      line += "; event loop stalled (no heartbeat for \(Int(status.heartbeatAge(at: now))) s)"
     }
     return line
   }

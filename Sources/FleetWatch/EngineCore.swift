@@ -28,6 +28,8 @@ final class EngineCore: Sendable {
     var setupDone = false
     var watchLimit = false
     var inotifyUnavailable = false
+    /// Why the event loop stopped on its own (poll keeps failing); the engine ends with it.
+    var failure: FleetError?
   }
 
   let config: WatchConfig
@@ -65,7 +67,7 @@ final class EngineCore: Sendable {
     }
     if let failure {
       logger.error("journal write failed; changes are kept in memory only", metadata: ["error": "\(failure)"])
-      recordError(kind: "io", message: "the journal cannot be written: \(failure)")
+      recordError(kind: .io, message: "the journal cannot be written: \(failure)")
     }
     wake.yield()
   }
@@ -114,7 +116,7 @@ final class EngineCore: Sendable {
     statusBox.withLock { body(&$0) }
   }
 
-  func recordError(kind: String, message: String) {
+  func recordError(kind: WatchStatus.ErrorKind, message: String) {
     statusBox.withLock {
       $0.lastError = message
       $0.lastErrorKind = kind

@@ -32,6 +32,10 @@ final class EventLoop {
   static let modifyQuietNanos: UInt64 = 1_000_000_000
   /// ...or at least this often while something keeps writing to it without closing it.
   static let modifyMaxNanos: UInt64 = 10_000_000_000
+  /// `poll(2)` and the sleep between failed polls; tests put fakes in.
+  var pollSystem = PollSystem()
+  /// Backoff, logging and giving up while `poll` fails.
+  var pollFailures = PollFailures()
 
   init(core: EngineCore, stopFD: Int32) {
     self.core = core
@@ -68,7 +72,7 @@ final class EventLoop {
         + "Falling back to periodic full syncs"
       logger.error("\(message)")
       core.flags.withLock { $0.inotifyUnavailable = true }
-      core.recordError(kind: "watchLimit", message: message)
+      core.recordError(kind: .watchLimit, message: message)
       return
     }
     let cRoot = absoluteCPath(root: root, [])
@@ -113,16 +117,15 @@ final class EventLoop {
       + "raise it (sysctl fs.inotify.max_user_watches=N). Changes in unwatched directories are "
       + "caught only by periodic full syncs until then"
     logger.error("\(message)")
-    core.recordError(kind: "watchLimit", message: message)
+    core.recordError(kind: .watchLimit, message: message)
     core.update { $0.state = .degraded }
   }
 
   func waitForStop() {
-    var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+    var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
     while true {
       core.beat()
-      let rc = poll(&p, 1, 500)
-      if rc > 0 { return }
+      guard let rc = pollOnce(&fds), rc <= 0 else { return }
     }
   }
 
@@ -136,10 +139,7 @@ final class EventLoop {
     ]
     while true {
       core.beat()
-      fds[0].revents = 0
-      fds[1].revents = 0
-      let rc = poll(&fds, 2, 500)
-      if rc < 0 && errno != EINTR { logger.error("poll failed: errno \(errno)") }
+      guard let rc = pollOnce(&fds) else { return }
       if fds[1].revents != 0 { return }
       guard rc > 0, fds[0].revents != 0 else {
         expireMoves()
@@ -186,7 +186,7 @@ final class EventLoop {
         if ev.wd == rootWD && ev.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
           let message = "the source directory \(core.config.source) was deleted or moved away"
           logger.error("\(message)")
-          core.recordError(kind: "io", message: message)
+          core.recordError(kind: .io, message: message)
         }
         continue
       }
@@ -287,7 +287,7 @@ final class EventLoop {
     core.update {
       $0.overflows += 1
       $0.lastError = message
-      $0.lastErrorKind = "overflow"
+      $0.lastErrorKind = .overflow
     }
     if !core.flags.withLock({ $0.watchLimit }) {
       let core = self.core

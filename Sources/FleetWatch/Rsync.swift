@@ -20,13 +20,13 @@ enum TransferOutcome: Equatable {
   case ok(files: UInt64, bytes: UInt64)
   /// Exit 23/24: some files changed or vanished under live writes; re-queue and carry on.
   case partial(code: Int32, message: String)
-  /// The transfer failed; `kind` is a ``WatchStatus/lastErrorKind`` value.
-  case failed(kind: String, message: String)
+  /// The transfer failed.
+  case failed(kind: WatchStatus.ErrorKind, message: String)
 
-  var errorKind: String? {
+  var errorKind: WatchStatus.ErrorKind? {
     switch self {
     case .ok: nil
-    case .partial: "partial"
+    case .partial: .partial
     case .failed(let kind, _): kind
     }
   }
@@ -141,7 +141,7 @@ struct RsyncCommand: Sendable {
     let file = "\(config.stateDir)/batch.\(UInt64.random(in: 0...UInt64.max)).list"
     guard Self.writeScratch(data, to: file) else {
       return .failed(
-        kind: "io",
+        kind: .io,
         message: "cannot write the transfer list in \(config.stateDir): \(String(cString: strerror(errno)))")
     }
     defer { unlink(file) }
@@ -163,32 +163,49 @@ struct RsyncCommand: Sendable {
     return true
   }
 
-  /// Runs rsync with `arguments` and classifies the result.
+  /// The most bytes of each of rsync's output streams kept (the tail): enough for the `--stats`
+  /// summary and the last error lines, however much rsync prints before them.
+  static let outputTailBytes = 256 << 10
+
+  /// Runs rsync with `arguments` and classifies the result by its exit status.
+  ///
+  /// Both output streams are read to the end and only their tails kept, so a run that prints a lot
+  /// is still classified by how it ended; "cannot run rsync" means it could not be started.
   func run(arguments: [String]) async -> TransferOutcome {
     let executable: Executable =
       config.rsyncPath.contains("/") ? .path(FilePath(config.rsyncPath)) : .name(config.rsyncPath)
     do {
       let result = try await Subprocess.run(
-        executable,
-        arguments: Arguments(arguments),
-        output: .bytes(limit: 1 << 20),
-        error: .bytes(limit: 4 << 20)
-      )
-      let out = String(decoding: result.standardOutput, as: UTF8.self)
-      let err = String(decoding: result.standardError, as: UTF8.self)
+        executable, arguments: Arguments(arguments), input: .none, output: .sequence, error: .sequence
+      ) { execution in
+        async let out = OutputTail.collect(execution.standardOutput, capacity: Self.outputTailBytes)
+        async let err = OutputTail.collect(execution.standardError, capacity: Self.outputTailBytes)
+        return try await (out.text, err.text)
+      }
+      let (out, err) = result.closureResult
       switch result.terminationStatus {
       case .exited(let code):
         return Self.classify(exitCode: code, stdout: out, stderr: err, target: config.target)
       case .signaled(let signal):
-        return .failed(kind: "rsync", message: "rsync was killed by signal \(signal)")
+        return .failed(kind: .rsync, message: "rsync was killed by signal \(signal)")
       }
     } catch is CancellationError {
-      return .failed(kind: "rsync", message: "the transfer was cancelled")
-    } catch {
+      return .failed(kind: .rsync, message: "the transfer was cancelled")
+    } catch let error as SubprocessError where Self.isNotRunnable(error) {
       return .failed(
-        kind: "io",
+        kind: .io,
         message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath")
+    } catch {
+      return .failed(kind: .io, message: "running rsync ('\(config.rsyncPath)') failed: \(error)")
     }
+  }
+
+  /// Whether starting rsync failed because the executable is missing or not executable (not, say,
+  /// for lack of memory or processes, which passes).
+  static func isNotRunnable(_ error: SubprocessError) -> Bool {
+    if error.code == .executableNotFound { return true }
+    guard error.code == .spawnFailed, let errno = error.underlyingError else { return false }
+    return [.noSuchFileOrDirectory, .permissionDenied, .notDirectory, .execFormatError].contains(errno)
   }
 
   /// Maps an rsync exit status and its output to an outcome.
@@ -208,21 +225,21 @@ struct RsyncCommand: Sendable {
           : "some files were not transferred (rsync exit 23), re-queued: \(tail)")
     case 5 where stderr.contains("auth failed"):
       return .failed(
-        kind: "auth",
+        kind: .auth,
         message:
           "the rsync daemon \(target.host) refused user '\(target.user ?? "")' on module '\(target.module)' "
           + "(auth failed): check the password file and the module's 'auth users' and 'secrets file'")
     case 10, 35:
       return .failed(
-        kind: "unreachable",
+        kind: .unreachable,
         message: "cannot reach the rsync daemon at \(target.url) (rsync exit \(exitCode)): \(tail)")
     case 30:
-      return .failed(kind: "timeout", message: "rsync timed out talking to \(target.url): \(tail)")
+      return .failed(kind: .timeout, message: "rsync timed out talking to \(target.url): \(tail)")
     default:
       if exitCode == 5 && (stderr.contains("timed out") || stderr.contains("timeout")) {
-        return .failed(kind: "timeout", message: "rsync timed out connecting to \(target.url): \(tail)")
+        return .failed(kind: .timeout, message: "rsync timed out connecting to \(target.url): \(tail)")
       }
-      return .failed(kind: "rsync", message: "rsync to \(target.url) failed with exit \(exitCode): \(tail)")
+      return .failed(kind: .rsync, message: "rsync to \(target.url) failed with exit \(exitCode): \(tail)")
     }
   }
 

@@ -110,7 +110,7 @@ struct TransferLoop {
           }
           if case .ok = outcome { core.done(taken) } else { core.requeue(taken) }
           settle(outcome, generation: d.generation, &d)
-          if outcome.errorKind == nil || outcome.errorKind == "partial" {
+          if outcome.errorKind == nil || outcome.errorKind == .partial {
             needFull = false
             firstFull = false
             core.update { $0.fullSyncs += 1 }
@@ -224,8 +224,8 @@ struct TransferLoop {
     }
     let kind = outcome.errorKind
     logger.log(
-      level: kind == "partial" ? .warning : .error,
-      kind == "partial" ? "partial transfers keep repeating; backing off" : "transfer failed; retrying",
+      level: kind == .partial ? .warning : .error,
+      kind == .partial ? "partial transfers keep repeating; backing off" : "transfer failed; retrying",
       metadata: [
         "in": "\(delay)", "failures": "\(d.failures)", "error": "\(outcome.message ?? "")",
       ])
@@ -256,7 +256,7 @@ struct TransferLoop {
       case .partial(_, let message):
         s.lastSuccess = Date()
         s.lastError = message
-        s.lastErrorKind = "partial"
+        s.lastErrorKind = .partial
       case .failed(let kind, let message):
         s.failedTransfers += 1
         s.consecutiveFailures += 1

@@ -49,7 +49,7 @@ extension FleetError.Code {
   public static let watchPasswordFile = FleetError.Code("watch.passwordFile")
   /// The state directory (journal) cannot be created or written.
   public static let watchState = FleetError.Code("watch.state")
-  /// inotify could not be set up (no instances left, out of watches).
+  /// inotify could not be set up, or its events cannot be waited for (`poll` keeps failing).
   public static let watchInotify = FleetError.Code("watch.inotify")
   /// The daemon refused the user name or password.
   public static let watchAuth = FleetError.Code("watch.auth")

@@ -49,6 +49,9 @@ public final class WatchEngine: Sendable {
   /// Runs until the calling task is cancelled, then returns normally.
   ///
   /// Changes not yet replicated when cancelled stay in the journal for the next run.
+  ///
+  /// - Throws: ``FleetError`` with ``FleetError/Code/watchInotify`` when the event loop cannot go
+  ///   on (see ``PollFailures``).
   public func run() async throws {
     // rsync may exit (daemon down, auth refused) before it reads the path list from its stdin;
     // writing to that pipe must fail with EPIPE instead of killing the whole process.
@@ -83,6 +86,7 @@ public final class WatchEngine: Sendable {
       group.cancelAll()
     }
     core.update { $0.state = .stopping }
+    if let failure = core.flags.withLock({ $0.failure }) { throw failure }
     core.logger.info("watcher stopped", metadata: ["pending": "\(core.snapshot().queueDepth)"])
   }
 

@@ -34,8 +34,8 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var lastSuccess: Date?
   /// The last error, for people; never holds a secret.
   public var lastError: String?
-  /// The last error's kind: `auth`, `unreachable`, `timeout`, `partial`, `watchLimit`, `overflow`, `rsync`, `io`.
-  public var lastErrorKind: String?
+  /// What kind of problem ``lastError`` is.
+  public var lastErrorKind: ErrorKind?
   /// Failed transfers since the last success.
   public var consecutiveFailures: Int
   /// When the next retry runs, while retrying.
@@ -77,7 +77,21 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   /// Failures in a row after which retrying no longer counts as healthy.
   public static let unhealthyFailureCount = 10
   /// How old the heartbeat may be before the event loop counts as stalled.
-  public static let heartbeatStallSeconds: Double = 10
+  ///
+  /// The one threshold for a stuck loop: ``isHealthy``, the agent's `/healthz` verdict and its
+  /// systemd watchdog pings all go by ``isStalled(at:)``. The loop beats at least every 500 ms when
+  /// idle; a large read batch with its journal `fdatasync` on a loaded machine can take seconds.
+  public static let heartbeatStallSeconds: TimeInterval = 10
+
+  /// Seconds between the last heartbeat and `now`.
+  public func heartbeatAge(at now: Date) -> TimeInterval {
+    now.timeIntervalSince(heartbeat)
+  }
+
+  /// Whether the event loop counts as stuck at `now`: no heartbeat for more than ``heartbeatStallSeconds``.
+  public func isStalled(at now: Date) -> Bool {
+    heartbeatAge(at: now) > Self.heartbeatStallSeconds
+  }
 
   /// Whether the engine does its job: watching (or syncing) and transfers succeed or retry within
   /// bounds. False on an auth failure, when out of watches, or when the event loop stalled.
@@ -86,9 +100,43 @@ public struct WatchStatus: Sendable, Codable, Equatable {
     case .starting, .initialSync, .watching, .retrying: break
     case .degraded, .stopping: return false
     }
-    if -heartbeat.timeIntervalSinceNow > Self.heartbeatStallSeconds { return false }
-    if consecutiveFailures > 0 && lastErrorKind == "auth" { return false }
-    if lastErrorKind == "watchLimit" { return false }
+    if isStalled(at: Date()) { return false }
+    if consecutiveFailures > 0 && lastErrorKind == .auth { return false }
+    if lastErrorKind == .watchLimit { return false }
     return consecutiveFailures < Self.unhealthyFailureCount
+  }
+}
+
+extension WatchStatus {
+  /// What kind of problem ``WatchStatus/lastError`` is.
+  ///
+  /// The raw values are what `/status` shows and what controllers read: they never change.
+  public enum ErrorKind: String, Sendable, Codable, CaseIterable {
+    /// The rsync daemon refused the user or the password.
+    case auth = "auth"
+    /// The rsync daemon cannot be reached (rsync exit 10 or 35).
+    case unreachable = "unreachable"
+    /// rsync timed out connecting to or talking to the daemon.
+    case timeout = "timeout"
+    /// Some files changed or vanished while being sent (rsync exit 23 or 24); they are re-queued.
+    case partial = "partial"
+    /// Out of inotify watches or instances: periodic full syncs cover what cannot be watched.
+    case watchLimit = "watchLimit"
+    /// The inotify queue overflowed; a rescan and a full sync follow.
+    case overflow = "overflow"
+    /// rsync failed for another reason.
+    case rsync = "rsync"
+    /// A local problem: the journal or a transfer list cannot be written, rsync cannot be run,
+    /// inotify events cannot be read, the source went away.
+    case io = "io"
+
+    /// Whether no backup can happen at all while this is the latest failure: the target cannot
+    /// be reached or refuses the login.
+    public var meansTargetDown: Bool {
+      switch self {
+      case .unreachable, .auth: true
+      case .timeout, .partial, .watchLimit, .overflow, .rsync, .io: false
+      }
+    }
   }
 }

@@ -1,6 +1,7 @@
 import FleetHealth
 import FleetWatch
 import Foundation
+import Logging
 import Testing
 
 @testable import FleetAgent
@@ -27,24 +28,23 @@ struct AgentHealthVerdictTests {
 
   @Test func freshAndWatchingIsHealthy() throws {
     let now = Date()
-    let verdict = AgentHealthSource.verdict(for: try Self.status(now: now), now: now, heartbeatMaxAge: 5)
+    let verdict = AgentHealthSource.verdict(for: try Self.status(now: now), now: now)
     #expect(verdict == .healthy)
   }
 
-  @Test func staleHeartbeatIsUnhealthyAndStopsTheWatchdog() throws {
+  @Test func staleHeartbeatIsUnhealthy() throws {
     let now = Date()
-    let verdict = AgentHealthSource.verdict(
-      for: try Self.status(heartbeatAge: 7, now: now), now: now, heartbeatMaxAge: 5)
+    let age = WatchStatus.heartbeatStallSeconds + 2
+    let verdict = AgentHealthSource.verdict(for: try Self.status(heartbeatAge: age, now: now), now: now)
     #expect(!verdict.isHealthy)
-    #expect(verdict.reason == "engine event loop stalled: no heartbeat for 7 s")
+    #expect(verdict.reason == "engine event loop stalled: no heartbeat for \(Int(age)) s")
   }
 
   @Test(arguments: ["unreachable", "auth"])
   func targetDownIsUnhealthyAtTheFirstFailure(kind: String) throws {
     let now = Date()
     let verdict = AgentHealthSource.verdict(
-      for: try Self.status(state: "retrying", failures: 1, kind: kind, now: now), now: now, heartbeatMaxAge: 5
-    )
+      for: try Self.status(state: "retrying", failures: 1, kind: kind, now: now), now: now)
     #expect(!verdict.isHealthy)
     #expect(verdict.reason.contains("last error (\(kind)): rsync failed for module data"))
   }
@@ -52,7 +52,44 @@ struct AgentHealthVerdictTests {
   @Test func anOldErrorAfterASuccessDoesNotCount() throws {
     let now = Date()
     let status = try Self.status(failures: 0, kind: "unreachable", now: now)
-    let verdict = AgentHealthSource.verdict(for: status, now: now, heartbeatMaxAge: 5)
+    let verdict = AgentHealthSource.verdict(for: status, now: now)
     #expect(verdict.isHealthy == status.isHealthy)
+  }
+
+  /// The verdict, the watchdog, the engine's own health and the systemd status line agree on when
+  /// the event loop is stalled, on either side of the one threshold.
+  @Test(arguments: [-1.0, 1.0])
+  func oneStallThresholdForVerdictWatchdogAndStatus(offset: TimeInterval) throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agent-stall-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: dir + "/src", withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let config = WatchConfig(
+      source: dir + "/src", target: try RsyncTarget.parse("rsync://h/m"), stateDir: dir + "/state")
+    let engine = try WatchEngine(config: config, logger: Logger(label: "test"))
+    let current = CurrentEngine(engine: engine, settings: AgentSettings(watch: config))
+    let status = engine.status()
+    let now = status.heartbeat.addingTimeInterval(WatchStatus.heartbeatStallSeconds + offset)
+    let stalled = offset > 0
+
+    #expect(status.isStalled(at: now) == stalled)
+    #expect(AgentHealthSource.verdict(for: status, now: now).reason.contains("stalled") == stalled)
+    #expect(current.isAlive(at: now) == !stalled)
+    #expect(NotifierService.statusLine(status, now: now).contains("event loop stalled") == stalled)
+    var old = status
+    old.heartbeat = Date().addingTimeInterval(-(WatchStatus.heartbeatStallSeconds + offset))
+    #expect(old.isHealthy == !stalled)
+  }
+
+  /// `/status` keeps the strings controllers already read for every error kind.
+  @Test func errorKindsKeepTheirJSONStrings() throws {
+    let expected = ["auth", "unreachable", "timeout", "partial", "watchLimit", "overflow", "rsync", "io"]
+    #expect(WatchStatus.ErrorKind.allCases.map(\.rawValue) == expected)
+    for kind in WatchStatus.ErrorKind.allCases {
+      var status = WatchStatus(state: .retrying)
+      status.lastErrorKind = kind
+      let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(status)) as? [String: Any]
+      #expect(json?["lastErrorKind"] as? String == kind.rawValue)
+    }
+    #expect(Set(WatchStatus.ErrorKind.allCases.filter(\.meansTargetDown)) == [.unreachable, .auth])
   }
 }

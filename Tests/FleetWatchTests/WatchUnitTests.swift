@@ -280,25 +280,25 @@ struct RsyncClassificationTests {
     #expect(
       RsyncCommand.classify(exitCode: 0, stdout: "", stderr: "", target: target) == .ok(files: 0, bytes: 0))
     #expect(
-      RsyncCommand.classify(exitCode: 23, stdout: "", stderr: "x", target: target).errorKind == "partial")
+      RsyncCommand.classify(exitCode: 23, stdout: "", stderr: "x", target: target).errorKind == .partial)
     #expect(
-      RsyncCommand.classify(exitCode: 24, stdout: "", stderr: "", target: target).errorKind == "partial")
+      RsyncCommand.classify(exitCode: 24, stdout: "", stderr: "", target: target).errorKind == .partial)
     let auth = RsyncCommand.classify(
       exitCode: 5, stdout: "", stderr: "@ERROR: auth failed on module data\nrsync error: ...", target: target)
-    #expect(auth.errorKind == "auth")
+    #expect(auth.errorKind == .auth)
     #expect(auth.message?.contains("'data'") == true)
     #expect(
       RsyncCommand.classify(exitCode: 10, stdout: "", stderr: "refused", target: target).errorKind
-        == "unreachable")
+        == .unreachable)
     #expect(
-      RsyncCommand.classify(exitCode: 35, stdout: "", stderr: "", target: target).errorKind == "unreachable")
+      RsyncCommand.classify(exitCode: 35, stdout: "", stderr: "", target: target).errorKind == .unreachable)
     #expect(
-      RsyncCommand.classify(exitCode: 30, stdout: "", stderr: "", target: target).errorKind == "timeout")
+      RsyncCommand.classify(exitCode: 30, stdout: "", stderr: "", target: target).errorKind == .timeout)
     let unknown = RsyncCommand.classify(
       exitCode: 5, stdout: "", stderr: "@ERROR: Unknown module 'nope'\n", target: target)
-    #expect(unknown.errorKind == "rsync")
+    #expect(unknown.errorKind == .rsync)
     #expect(unknown.message?.contains("Unknown module") == true)
-    #expect(RsyncCommand.classify(exitCode: 12, stdout: "", stderr: "", target: target).errorKind == "rsync")
+    #expect(RsyncCommand.classify(exitCode: 12, stdout: "", stderr: "", target: target).errorKind == .rsync)
   }
 
   @Test func parsesStats() {
@@ -439,12 +439,12 @@ struct WatchConfigTests {
     var s = WatchStatus(state: .watching, heartbeat: Date())
     #expect(s.isHealthy)
     s.consecutiveFailures = 2
-    s.lastErrorKind = "unreachable"
+    s.lastErrorKind = .unreachable
     #expect(s.isHealthy)  // retrying within bounds
     s.consecutiveFailures = WatchStatus.unhealthyFailureCount
     #expect(!s.isHealthy)
     s.consecutiveFailures = 1
-    s.lastErrorKind = "auth"
+    s.lastErrorKind = .auth
     #expect(!s.isHealthy)
     s = WatchStatus(state: .degraded, heartbeat: Date())
     #expect(!s.isHealthy)

@@ -31,7 +31,7 @@ extension WatchIntegration {
         i += 1
         let s = fixture.engine.status()
         if s.state == .retrying && s.nextRetryAt != nil { sawRetrying = true }
-        if s.lastErrorKind == "unreachable" { sawUnreachable = true }
+        if s.lastErrorKind == .unreachable { sawUnreachable = true }
         try await Task.sleep(for: .milliseconds(50))
       }
       let down = fixture.engine.status()
@@ -93,11 +93,11 @@ extension WatchIntegration {
       try fixture.launch()
       let deadline = Date().addingTimeInterval(60)
       var s = fixture.engine.status()
-      while s.lastErrorKind != "auth" && Date() < deadline {
+      while s.lastErrorKind != .auth && Date() < deadline {
         try await Task.sleep(for: .milliseconds(100))
         s = fixture.engine.status()
       }
-      #expect(s.lastErrorKind == "auth")
+      #expect(s.lastErrorKind == .auth)
       #expect(s.lastError?.contains(fixture.daemon.module) == true)
       #expect(s.lastError?.contains(fixture.daemon.password) == false)
       #expect(!s.isHealthy)
@@ -122,7 +122,7 @@ extension WatchIntegration {
         try await Task.sleep(for: .milliseconds(100))
         s = running.engine.status()
       }
-      #expect(s.lastErrorKind == "unreachable")
+      #expect(s.lastErrorKind == .unreachable)
       #expect(s.consecutiveFailures > 0)
       try await running.stop()
     }
@@ -194,7 +194,7 @@ extension WatchIntegration {
       }
 
       let s = fixture.engine.status()
-      #expect(s.lastErrorKind == "watchLimit")
+      #expect(s.lastErrorKind == .watchLimit)
       #expect(s.lastError?.contains("fs.inotify.max_user_watches is \(limit)") == true)
       #expect(s.state == .degraded)
       #expect(!s.isHealthy)
