@@ -12,8 +12,7 @@ public struct SSHRemoteHost: RemoteHost {
 
   public func run(_ command: String) async throws -> CommandOutput {
     let result = try await connection.exec(command)
-    let status = result.exitSignal == nil ? result.exitStatus : 128 + 15
-    return CommandOutput(status: status, stdout: result.stdoutString, stderr: result.stderrString)
+    return CommandOutput(status: result.exitStatus, stdout: result.stdoutString, stderr: result.stderrString)
   }
 
   public func write(_ bytes: [UInt8], to path: String, mode: Int) async throws {

@@ -1,4 +1,7 @@
 import FleetCore
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Where to log in: a user on a host and port.
 public struct SSHEndpoint: Sendable, Hashable, CustomStringConvertible {
@@ -143,6 +146,13 @@ public struct ExecResult: Sendable, Equatable {
   public var stderrString: String { String(decoding: stderr, as: UTF8.self) }
   /// Whether the command exited with status 0 and no signal.
   public var succeeded: Bool { exitStatus == 0 && exitSignal == nil }
+
+  /// Signal numbers by the names SSH reports them with (RFC 4254 §6.10, without the `SIG` prefix).
+  static let signalNumbers: [String: Int32] = [
+    "ABRT": SIGABRT, "ALRM": SIGALRM, "FPE": SIGFPE, "HUP": SIGHUP, "ILL": SIGILL, "INT": SIGINT,
+    "KILL": SIGKILL, "PIPE": SIGPIPE, "QUIT": SIGQUIT, "SEGV": SIGSEGV, "TERM": SIGTERM, "USR1": SIGUSR1,
+    "USR2": SIGUSR2,
+  ]
 }
 
 extension FleetError.Code {

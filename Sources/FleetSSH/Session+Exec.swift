@@ -79,8 +79,8 @@ extension Session {
     let (output, markedStatus) = remote.strip(stdout)
     guard let markedStatus else {
       if let signal {
-        return ExecResult(
-          stdout: output, stderr: stderr, exitStatus: status == 0 ? 128 : status, exitSignal: signal)
+        let number = ExecResult.signalNumbers[signal].map { 128 + $0 } ?? (status == 0 ? 128 : status)
+        return ExecResult(stdout: output, stderr: stderr, exitStatus: number, exitSignal: signal)
       }
       throw FleetError(
         .sshConnectionLost,

@@ -50,8 +50,13 @@ struct SSHLocalServerTests {
         let ok = try await connection.exec("printf 'no newline'")
         #expect(ok.stdoutString == "no newline")
         #expect(ok.succeeded)
-        let killed = try await connection.exec("kill -KILL $$")
-        #expect(killed.exitSignal == "KILL")
+        // A session killed by a signal reports 128+N, as a shell would, for each signal.
+        for (name, status) in [("KILL", 137), ("TERM", 143), ("HUP", 129)] as [(String, Int32)] {
+          let killed = try await connection.exec("kill -\(name) $$")
+          #expect(killed.exitSignal == name)
+          #expect(killed.exitStatus == status, "kill -\(name)")
+          #expect(!killed.succeeded)
+        }
       }
     }
   }

@@ -156,6 +156,16 @@ struct TestFleetTests {
     #expect(try fleet.openSSH(node, "test -d /run/systemd/system").status == 0)
     #expect(try fleet.openSSH(plain, "test -d /run/systemd/system").status == 1)
 
+    // /proc/sys is read-only in the node but for net and the inotify limits, which fleetsync sets.
+    for key in ["max_user_watches", "max_user_instances", "max_queued_events"] {
+      let path = "/proc/sys/fs/inotify/\(key)"
+      let same = try fleet.openSSH(node, "v=$(cat \(path)) && echo \"$v\" > \(path)")
+      #expect(same.status == 0, "\(path) must be writable in a systemd node: \(same.output)")
+    }
+    #expect(
+      try fleet.openSSH(node, "v=$(cat /proc/sys/vm/swappiness) && echo \"$v\" > /proc/sys/vm/swappiness")
+        .status != 0)
+
     let started = try fleet.openSSH(node, "systemd-run --unit fleetsync-probe sleep 60")
     #expect(started.status == 0)
     #expect(
