@@ -97,6 +97,53 @@ import Testing
     #expect(!fleet["nfs1"].state.steps.contains(.health))
   }
 
+  /// Defect (issue 8): every port problem of a host is shown, not only the last one found.
+  @Test func everyPortErrorOfAHostIsShown() async throws {
+    let yaml = """
+      backups:
+        bk1:
+          address: 10.0.0.21
+          daemons:
+            a: { port: 8000, modules: { m1: /srv/backup/m1 } }
+            b: { port: 8001, modules: { m2: /srv/backup/m2 } }
+      sources:
+        nfs1:
+          address: 10.0.0.11
+          directories:
+            d1: { path: /srv/nfs/d1, to: [bk1/m1], health_port: 9000 }
+            d2: { path: /srv/nfs/d2, to: [bk1/m2], health_port: 9001 }
+      """
+    let fleet = try FakeFleet(yaml)
+    fleet["bk1"].change { $0.foreignPorts = [22, 8000, 8001] }
+    fleet["nfs1"].change { $0.foreignPorts = [22, 9000, 9001] }
+    let report = try await fleet.provisioner(yaml).up()
+    let byHost = Dictionary(uniqueKeysWithValues: report.hosts.map { ($0.host, $0) })
+    let bk1 = try #require(byHost["bk1"]?.failure)
+    #expect(bk1.contains("port 8000 for rsyncd@a") && bk1.contains("port 8001 for rsyncd@b"))
+    let nfs1 = try #require(byHost["nfs1"]?.failure)
+    #expect(nfs1.contains("port 9000 for watch@d1:bk1:m1") && nfs1.contains("port 9001 for watch@d2:bk1:m2"))
+    #expect(fleet["bk1"].state.steps == [.facts])
+    #expect(fleet["nfs1"].state.steps == [.facts])
+  }
+
+  @Test func statusShowsEveryInstanceAndWhichOnesAreDown() async throws {
+    let fleet = try FakeFleet(systemd: ["bk1"])
+    _ = try await fleet.up()
+    for host in fleet.hosts.values { host.heal() }
+    fleet["nfs2"].change { $0.running = [:] }
+    let hosts = try await fleet.provisioner().status()
+    #expect(hosts.map(\.host) == ["nfs1", "nfs2", "bk1"])
+    #expect(hosts.allSatisfy { $0.error == nil })
+    let services = Dictionary(
+      uniqueKeysWithValues: hosts.flatMap(\.services).map { ($0.service.description, $0) })
+    #expect(services["rsyncd@main"]?.healthy == true && services["rsyncd@main"]?.port == 8730)
+    #expect(services["watch@home:bk1:home"]?.healthy == true)
+    let down = try #require(services["watch@proj:bk1:proj"])
+    #expect(!down.running && !down.healthy && down.detail == "not running")
+    #expect(fleet["bk1"].state.steps.filter(\.mutates).isEmpty)
+    #expect(fleet.unknownCommands == [])
+  }
+
   @Test func downRemovesWhatUpMadeAndRestoresSettings() async throws {
     let fleet = try FakeFleet(systemd: ["nfs2"])
     _ = try await fleet.up()
