@@ -185,35 +185,7 @@ public struct Applier: Sendable {
     String]
   {
     guard !services.isEmpty else { return [:] }
-    var script = "end=$(( $(date +%s) + \(seconds) ))\n"
-    script += #"""
-      probe() { # kind port
-        if [ "$1" = rsyncd ]; then
-          timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && head -c 12 <&3" 2>/dev/null | grep -q '@RSYNCD'
-        else
-          r=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null)
-          case "$r" in "HTTP/1."?" 200"*) return 0;; esac
-          last=$(printf '%s' "$r" | tail -n 1 | tr -d '\r' | cut -c1-200)
-          return 1
-        fi
-      }
-      """#
-    script += "\n"
-    for service in services {
-      script += """
-        last=; until probe \(service.name.kind.rawValue) \(service.port); do
-          if [ $(date +%s) -ge $end ]; then echo "\(service.name) ${last:-not answering on port \(service.port)}"; break; fi
-          sleep 0.2
-        done
-
-        """
-    }
-    let out = try await host.run(script)
-    var failed: [String: String] = [:]
-    for line in out.stdout.split(separator: "\n") {
-      let parts = line.split(separator: " ", maxSplits: 1)
-      if parts.count == 2 { failed[String(parts[0])] = String(parts[1]) }
-    }
-    return failed
+    let out = try await host.run(HealthProbe.waitScript(services, seconds: seconds))
+    return HealthProbe.failures(in: out.stdout)
   }
 }

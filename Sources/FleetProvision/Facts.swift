@@ -18,6 +18,11 @@ public struct HostFacts: Sendable, Equatable {
   /// Service instances that are running (`kind@instance`).
   public var running: Set<String>
 
+  /// Ports held by fleetsync's own running instances: asking for one of them again is no conflict.
+  var ownPorts: Set<Int> {
+    Set(manifest?.services.filter { running.contains($0.key) }.map(\.value.port) ?? [])
+  }
+
   /// The script that prints the facts, in `@@section` blocks.
   static let script = #"""
     echo @@arch; uname -m
@@ -56,16 +61,7 @@ public struct HostFacts: Sendable, Equatable {
 
   /// Parses the script's output.
   static func parse(_ text: String) throws -> HostFacts {
-    var sections: [String: [Substring]] = [:]
-    var current = ""
-    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-      if line.hasPrefix("@@") {
-        current = String(line.dropFirst(2))
-        sections[current] = []
-      } else {
-        sections[current, default: []].append(line)
-      }
-    }
+    let sections = SectionedOutput(text)
     var facts = HostFacts(
       arch: sections["arch"]?.first.map(String.init) ?? "", systemd: sections["systemd"]?.first == "yes",
       manifest: nil, sysctl: [:], hashes: [:], listening: [], running: [])

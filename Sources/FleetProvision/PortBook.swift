@@ -85,6 +85,48 @@ public struct PortBook: Sendable, Equatable, Codable {
   }
 }
 
+extension PortBook {
+  /// Gives every instance of `inventory` its port (see ``port(host:service:fixed:listening:ours:)``).
+  ///
+  /// - Parameter facts: the hosts that could be read, by name: what listens there and which of
+  ///   fleetsync's own instances run. A host without facts gets its ports without those checks.
+  /// - Returns: per host, every instance that could not have its port, with why; no entry for a
+  ///   host whose instances all have theirs.
+  mutating func assign(_ inventory: Inventory, facts: [String: HostFacts]) -> [String: [FleetError]] {
+    var errors: [String: [FleetError]] = [:]
+    for (host, service, fixed) in Self.instances(of: inventory) {
+      let hostFacts = facts[host]
+      do {
+        _ = try port(
+          host: host, service: service, fixed: fixed, listening: hostFacts?.listening,
+          ours: hostFacts?.ownPorts ?? [])
+      } catch {
+        errors[host, default: []].append(FleetError.wrap(error, code: .internal, "assigning a port failed"))
+      }
+    }
+    return errors
+  }
+
+  /// Every service instance the inventory asks for, with its host and the inventory's fixed port.
+  static func instances(of inventory: Inventory) -> [(host: String, service: ServiceName, fixed: Int?)] {
+    var out: [(host: String, service: ServiceName, fixed: Int?)] = []
+    for backup in inventory.backups {
+      for daemon in backup.daemons {
+        out.append((backup.name, ServiceName(.rsyncd, daemon.name), daemon.port))
+      }
+    }
+    for source in inventory.sources {
+      for dir in source.directories {
+        for dest in dir.destinations {
+          let service = ServiceName(.watch, Layout.watchInstance(directory: dir.name, to: dest))
+          out.append((source.name, service, dir.healthPort))
+        }
+      }
+    }
+    return out
+  }
+}
+
 extension FleetError.Code {
   /// A port fleetsync needs is taken by another program on the host.
   public static let portTaken = FleetError.Code("provision.portTaken")

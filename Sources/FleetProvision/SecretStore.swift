@@ -63,6 +63,19 @@ public struct SecretStore: Sendable {
     return fresh
   }
 
+  /// The secret of every module of `inventory`, by `backup/module` (see ``secret(backup:module:)``).
+  mutating func moduleSecrets(_ inventory: Inventory) throws -> [String: Secret] {
+    var out: [String: Secret] = [:]
+    for backup in inventory.backups {
+      for daemon in backup.daemons {
+        for module in daemon.modules {
+          out["\(backup.name)/\(module.name)"] = try secret(backup: backup.name, module: module)
+        }
+      }
+    }
+    return out
+  }
+
   /// Every secret value in the store (for tests that grep output for leaks).
   public var allSecrets: [Secret] { Array(secrets.values) }
 

@@ -57,35 +57,15 @@ extension Provisioner {
       guard let manifest = facts.manifest else {
         return HostStatus(host: ref.name, role: ref.role, error: nil, services: [])
       }
-      var script = ""
-      let services = manifest.services.keys.sorted().compactMap { key -> (ServiceName, Int)? in
+      let services = manifest.services.keys.sorted().compactMap { key -> (name: ServiceName, port: Int)? in
         guard let name = Planner.parseService(key), let entry = manifest.services[key] else { return nil }
         return (name, entry.port)
       }
-      for (name, port) in services {
-        script += "echo \"@@\(name)\"\n"
-        if name.kind == .rsyncd {
-          script +=
-            "timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port) && head -c 12 <&3' 2>/dev/null | grep -q @RSYNCD && echo healthy\n"
-        } else {
-          script += """
-            timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port) && printf "GET /healthz HTTP/1.0\\r\\n\\r\\n" >&3 && head -n 1 <&3' 2>/dev/null | grep -q ' 200' && echo healthy
-            timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port) && printf "GET /status HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3' 2>/dev/null | sed '1,/^\\r*$/d' | tr -d '\\n'; echo
-
-            """
-        }
-      }
       let out =
-        script.isEmpty ? CommandOutput(status: 0, stdout: "", stderr: "") : try await host.run(script)
-      var blocks: [String: [Substring]] = [:]
-      var current = ""
-      for line in out.stdout.split(separator: "\n", omittingEmptySubsequences: false) {
-        if line.hasPrefix("@@") {
-          current = String(line.dropFirst(2))
-        } else {
-          blocks[current, default: []].append(line)
-        }
-      }
+        services.isEmpty
+        ? CommandOutput(status: 0, stdout: "", stderr: "")
+        : try await host.run(HealthProbe.statusScript(services))
+      let blocks = SectionedOutput(out.stdout)
       let rows = services.map { name, port -> ServiceStatus in
         let lines = blocks[name.description] ?? []
         var row = ServiceStatus(

@@ -33,23 +33,8 @@ private func tempDir() -> String {
 
 private func context(_ inventory: Inventory) throws -> (RenderContext, [String: Secret]) {
   var ports = PortBook()
-  for backup in inventory.backups {
-    for daemon in backup.daemons {
-      _ = try ports.port(
-        host: backup.name, service: ServiceName(.rsyncd, daemon.name), fixed: daemon.port, listening: [],
-        ours: [])
-    }
-  }
-  for source in inventory.sources {
-    for dir in source.directories {
-      for dest in dir.destinations {
-        _ = try ports.port(
-          host: source.name,
-          service: ServiceName(.watch, Layout.watchInstance(directory: dir.name, to: dest)),
-          fixed: nil, listening: [], ours: [])
-      }
-    }
-  }
+  let errors = ports.assign(inventory, facts: [:])
+  #expect(errors.isEmpty)
   let secrets = ["bk1/home": Secret("s3cret-home-value"), "bk1/proj": Secret("s3cret-proj-value")]
   return (
     RenderContext(inventory: inventory, ports: ports, secrets: secrets, watchBinary: ("/bin/true", "abc")),
@@ -97,6 +82,44 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     #expect(
       try book.port(host: "h", service: ServiceName(.rsyncd, "a"), fixed: 873, listening: [873], ours: [873])
         == 873)
+  }
+
+  @Test func assignmentCoversTheInventoryAndReportsEveryConflictOfAHost() throws {
+    let yaml = """
+      backups:
+        bk1:
+          address: 10.0.0.21
+          daemons:
+            a: { port: 8000, modules: { m1: /srv/backup/m1 } }
+            b: { port: 8001, modules: { m2: /srv/backup/m2 } }
+            c: { modules: { m3: /srv/backup/m3 } }
+      sources:
+        nfs1:
+          address: 10.0.0.11
+          directories:
+            d1: { path: /srv/nfs/d1, to: [bk1/m1, bk1/m3] }
+      """
+    let inventory = try Inventory.parse(yaml: yaml, file: "/tmp/inv.yaml")
+    var busy = emptyFacts()
+    busy.listening = [8000, 8001, 8730]
+    var book = PortBook()
+    let errors = book.assign(inventory, facts: ["bk1": busy])
+    #expect(errors["bk1"]?.map(\.code) == [.portTaken, .portTaken])
+    #expect(errors["bk1"]?.map(\.message).joined().contains("port 8000") == true)
+    #expect(errors["bk1"]?.map(\.message).joined().contains("port 8001") == true)
+    #expect(errors["nfs1"] == nil)
+    #expect(book.ports["bk1/rsyncd@c"] == 8731)
+    #expect(book.ports["nfs1/watch@d1:bk1:m1"] == 9700 && book.ports["nfs1/watch@d1:bk1:m3"] == 9701)
+
+    // Our own running instance holding its port is no conflict.
+    var ours = busy
+    ours.manifest = Manifest(supervisor: "pidfile")
+    ours.manifest?.services["rsyncd@a"] = Manifest.Service(port: 8000, configHash: "x")
+    ours.running = ["rsyncd@a"]
+    var again = PortBook()
+    let remaining = again.assign(inventory, facts: ["bk1": ours])
+    #expect(remaining["bk1"]?.count == 1)
+    #expect(remaining["bk1"]?.first?.message.contains("port 8001") == true)
   }
 
   @Test func roundTripsThroughTheStateFile() throws {
@@ -242,6 +265,40 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     #expect(facts.hashes["/etc/fleetsync/rsyncd/main.conf"] == String(repeating: "a", count: 64))
     #expect(facts.listening == [22])
     #expect(facts.running == ["rsyncd@main"])
+  }
+}
+
+@Suite struct SectionedOutputTests {
+  @Test func splitsAtMarkersAndKeepsEmptySections() throws {
+    let output = SectionedOutput("noise\n@@a\n1\n2\n@@b\n@@watch@x:bk1:m\nhealthy\n@@a\n3\n")
+    #expect(output["a"] == ["1", "2", "3", ""])
+    #expect(output["b"] == [])
+    #expect(output["watch@x:bk1:m"] == ["healthy"])
+    #expect(output["missing"] == nil)
+    #expect(try SectionedOutput.marker("rsyncd@main") == "echo '@@rsyncd@main'")
+  }
+}
+
+@Suite struct HealthProbeTests {
+  @Test func statusScriptHasASectionPerInstance() throws {
+    let script = try HealthProbe.statusScript([
+      (ServiceName(.rsyncd, "main"), 8730), (ServiceName(.watch, "home:bk1:home"), 9700),
+    ])
+    #expect(script.hasPrefix(HealthProbe.functions))
+    #expect(script.contains("echo '@@rsyncd@main'\nprobe rsyncd 8730 && echo healthy\n"))
+    #expect(
+      script.hasSuffix("echo '@@watch@home:bk1:home'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"))
+  }
+
+  @Test func waitScriptReportsWhatDidNotAnswer() {
+    let service = DesiredService(
+      name: ServiceName(.watch, "home:bk1:home"), port: 9700, configHash: "", config: "")
+    let script = HealthProbe.waitScript([service], seconds: 7)
+    #expect(script.hasPrefix("end=$(( $(date +%s) + 7 ))\n" + HealthProbe.functions))
+    #expect(script.contains("until probe watch 9700; do"))
+    #expect(
+      HealthProbe.failures(in: "watch@home:bk1:home HTTP/1.1 503 degraded: out of watches\n")
+        == ["watch@home:bk1:home": "HTTP/1.1 503 degraded: out of watches"])
   }
 }
 

@@ -1,0 +1,157 @@
+import FleetCore
+import FleetInventory
+
+/// `plan` and `up`: facts, then the run's decisions (ports, secrets), then each host on its own.
+extension Provisioner {
+  /// What every host's part of a `plan` or `up` shares, decided once before any host is changed.
+  struct RunDecisions: Sendable {
+    /// Whether to apply (`up`) or only plan.
+    var apply: Bool
+    /// Inventory, ports, secrets and agent binary, for rendering.
+    var context: RenderContext
+    /// Hosts whose instances could not all have their ports, with every reason.
+    var portErrors: [String: [FleetError]]
+    /// Backup hosts that could not be reached in this run.
+    var unreachableBackups: Set<String>
+  }
+
+  func converge(apply: Bool) async throws -> RunReport {
+    var secrets = try SecretStore(path: inventory.secretsFile)
+    var ports = try PortBook.load(path: stateFile)
+    let binary = try localWatchBinary()
+
+    // Phase 1: facts of the selected hosts and of the backups they send to (read-only).
+    let sessions = await openAll(hostsToRead)
+
+    // Phase 2: ports (stable) and secrets (saved before any host sees them).
+    let portErrors = ports.assign(inventory, facts: sessions.compactMapValues { try? $0.get().facts })
+    let moduleSecrets = try secrets.moduleSecrets(inventory)
+    if apply {
+      try secrets.save()
+      try ports.save(path: stateFile)
+    }
+    let run = RunDecisions(
+      apply: apply,
+      context: RenderContext(inventory: inventory, ports: ports, secrets: moduleSecrets, watchBinary: binary),
+      portErrors: portErrors,
+      unreachableBackups: Set(
+        inventory.backups.map(\.name).filter {
+          if case .failure = sessions[$0] { true } else { false }
+        }))
+
+    // Phase 3: per host, render → plan → (apply → health).
+    let reports = await forEachHost(selected) { ref in
+      await self.converge(ref, session: sessions[ref.name], run)
+    }
+    await closeAll(sessions)
+    if apply { try forgetRemovedInstances(ports, reports: reports) }
+    return RunReport(hosts: reports)
+  }
+
+  /// The selected hosts and the backups their sources send to: the hosts a run reads facts from.
+  var hostsToRead: [HostRef] {
+    var needed = selected
+    let selectedNames = Set(selected.map(\.name))
+    for source in inventory.sources where selectedNames.contains(source.name) {
+      for dir in source.directories {
+        for dest in dir.destinations where !needed.contains(where: { $0.name == dest.backup }) {
+          if let ref = inventory.hosts.first(where: { $0.name == dest.backup }) { needed.append(ref) }
+        }
+      }
+    }
+    return needed
+  }
+
+  /// One host's part of a run: render, plan, and for `up` apply and wait for health.
+  func converge(_ ref: HostRef, session: Result<Session, FleetError>?, _ run: RunDecisions) async
+    -> HostReport
+  {
+    let opened: Session
+    switch session {
+    case nil: return HostReport(host: ref.name, outcome: .failed("internal: no session"))
+    case .failure(let error): return HostReport(host: ref.name, outcome: Self.outcome(for: error))
+    case .success(let s): opened = s
+    }
+    if let errors = run.portErrors[ref.name] {
+      return HostReport(host: ref.name, outcome: .failed(errors.map(\.description).joined(separator: "; ")))
+    }
+    do {
+      let desired = try render(ref, context: run.context, facts: opened.facts)
+      var plan = Planner.up(desired: desired, facts: opened.facts)
+      guard run.apply else {
+        try await addDiffs(&plan, host: opened.host)
+        return HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+      }
+      return try await apply(plan, on: opened, run)
+    } catch {
+      return HostReport(host: ref.name, outcome: Self.outcome(for: error))
+    }
+  }
+
+  /// Applies `plan` to the session's host, then waits until its instances answer healthy.
+  func apply(_ plan: HostPlan, on session: Session, _ run: RunDecisions) async throws -> HostReport {
+    let name = plan.host.name
+    let services = plan.desired?.services ?? []
+    progress(.phase(host: name, phase: "apply"))
+    try await Applier(host: session.host).up(plan, previous: session.facts.manifest)
+    progress(.phase(host: name, phase: "health"))
+    // A watcher whose backup host is unreachable in this run cannot be healthy; that is the
+    // backup's failure (reported there), not this host's.
+    let waiting = services.filter { service in
+      service.name.kind == .watch
+        && run.unreachableBackups.contains { service.name.instance.contains(":\($0):") }
+    }
+    let unhealthy = try await Applier(host: session.host).waitHealthy(
+      services.filter { !waiting.contains($0) }, deadline: options.healthDeadline)
+    var report = HostReport(host: name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+    report.waiting = waiting.map(\.name.description)
+    if !unhealthy.isEmpty {
+      report.unhealthy = unhealthy
+      let names = unhealthy.keys.sorted().joined(separator: ", ")
+      report.outcome = .failed("not healthy within \(options.healthDeadline)s: \(names)")
+    }
+    return report
+  }
+
+  /// After `up`: the port book forgets instances gone from the hosts that came through (a failed
+  /// or unreachable host keeps all its ports until a run on it succeeds).
+  func forgetRemovedInstances(_ ports: PortBook, reports: [HostReport]) throws {
+    var book = ports
+    for report in reports {
+      if case .failed = report.outcome { continue }
+      if case .unreachable = report.outcome { continue }
+      let services = Set(report.plan?.desired?.services.map(\.name) ?? [])
+      book.retain(host: report.host, services: services)
+    }
+    try book.save(path: stateFile)
+  }
+
+  func render(_ ref: HostRef, context: RenderContext, facts: HostFacts) throws -> DesiredHost {
+    switch ref.role {
+    case .backup:
+      return try Renderer.backup(inventory.backup(named: ref.name)!, context: context, systemd: facts.systemd)
+    case .source:
+      let source = inventory.sources.first { $0.name == ref.name }!
+      return try Renderer.source(
+        source, context: context, systemd: facts.systemd, currentSysctl: facts.sysctl,
+        manifest: facts.manifest)
+    }
+  }
+
+  /// Fills the plan's unified diffs of text files (never of secrets or the agent binary).
+  func addDiffs(_ plan: inout HostPlan, host: any RemoteHost) async throws {
+    guard let desired = plan.desired else { return }
+    let byPath = Dictionary(desired.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+    for index in plan.files.indices {
+      let change = plan.files[index]
+      guard !change.secret, let file = byPath[change.path], case .bytes(let bytes) = file.content else {
+        continue
+      }
+      let new = String(decoding: bytes, as: UTF8.self)
+      let old =
+        change.kind == .update
+        ? (try await host.read(change.path)).map { String(decoding: $0, as: UTF8.self) } ?? "" : ""
+      plan.files[index].diff = UnifiedDiff.make(old: old, new: new, path: change.path)
+    }
+  }
+}

@@ -1,0 +1,68 @@
+import FleetCore
+
+/// The one health probe of fleetsync's instances, as shell run on the node: `up` waits with it
+/// until instances answer, `status` reports with it.
+///
+/// An rsync daemon is healthy when it sends its `@RSYNCD` greeting; a watcher when `/healthz`
+/// answers 200. Every connection attempt is bounded (2 s).
+enum HealthProbe {
+  /// Shell functions: `probe KIND PORT` succeeds when the instance answers healthy, and otherwise
+  /// leaves a watcher's last answer line in `$last`; `status_body PORT` prints a watcher's
+  /// `/status` JSON on one line.
+  static let functions = #"""
+    probe() { # kind port
+      if [ "$1" = rsyncd ]; then
+        timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && head -c 12 <&3" 2>/dev/null | grep -q '@RSYNCD'
+      else
+        r=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null)
+        case "$r" in "HTTP/1."?" 200"*) return 0;; esac
+        last=$(printf '%s' "$r" | tail -n 1 | tr -d '\r' | cut -c1-200)
+        return 1
+      fi
+    }
+    status_body() { # port
+      timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET /status HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null |
+        sed '1,/^\r*$/d' | tr -d '\n'
+      echo
+    }
+
+    """#
+
+  /// A script that probes every instance until it answers or `seconds` have passed, and prints
+  /// `INSTANCE REASON` for each one that did not.
+  static func waitScript(_ services: [DesiredService], seconds: Int) -> String {
+    var script = "end=$(( $(date +%s) + \(seconds) ))\n" + functions
+    for service in services {
+      script += """
+        last=; until probe \(service.name.kind.rawValue) \(service.port); do
+          if [ $(date +%s) -ge $end ]; then echo "\(service.name) ${last:-not answering on port \(service.port)}"; break; fi
+          sleep 0.2
+        done
+
+        """
+    }
+    return script
+  }
+
+  /// The instances a ``waitScript(_:seconds:)`` run reported, with what each said.
+  static func failures(in output: String) -> [String: String] {
+    var failed: [String: String] = [:]
+    for line in output.split(separator: "\n") {
+      let parts = line.split(separator: " ", maxSplits: 1)
+      if parts.count == 2 { failed[String(parts[0])] = String(parts[1]) }
+    }
+    return failed
+  }
+
+  /// A script that probes each instance once: a ``SectionedOutput`` section per instance holding
+  /// `healthy` when it answers and, for watchers, the `/status` JSON line.
+  static func statusScript(_ services: [(name: ServiceName, port: Int)]) throws -> String {
+    var script = functions
+    for (name, port) in services {
+      script += try SectionedOutput.marker(name.description) + "\n"
+      script += "probe \(name.kind.rawValue) \(port) && echo healthy\n"
+      if name.kind == .watch { script += "status_body \(port)\n" }
+    }
+    return script
+  }
+}
