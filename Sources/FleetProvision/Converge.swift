@@ -134,7 +134,7 @@ extension Provisioner {
       let source = inventory.sources.first { $0.name == ref.name }!
       return try Renderer.source(
         source, context: context, systemd: facts.systemd, currentSysctl: facts.sysctl,
-        manifest: facts.manifest)
+        sysctlWritable: facts.sysctlWritable, manifest: facts.manifest)
     }
   }
 

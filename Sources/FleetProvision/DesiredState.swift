@@ -66,6 +66,8 @@ public struct DesiredHost: Sendable, Equatable {
   public var services: [DesiredService] = []
   /// `fs.inotify.*` targets (sources only).
   public var sysctl: [String: Int] = [:]
+  /// What the operator should know about this host; it does not fail the host.
+  public var warnings: [String] = []
 }
 
 /// Inputs shared by every host's rendering.
@@ -167,7 +169,7 @@ public enum Renderer {
   /// The desired state of a source host.
   public static func source(
     _ host: SourceHost, context: RenderContext, systemd: Bool, currentSysctl: [String: Int],
-    manifest: Manifest?
+    sysctlWritable: Bool = true, manifest: Manifest?
   ) throws -> DesiredHost {
     var out = DesiredHost(host: hostRef(host.name, context))
     out.directories =
@@ -179,20 +181,11 @@ public enum Renderer {
       DesiredFile(
         path: Layout.watchBinary, content: .localFile(path: binary.path, sha256: binary.sha256), mode: 0o755,
         secret: false))
-    let wanted = [
-      "fs.inotify.max_user_watches": host.inotify.maxUserWatches,
-      "fs.inotify.max_user_instances": host.inotify.maxUserInstances,
-      "fs.inotify.max_queued_events": host.inotify.maxQueuedEvents,
-    ]
-    var sysctlText = Layout.header
-    for key in wanted.keys.sorted() {
-      let base = manifest?.sysctl[key]?.previous ?? currentSysctl[key] ?? 0
-      let target = max(wanted[key]!, base)
-      out.sysctl[key] = target
-      sysctlText += "\(key) = \(target)\n"
-    }
-    out.files.append(
-      DesiredFile(path: Layout.sysctl, content: .bytes(Array(sysctlText.utf8)), mode: 0o644, secret: false))
+    let inotify = try InotifySettings.decide(
+      for: host, current: currentSysctl, writable: sysctlWritable, manifest: manifest)
+    out.sysctl = inotify.targets
+    if let file = inotify.file { out.files.append(file) }
+    out.warnings += inotify.warnings
 
     for directory in host.directories {
       for destination in directory.destinations {

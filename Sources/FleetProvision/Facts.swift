@@ -3,14 +3,14 @@ import Foundation
 
 /// What a node looks like now, read in one remote command before anything is planned.
 public struct HostFacts: Sendable, Equatable {
-  /// `uname -m`.
-  public var arch: String
   /// Whether systemd is the init system (`/run/systemd/system` exists).
   public var systemd: Bool
   /// The manifest of a previous `up`, if any.
   public var manifest: Manifest?
   /// Current `fs.inotify.*` values.
   public var sysctl: [String: Int]
+  /// Whether fleetsync can set them: false where /proc/sys is read-only (containers, some VPS).
+  public var sysctlWritable: Bool
   /// sha256 of every fleetsync-managed file present, by path.
   public var hashes: [String: String]
   /// TCP ports something listens on.
@@ -25,13 +25,13 @@ public struct HostFacts: Sendable, Equatable {
 
   /// The script that prints the facts, in `@@section` blocks.
   static let script = #"""
-    echo @@arch; uname -m
     echo @@systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi
     echo @@manifest; cat /etc/fleetsync/manifest.json 2>/dev/null; echo
     echo @@sysctl
     for k in max_user_watches max_user_instances max_queued_events; do
       echo "fs.inotify.$k $(cat /proc/sys/fs/inotify/$k)"
     done
+    echo @@sysctl-writable; if [ -w /proc/sys/fs/inotify/max_user_watches ]; then echo yes; else echo no; fi
     echo @@hash
     { find /etc/fleetsync /var/lib/fleetsync/bin -type f 2>/dev/null
       ls -d /etc/sysctl.d/60-fleetsync.conf /etc/systemd/system/fleetsync-*.service 2>/dev/null; } | xargs -r sha256sum
@@ -63,8 +63,8 @@ public struct HostFacts: Sendable, Equatable {
   static func parse(_ text: String) throws -> HostFacts {
     let sections = SectionedOutput(text)
     var facts = HostFacts(
-      arch: sections["arch"]?.first.map(String.init) ?? "", systemd: sections["systemd"]?.first == "yes",
-      manifest: nil, sysctl: [:], hashes: [:], listening: [], running: [])
+      systemd: sections["systemd"]?.first == "yes", manifest: nil, sysctl: [:],
+      sysctlWritable: sections["sysctl-writable"]?.first != "no", hashes: [:], listening: [], running: [])
     let manifestText = (sections["manifest"] ?? []).joined(separator: "\n").trimmingCharacters(
       in: .whitespacesAndNewlines)
     if !manifestText.isEmpty {

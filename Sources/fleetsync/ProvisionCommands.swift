@@ -82,6 +82,9 @@ enum Recap {
       Swift.print(
         host.host.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
           + word.padding(toLength: 11, withPad: " ", startingAt: 0) + " " + detail + note)
+      for warning in host.plan?.desired?.warnings ?? [] {
+        Swift.print(String(repeating: " ", count: width + 2) + "warning: " + warning)
+      }
     }
     let order = ["ok", "changed", "failed", "unreachable"]
     Swift.print("\n\(verb): " + order.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " "))

@@ -73,6 +73,9 @@ extension FakeRemoteHost {
       return ok
     case .applySysctl:
       guard let text = m.files[Layout.sysctl] else { return failure("sysctl: no \(Layout.sysctl)") }
+      if m.sysctlReadOnly {
+        return failure("sysctl: permission denied on key \"fs.inotify.max_user_watches\"")
+      }
       for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
         let parts = line.split(separator: " ")
         if parts.count == 3, let value = Int(parts[2]) { m.sysctl[String(parts[0])] = value }
@@ -152,10 +155,11 @@ extension FakeRemoteHost {
 
   /// The facts script's output for the node as it is.
   static func factsOutput(_ m: Machine) -> String {
-    var out = "@@arch\nx86_64\n@@systemd\n\(m.systemd ? "yes" : "no")\n@@manifest\n"
+    var out = "@@systemd\n\(m.systemd ? "yes" : "no")\n@@manifest\n"
     out += String(decoding: m.files[Layout.manifest] ?? [], as: UTF8.self) + "\n"
     out += "@@sysctl\n"
     for (key, value) in m.sysctl.sorted(by: { $0.key < $1.key }) { out += "\(key) \(value)\n" }
+    out += "@@sysctl-writable\n\(m.sysctlReadOnly ? "no" : "yes")\n"
     out += "@@hash\n"
     for (path, bytes) in m.files.sorted(by: { $0.key < $1.key }) where isManaged(path) {
       out += "\(Digest.sha256Hex(bytes))  \(path)\n"

@@ -61,6 +61,8 @@ final class FakeRemoteHost: RemoteHost {
       "fs.inotify.max_user_watches": 8192, "fs.inotify.max_user_instances": 128,
       "fs.inotify.max_queued_events": 16384,
     ]
+    /// /proc/sys is read-only (a container): writing a kernel setting fails.
+    var sysctlReadOnly = false
     /// Ports other programs listen on.
     var foreignPorts: Set<Int> = [22]
     /// Running instances (`kind@instance`) and the port each listens on.

@@ -44,11 +44,11 @@ private func context(_ inventory: Inventory) throws -> (RenderContext, [String: 
 
 private func emptyFacts(systemd: Bool = false) -> HostFacts {
   HostFacts(
-    arch: "x86_64", systemd: systemd, manifest: nil,
+    systemd: systemd, manifest: nil,
     sysctl: [
       "fs.inotify.max_user_watches": 8192, "fs.inotify.max_user_instances": 128,
       "fs.inotify.max_queued_events": 16384,
-    ], hashes: [:], listening: [22], running: [])
+    ], sysctlWritable: true, hashes: [:], listening: [22], running: [])
 }
 
 @Suite struct PortBookTests {
@@ -239,8 +239,6 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
 @Suite struct FactsTests {
   @Test func parsesTheFactsScriptOutput() throws {
     let text = """
-      @@arch
-      x86_64
       @@systemd
       no
       @@manifest
@@ -258,7 +256,7 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
       @@end
       """
     let facts = try HostFacts.parse(text)
-    #expect(facts.arch == "x86_64")
+    #expect(facts.sysctlWritable, "writable unless the host says otherwise")
     #expect(!facts.systemd)
     #expect(facts.manifest == nil)
     #expect(facts.sysctl["fs.inotify.max_user_watches"] == 8192)
