@@ -98,31 +98,42 @@ struct ChangeQueue {
     }
   }
 
-  /// Splits sorted send paths into at most `workers` shards that share no overlapping paths.
+  /// Splits send paths into at most `workers` shards of at most `cap` paths that share no
+  /// overlapping paths.
   ///
   /// A path goes to the shard of a path it overlaps (see ``PathClaims``), else to the shard its
-  /// hash picks, so one path always lands in the same shard whatever the order. A path that
-  /// overlaps paths of two shards, or a path in `busy` (held by a running transfer), is
-  /// returned in `deferred` instead.
-  static func shard(_ paths: [[UInt8]], workers: Int, busy: PathClaims = PathClaims())
-    -> (shards: [[[UInt8]]], deferred: [[UInt8]])
-  {
+  /// hash picks, or, when that one is full, to the emptiest shard with room; paths are taken in
+  /// bytewise order, so the result does not depend on the order given. A path that overlaps paths
+  /// of two shards, whose shard is full, or in `busy` (held by a running transfer), is returned
+  /// in `deferred` instead.
+  static func shard(
+    _ paths: [[UInt8]], workers: Int, cap: Int = .max, busy: PathClaims = PathClaims()
+  ) -> (shards: [[[UInt8]]], deferred: [[UInt8]]) {
     let n = max(1, workers)
     var shards = [[[UInt8]]](repeating: [], count: n)
     var claims = PathClaims()
     var deferred: [[UInt8]] = []
-    for p in paths {
+    for p in paths.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
       let b = base(p)
       guard busy.isEmpty || busy.owners(overlapping: b).isEmpty else {
         deferred.append(p)
         continue
       }
       let owners = claims.owners(overlapping: b)
-      guard owners.count <= 1 else {
+      let hashed = Int(fnv1a(b) % UInt64(n))
+      let roomiest = shards.indices.min { shards[$0].count < shards[$1].count }!
+      let shard: Int
+      switch owners.count {
+      case 0: shard = shards[hashed].count < cap ? hashed : roomiest
+      case 1: shard = owners.first!
+      default:
         deferred.append(p)
         continue
       }
-      let shard = owners.first ?? Int(fnv1a(b) % UInt64(n))
+      guard shards[shard].count < cap else {
+        deferred.append(p)
+        continue
+      }
       claims.claim(b, by: shard)
       shards[shard].append(p)
     }

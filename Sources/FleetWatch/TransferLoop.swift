@@ -160,9 +160,12 @@ struct TransferLoop {
       return (st.st_mode & S_IFMT) == S_IFDIR ? .directory : .other
     }
     let free = config.workers - d.running.count
-    let want = max(1, min(free, sends.count / Self.minPathsPerWorker))
+    // Enough transfers that none carries more than maxBatchPaths, and more (up to the free
+    // workers) while each still gets minPathsPerWorker.
+    let needed = sends.count / config.maxBatchPaths + (sends.count % config.maxBatchPaths == 0 ? 0 : 1)
+    let want = max(1, min(free, max(needed, sends.count / Self.minPathsPerWorker)))
     let (shards, deferred) = ChangeQueue.shard(
-      sends.keys.sorted { $0.lexicographicallyPrecedes($1) }, workers: want, busy: d.claims)
+      Array(sends.keys), workers: want, cap: config.maxBatchPaths, busy: d.claims)
     if !deferred.isEmpty { core.requeue(deferred.flatMap { sends[$0] ?? [] }) }
     if shards.isEmpty { d.blocked = true }
     return shards.map { shard in

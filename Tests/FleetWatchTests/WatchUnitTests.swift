@@ -168,6 +168,21 @@ struct ChangeQueueTests {
     #expect(Set(second.shards.flatMap { $0 }) == [b("deep/x"), b("free")])
   }
 
+  @Test func shardsNeverExceedTheCap() {
+    // Hashing alone splits these 60 paths 19/19/22 over three shards; none may carry more than 20.
+    let paths = (0..<60).map { b("burst/f\($0)") }
+    #expect(ChangeQueue.shard(paths, workers: 3).shards.map(\.count).max() == 22)
+    let (shards, deferred) = ChangeQueue.shard(paths, workers: 3, cap: 20)
+    #expect(deferred.isEmpty)
+    #expect(shards.map(\.count) == [20, 20, 20])
+    // Overlapping paths stay together; what does not fit in their shard waits.
+    let group = [b("d")] + (0..<40).map { b("d/f\($0)") }
+    let capped = ChangeQueue.shard(group, workers: 2, cap: 25)
+    #expect(capped.shards.map(\.count) == [25])
+    #expect(capped.deferred.count == 16)
+    #expect(capped.shards[0].contains(b("d")))
+  }
+
   @Test func pathClaimsOverlapAndRelease() {
     var c = PathClaims()
     #expect(c.isEmpty && c.owners(overlapping: b("a")).isEmpty)
