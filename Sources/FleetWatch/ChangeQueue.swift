@@ -4,8 +4,8 @@
 /// again while in flight becomes pending as well, so it is sent once more after the transfer.
 /// Times are monotonic nanoseconds and keep the first time a change was seen.
 struct ChangeQueue {
-  private(set) var pending: [[UInt8]: UInt64] = [:]
-  private(set) var inFlight: [[UInt8]: UInt64] = [:]
+  private(set) var pending: [SyncPath: UInt64] = [:]
+  private(set) var inFlight: [SyncPath: UInt64] = [:]
   private var oldestCache: UInt64?
 
   var pendingCount: Int { pending.count }
@@ -13,11 +13,11 @@ struct ChangeQueue {
   var isIdle: Bool { pending.isEmpty && inFlight.isEmpty }
 
   /// Every path not yet replicated: what the journal must still hold.
-  var outstanding: Set<[UInt8]> { Set(pending.keys).union(inFlight.keys) }
+  var outstanding: Set<SyncPath> { Set(pending.keys).union(inFlight.keys) }
 
   /// Adds changed paths seen at `now`; returns the ones that were not pending already.
-  mutating func accept(_ paths: [[UInt8]], now: UInt64) -> [[UInt8]] {
-    var fresh: [[UInt8]] = []
+  mutating func accept(_ paths: [SyncPath], now: UInt64) -> [SyncPath] {
+    var fresh: [SyncPath] = []
     for p in paths where pending[p] == nil {
       pending[p] = now
       fresh.append(p)
@@ -26,12 +26,12 @@ struct ChangeQueue {
     return fresh
   }
 
-  /// Moves up to `limit` pending paths, oldest first, into flight; returns them sorted bytewise.
+  /// Moves up to `limit` pending paths, oldest first, into flight; returns them sorted.
   ///
   /// A path already in flight (changed again during its transfer) is not taken: it waits for
   /// that transfer to end, so one path is never in two transfers at once.
-  mutating func take(limit: Int) -> [[UInt8]] {
-    var chosen: [[UInt8]] = []
+  mutating func take(limit: Int) -> [SyncPath] {
+    var chosen: [SyncPath] = []
     for (p, _) in pending where inFlight[p] == nil { chosen.append(p) }
     if chosen.count > limit {
       chosen.sort { pending[$0]! < pending[$1]! }
@@ -41,7 +41,7 @@ struct ChangeQueue {
       let t = pending.removeValue(forKey: p)!
       inFlight[p] = t
     }
-    chosen.sort { $0.lexicographicallyPrecedes($1) }
+    chosen.sort()
     return chosen
   }
 
@@ -51,8 +51,8 @@ struct ChangeQueue {
     case nothing
     /// The oldest takeable change is younger than the coalescing delay; try again at this time.
     case notBefore(UInt64)
-    /// Paths moved into flight, sorted bytewise.
-    case batch([[UInt8]])
+    /// Paths moved into flight, sorted.
+    case batch([SyncPath])
   }
 
   /// Takes a batch once the oldest takeable change has waited `delay` nanoseconds.
@@ -70,13 +70,13 @@ struct ChangeQueue {
   }
 
   /// Marks in-flight paths as replicated.
-  mutating func done(_ paths: [[UInt8]]) {
+  mutating func done(_ paths: [SyncPath]) {
     for p in paths { inFlight[p] = nil }
     recomputeOldest()
   }
 
   /// Puts in-flight paths back to pending (a failed transfer), keeping their first-seen time.
-  mutating func requeue(_ paths: [[UInt8]]) {
+  mutating func requeue(_ paths: [SyncPath]) {
     for p in paths {
       guard let t = inFlight.removeValue(forKey: p) else { continue }
       pending[p] = min(pending[p] ?? t, t)
@@ -97,59 +97,9 @@ struct ChangeQueue {
     case (nil, nil): oldestCache = nil
     }
   }
-
-  /// Splits sorted send paths into at most `workers` shards that share no overlapping paths.
-  ///
-  /// A path goes to the shard of a path it overlaps (see ``PathClaims``), else to the shard its
-  /// hash picks, so one path always lands in the same shard whatever the order. A path that
-  /// overlaps paths of two shards, or a path in `busy` (held by a running transfer), is
-  /// returned in `deferred` instead.
-  static func shard(_ paths: [[UInt8]], workers: Int, busy: PathClaims = PathClaims())
-    -> (shards: [[[UInt8]]], deferred: [[UInt8]])
-  {
-    let n = max(1, workers)
-    var shards = [[[UInt8]]](repeating: [], count: n)
-    var claims = PathClaims()
-    var deferred: [[UInt8]] = []
-    for p in paths {
-      let b = base(p)
-      guard busy.isEmpty || busy.owners(overlapping: b).isEmpty else {
-        deferred.append(p)
-        continue
-      }
-      let owners = claims.owners(overlapping: b)
-      guard owners.count <= 1 else {
-        deferred.append(p)
-        continue
-      }
-      let shard = owners.first ?? Int(fnv1a(b) % UInt64(n))
-      claims.claim(b, by: shard)
-      shards[shard].append(p)
-    }
-    return (shards.filter { !$0.isEmpty }, deferred)
-  }
-
-  /// 64-bit FNV-1a: stable across runs, unlike `Hasher`.
-  static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in bytes {
-      h ^= UInt64(b)
-      h = h &* 0x100_0000_01b3
-    }
-    return h
-  }
 }
 
 extension ChangeQueue {
-  /// The path that stands for the source root itself (its mode, owner and times), `.`.
-  static let root: [UInt8] = [UInt8(ascii: ".")]
-
-  /// Whether `p` names a directory tree to send recursively (a trailing `/`).
-  static func isTree(_ p: [UInt8]) -> Bool { p.count > 1 && p.last == UInt8(ascii: "/") }
-
-  /// `p` without a trailing `/`.
-  static func base(_ p: [UInt8]) -> [UInt8] { isTree(p) ? Array(p.dropLast()) : p }
-
   /// What a path is on the source right now.
   enum PathKind {
     case missing
@@ -163,44 +113,82 @@ extension ChangeQueue {
   /// that is now a file): rsync `--files-from` (implied `-R`) reports a missing parent of a
   /// listed path as "vanished" (exit 24) and a parent that became a file as an error (exit 23),
   /// while listing that ancestor deletes or replaces the whole gone subtree on the backup
-  /// (`--delete-missing-args --force`). A path inside a tree (a directory created or moved in,
-  /// written `dir/`, sent recursively with `--delete`) travels with that tree. Returns the path
-  /// to send → the queued paths it settles, so each queued path is settled by exactly one send.
-  static func collapse(_ paths: [[UInt8]], kind: ([UInt8]) -> PathKind) -> [[UInt8]: [[UInt8]]] {
-    var kindCache: [[UInt8]: PathKind] = [:]
-    func kindOf(_ p: [UInt8]) -> PathKind {
+  /// (`--delete-missing-args --force`); a gone tree is sent as an entry. A path inside a tree
+  /// (a directory created or moved in) travels with that tree. Returns the path to send → the
+  /// queued paths it settles, so each queued path is settled by exactly one send.
+  static func collapse(_ paths: [SyncPath], kind: (RelativePath) -> PathKind) -> [SyncPath: [SyncPath]] {
+    var kindCache: [RelativePath: PathKind] = [:]
+    func kindOf(_ p: RelativePath) -> PathKind {
       if let k = kindCache[p] { return k }
       let k = kind(p)
       kindCache[p] = k
       return k
     }
-    func isMissing(_ p: [UInt8]) -> Bool { kindOf(p) == .missing }
-    let trees = Set(paths.filter { isTree($0) && !isMissing(base($0)) }.map { base($0) })
-    var out: [[UInt8]: [[UInt8]]] = [:]
+    var trees = Set<RelativePath>()
+    for case .tree(let t) in paths where kindOf(t) != .missing { trees.insert(t) }
+    var out: [SyncPath: [SyncPath]] = [:]
     for p in paths {
-      let b = base(p)
-      var send = isTree(p) ? p : b
-      if isMissing(b) {
-        send = b
-        for end in b.indices where b[end] == UInt8(ascii: "/") {
-          let prefix = Array(b[0..<end])
-          if kindOf(prefix) != .directory {
-            send = prefix
-            break
-          }
-        }
-      } else if !trees.isEmpty {
-        // The outermost tree containing this path (or the path itself, if it is one).
-        for end in b.indices where b[end] == UInt8(ascii: "/") {
-          let prefix = Array(b[0..<end])
-          if trees.contains(prefix) {
-            send = prefix + [UInt8(ascii: "/")]
-            break
-          }
+      var send = p
+      if let b = p.path {
+        if kindOf(b) == .missing {
+          let gone = b.ancestors.first { kindOf($0) != .directory } ?? b
+          send = .entry(gone)
+        } else if !trees.isEmpty, let tree = b.ancestors.first(where: { trees.contains($0) }) {
+          send = .tree(tree)
         }
       }
       out[send, default: []].append(p)
     }
     return out
+  }
+
+  /// Splits send paths into at most `workers` shards of at most `cap` paths that share no
+  /// overlapping paths.
+  ///
+  /// A path goes to the shard of a path it overlaps (see ``PathClaims``), else to the shard its
+  /// hash picks, or, when that one is full, to the emptiest shard with room; paths are taken in
+  /// order, so the result does not depend on the order given. A path that overlaps paths of two
+  /// shards, whose shard is full, or in `busy` (held by a running transfer), is returned in
+  /// `deferred` instead.
+  static func shard(
+    _ paths: [SyncPath], workers: Int, cap: Int = .max, busy: PathClaims = PathClaims()
+  ) -> (shards: [[SyncPath]], deferred: [SyncPath]) {
+    let n = max(1, workers)
+    var shards = [[SyncPath]](repeating: [], count: n)
+    var claims = PathClaims()
+    var deferred: [SyncPath] = []
+    for p in paths.sorted() {
+      guard busy.isEmpty || busy.owners(overlapping: p).isEmpty else {
+        deferred.append(p)
+        continue
+      }
+      let owners = claims.owners(overlapping: p)
+      guard owners.count <= 1 else {
+        deferred.append(p)
+        continue
+      }
+      var shard = owners.first ?? Int(shardHash(p) % UInt64(n))
+      if owners.isEmpty && shards[shard].count >= cap {
+        shard = shards.indices.min { shards[$0].count < shards[$1].count }!
+      }
+      guard shards[shard].count < cap else {
+        deferred.append(p)
+        continue
+      }
+      claims.claim(p, by: shard)
+      shards[shard].append(p)
+    }
+    return (shards.filter { !$0.isEmpty }, deferred)
+  }
+
+  /// The hash that picks a path's shard: stable across runs (64-bit FNV-1a, unlike `Hasher`), and
+  /// the same for an entry and the tree of the same path.
+  static func shardHash(_ p: SyncPath) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in p.path?.bytes ?? [] {
+      h ^= UInt64(b)
+      h = h &* 0x100_0000_01b3
+    }
+    return h
   }
 }

@@ -16,13 +16,18 @@ func monotonicNanos() -> UInt64 {
   return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-/// The state the event thread and the transfer loop share; every field is behind a `Mutex`.
-final class EngineCore: Sendable {
-  struct Queue {
-    var changes = ChangeQueue()
-    var journal: Journal?
+extension Duration {
+  /// In nanoseconds, zero if negative, `UInt64.max` if too long.
+  var saturatingNanos: UInt64 {
+    let c = max(self, .zero).components
+    let ns = UInt64(clamping: c.seconds).multipliedReportingOverflow(by: 1_000_000_000)
+    let (sum, overflow) = ns.partialValue.addingReportingOverflow(UInt64(c.attoseconds / 1_000_000_000))
+    return ns.overflow || overflow ? UInt64.max : sum
   }
+}
 
+/// The state the event thread and the transfer loop share; every field is behind a `Mutex`.
+final class EngineCore: Sendable, ChangeSource {
   struct Flags {
     var fullSyncRequested = false
     var setupDone = false
@@ -34,32 +39,38 @@ final class EngineCore: Sendable {
 
   let config: WatchConfig
   let logger: Logger
-  let queue: Mutex<Queue>
+  let queue: Mutex<ChangeQueue>
+  /// The journal, which has its own lock: compacting it never holds up the queue.
+  let journal: Journal?
   let statusBox = Mutex(WatchStatus())
   let flags = Mutex(Flags())
   let wakeStream: AsyncStream<Void>
   let wake: AsyncStream<Void>.Continuation
   /// Journal size above which it is rewritten with only the outstanding paths.
-  static let compactBytes = 16 << 20
+  let compactBytes: Int
 
-  /// Opens the journal at `journalPath` (none if nil) and queues `replayed` paths as pending.
-  init(config: WatchConfig, logger: Logger, journalPath: String?, replayed: [[UInt8]]) throws {
+  /// Queues `replayed` paths as pending; accepted paths go to `journal`.
+  init(
+    config: WatchConfig, logger: Logger, journal: Journal?, replayed: [SyncPath], compactBytes: Int = 16 << 20
+  ) {
     self.config = config
     self.logger = logger
-    var q = Queue(journal: try journalPath.map { try Journal(path: $0) })
-    _ = q.changes.accept(replayed, now: monotonicNanos())
+    self.journal = journal
+    self.compactBytes = compactBytes
+    var q = ChangeQueue()
+    _ = q.accept(replayed, now: monotonicNanos())
     self.queue = Mutex(q)
     (wakeStream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
   }
 
   /// Accepts changed paths: journals the new ones durably, then queues them.
-  func accept(_ paths: [[UInt8]]) {
+  func accept(_ paths: [SyncPath]) {
     guard !paths.isEmpty else { return }
     let now = monotonicNanos()
     let failure: String? = queue.withLock { q in
-      let fresh = q.changes.accept(paths, now: now)
+      let fresh = q.accept(paths, now: now)
       do {
-        try q.journal?.append(fresh)
+        try journal?.append(fresh)
         return nil
       } catch {
         return "\(error)"
@@ -72,40 +83,38 @@ final class EngineCore: Sendable {
     wake.yield()
   }
 
-  /// Marks transferred paths done and compacts the journal when it can.
-  func done(_ paths: [[UInt8]]) {
-    let failure: String? = queue.withLock { q in
-      q.changes.done(paths)
-      guard let j = q.journal else { return nil }
-      do {
-        if q.changes.isIdle {
-          if j.size > 0 { try j.rewrite([[UInt8]]()) }
-        } else if j.size > Self.compactBytes {
-          try j.rewrite(q.changes.outstanding)
-        }
-        return nil
-      } catch {
-        return "\(error)"
+  /// Marks transferred paths done and compacts the journal when it can, outside the queue lock.
+  func done(_ paths: [SyncPath]) {
+    let keep: Set<SyncPath>? = queue.withLock { q in
+      q.done(paths)
+      guard let journal else { return nil }
+      if q.isIdle {
+        return journal.size > 0 && journal.beginCompaction() ? [] : nil
       }
+      return journal.size > compactBytes && journal.beginCompaction() ? q.outstanding : nil
     }
-    if let failure { logger.warning("journal compaction failed", metadata: ["error": "\(failure)"]) }
+    guard let keep, let journal else { return }
+    do {
+      try journal.finishCompaction(keeping: keep)
+    } catch {
+      logger.warning("journal compaction failed", metadata: ["error": "\(error)"])
+    }
   }
 
-  func requeue(_ paths: [[UInt8]]) {
-    queue.withLock { $0.changes.requeue(paths) }
+  /// Puts in-flight paths back to pending.
+  func requeue(_ paths: [SyncPath]) {
+    queue.withLock { $0.requeue(paths) }
     wake.yield()
   }
 
-  func take(limit: Int) -> [[UInt8]] {
-    queue.withLock { $0.changes.take(limit: limit) }
+  /// Takes every takeable pending path (for a full sync, which settles them all).
+  func takeAll() -> [SyncPath] {
+    queue.withLock { $0.take(limit: Int.max) }
   }
 
   /// Takes a batch once the oldest takeable change is `delay` old; see ``ChangeQueue/takeReady(limit:delay:now:)``.
-  func takeReady(limit: Int, delay: Duration) -> ChangeQueue.Ready {
-    let c = max(delay, .zero).components
-    let ns = UInt64(clamping: c.seconds).multipliedReportingOverflow(by: 1_000_000_000)
-    let delayNanos = ns.overflow ? UInt64.max : ns.partialValue &+ UInt64(c.attoseconds / 1_000_000_000)
-    return queue.withLock { $0.changes.takeReady(limit: limit, delay: delayNanos, now: monotonicNanos()) }
+  func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready {
+    queue.withLock { $0.takeReady(limit: limit, delay: delay, now: now) }
   }
 
   func beat() {
@@ -142,9 +151,7 @@ final class EngineCore: Sendable {
 
   /// A snapshot with the queue figures filled in.
   func snapshot() -> WatchStatus {
-    let (depth, flying, oldest) = queue.withLock { q in
-      (q.changes.pendingCount, q.changes.inFlightCount, q.changes.oldest)
-    }
+    let (depth, flying, oldest) = queue.withLock { q in (q.pendingCount, q.inFlightCount, q.oldest) }
     var s = statusBox.withLock { $0 }
     s.queueDepth = depth
     s.inFlight = flying

@@ -27,7 +27,7 @@ final class EventLoop {
   var movedAwayOlder: [UInt32: Int32] = [:]
   var limitReported = false
   /// Files seen with `IN_MODIFY` but no `IN_CLOSE_WRITE` yet: path → (first, last) monotonic ns.
-  var modified: [[UInt8]: (first: UInt64, last: UInt64)] = [:]
+  var modified: [RelativePath: (first: UInt64, last: UInt64)] = [:]
   /// A modified file is sent once it has been quiet this long (a `truncate`, an `mmap` write)...
   static let modifyQuietNanos: UInt64 = 1_000_000_000
   /// ...or at least this often while something keeps writing to it without closing it.
@@ -144,12 +144,12 @@ final class EventLoop {
       guard rc > 0, fds[0].revents != 0 else {
         expireMoves()
         expireMoves()
-        var changes: [[UInt8]] = []
+        var changes: [SyncPath] = []
         flushModified(into: &changes)
         core.accept(changes)
         continue
       }
-      var changes: [[UInt8]] = []
+      var changes: [SyncPath] = []
       var overflow = false
       // Drain what is there now (bounded), then accept it as one durable batch.
       for _ in 0..<64 {
@@ -169,7 +169,7 @@ final class EventLoop {
   }
 
   /// Turns events into changed paths; returns true on a queue overflow.
-  func handle(_ events: [InotifyEvent], into changes: inout [[UInt8]]) -> Bool {
+  func handle(_ events: [InotifyEvent], into changes: inout [SyncPath]) -> Bool {
     var overflow = false
     for ev in events {
       if ev.mask & UInt32(IN_Q_OVERFLOW) != 0 {
@@ -182,7 +182,7 @@ final class EventLoop {
       }
       if ev.name.isEmpty {
         // The source root's own mode, owner or times changed: no parent watch reports that.
-        if ev.wd == rootWD && ev.mask & UInt32(IN_ATTRIB) != 0 { changes.append(ChangeQueue.root) }
+        if ev.wd == rootWD && ev.mask & UInt32(IN_ATTRIB) != 0 { changes.append(.root) }
         if ev.wd == rootWD && ev.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
           let message = "the source directory \(core.config.source) was deleted or moved away"
           logger.error("\(message)")
@@ -191,8 +191,8 @@ final class EventLoop {
         continue
       }
       guard let dir = table.path(of: ev.wd) else { continue }
-      let rel = joinRelative(dir, ev.name)
-      if excludes.isExcluded(rel, isDirectory: ev.isDirectory) { continue }
+      let rel = RelativePath(name: ev.name, in: dir)
+      if excludes.isExcluded(rel.bytes, isDirectory: ev.isDirectory) { continue }
       if ev.mask & UInt32(IN_MODIFY) != 0 && ev.mask & ~UInt32(IN_MODIFY | IN_ISDIR) == 0 {
         // Mid-write: wait for IN_CLOSE_WRITE (or quiet) instead of sending a half-written file.
         let now = monotonicNanos()
@@ -203,7 +203,7 @@ final class EventLoop {
       let arrives = ev.isDirectory && ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0
       // A directory that appears is sent as a tree (recursively, with --delete), so whatever
       // the backup held at that name (a directory deleted or moved away in the same batch) goes.
-      changes.append(arrives ? rel + [UInt8(ascii: "/")] : rel)
+      changes.append(arrives ? .tree(rel) : .entry(rel))
       guard ev.isDirectory else { continue }
       if ev.mask & UInt32(IN_MOVED_FROM) != 0 {
         if let child = table.child(of: ev.wd, named: ev.name) {
@@ -225,13 +225,13 @@ final class EventLoop {
   /// Watches a new directory, THEN lists it, so entries created before the watch are not missed.
   /// Every entry below it is a change (it travels with the directory's tree send); sub-directories
   /// get the same treatment.
-  func scanNewDirectory(_ rel: [UInt8], parent: Int32, name: [UInt8], into changes: inout [[UInt8]]) {
-    var stack: [(rel: [UInt8], parent: Int32?, name: [UInt8])] = [(rel, parent, name)]
+  func scanNewDirectory(_ rel: RelativePath, parent: Int32, name: [UInt8], into changes: inout [SyncPath]) {
+    var stack: [(rel: RelativePath, parent: Int32?, name: [UInt8])] = [(rel, parent, name)]
     var scanned = 0
     while let item = stack.popLast() {
       scanned += 1
       if scanned % 1024 == 0 { core.beat() }  // a big tree moved in must not look like a stall
-      let cPath = absoluteCPath(root: root, item.rel)
+      let cPath = absoluteCPath(root: root, item.rel.bytes)
       var wd: Int32?
       if let parent = item.parent, !core.flags.withLock({ $0.watchLimit }) {
         let added = cPath.withUnsafeBufferPointer { b in
@@ -244,25 +244,25 @@ final class EventLoop {
         case .vanished: continue
         case .limitReached: reportLimit()
         case .failed(let e):
-          logger.warning("cannot watch \(String(decoding: item.rel, as: UTF8.self)): errno \(e)")
+          logger.warning("cannot watch \(item.rel): errno \(e)")
         }
       }
       _ = forEachEntry(cPath) { childName, isDir in
-        let childRel = joinRelative(item.rel, childName)
-        if excludes.isExcluded(childRel, isDirectory: isDir) { return }
-        changes.append(childRel)
+        let childRel = item.rel.appending(childName)
+        if excludes.isExcluded(childRel.bytes, isDirectory: isDir) { return }
+        changes.append(.entry(childRel))
         if isDir { stack.append((childRel, wd, childName)) }
       }
     }
   }
 
   /// Queues modified files that went quiet, or that have been written to for too long.
-  func flushModified(into changes: inout [[UInt8]]) {
+  func flushModified(into changes: inout [SyncPath]) {
     guard !modified.isEmpty else { return }
     let now = monotonicNanos()
     for (path, t) in modified
     where now - t.last >= Self.modifyQuietNanos || now - t.first >= Self.modifyMaxNanos {
-      changes.append(path)
+      changes.append(.entry(path))
       modified[path] = nil
     }
   }
@@ -280,7 +280,7 @@ final class EventLoop {
   }
 
   /// After `IN_Q_OVERFLOW`: watch directories created meanwhile, then ask for a full sync.
-  func recoverFromOverflow(into changes: inout [[UInt8]]) {
+  func recoverFromOverflow(into changes: inout [SyncPath]) {
     let message =
       "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
     logger.warning("\(message)")

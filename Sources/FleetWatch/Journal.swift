@@ -1,4 +1,5 @@
 import FleetCore
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -8,78 +9,161 @@ import FleetCore
 
 /// The on-disk list of accepted changes that are not yet replicated.
 ///
-/// Records are paths relative to the source, each ended by a NUL byte, appended and
+/// Records are ``SyncPath/journalRecord`` bytes, each ended by a NUL byte, appended and
 /// `fdatasync`ed per batch of events before the events count as accepted. Replicated paths are
-/// dropped by rewriting the file atomically with what is still outstanding (or truncating it when
-/// nothing is). After a crash, ``replay(path:)`` returns every path that may not have arrived.
-final class Journal {
+/// dropped by a compaction: the file is replaced by one holding what is still outstanding (or
+/// truncated when nothing is). A compaction writes and syncs the new file while appends go on;
+/// only the final rename waits for them. After a crash, ``replay(path:)`` returns every path that
+/// may not have arrived. Thread-safe.
+final class Journal: Sendable {
   let path: String
-  private var fd: Int32
-  private(set) var size: Int
+  private let file: Mutex<File>
+  /// Called once a compaction's new file is written and synced, before it replaces the journal.
+  private let compactionHook: (@Sendable () -> Void)?
+
+  private struct File {
+    var fd: Int32
+    var size: Int
+    /// While a compaction runs: the records appended since it began, for the new file.
+    var appendedDuringCompaction: [UInt8]?
+  }
 
   /// Opens (creating if needed) the journal at `path` for appending.
-  init(path: String) throws {
+  ///
+  /// `compactionHook` is for tests, which block in it to hold a compaction in progress.
+  init(path: String, compactionHook: (@Sendable () -> Void)? = nil) throws {
     self.path = path
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    self.compactionHook = compactionHook
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw Self.error("cannot open the journal \(path)") }
     var st = stat()
-    size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+    file = Mutex(File(fd: fd, size: fstat(fd, &st) == 0 ? Int(st.st_size) : 0))
   }
 
-  deinit { close(fd) }
+  deinit { file.withLock { _ = close($0.fd) } }
+
+  /// The journal's size in bytes.
+  var size: Int { file.withLock { $0.size } }
 
   /// Appends `paths` and makes them durable.
-  func append(_ paths: [[UInt8]]) throws {
+  func append(_ paths: [SyncPath]) throws {
     guard !paths.isEmpty else { return }
-    var buf: [UInt8] = []
-    buf.reserveCapacity(paths.reduce(0) { $0 + $1.count + 1 })
-    for p in paths {
-      buf.append(contentsOf: p)
-      buf.append(0)
+    let buf = Self.encode(paths)
+    try file.withLock { f in
+      try Self.writeAll(f.fd, buf, what: "cannot write the journal \(path)")
+      guard fdatasync(f.fd) == 0 else { throw Self.error("cannot sync the journal \(path)") }
+      f.size += buf.count
+      f.appendedDuringCompaction?.append(contentsOf: buf)
     }
-    try writeAll(buf)
-    guard fdatasync(fd) == 0 else { throw Self.error("cannot sync the journal \(path)") }
-    size += buf.count
   }
 
-  /// Replaces the journal's content with `paths`, atomically.
-  func rewrite(_ paths: some Collection<[UInt8]>) throws {
-    if paths.isEmpty {
-      guard ftruncate(fd, 0) == 0, fdatasync(fd) == 0 else {
-        throw Self.error("cannot truncate the journal \(path)")
+  /// Starts a compaction unless one is running; returns whether it started.
+  ///
+  /// Call it where the outstanding paths are read, so that every path is either among them or
+  /// appended after this call; then ``finishCompaction(keeping:)``, outside any lock.
+  func beginCompaction() -> Bool {
+    file.withLock { f in
+      guard f.appendedDuringCompaction == nil else { return false }
+      f.appendedDuringCompaction = []
+      return true
+    }
+  }
+
+  /// Replaces the journal's content with `outstanding` and what was appended since
+  /// ``beginCompaction()``, which must have returned true.
+  func finishCompaction(keeping outstanding: some Collection<SyncPath>) throws {
+    defer { file.withLock { $0.appendedDuringCompaction = nil } }
+    if outstanding.isEmpty, try truncateIfNothingAppended() { return }
+    let temp = path + ".compacting"
+    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw Self.error("cannot create \(temp)") }
+    var installed = false
+    defer {
+      if !installed {
+        close(fd)
+        unlink(temp)
       }
-      size = 0
-      return
     }
-    var buf: [UInt8] = []
-    for p in paths {
-      buf.append(contentsOf: p)
-      buf.append(0)
+    _ = fchmod(fd, 0o600)  // open's mode is filtered by the umask
+    var size = try Self.writeAndSync(fd, Self.encode(outstanding), temp)
+    compactionHook?()
+    // Appends that came meanwhile go to the new file too; it replaces the journal once there are none.
+    while let more = try install(fd, size: size, from: temp) {
+      size += try Self.writeAndSync(fd, more, temp)
     }
-    try AtomicFile.write(buf, to: path, mode: 0o600)
-    let newFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-    guard newFD >= 0 else { throw Self.error("cannot reopen the journal \(path)") }
-    close(fd)
-    fd = newFD
-    size = buf.count
+    installed = true
+    Self.syncDirectory(of: path)
   }
 
-  private func writeAll(_ buf: [UInt8]) throws {
+  /// Renames `temp` (open as `fd`) over the journal and appends to it from now on, unless records
+  /// were appended since the last look: then returns them instead.
+  private func install(_ fd: Int32, size: Int, from temp: String) throws -> [UInt8]? {
+    try file.withLock { f in
+      if let appended = f.appendedDuringCompaction, !appended.isEmpty {
+        f.appendedDuringCompaction = []
+        return appended
+      }
+      guard rename(temp, path) == 0 else { throw Self.error("cannot rename \(temp) to \(path)") }
+      close(f.fd)
+      f.fd = fd
+      f.size = size
+      return nil
+    }
+  }
+
+  /// Empties the journal in place if nothing was appended since the compaction began.
+  private func truncateIfNothingAppended() throws -> Bool {
+    let fd: Int32? = try file.withLock { f in
+      guard f.appendedDuringCompaction?.isEmpty ?? true else { return nil }
+      guard ftruncate(f.fd, 0) == 0 else { throw Self.error("cannot truncate the journal \(path)") }
+      f.size = 0
+      return f.fd
+    }
+    guard let fd else { return false }
+    // The descriptor stays open: only a compaction replaces it, and this is the one running.
+    guard fdatasync(fd) == 0 else { throw Self.error("cannot sync the journal \(path)") }
+    return true
+  }
+
+  private static func encode(_ paths: some Collection<SyncPath>) -> [UInt8] {
+    var buf: [UInt8] = []
+    for p in paths {
+      buf.append(contentsOf: p.journalRecord)
+      buf.append(0)
+    }
+    return buf
+  }
+
+  private static func writeAndSync(_ fd: Int32, _ buf: [UInt8], _ name: String) throws -> Int {
+    try writeAll(fd, buf, what: "cannot write \(name)")
+    guard fdatasync(fd) == 0 else { throw error("cannot sync \(name)") }
+    return buf.count
+  }
+
+  private static func writeAll(_ fd: Int32, _ buf: [UInt8], what: @autoclosure () -> String) throws {
     var offset = 0
     while offset < buf.count {
       let n = buf[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
       if n < 0 {
         if errno == EINTR { continue }
-        throw Self.error("cannot write the journal \(path)")
+        throw error(what())
       }
       offset += n
     }
   }
 
+  private static func syncDirectory(of path: String) {
+    let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+    let fd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    close(fd)
+  }
+
   /// Reads the paths recorded at `path`, de-duplicated, in first-seen order.
   ///
-  /// A torn last record (no NUL) and unsafe paths (absolute, `..`) are skipped.
-  static func replay(path: String) throws -> [[UInt8]] {
+  /// A torn last record (no NUL) and records that are no safe path are skipped.
+  static func replay(path: String) throws -> [SyncPath] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 {
       if errno == ENOENT { return [] }
@@ -97,13 +181,13 @@ final class Journal {
       if n == 0 { break }
       data.append(contentsOf: chunk[0..<n])
     }
-    var seen = Set<[UInt8]>()
-    var out: [[UInt8]] = []
+    var seen = Set<SyncPath>()
+    var out: [SyncPath] = []
     var start = 0
     for i in data.indices where data[i] == 0 {
-      let p = Array(data[start..<i])
+      let record = Array(data[start..<i])
       start = i + 1
-      guard isSafeRelativePath(p), seen.insert(p).inserted else { continue }
+      guard let p = SyncPath(journalRecord: record), seen.insert(p).inserted else { continue }
       out.append(p)
     }
     return out
@@ -115,18 +199,27 @@ final class Journal {
   }
 }
 
-/// Whether `p` is a non-empty relative path without `.`/`..` components or empty components
-/// (one trailing `/` marks a directory tree and is allowed), or ``ChangeQueue/root``.
-func isSafeRelativePath(_ path: [UInt8]) -> Bool {
-  if path == ChangeQueue.root { return true }
-  let p = ChangeQueue.base(path)
-  if p.isEmpty || p.first == UInt8(ascii: "/") || p.last == UInt8(ascii: "/") { return false }
-  for comp in p.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
-    if comp.isEmpty || comp.elementsEqual([UInt8(ascii: ".")])
-      || comp.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")])
-    {
-      return false
+extension SyncPath {
+  /// How the journal writes it (the format since the first version): `.` for the root, the path
+  /// with a trailing `/` for a tree, the path for an entry.
+  var journalRecord: [UInt8] {
+    switch self {
+    case .root: [UInt8(ascii: ".")]
+    case .entry(let p): p.bytes
+    case .tree(let p): p.bytes + [UInt8(ascii: "/")]
     }
   }
-  return true
+
+  /// Reads a journal record; nil if it is not one (absolute, empty, `.` or `..` inside).
+  init?(journalRecord r: [UInt8]) {
+    if r == [UInt8(ascii: ".")] {
+      self = .root
+    } else if r.last == UInt8(ascii: "/") {
+      guard let p = RelativePath(Array(r.dropLast())) else { return nil }
+      self = .tree(p)
+    } else {
+      guard let p = RelativePath(r) else { return nil }
+      self = .entry(p)
+    }
+  }
 }

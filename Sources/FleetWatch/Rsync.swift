@@ -100,14 +100,13 @@ struct RsyncCommand: Sendable {
     commonArguments + ["--exclude=/*"] + endpoints
   }
 
-  /// Sends `paths`: trees (`dir/`) recursively first, then the plain paths, then the root's attributes.
-  func send(_ paths: [[UInt8]]) async -> TransferOutcome {
-    let trees = paths.filter { ChangeQueue.isTree($0) }.map { ChangeQueue.base($0) }
-    let plain = paths.filter { !ChangeQueue.isTree($0) && $0 != ChangeQueue.root }
+  /// Sends `paths`: trees recursively first, then the entries, then the root's attributes.
+  func send(_ paths: [SyncPath]) async -> TransferOutcome {
+    let plan = TransferPlan(paths)
     var runs: [@Sendable () async -> TransferOutcome] = []
-    if !trees.isEmpty { runs.append { await run(list: trees, arguments: treeArguments) } }
-    if !plain.isEmpty { runs.append { await run(list: plain, arguments: listArguments) } }
-    if paths.contains(ChangeQueue.root) { runs.append { await run(arguments: rootArguments) } }
+    if !plan.trees.isEmpty { runs.append { await run(list: plan.trees, arguments: treeArguments) } }
+    if !plan.entries.isEmpty { runs.append { await run(list: plan.entries, arguments: listArguments) } }
+    if plan.root { runs.append { await run(arguments: rootArguments) } }
     var files: UInt64 = 0
     var bytes: UInt64 = 0
     var partial: TransferOutcome?
@@ -129,17 +128,11 @@ struct RsyncCommand: Sendable {
     await run(arguments: fullArguments)
   }
 
-  /// Runs rsync with `arguments`; with a `list`, `arguments` gets the path of a file holding the
-  /// list NUL-separated (a file, not stdin: rsync may exit before reading a pipe).
-  func run(list: [[UInt8]], arguments: (String) -> [String]) async -> TransferOutcome {
-    var data: [UInt8] = []
-    data.reserveCapacity(list.reduce(0) { $0 + $1.count + 1 })
-    for p in list {
-      data.append(contentsOf: p)
-      data.append(0)
-    }
+  /// Runs rsync with `arguments`, which get the path of a file holding `list` (see
+  /// ``TransferPlan/filesFrom(_:)``; a file, not stdin: rsync may exit before reading a pipe).
+  func run(list: [RelativePath], arguments: (String) -> [String]) async -> TransferOutcome {
     let file = "\(config.stateDir)/batch.\(UInt64.random(in: 0...UInt64.max)).list"
-    guard Self.writeScratch(data, to: file) else {
+    guard Self.writeScratch(TransferPlan.filesFrom(list), to: file) else {
       return .failed(
         kind: .io,
         message: "cannot write the transfer list in \(config.stateDir): \(String(cString: strerror(errno)))")

@@ -32,7 +32,8 @@ public final class WatchEngine: Sendable {
     try Self.checkStateOutsideSource(config)
     let journalPath = config.stateDir + "/" + Self.journalName
     let replayed = try Journal.replay(path: journalPath)
-    core = try EngineCore(config: config, logger: logger, journalPath: journalPath, replayed: replayed)
+    let journal = try Journal(path: journalPath)
+    core = EngineCore(config: config, logger: logger, journal: journal, replayed: replayed)
     if !replayed.isEmpty {
       logger.notice(
         "replaying \(replayed.count) journaled change(s) from a previous run",

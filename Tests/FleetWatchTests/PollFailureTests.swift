@@ -125,7 +125,7 @@ struct EventLoopPollFailureTests {
       dir = String(cString: p)
       let config = WatchConfig(
         source: dir, target: RsyncTarget(user: nil, host: "h", port: nil, module: "m"), stateDir: dir)
-      core = try EngineCore(config: config, logger: log.logger, journalPath: nil, replayed: [])
+      core = EngineCore(config: config, logger: log.logger, journal: nil, replayed: [])
       var fds: [Int32] = [-1, -1]
       guard pipe(&fds) == 0 else { throw FleetError(.io, "pipe failed") }
       stopPipe = fds

@@ -149,10 +149,13 @@ extension WatchIntegration {
       let fixture = try EngineFixture()
       fixture.config.workers = 2
       fixture.config.maxBatchPaths = 25
+      // Every path list the engine hands rsync is kept, so the cap is checked on what rsync got.
+      let lists = try fixture.tmp.sub("lists")
+      fixture.config.rsyncPath = try listKeepingRsync(in: fixture.tmp.path, keepingListsIn: lists)
       let src = fixture.src
       try FS.mkdir(src, "burst")
       try await fixture.start()
-      let before = fixture.engine.status().transfers
+      let before = fixture.engine.status()
       for i in 0..<400 { try FS.write(src, "burst/f\(i)", "first \(i)") }
       // Rewritten while earlier versions are in flight: the last content must win on the backup.
       for round in 0..<5 {
@@ -162,9 +165,19 @@ extension WatchIntegration {
         try await Task.sleep(for: .milliseconds(30))
       }
       try await fixture.expectConverged()
-      let runs = fixture.engine.status().transfers - before
+      let after = fixture.engine.status()
+      let sent = try keptLists(lists)
+      // The cap, on every rsync run, however the batches coalesced.
+      for list in sent { #expect(list.count <= 25, "an rsync run got \(list.count) paths; the cap is 25") }
       // 400 paths, at most 25 per rsync run: 16 runs at least (one dispatch of everything would be 2).
-      #expect(runs >= 16, "rsync runs: \(runs)")
+      // Unless the inotify queue overflowed: a full sync then sends what was left in one run.
+      if after.fullSyncs == before.fullSyncs {
+        let listed = Set(sent.joined().filter { $0.starts(with: Array("burst/f".utf8)) })
+        #expect(listed.count == 400, "paths listed: \(listed.count)")
+        #expect(sent.count >= 16, "rsync runs with a path list: \(sent.count)")
+        let runs = after.transfers - before.transfers
+        #expect(runs >= 16, "rsync runs: \(runs)")
+      }
       try await fixture.stop()
     }
 
@@ -311,5 +324,32 @@ extension WatchIntegration {
       try await fixture.expectConverged()
       try await fixture.stop()
     }
+  }
+}
+
+/// Writes an rsync wrapper into `dir` that copies every `--files-from` list into `listDir` (one
+/// file per run) and then runs the real rsync; returns its path.
+private func listKeepingRsync(in dir: String, keepingListsIn listDir: String) throws -> String {
+  let path = dir + "/rsync-keeping-lists"
+  let script = """
+    #!/bin/sh
+    for arg in "$@"; do
+      case "$arg" in
+        --files-from=*) cp "${arg#--files-from=}" "$(mktemp '\(listDir)/list.XXXXXX')" || exit 99 ;;
+      esac
+    done
+    exec /usr/bin/rsync "$@"
+
+    """
+  try script.write(toFile: path, atomically: true, encoding: .utf8)
+  guard chmod(path, 0o755) == 0 else { throw POSIXErrorBox(errno) }
+  return path
+}
+
+/// The path lists kept by ``listKeepingRsync(in:keepingListsIn:)``: one per rsync run, each path as bytes.
+private func keptLists(_ listDir: String) throws -> [[[UInt8]]] {
+  try FileManager.default.contentsOfDirectory(atPath: listDir).map { name in
+    let data = try Data(contentsOf: URL(fileURLWithPath: listDir + "/" + name))
+    return data.split(separator: 0, omittingEmptySubsequences: true).map { Array($0) }
   }
 }

@@ -1,0 +1,311 @@
+/// Monotonic nanoseconds, as the dispatcher reads them: the engine's clock, or a test's.
+protocol DispatchClock {
+  var now: UInt64 { get }
+}
+
+/// Starts the transfers the dispatcher decides on. Each one's end must come back to the
+/// dispatcher as ``TransferDispatcher/Event/finished(id:outcome:)``.
+protocol TransferSender {
+  func start(_ transfer: Transfer)
+}
+
+/// The change queue as the dispatcher uses it; the engine's sits behind a lock, with the journal.
+protocol ChangeSource {
+  /// See ``ChangeQueue/takeReady(limit:delay:now:)``.
+  func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready
+  /// Takes every takeable pending path.
+  func takeAll() -> [SyncPath]
+  /// Marks in-flight paths replicated.
+  func done(_ paths: [SyncPath])
+  /// Puts in-flight paths back to pending.
+  func requeue(_ paths: [SyncPath])
+}
+
+/// One transfer the dispatcher started.
+struct Transfer: Equatable, Sendable {
+  enum Work: Equatable, Sendable {
+    /// Send these paths (sorted, at most ``WatchConfig/maxBatchPaths``).
+    case paths([SyncPath])
+    /// A reconciling full sync of the whole tree.
+    case fullSync
+  }
+
+  var id: Int
+  var work: Work
+}
+
+/// Decides which transfers run when: a state machine with no I/O, threads or sleeping of its own.
+///
+/// Events go in through ``handle(_:)``; transfers go out through the ``TransferSender``; the
+/// result says what to record and when to call again if no event comes first. The policy:
+/// - once the oldest pending change has waited `batchDelay`, everything pending goes, oldest
+///   first: at most `maxBatchPaths` per transfer, over the free workers, at least
+///   ``minPathsPerWorker`` each; a worker that frees up gets the next batch at once;
+/// - a path that overlaps a path of a running transfer waits for it (see ``PathClaims``), so
+///   changes to one path arrive in order and two rsync runs never race on it;
+/// - a full sync (at start, on request, periodically) waits until nothing runs, and runs alone;
+/// - a failed transfer's paths go back to pending; a failure, or a fourth partial transfer in a
+///   row, starts a capped exponential backoff with jitter, during which nothing new starts;
+///   transfers started before that backoff failed in the same outage and do not count again.
+struct TransferDispatcher {
+  /// The tuning the dispatcher follows, from ``WatchConfig``.
+  struct Settings {
+    var workers: Int
+    var maxBatchPaths: Int
+    var batchDelay: UInt64
+    var retryInitial: Duration
+    var retryMax: Duration
+    var fullSyncInterval: UInt64?
+
+    init(_ config: WatchConfig) {
+      workers = max(1, config.workers)
+      maxBatchPaths = max(1, config.maxBatchPaths)
+      batchDelay = config.batchDelay.saturatingNanos
+      retryInitial = config.retryInitial
+      retryMax = config.retryMax
+      fullSyncInterval = config.fullSyncInterval?.saturatingNanos
+    }
+  }
+
+  enum Event: Equatable {
+    /// Changes arrived, or time passed (a timer the dispatcher asked for, a retry being due): look again.
+    case wake
+    /// A reconciling full sync was asked for (SIGUSR1, an inotify queue overflow).
+    case fullSyncRequested
+    /// A transfer ended.
+    case finished(id: Int, outcome: TransferOutcome)
+    /// The engine stops: nothing new starts, and outcomes from now on say nothing about the target.
+    case stop
+  }
+
+  /// What the engine records (status, logs) because of an event.
+  enum Effect: Equatable {
+    /// The first full sync started (and the engine is not degraded).
+    case initialSyncStarted
+    /// A full sync started.
+    case fullSyncStarted
+    /// A full sync ended well enough (ok, or partial) to count as done.
+    case fullSyncFinished(TransferOutcome)
+    /// A transfer ended with this outcome.
+    case finished(TransferOutcome)
+    /// A transfer did not fail: no backoff is pending.
+    case steady
+    /// Nothing new starts for `delay` (the `failures`-th step of the backoff) because of `outcome`.
+    case backingOff(delay: Duration, failures: Int, outcome: TransferOutcome)
+  }
+
+  /// When to call ``handle(_:)`` again if no event comes first.
+  enum Wake: Equatable {
+    case onEvent
+    /// With ``Event/wake`` at this monotonic time.
+    case at(UInt64)
+  }
+
+  struct Step: Equatable {
+    var effects: [Effect] = []
+    var wake = Wake.onEvent
+  }
+
+  /// Fewer paths than this per worker are not worth one more rsync process (about 6 ms of CPU).
+  static let minPathsPerWorker = 64
+  /// Full syncs run this often while degraded (changes may be missed), unless configured otherwise.
+  static let degradedFullSyncInterval = Duration.seconds(60).saturatingNanos
+
+  private struct Running {
+    /// What the transfer sends (claimed), and the queued paths it settles.
+    var sends: [SyncPath]
+    var queued: [SyncPath]
+    /// The backoff generation it started in.
+    var generation: Int
+    var isFullSync: Bool
+  }
+
+  private let settings: Settings
+  private let clock: any DispatchClock
+  private let sender: any TransferSender
+  private let source: any ChangeSource
+  private let kind: (RelativePath) -> ChangeQueue.PathKind
+  private let jitter: () -> Double
+
+  /// Set by the engine while inotify cannot see every change.
+  var degraded = false
+  private var running: [Int: Running] = [:]
+  private var claims = PathClaims()
+  private var nextID = 0
+  /// Set when nothing pending could be placed beside the running transfers; cleared when one ends.
+  private var blocked = false
+  private var needFullSync = true
+  private var firstFullSync = true
+  private var lastFullSync: UInt64
+  private var stopping = false
+  private var failures = 0
+  private var partials = 0
+  /// Bumped at each backoff: failures of transfers started before it are the same outage.
+  private var generation = 0
+  private var retryAt: UInt64?
+
+  /// A dispatcher that starts with a full sync.
+  ///
+  /// `kind` tells what a path is on the source now; `jitter` returns a number in 0...1.
+  init(
+    settings: Settings, clock: any DispatchClock, sender: any TransferSender, source: any ChangeSource,
+    kind: @escaping (RelativePath) -> ChangeQueue.PathKind,
+    jitter: @escaping () -> Double = { Double.random(in: 0...1) }
+  ) {
+    self.settings = settings
+    self.clock = clock
+    self.sender = sender
+    self.source = source
+    self.kind = kind
+    self.jitter = jitter
+    lastFullSync = clock.now
+  }
+
+  /// Takes `events` in order, then starts what can start.
+  mutating func handle(_ events: Event...) -> Step {
+    handle(events)
+  }
+
+  /// Takes `events` in order, then starts what can start.
+  mutating func handle(_ events: [Event]) -> Step {
+    var step = Step()
+    for event in events {
+      switch event {
+      case .wake: break
+      case .fullSyncRequested: needFullSync = true
+      case .finished(let id, let outcome): finish(id, outcome, &step.effects)
+      case .stop: stopping = true
+      }
+    }
+    if !stopping { step.wake = dispatch(&step.effects) }
+    return step
+  }
+
+  /// Starts whatever can start now; returns when to look again.
+  private mutating func dispatch(_ effects: inout [Effect]) -> Wake {
+    let now = clock.now
+    let interval = settings.fullSyncInterval ?? (degraded ? Self.degradedFullSyncInterval : nil)
+    let fullSyncDue = interval.map { lastFullSync.addingReportingOverflow($0) }.map {
+      $0.overflow ? UInt64.max : $0.partialValue
+    }
+    if let fullSyncDue, now >= fullSyncDue { needFullSync = true }
+    if let retryAt, now < retryAt { return .at(retryAt) }
+    if needFullSync {
+      if running.isEmpty { startFullSync(&effects) }
+      return .onEvent
+    }
+    let later = fullSyncDue.map { Wake.at($0) } ?? .onEvent
+    while running.count < settings.workers && !blocked {
+      // At most maxBatchPaths per free worker, oldest first: under a backlog, workers take turns on
+      // bounded batches instead of one taking everything and holding the newest paths until it ends.
+      let free = settings.workers - running.count
+      let (limit, overflow) = settings.maxBatchPaths.multipliedReportingOverflow(by: free)
+      switch source.takeReady(limit: overflow ? .max : limit, delay: settings.batchDelay, now: now) {
+      case .nothing: return later
+      case .notBefore(let due): return .at(min(due, fullSyncDue ?? .max))
+      case .batch(let batch): place(batch)
+      }
+    }
+    return later
+  }
+
+  private mutating func startFullSync(_ effects: inout [Effect]) {
+    if firstFullSync && !degraded { effects.append(.initialSyncStarted) }
+    effects.append(.fullSyncStarted)
+    let id = newID()
+    running[id] = Running(sends: [], queued: source.takeAll(), generation: generation, isFullSync: true)
+    sender.start(Transfer(id: id, work: .fullSync))
+  }
+
+  /// Splits `batch` over the free workers, at most `maxBatchPaths` sends each, and starts them.
+  /// What cannot go now (it overlaps a running transfer, or does not fit) goes back to pending.
+  private mutating func place(_ batch: [SyncPath]) {
+    let sends = ChangeQueue.collapse(batch, kind: kind)
+    let free = settings.workers - running.count
+    let cap = settings.maxBatchPaths
+    let needed = sends.count / cap + (sends.count % cap == 0 ? 0 : 1)
+    let want = min(free, max(1, needed, sends.count / Self.minPathsPerWorker))
+    let (shards, deferred) = ChangeQueue.shard(Array(sends.keys), workers: want, cap: cap, busy: claims)
+    if !deferred.isEmpty { source.requeue(deferred.flatMap { sends[$0] ?? [] }) }
+    if shards.isEmpty { blocked = true }
+    for shard in shards {
+      let id = newID()
+      for p in shard { claims.claim(p, by: id) }
+      running[id] = Running(
+        sends: shard, queued: shard.flatMap { sends[$0] ?? [] }, generation: generation, isFullSync: false)
+      sender.start(Transfer(id: id, work: .paths(shard)))
+    }
+  }
+
+  private mutating func newID() -> Int {
+    defer { nextID += 1 }
+    return nextID
+  }
+
+  /// A transfer ended: releases its paths, marks them done or pending again, settles the outcome.
+  private mutating func finish(_ id: Int, _ outcome: TransferOutcome, _ effects: inout [Effect]) {
+    guard let ended = running.removeValue(forKey: id) else { return }
+    for p in ended.sends { claims.release(p, by: id) }
+    blocked = false
+    if ended.isFullSync { lastFullSync = clock.now }
+    if case .ok = outcome { source.done(ended.queued) } else { source.requeue(ended.queued) }
+    if stopping { return }
+    settle(outcome, generation: ended.generation, &effects)
+    if ended.isFullSync, !outcome.isFailure {
+      needFullSync = false
+      firstFullSync = false
+      effects.append(.fullSyncFinished(outcome))
+    }
+  }
+
+  /// Records an outcome; starts a backoff after a failure, or after repeated partial transfers.
+  private mutating func settle(_ outcome: TransferOutcome, generation started: Int, _ effects: inout [Effect])
+  {
+    effects.append(.finished(outcome))
+    var failed = false
+    switch outcome {
+    case .ok: partials = 0
+    case .partial:
+      // Partial transfers again and again (a file that never reads) back off like failures.
+      partials += 1
+      failed = partials > 3
+    case .failed: failed = true
+    }
+    guard failed else {
+      failures = 0
+      retryAt = nil
+      effects.append(.steady)
+      return
+    }
+    guard started == generation else { return }
+    generation += 1
+    failures += 1
+    let delay = Self.backoff(
+      failures: failures, initial: settings.retryInitial, max: settings.retryMax, jitter: jitter())
+    let (at, overflow) = clock.now.addingReportingOverflow(delay.saturatingNanos)
+    retryAt = overflow ? .max : at
+    effects.append(.backingOff(delay: delay, failures: failures, outcome: outcome))
+  }
+
+  /// Capped exponential backoff: the delay doubles per failure up to `max`; half of it is fixed,
+  /// the other half scaled by `jitter` (0...1).
+  static func backoff(failures: Int, initial: Duration, max maxDelay: Duration, jitter: Double) -> Duration {
+    let first = Swift.max(initial, .milliseconds(10))
+    var d = first
+    for _ in 1..<Swift.min(Swift.max(failures, 1), 30) {
+      d = d * 2
+      if d >= maxDelay { break }
+    }
+    d = Swift.min(d, Swift.max(maxDelay, first))
+    let half = d / 2
+    return half + half * Swift.min(Swift.max(jitter, 0), 1)
+  }
+}
+
+extension TransferOutcome {
+  /// Whether the transfer failed (a partial transfer did not).
+  var isFailure: Bool {
+    if case .failed = self { return true }
+    return false
+  }
+}
