@@ -87,5 +87,5 @@ public struct PortBook: Sendable, Equatable, Codable {
 
 extension FleetError.Code {
   /// A port fleetsync needs is taken by another program on the host.
-  public static let portTaken = FleetError.Code("provision.portTaken")
+  public static let portTaken = FleetError.Code("provision.portTaken", meaning: .failed)
 }
