@@ -70,6 +70,10 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
 
   /// Every status with its summary, one per line, in numeric order: for `--help`.
   public static var helpText: String {
-    "Exit statuses:\n" + allCases.map { "  \($0.rawValue)  \($0.summary)" }.joined(separator: "\n")
+    let lines = allCases.map { status in
+      let number = String(status.rawValue)
+      return "  " + number + String(repeating: " ", count: 5 - number.count) + status.summary
+    }
+    return "Exit statuses:\n" + lines.joined(separator: "\n")
   }
 }

@@ -94,11 +94,16 @@ public final class SSHClient: Sendable {
   }
 
   /// Runs blocking work on a pool thread.
+  ///
+  /// A pool that was shut down refuses work with a `CancellationError`; unless this task was cancelled,
+  /// that is a bug of the caller (``FleetError/Code/internal``), not a cancellation.
   func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     do {
       return try await pool.runIfActive(body)
     } catch let error as FleetError {
       throw error
+    } catch is CancellationError where !Task.isCancelled {
+      throw FleetError(.internal, "the SSH thread pool is not running (client shut down?)")
     } catch {
       throw FleetError.wrap(error, code: .internal, "the SSH thread pool is not running (client shut down?)")
     }

@@ -205,8 +205,9 @@ struct StatusCommand: AsyncParsableCommand {
       }
     }
     let rows: [[String]] = hosts.flatMap { host -> [[String]] in
-      if let error = host.error {
-        return [[host.host, "-", "-", HostOutcome(error).word, "", error.description]]
+      if host.error != nil {
+        let outcome = Self.outcome(host)
+        return [[host.host, "-", "-", outcome.word, "", outcome.detail]]
       }
       if host.services.isEmpty { return [[host.host, "-", "-", "not set up", "", ""]] }
       return host.services.map { s in
