@@ -14,7 +14,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
   case someUnreachable = 3
   /// Both failed and unreachable hosts.
   case failedAndUnreachable = 4
-  /// A usage error: bad arguments or options, or a file they name is unusable. Nothing was touched.
+  /// A usage error: bad arguments or options (e.g. `--limit` naming no host, an unreadable `--hosts`
+  /// file). Nothing was touched.
   case usage = 64
   /// The inventory is invalid (every problem listed as `FILE:LINE:COLUMN`); no host was contacted.
   case invalidInventory = 65
