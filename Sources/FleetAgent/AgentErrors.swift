@@ -2,7 +2,7 @@ import FleetCore
 
 extension FleetError.Code {
   /// The agent's config file or command line is wrong (exit status 64).
-  public static let agentConfig = FleetError.Code("agent.config")
+  public static let agentConfig = FleetError.Code("agent.config", meaning: .invalidInput)
 }
 
 /// The exit statuses of `fleetsync-watch`, documented in docs/watcher.md.

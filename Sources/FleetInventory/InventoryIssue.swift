@@ -39,5 +39,5 @@ public struct InventoryIssues: Error, Sendable, CustomStringConvertible {
 
 extension FleetError.Code {
   /// The inventory is malformed or inconsistent; no host was contacted.
-  public static let invalidInventory = FleetError.Code("inventory.invalid")
+  public static let invalidInventory = FleetError.Code("inventory.invalid", meaning: .invalidInventory)
 }

@@ -118,8 +118,7 @@ extension Provisioner {
   func forgetRemovedInstances(_ ports: PortBook, reports: [HostReport]) throws {
     var book = ports
     for report in reports {
-      if case .failed = report.outcome { continue }
-      if case .unreachable = report.outcome { continue }
+      if !report.outcome.succeeded { continue }
       let services = Set(report.plan?.desired?.services.map(\.name) ?? [])
       book.retain(host: report.host, services: services)
     }

@@ -63,5 +63,5 @@ struct InotifySettings {
 
 extension FleetError.Code {
   /// A source's inotify limits are below what the inventory asks and /proc/sys cannot be written.
-  public static let sysctlReadOnly = FleetError.Code("provision.sysctlReadOnly")
+  public static let sysctlReadOnly = FleetError.Code("provision.sysctlReadOnly", meaning: .failed)
 }

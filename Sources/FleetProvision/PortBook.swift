@@ -129,5 +129,5 @@ extension PortBook {
 
 extension FleetError.Code {
   /// A port fleetsync needs is taken by another program on the host.
-  public static let portTaken = FleetError.Code("provision.portTaken")
+  public static let portTaken = FleetError.Code("provision.portTaken", meaning: .failed)
 }

@@ -2,18 +2,6 @@ import FleetCore
 import FleetInventory
 import Foundation
 
-/// How a run went on one host.
-public enum HostOutcome: Sendable, Equatable {
-  /// Nothing needed changing.
-  case ok
-  /// Changes were made (or, for `plan`, would be).
-  case changed
-  /// Reached, but a step failed.
-  case failed(String)
-  /// Could not be reached or logged into.
-  case unreachable(String)
-}
-
 /// The result for one host.
 public struct HostReport: Sendable {
   /// Host name.
@@ -28,22 +16,10 @@ public struct HostReport: Sendable {
   public var waiting: [String] = []
 }
 
-/// The result of a whole run.
+/// The result of a whole run; its exit status is ``ExitStatus`` of the hosts' outcomes.
 public struct RunReport: Sendable {
   /// Per host, in inventory order.
   public var hosts: [HostReport]
-
-  /// 0 all ok/changed; 2 some failed; 3 some unreachable; 4 both.
-  public var exitCode: Int32 {
-    let failed = hosts.contains { if case .failed = $0.outcome { true } else { false } }
-    let unreachable = hosts.contains { if case .unreachable = $0.outcome { true } else { false } }
-    switch (failed, unreachable) {
-    case (false, false): return 0
-    case (true, false): return 2
-    case (false, true): return 3
-    case (true, true): return 4
-    }
-  }
 }
 
 /// Progress events, for live output.
@@ -208,13 +184,10 @@ public struct Provisioner: Sendable {
     }
   }
 
+  /// The outcome of a host whose work stopped with `error`: what the error's code means (errors that
+  /// are not ``FleetError`` count as a failed step).
   static func outcome(for error: any Error) -> HostOutcome {
-    let fleet = FleetError.wrap(error, code: .remoteStep, "failed")
-    if fleet.code.name.hasPrefix("ssh.") && fleet.code.name != "ssh.remoteCommand" {
-      let reachable = ["ssh.hostKeyUnknown", "ssh.hostKeyChanged", "ssh.auth", "ssh.authRSA"]
-      if !reachable.contains(fleet.code.name) { return .unreachable(fleet.description) }
-    }
-    return .failed(fleet.description)
+    HostOutcome(FleetError.wrap(error, code: .remoteStep, "failed"))
   }
 
   func localWatchBinary() throws -> (path: String, sha256: String)? {

@@ -54,7 +54,7 @@ extension RemoteHost {
 
 extension FleetError.Code {
   /// A provisioning step on a host failed.
-  public static let remoteStep = FleetError.Code("provision.step")
+  public static let remoteStep = FleetError.Code("provision.step", meaning: .failed)
   /// Local controller state (secrets file, state file) is unusable.
-  public static let localState = FleetError.Code("provision.localState")
+  public static let localState = FleetError.Code("provision.localState", meaning: .failed)
 }

@@ -26,8 +26,8 @@ public struct HostStatus: Sendable {
   public var host: String
   /// Role.
   public var role: HostRef.Role
-  /// Reachability problem, if any.
-  public var error: String?
+  /// Why the host could not be read, if it could not (its meaning tells unreachable from failed).
+  public var error: FleetError?
   /// Instances fleetsync runs there (from the manifest).
   public var services: [ServiceStatus]
 }
@@ -42,7 +42,7 @@ extension Provisioner {
       } catch {
         return HostStatus(
           host: ref.name, role: ref.role,
-          error: FleetError.wrap(error, code: .remoteStep, "failed").description,
+          error: FleetError.wrap(error, code: .remoteStep, "failed"),
           services: [])
       }
       let result = await self.status(of: ref, on: host)
@@ -90,7 +90,7 @@ extension Provisioner {
     } catch {
       return HostStatus(
         host: ref.name, role: ref.role,
-        error: FleetError.wrap(error, code: .remoteStep, "failed").description,
+        error: FleetError.wrap(error, code: .remoteStep, "failed"),
         services: [])
     }
   }

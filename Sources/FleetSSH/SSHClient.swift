@@ -8,16 +8,35 @@ import Synchronization
 ///
 /// libssh2 blocks (it polls its socket), so none of its calls may run on Swift's cooperative pool.
 /// Every connection's work runs on a thread of this client's `NIOThreadPool`; size it for the fan-out
-/// (one thread per host that is worked on at once). Call ``shutdown()`` when done.
+/// (one thread per host that is worked on at once). Call ``shutdown()`` when done, or hold the client
+/// with ``withClient(threads:logger:_:)``: a client released without it leaks its threads, which debug
+/// builds report by an assertion (like `NIOThreadPool` itself).
 public final class SSHClient: Sendable {
   let pool: NIOThreadPool
   let logger: Logger
+  private let isShutDown = Atomic(false)
 
   /// Starts a client with `threads` worker threads (at least as many as hosts driven at once).
   public init(threads: Int = 64, logger: Logger = Logger(label: "fleetsync.ssh")) {
     pool = NIOThreadPool(numberOfThreads: max(1, threads))
     pool.start()
     self.logger = logger
+  }
+
+  /// Runs `body` with a new client of `threads` threads and shuts the client down afterwards, also
+  /// when `body` throws: the one way commands hold a client.
+  public static func withClient<T>(
+    threads: Int, logger: Logger = Logger(label: "fleetsync.ssh"), _ body: (SSHClient) async throws -> T
+  ) async rethrows -> T {
+    let client = SSHClient(threads: threads, logger: logger)
+    do {
+      let result = try await body(client)
+      await client.shutdown()
+      return result
+    } catch {
+      await client.shutdown()
+      throw error
+    }
   }
 
   /// Connects, verifies the host key and logs in, within `options.connectTimeout`.
@@ -66,15 +85,25 @@ public final class SSHClient: Sendable {
 
   /// Stops the worker threads once running work finished.
   public func shutdown() async {
+    isShutDown.store(true, ordering: .releasing)
     try? await pool.shutdownGracefully()
   }
 
+  deinit {
+    assert(isShutDown.load(ordering: .acquiring), "SSHClient released without shutdown(): its threads leak")
+  }
+
   /// Runs blocking work on a pool thread.
+  ///
+  /// A pool that was shut down refuses work with a `CancellationError`; unless this task was cancelled,
+  /// that is a bug of the caller (``FleetError/Code/internal``), not a cancellation.
   func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     do {
       return try await pool.runIfActive(body)
     } catch let error as FleetError {
       throw error
+    } catch is CancellationError where !Task.isCancelled {
+      throw FleetError(.internal, "the SSH thread pool is not running (client shut down?)")
     } catch {
       throw FleetError.wrap(error, code: .internal, "the SSH thread pool is not running (client shut down?)")
     }

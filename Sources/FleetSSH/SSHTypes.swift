@@ -1,4 +1,5 @@
 import FleetCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -157,25 +158,26 @@ public struct ExecResult: Sendable, Equatable {
 
 extension FleetError.Code {
   /// The TCP connection was refused or failed (no sshd on that port?).
-  public static let sshConnect = FleetError.Code("ssh.connect")
-  /// The host did not answer at all (no route, or no answer before the connect deadline).
-  public static let sshUnreachable = FleetError.Code("ssh.unreachable")
-  /// An SSH operation ran past its deadline.
-  public static let sshTimeout = FleetError.Code("ssh.timeout")
+  public static let sshConnect = FleetError.Code("ssh.connect", meaning: .unreachable)
+  /// The host could not be reached: no route, no answer before the connect deadline, or the connection
+  /// failed or timed out during the SSH handshake or login.
+  public static let sshUnreachable = FleetError.Code("ssh.unreachable", meaning: .unreachable)
+  /// An operation on a logged-in connection ran past its deadline (the remote command is killed).
+  public static let sshTimeout = FleetError.Code("ssh.timeout", meaning: .failed)
   /// The host is not in `known_hosts` and the policy is `strict`.
-  public static let sshHostKeyUnknown = FleetError.Code("ssh.hostKeyUnknown")
+  public static let sshHostKeyUnknown = FleetError.Code("ssh.hostKeyUnknown", meaning: .auth)
   /// The host's key differs from the one recorded in `known_hosts`.
-  public static let sshHostKeyChanged = FleetError.Code("ssh.hostKeyChanged")
+  public static let sshHostKeyChanged = FleetError.Code("ssh.hostKeyChanged", meaning: .auth)
   /// The server refused the credentials, or they could not be loaded.
-  public static let sshAuth = FleetError.Code("ssh.auth")
+  public static let sshAuth = FleetError.Code("ssh.auth", meaning: .auth)
   /// The server refused an RSA key: libssh2 1.10 cannot sign with rsa-sha2 for OpenSSH >= 8.8.
-  public static let sshAuthRSA = FleetError.Code("ssh.authRSA")
-  /// SSH handshake or protocol failure (no common algorithms, bad packet).
-  public static let sshProtocol = FleetError.Code("ssh.protocol")
+  public static let sshAuthRSA = FleetError.Code("ssh.authRSA", meaning: .auth)
+  /// The SSH handshake failed: no common algorithms, a bad packet, or no usable host key offered.
+  public static let sshProtocol = FleetError.Code("ssh.protocol", meaning: .unreachable)
   /// A channel (exec session) could not be opened or failed.
-  public static let sshChannel = FleetError.Code("ssh.channel")
-  /// An SFTP operation failed.
-  public static let sshSFTP = FleetError.Code("ssh.sftp")
-  /// The connection dropped before the operation finished.
-  public static let sshConnectionLost = FleetError.Code("ssh.connectionLost")
+  public static let sshChannel = FleetError.Code("ssh.channel", meaning: .failed)
+  /// An SFTP operation failed (permission denied, no space left, no such directory, ...).
+  public static let sshSFTP = FleetError.Code("ssh.sftp", meaning: .failed)
+  /// A logged-in connection dropped before the operation finished; it may have partly happened.
+  public static let sshConnectionLost = FleetError.Code("ssh.connectionLost", meaning: .failed)
 }

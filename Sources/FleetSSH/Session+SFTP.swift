@@ -208,7 +208,9 @@ extension Session {
     switch status {
     case UInt(LIBSSH2_FX_NO_SUCH_FILE): return "no such file"
     case UInt(LIBSSH2_FX_PERMISSION_DENIED): return "permission denied"
-    case UInt(LIBSSH2_FX_FAILURE): return "failure (e.g. the directory does not exist, or the file exists)"
+    // OpenSSH's sftp-server (SFTP v3) reports every errno it has no status for as a bare failure.
+    case UInt(LIBSSH2_FX_FAILURE):
+      return "failure (the server gives no reason; e.g. no space left on the device, or the file exists)"
     case UInt(LIBSSH2_FX_NO_SUCH_PATH): return "no such directory"
     case UInt(LIBSSH2_FX_FILE_ALREADY_EXISTS): return "file already exists"
     case UInt(LIBSSH2_FX_WRITE_PROTECT): return "read-only file system"

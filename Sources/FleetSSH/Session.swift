@@ -37,6 +37,9 @@ final class Session {
   private var sftpHandle: OpaquePointer?
   /// Set once the transport failed (timeout mid-protocol, socket error); later calls fail fast.
   var brokenReason: FleetError?
+  /// Whether authentication succeeded. Before it, a timeout or a failed transport means the host is
+  /// unreachable (nothing was done there); after it, that an operation on a reachable host failed.
+  private(set) var loggedIn = false
 
   private init(endpoint: SSHEndpoint, raw: OpaquePointer, fd: Int32, keepalive: Bool, logger: Logger) {
     self.endpoint = endpoint
@@ -75,15 +78,16 @@ final class Session {
       _ = try session.retry(control, deadline, what: "SSH handshake", code: .sshProtocol) {
         libssh2_session_handshake(raw, fd)
       }
-    } catch let error as FleetError where error.code == .sshTimeout {
+    } catch let error as FleetError where error.code == .sshUnreachable && deadline.hasPassed {
       throw FleetError(
-        .sshTimeout,
+        .sshUnreachable,
         "SSH handshake with \(endpoint) did not finish within \(deadline.limitText): the port answers but "
           + "not like an SSH server, or the host is overloaded")
     }
     try HostKeyVerifier.verify(
       session: session, file: options.knownHostsFile, policy: options.hostKeyPolicy)
     try Authenticator.authenticate(session, identity: options.identity, control: control, deadline: deadline)
+    session.loggedIn = true
     if options.keepaliveInterval > .zero {
       let seconds = max(1, options.keepaliveInterval.components.seconds)
       libssh2_keepalive_config(raw, 1, UInt32(clamping: seconds))
@@ -192,12 +196,13 @@ final class Session {
       || rc == LIBSSH2_ERROR_BANNER_SEND || rc == LIBSSH2_ERROR_SOCKET_NONE
   }
 
-  /// Turns a libssh2 failure into a ``FleetError``; transport failures mark the session broken.
+  /// Turns a libssh2 failure into a ``FleetError``; transport failures mark the session broken and
+  /// are ``FleetError/Code/sshUnreachable`` before login, ``FleetError/Code/sshConnectionLost`` after.
   func failure(_ rc: Int32, what: String, code: FleetError.Code) -> FleetError {
     let detail = lastError().message
     if Session.isTransportError(rc) {
       let error = FleetError(
-        .sshConnectionLost,
+        loggedIn ? .sshConnectionLost : .sshUnreachable,
         "connection to \(endpoint) was lost during \(what) (\(detail)): check the host and network, then retry"
       )
       brokenReason = error
@@ -250,7 +255,8 @@ final class Session {
   }
 
   /// Waits until the socket is ready in the direction libssh2 is blocked on, the deadline passes
-  /// (``FleetError/Code/sshTimeout``) or the operation is cancelled (``FleetError/Code/cancelled``).
+  /// (``FleetError/Code/sshTimeout``; before login ``FleetError/Code/sshUnreachable``) or the operation
+  /// is cancelled (``FleetError/Code/cancelled``).
   ///
   /// Sends keepalives while idle. Never spins: `poll` sleeps until the socket, the cancel eventfd or
   /// a timeout (deadline or next keepalive) wakes it.
@@ -264,11 +270,10 @@ final class Session {
       if control.isCancelled { throw FleetError(.cancelled, "\(what()) on \(endpoint) was cancelled") }
       var timeout = deadline.remainingMilliseconds
       if timeout == 0 {
-        let error = FleetError(
-          .sshTimeout,
+        throw FleetError(
+          loggedIn ? .sshTimeout : .sshUnreachable,
           "\(what()) on \(endpoint) did not finish within \(deadline.limitText): the host or network may be "
             + "down or overloaded; retry or raise the timeout")
-        throw error
       }
       if keepaliveEnabled && directions & LIBSSH2_SESSION_BLOCK_OUTBOUND == 0 && socketWritable() {
         var next: Int32 = 0

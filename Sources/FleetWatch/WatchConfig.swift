@@ -44,17 +44,17 @@ public struct WatchConfig: Sendable {
 
 extension FleetError.Code {
   /// The source directory is missing, not a directory, or unreadable.
-  public static let watchSource = FleetError.Code("watch.source")
+  public static let watchSource = FleetError.Code("watch.source", meaning: .invalidInput)
   /// The password file is missing, unreadable, or readable by others.
-  public static let watchPasswordFile = FleetError.Code("watch.passwordFile")
+  public static let watchPasswordFile = FleetError.Code("watch.passwordFile", meaning: .invalidInput)
   /// The state directory (journal) cannot be created or written.
-  public static let watchState = FleetError.Code("watch.state")
+  public static let watchState = FleetError.Code("watch.state", meaning: .failed)
   /// inotify could not be set up, or its events cannot be waited for (`poll` keeps failing).
-  public static let watchInotify = FleetError.Code("watch.inotify")
+  public static let watchInotify = FleetError.Code("watch.inotify", meaning: .failed)
   /// The daemon refused the user name or password.
-  public static let watchAuth = FleetError.Code("watch.auth")
+  public static let watchAuth = FleetError.Code("watch.auth", meaning: .auth)
   /// The daemon could not be reached or timed out.
-  public static let watchUnreachable = FleetError.Code("watch.unreachable")
+  public static let watchUnreachable = FleetError.Code("watch.unreachable", meaning: .unreachable)
   /// rsync failed for another reason.
-  public static let watchRsync = FleetError.Code("watch.rsync")
+  public static let watchRsync = FleetError.Code("watch.rsync", meaning: .failed)
 }

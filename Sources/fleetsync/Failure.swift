@@ -1,39 +1,10 @@
 import ArgumentParser
 import FleetCore
 import FleetInventory
-import FleetSSH
 import Foundation
 
-/// Maps a ``FleetError`` to what the user sees and the exit status, in one place.
+/// Prints what stopped a command; the exit status comes from ``ExitStatus``, the one mapping.
 enum Failure {
-  /// The exit status for an error code.
-  static func exitCode(for error: FleetError) -> Int32 {
-    switch error.code {
-    case .invalidInventory: 65
-    case .invalidInput: 64
-    case .cancelled: 130
-    default: 1
-    }
-  }
-
-  /// How a per-host error counts in a recap: hosts we could not reach at all are "unreachable".
-  static func hostOutcome(for error: FleetError) -> HostOutcome {
-    switch error.code {
-    case .sshUnreachable, .sshConnect: .unreachable
-    default: .failed
-    }
-  }
-
-  /// The exit status of a multi-host run: 0 all ok, 2 some failed, 3 some unreachable, 4 both.
-  static func exitCode(failed: Bool, unreachable: Bool) -> Int32 {
-    switch (failed, unreachable) {
-    case (false, false): 0
-    case (true, false): 2
-    case (false, true): 3
-    case (true, true): 4
-    }
-  }
-
   /// Prints `error` (every inventory issue on its own line) to stderr and returns the exit code to throw.
   static func report(_ error: FleetError) -> ExitCode {
     var text = "fleetsync: error: \(error.message)\n"
@@ -43,7 +14,7 @@ enum Failure {
       text += "  cause: \(cause)\n"
     }
     FileHandle.standardError.write(Data(text.utf8))
-    return ExitCode(exitCode(for: error))
+    return ExitCode(ExitStatus(error).rawValue)
   }
 }
 
@@ -56,9 +27,32 @@ func reportingFailures<T>(_ body: () async throws -> T) async throws -> T {
   }
 }
 
-/// The outcome of one host in a multi-host run.
-enum HostOutcome {
-  case ok
-  case failed
-  case unreachable
+extension ExitStatus {
+  /// Returns for ``ExitStatus/ok``; otherwise ends the command with this status.
+  func throwIfNotOK() throws {
+    if self != .ok { throw ExitCode(rawValue) }
+  }
+}
+
+/// The recap lines of multi-host commands, from their hosts' outcomes.
+enum HostRecap {
+  /// `recap: A ok, B failed, C unreachable, D auth`, the line of `exec` and `push`.
+  static func line(_ outcomes: [HostOutcome]) -> String {
+    let counts = count(outcomes)
+    return "recap: "
+      + ["ok", "failed", "unreachable", "auth"].map { "\(counts[$0] ?? 0) \($0)" }
+      .joined(separator: ", ")
+  }
+
+  /// `VERB: ok=A changed=B failed=C unreachable=D auth=E`, the line of `plan`, `up` and `down`.
+  static func line(_ outcomes: [HostOutcome], verb: String) -> String {
+    let counts = count(outcomes)
+    return "\(verb): "
+      + ["ok", "changed", "failed", "unreachable", "auth"].map { "\($0)=\(counts[$0] ?? 0)" }
+      .joined(separator: " ")
+  }
+
+  private static func count(_ outcomes: [HostOutcome]) -> [String: Int] {
+    outcomes.reduce(into: [:]) { $0[$1.word, default: 0] += 1 }
+  }
 }

@@ -65,29 +65,21 @@ final class ProgressPrinter: Sendable {
 }
 
 enum Recap {
+  /// Prints one line per host (outcome and what changed or went wrong), then the counts.
   static func print(_ report: RunReport, verb: String) {
     let width = max(4, report.hosts.map(\.host.count).max() ?? 4)
-    var counts: [String: Int] = [:]
     Swift.print("")
     for host in report.hosts {
-      let (word, detail): (String, String)
-      switch host.outcome {
-      case .ok: (word, detail) = ("ok", "")
-      case .changed: (word, detail) = ("changed", summary(host.plan))
-      case .failed(let why): (word, detail) = ("failed", why)
-      case .unreachable(let why): (word, detail) = ("unreachable", why)
-      }
-      counts[word, default: 0] += 1
+      let detail = host.outcome == .changed ? summary(host.plan) : host.outcome.detail
       let note = host.waiting.isEmpty ? "" : " (\(host.waiting.count) waiting for an unreachable backup)"
       Swift.print(
         host.host.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
-          + word.padding(toLength: 11, withPad: " ", startingAt: 0) + " " + detail + note)
+          + host.outcome.word.padding(toLength: 11, withPad: " ", startingAt: 0) + " " + detail + note)
       for warning in host.plan?.desired?.warnings ?? [] {
         Swift.print(String(repeating: " ", count: width + 2) + "warning: " + warning)
       }
     }
-    let order = ["ok", "changed", "failed", "unreachable"]
-    Swift.print("\n\(verb): " + order.map { "\($0)=\(counts[$0] ?? 0)" }.joined(separator: " "))
+    Swift.print("\n" + HostRecap.line(report.hosts.map(\.outcome), verb: verb))
   }
 
   static func summary(_ plan: HostPlan?) -> String {
@@ -133,7 +125,8 @@ enum Recap {
 struct PlanCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "plan",
-    abstract: "Show what `up` would change on each host (diffs, secrets masked); change nothing.")
+    abstract: "Show what `up` would change on each host (diffs, secrets masked); change nothing.",
+    discussion: ExitStatus.helpText)
 
   @OptionGroup var common: InventoryOptions
   @Option(help: "The fleetsync-watch binary to install (default: beside this program).")
@@ -146,13 +139,14 @@ struct PlanCommand: AsyncParsableCommand {
     let report = try await runProvisioner(inventory, options) { try await $0.plan() }
     Recap.printPlan(report)
     Recap.print(report, verb: "plan")
-    if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    try ExitStatus(report.hosts.map(\.outcome)).throwIfNotOK()
   }
 }
 
 struct UpCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "up", abstract: "Set up hot backup on every host of the inventory (idempotent).")
+    commandName: "up", abstract: "Set up hot backup on every host of the inventory (idempotent).",
+    discussion: ExitStatus.helpText)
 
   @OptionGroup var common: InventoryOptions
   @Flag(help: "Show the plan instead of applying it (same as `fleetsync plan`).")
@@ -172,14 +166,15 @@ struct UpCommand: AsyncParsableCommand {
     }
     if dryRun { Recap.printPlan(report) }
     Recap.print(report, verb: dryRun ? "plan" : "up")
-    if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    try ExitStatus(report.hosts.map(\.outcome)).throwIfNotOK()
   }
 }
 
 struct DownCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "down",
-    abstract: "Stop and remove everything fleetsync made; restore changed settings. Backup data is kept.")
+    abstract: "Stop and remove everything fleetsync made; restore changed settings. Backup data is kept.",
+    discussion: ExitStatus.helpText)
 
   @OptionGroup var common: InventoryOptions
   @Flag(help: "Also delete the backup data directories (module paths). Cannot be undone.")
@@ -191,34 +186,34 @@ struct DownCommand: AsyncParsableCommand {
     options.deleteData = deleteData
     let report = try await runProvisioner(inventory, options) { try await $0.down() }
     Recap.print(report, verb: "down")
-    if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    try ExitStatus(report.hosts.map(\.outcome)).throwIfNotOK()
   }
 }
 
 struct StatusCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "status", abstract: "Show every instance of the fleet: running, healthy, replication lag.")
+    commandName: "status", abstract: "Show every instance of the fleet: running, healthy, replication lag.",
+    discussion: "A host with an instance that is not healthy counts as failed.\n\n" + ExitStatus.helpText)
 
   @OptionGroup var common: InventoryOptions
 
   func run() async throws {
     let inventory = try common.load()
-    let client = SSHClient(threads: max(8, min(common.forks, 128)))
+    let options = common.options()
     let hosts = try await reportingFailures {
-      let provisioner = try Provisioner(
-        inventory: inventory, connector: SSHHostConnector(client: client), options: common.options())
-      return await provisioner.status()
+      try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
+        let provisioner = try Provisioner(
+          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
+        return await provisioner.status()
+      }
     }
-    await client.shutdown()
-    var bad = false
     let rows: [[String]] = hosts.flatMap { host -> [[String]] in
-      if let error = host.error {
-        bad = true
-        return [[host.host, "-", "-", "unreachable", "", error]]
+      if host.error != nil {
+        let outcome = Self.outcome(host)
+        return [[host.host, "-", "-", outcome.word, "", outcome.detail]]
       }
       if host.services.isEmpty { return [[host.host, "-", "-", "not set up", "", ""]] }
       return host.services.map { s in
-        if !s.healthy { bad = true }
         let state = s.healthy ? "healthy" : (s.running ? "unhealthy" : "down")
         let lag = s.lagSeconds.map { String(format: "%.1fs", $0) } ?? (s.service.kind == .watch ? "0s" : "")
         return [host.host, s.service.description, String(s.port), state, lag, s.detail]
@@ -232,7 +227,14 @@ struct StatusCommand: AsyncParsableCommand {
         zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
       )
     }
-    if bad { throw ExitCode(2) }
+    try ExitStatus(hosts.map(Self.outcome)).throwIfNotOK()
+  }
+
+  /// A host is ok when it could be read and every instance on it is healthy.
+  static func outcome(_ host: HostStatus) -> HostOutcome {
+    if let error = host.error { return HostOutcome(error) }
+    let unhealthy = host.services.filter { !$0.healthy }.map(\.service.description)
+    return unhealthy.isEmpty ? .ok : .failed("not healthy: \(unhealthy.joined(separator: ", "))")
   }
 }
 
@@ -240,23 +242,14 @@ struct StatusCommand: AsyncParsableCommand {
 func runProvisioner(
   _ inventory: Inventory, _ options: ProvisionOptions, _ body: (Provisioner) async throws -> RunReport
 ) async throws -> RunReport {
-  let client = SSHClient(threads: max(8, min(options.forks * 2, 128)))
   let progress = ProgressPrinter(total: inventory.hosts.count)
-  do {
-    let provisioner = try Provisioner(
-      inventory: inventory, connector: SSHHostConnector(client: client), options: options,
-      progress: { progress($0) })
-    let report = try await body(provisioner)
-    progress.finish()
-    await client.shutdown()
-    return report
-  } catch let error as FleetError {
-    progress.finish()
-    await client.shutdown()
-    throw Failure.report(error)
-  } catch {
-    progress.finish()
-    await client.shutdown()
-    throw error
+  return try await reportingFailures {
+    try await SSHClient.withClient(threads: max(8, min(options.forks * 2, 128))) { client in
+      defer { progress.finish() }
+      let provisioner = try Provisioner(
+        inventory: inventory, connector: SSHHostConnector(client: client), options: options,
+        progress: { progress($0) })
+      return try await body(provisioner)
+    }
   }
 }

@@ -93,9 +93,11 @@ struct ExecCommand: AsyncParsableCommand {
     commandName: "exec",
     abstract: "Run a shell command on many hosts in parallel.",
     discussion: """
-      Prints each host's output under a header line, then a recap. Exit codes: 0 all ok; 2 some host \
-      failed (non-zero exit, timeout, refused login); 3 some host unreachable; 4 both.
-      """)
+      Prints each host's output under a header line, then a recap. A host counts as failed when the \
+      command exits non-zero, runs past --timeout or loses its connection; as auth when the login or \
+      the host key is refused; as unreachable when no SSH session came about (nothing ran there).
+
+      """ + ExitStatus.helpText)
 
   @OptionGroup var hosts: HostOptions
 
@@ -109,30 +111,26 @@ struct ExecCommand: AsyncParsableCommand {
     try await reportingFailures {
       let endpoints = try hosts.endpoints()
       let options = try hosts.sshOptions()
-      let client = SSHClient(threads: min(max(hosts.forks, 1), 256))
-      let results = await client.fanOut(endpoints, options: options, window: hosts.forks) { connection in
-        try await connection.exec(commandLine)
+      let results = await SSHClient.withClient(threads: min(max(hosts.forks, 1), 256)) { client in
+        await client.fanOut(endpoints, options: options, window: hosts.forks) { connection in
+          try await connection.exec(commandLine)
+        }
       }
-      await client.shutdown()
-      var recap = HostRecap()
-      for (endpoint, result) in results {
+      let outcomes = results.map { endpoint, result -> HostOutcome in
         switch result {
         case .success(let output):
-          let ok = output.succeeded
           let status = output.exitSignal.map { "signal \($0)" } ?? "exit \(output.exitStatus)"
           say("==> \(endpoint) (\(status))")
           FileHandle.standardOutput.write(Data(output.stdout))
           if !output.stdout.isEmpty && output.stdout.last != UInt8(ascii: "\n") { say("") }
           FileHandle.standardError.write(Data(output.stderr))
-          recap.add(ok ? .ok : .failed)
+          return output.succeeded ? .ok : .failed(status)
         case .failure(let error):
-          say("==> \(endpoint) (error \(error.code))")
-          FileHandle.standardError.write(Data("fleetsync: \(error.message)\n".utf8))
-          recap.add(Failure.hostOutcome(for: error))
+          return reportHostError(endpoint, error)
         }
       }
-      recap.print()
-      if recap.exitCode != 0 { throw ExitCode(recap.exitCode) }
+      say(HostRecap.line(outcomes))
+      try ExitStatus(outcomes).throwIfNotOK()
     }
   }
 }
@@ -141,7 +139,11 @@ struct PushCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "push",
     abstract: "Upload a file to many hosts atomically (temp file, fsync, rename).",
-    discussion: "Exit codes as for exec: 0 all ok; 2 some failed; 3 some unreachable; 4 both.")
+    discussion: """
+      Hosts count as for exec; an upload that the host refuses (permission denied, no space left) is \
+      failed.
+
+      """ + ExitStatus.helpText)
 
   @OptionGroup var hosts: HostOptions
 
@@ -162,50 +164,34 @@ struct PushCommand: AsyncParsableCommand {
     try await reportingFailures {
       let endpoints = try hosts.endpoints()
       let options = try hosts.sshOptions()
-      let client = SSHClient(threads: min(max(hosts.forks, 1), 256))
       let (local, remote, owner, group) = (localFile, remotePath, owner, group)
-      let results = await client.fanOut(endpoints, options: options, window: hosts.forks) { connection in
-        try await connection.uploadFile(
-          localPath: local, to: remote, mode: modeValue, owner: owner, group: group)
+      let results = await SSHClient.withClient(threads: min(max(hosts.forks, 1), 256)) { client in
+        await client.fanOut(endpoints, options: options, window: hosts.forks) { connection in
+          try await connection.uploadFile(
+            localPath: local, to: remote, mode: modeValue, owner: owner, group: group)
+        }
       }
-      await client.shutdown()
-      var recap = HostRecap()
-      for (endpoint, result) in results {
+      let outcomes = results.map { endpoint, result -> HostOutcome in
         switch result {
         case .success:
           say("==> \(endpoint) ok")
-          recap.add(.ok)
+          return .ok
         case .failure(let error):
-          say("==> \(endpoint) (error \(error.code))")
-          FileHandle.standardError.write(Data("fleetsync: \(error.message)\n".utf8))
-          recap.add(Failure.hostOutcome(for: error))
+          return reportHostError(endpoint, error)
         }
       }
-      recap.print()
-      if recap.exitCode != 0 { throw ExitCode(recap.exitCode) }
+      say(HostRecap.line(outcomes))
+      try ExitStatus(outcomes).throwIfNotOK()
     }
   }
 }
 
-/// Counts per-host outcomes and turns them into the recap line and exit code.
-struct HostRecap {
-  var ok = 0
-  var failed = 0
-  var unreachable = 0
-
-  mutating func add(_ outcome: HostOutcome) {
-    switch outcome {
-    case .ok: ok += 1
-    case .failed: failed += 1
-    case .unreachable: unreachable += 1
-    }
-  }
-
-  var exitCode: Int32 { Failure.exitCode(failed: failed > 0, unreachable: unreachable > 0) }
-
-  func print() {
-    say("recap: \(ok) ok, \(failed) failed, \(unreachable) unreachable")
-  }
+/// Prints a host's error under its header line and returns its outcome.
+func reportHostError(_ endpoint: SSHEndpoint, _ error: FleetError) -> HostOutcome {
+  let outcome = HostOutcome(error)
+  say("==> \(endpoint) (\(outcome.word): \(error.code))")
+  FileHandle.standardError.write(Data("fleetsync: \(error.message)\n".utf8))
+  return outcome
 }
 
 /// Writes a line to stdout unbuffered, so it stays in order with raw output written the same way.

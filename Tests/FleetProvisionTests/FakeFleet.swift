@@ -89,13 +89,8 @@ struct FakeFleet {
 }
 
 extension HostReport {
-  /// Why the host did not come through (failed or unreachable), nil when it did.
-  var failure: String? {
-    switch outcome {
-    case .failed(let why), .unreachable(let why): why
-    case .ok, .changed: nil
-    }
-  }
+  /// Why the host did not come through (failed, auth or unreachable), nil when it did.
+  var failure: String? { outcome.succeeded ? nil : outcome.detail }
 }
 
 extension FakeRemoteHost.Machine {

@@ -201,7 +201,8 @@ struct FakeConnector: HostConnector {
 
   func connect(_ host: HostRef) async throws -> any RemoteHost {
     guard !unreachable.contains(host.name), let fake = hosts[host.name] else {
-      throw FleetError(FleetError.Code("ssh.unreachable"), "\(host.name): no route to host (fake)")
+      throw FleetError(
+        FleetError.Code("ssh.unreachable", meaning: .unreachable), "\(host.name): no route to host (fake)")
     }
     return fake
   }

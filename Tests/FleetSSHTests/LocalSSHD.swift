@@ -44,8 +44,10 @@ final class LocalSSHD: Sendable {
     try Self.sh("ssh-keygen -q -t ecdsa -N '\(ecdsaPassphrase)' -f \(ecdsaKey)")
     try Self.sh("ssh-keygen -q -t rsa -b 2048 -N '' -f \(rsaKey)")
     try Self.sh("ssh-keygen -q -t ed25519 -N '' -f \(wrongKey)")
+    // sshd reads authorized_keys as the user logging in: `nobody` (an unprivileged login) needs to reach it.
     try Self.sh(
-      "cat \(clientKey).pub \(ecdsaKey).pub \(rsaKey).pub > \(directory)/authorized_keys; mkdir -p /run/sshd")
+      "cat \(clientKey).pub \(ecdsaKey).pub \(rsaKey).pub > \(directory)/authorized_keys; mkdir -p /run/sshd; "
+        + "chmod 755 \(directory); chmod 644 \(directory)/authorized_keys")
     var chosen = 0
     var keeper: Int32 = -1
     for _ in 0..<20 {

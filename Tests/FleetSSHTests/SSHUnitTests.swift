@@ -85,3 +85,30 @@ struct KeyFileTests {
     #expect(!blob.isEmpty)
   }
 }
+
+@Suite struct SSHClientScopeTests {
+  /// Runs a body that throws, and hands back the client it was given.
+  func clientOfAThrowingBody() async -> SSHClient? {
+    var given: SSHClient?
+    do {
+      try await SSHClient.withClient(threads: 1) { client in
+        given = client
+        throw FleetError(.invalidInput, "--limit names nope")
+      }
+    } catch {
+      #expect((error as? FleetError)?.code == .invalidInput, "the body's error comes through")
+    }
+    return given
+  }
+
+  @Test func theClientIsShutDownWhenTheBodyThrows() async throws {
+    let client = try #require(await clientOfAThrowingBody())
+    let options = SSHOptions(identity: .agent, knownHostsFile: "/dev/null", connectTimeout: .seconds(1))
+    let error = await #expect(throws: FleetError.self) {
+      try await client.connect(SSHEndpoint(host: "127.0.0.1", port: 1), options: options)
+    }
+    // Work refused by the stopped pool is a bug of the caller, not a cancellation (which would exit 130).
+    #expect(error?.code == .internal, "\(String(describing: error))")
+    #expect(error?.message.contains("not running") == true, "\(String(describing: error))")
+  }
+}

@@ -390,9 +390,9 @@ public struct TestFleet: Sendable {
 
 extension FleetError.Code {
   /// A `scripts/testfleet` command failed, or the fleet it describes is missing or unreadable.
-  public static let testFleetScript = FleetError.Code("testfleet.script")
+  public static let testFleetScript = FleetError.Code("testfleet.script", meaning: .failed)
   /// This machine cannot run a test fleet (not root, tools missing, script not found).
-  public static let testFleetUnsupported = FleetError.Code("testfleet.unsupported")
+  public static let testFleetUnsupported = FleetError.Code("testfleet.unsupported", meaning: .failed)
 }
 
 /// The layout of `$STATE/fleet.json` as `scripts/testfleet` writes it.

@@ -301,11 +301,27 @@ struct SSHFleetTests {
     #expect(unreachable.status == 3)
     #expect(unreachable.stdout.contains("recap: 2 ok, 0 failed, 1 unreachable"))
     #expect(unreachable.stderr.contains("root@\(fleet.unusedAddress):22"))
+    // A deadline after login is a failed host, not an unreachable one.
+    let late = try CLI.run("fleetsync", ["exec"] + common + ["--timeout", "3", "--", "sleep 30"])
+    #expect(late.status == 2, "\(late.stdout)\(late.stderr)")
+    #expect(late.stdout.contains("recap: 0 ok, 2 failed, 0 unreachable, 0 auth"), "\(late.stdout)")
+    // A refused login is auth, and exits like a failed host.
+    let wrong = NSTemporaryDirectory() + "fleetsync-wrong-\(UUID().uuidString)"
+    try shell("ssh-keygen -q -t ed25519 -N '' -f \(wrong)")
+    defer { _ = try? shell("rm -f \(wrong) \(wrong).pub") }
+    let refused = try CLI.run(
+      "fleetsync", ["exec", "--identity", wrong] + common.dropFirst(2) + ["--", "true"])
+    #expect(refused.status == 2, "\(refused.stdout)\(refused.stderr)")
+    #expect(refused.stdout.contains("recap: 0 ok, 0 failed, 0 unreachable, 2 auth"), "\(refused.stdout)")
     let local = NSTemporaryDirectory() + "fleetsync-push-\(UUID().uuidString)"
     try Data("pushed\n".utf8).write(to: URL(fileURLWithPath: local))
     defer { try? FileManager.default.removeItem(atPath: local) }
     let push = try CLI.run("fleetsync", ["push"] + common + [local, "/srv/pushed", "--mode", "0640"])
     #expect(push.status == 0)
+    // An upload the logged-in host refuses is a failed host.
+    let refusedUpload = try CLI.run("fleetsync", ["push"] + common + [local, "/nonexistent-dir/pushed"])
+    #expect(refusedUpload.status == 2, "\(refusedUpload.stdout)\(refusedUpload.stderr)")
+    #expect(refusedUpload.stdout.contains("recap: 0 ok, 2 failed, 0 unreachable, 0 auth"))
     for index in [1, 2] {
       let check = try fleet.run(
         on: fleet.node(index), "cat /srv/pushed; stat -c %a /srv/pushed; rm -f /srv/pushed")
