@@ -207,29 +207,9 @@ struct StatusCommand: AsyncParsableCommand {
       return await provisioner.status()
     }
     await client.shutdown()
-    var bad = false
-    let rows: [[String]] = hosts.flatMap { host -> [[String]] in
-      if let error = host.error {
-        bad = true
-        return [[host.host, "-", "-", "unreachable", "", error]]
-      }
-      if host.services.isEmpty { return [[host.host, "-", "-", "not set up", "", ""]] }
-      return host.services.map { s in
-        if !s.healthy { bad = true }
-        let state = s.healthy ? "healthy" : (s.running ? "unhealthy" : "down")
-        let lag = s.lagSeconds.map { String(format: "%.1fs", $0) } ?? (s.service.kind == .watch ? "0s" : "")
-        return [host.host, s.service.description, String(s.port), state, lag, s.detail]
-      }
-    }
-    let header = ["HOST", "INSTANCE", "PORT", "STATE", "LAG", "DETAIL"]
-    let all = [header] + rows
-    let widths = (0..<header.count).map { col in all.map { $0[col].count }.max() ?? 0 }
-    for row in all {
-      print(
-        zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-      )
-    }
-    if bad { throw ExitCode(2) }
+    let table = StatusTable.render(hosts)
+    for line in table.lines { print(line) }
+    if !table.allHealthy { throw ExitCode(2) }
   }
 }
 

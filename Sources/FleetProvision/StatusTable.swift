@@ -1,0 +1,29 @@
+import Foundation
+
+/// What `fleetsync status` prints: a header and one row per instance, in aligned columns.
+public enum StatusTable {
+  /// The table's lines, and whether every host answered and every instance is healthy.
+  public static func render(_ hosts: [HostStatus]) -> (lines: [String], allHealthy: Bool) {
+    var allHealthy = true
+    let rows: [[String]] = hosts.flatMap { host -> [[String]] in
+      if let error = host.error {
+        allHealthy = false
+        return [[host.host, "-", "-", "unreachable", "", error]]
+      }
+      if host.services.isEmpty { return [[host.host, "-", "-", "not set up", "", ""]] }
+      return host.services.map { s in
+        if !s.healthy { allHealthy = false }
+        let state = s.healthy ? "healthy" : (s.running ? "unhealthy" : "down")
+        let lag = s.lagSeconds.map { String(format: "%.1fs", $0) } ?? (s.service.kind == .watch ? "0s" : "")
+        return [host.host, s.service.description, String(s.port), state, lag, s.detail]
+      }
+    }
+    let header = ["HOST", "INSTANCE", "PORT", "STATE", "LAG", "DETAIL"]
+    let all = [header] + rows
+    let widths = (0..<header.count).map { col in all.map { $0[col].count }.max() ?? 0 }
+    let lines = all.map { row in
+      zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+    }
+    return (lines, allHealthy)
+  }
+}
