@@ -1,6 +1,9 @@
 import Foundation
 
 /// What `fleetsync status` prints: a header and one row per instance, in aligned columns.
+///
+/// Watchers show their replication lag and queue depth (paths waiting to be sent; `-` when the
+/// watcher's `/status` could not be read); rsync daemons leave both empty.
 public enum StatusTable {
   /// The table's lines, and whether every host answered and every instance is healthy.
   public static func render(_ hosts: [HostStatus]) -> (lines: [String], allHealthy: Bool) {
@@ -8,17 +11,19 @@ public enum StatusTable {
     let rows: [[String]] = hosts.flatMap { host -> [[String]] in
       if let error = host.error {
         allHealthy = false
-        return [[host.host, "-", "-", "unreachable", "", error]]
+        return [[host.host, "-", "-", "unreachable", "", "", error]]
       }
-      if host.services.isEmpty { return [[host.host, "-", "-", "not set up", "", ""]] }
+      if host.services.isEmpty { return [[host.host, "-", "-", "not set up", "", "", ""]] }
       return host.services.map { s in
         if !s.healthy { allHealthy = false }
         let state = s.healthy ? "healthy" : (s.running ? "unhealthy" : "down")
-        let lag = s.lagSeconds.map { String(format: "%.1fs", $0) } ?? (s.service.kind == .watch ? "0s" : "")
-        return [host.host, s.service.description, String(s.port), state, lag, s.detail]
+        let watcher = s.service.kind == .watch
+        let lag = s.lagSeconds.map { String(format: "%.1fs", $0) } ?? (watcher ? "0s" : "")
+        let queue = s.queueDepth.map(String.init) ?? (watcher ? "-" : "")
+        return [host.host, s.service.description, String(s.port), state, lag, queue, s.detail]
       }
     }
-    let header = ["HOST", "INSTANCE", "PORT", "STATE", "LAG", "DETAIL"]
+    let header = ["HOST", "INSTANCE", "PORT", "STATE", "LAG", "QUEUE", "DETAIL"]
     let all = [header] + rows
     let widths = (0..<header.count).map { col in all.map { $0[col].count }.max() ?? 0 }
     let lines = all.map { row in
