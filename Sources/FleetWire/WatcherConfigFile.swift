@@ -3,7 +3,7 @@ import Foundation
 
 /// The syntax of a watcher config file, for the agent that reads it and the controller that writes it.
 ///
-/// One `key = value` per line. Blank lines and lines whose first non-blank character is `#` are
+/// One `key = value` per line (LF or CRLF line ends). Blank lines and lines whose first non-blank character is `#` are
 /// ignored; there are no end-of-line comments. Blanks around the key and the value are trimmed and
 /// the value is everything after the first `=`. So a value can hold any text but a line break and
 /// blanks at its ends: ``problem(with:)`` says which values cannot be written.
@@ -30,7 +30,8 @@ public enum WatcherConfigFile {
 
   /// The lines of a config file that are not blank or comments, and the number of the file's last line.
   public static func read(_ text: String) -> (lines: [Line], lastLine: Int) {
-    let raw = text.split(separator: "\n", omittingEmptySubsequences: false)
+    // "\r\n" is one Character in Swift, so splitting on "\n" alone would not end a CRLF line.
+    let raw = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
     var lines: [Line] = []
     for (index, rawLine) in raw.enumerated() {
       let line = rawLine.trimmingCharacters(in: blanks.union(CharacterSet(charactersIn: "\r")))

@@ -79,6 +79,22 @@ struct AgentConfigTests {
     #expect(error?.message.contains("/etc/w.conf:4: \(message)") == true, "got: \(error?.message ?? "")")
   }
 
+  /// A file written on Windows (or by a tool that writes CRLF) reads as the same lines.
+  @Test func crlfLineEndingsAreLineEndings() throws {
+    let text =
+      "# from an editor that writes CRLF\r\nsource = /srv/data\r\ntarget = rsync://backup1/data\r\nworkers = 3\r\n"
+    let settings = try AgentSettings.parse(text, file: "w.conf")
+    #expect(settings.watch.source == "/srv/data")
+    #expect(settings.watch.target.module == "data")
+    #expect(settings.watch.workers == 3)
+
+    let error = #expect(throws: FleetError.self) {
+      try AgentSettings.parse("source = /srv/data\r\nworkers = lots\r\n", file: "w.conf")
+    }
+    #expect(
+      error?.message.contains("w.conf:2: workers must be a number") == true, "got: \(error?.message ?? "")")
+  }
+
   @Test func badTargetNamesTheExpectedForm() {
     let error = #expect(throws: FleetError.self) {
       try AgentSettings.parse("source = /srv/data\ntarget = http://backup1/data\n", file: "t.conf")
