@@ -180,6 +180,19 @@ struct AgentConfigTests {
   }
 }
 
+@Suite("Agent quick form and secrets")
+struct AgentQuickFormSecretTests {
+  /// A password given to an option that does not exist is not repeated in the error.
+  @Test func theValueOfAnUnknownOptionIsNotEchoed() {
+    let error = #expect(throws: FleetError.self) {
+      try AgentOptions.parse(["--source", "/a", "--password", "hunter2", "--rsync-password=hunter3"])
+    }
+    #expect(error?.message.contains("unknown option --password") == true, "got: \(error?.message ?? "")")
+    #expect(error?.message.contains("unknown option --rsync-password") == true)
+    #expect(error?.message.contains("hunter") == false, "got: \(error?.message ?? "")")
+  }
+}
+
 @Suite("Agent config file on disk")
 struct AgentConfigFileTests {
   @Test func loadReadsAFileAndNamesItInErrors() throws {
