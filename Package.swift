@@ -53,11 +53,19 @@ let package = Package(
       swiftSettings: strictSettings
     ),
 
+    // The formats the controller and the agent share: the watcher config (keys and syntax) and `/status`.
+    .target(
+      name: "FleetWire",
+      dependencies: ["FleetCore"],
+      swiftSettings: strictSettings
+    ),
+
     // Inventory: YAML model, defaults/overrides, validation with file:line:column.
     .target(
       name: "FleetInventory",
       dependencies: [
         "FleetCore",
+        "FleetWire",
         .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: strictSettings
@@ -70,6 +78,8 @@ let package = Package(
         "FleetCore",
         "FleetSSH",
         "FleetInventory",
+        "FleetWire",
+        "FleetWatch",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Crypto", package: "swift-crypto"),
       ],
@@ -109,6 +119,7 @@ let package = Package(
         "FleetCore",
         "FleetWatch",
         "FleetHealth",
+        "FleetWire",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -159,7 +170,16 @@ let package = Package(
     .testTarget(name: "FleetWatchTests", dependencies: ["FleetWatch"], swiftSettings: strictSettings),
     .testTarget(
       name: "FleetHealthTests",
-      dependencies: ["FleetHealth", "FleetAgent", "FleetTestSupport"],
+      dependencies: ["FleetHealth", "FleetAgent", "FleetWire", "FleetTestSupport"],
+      swiftSettings: strictSettings
+    ),
+    .testTarget(
+      name: "FleetWireTests",
+      dependencies: [
+        "FleetWire", "FleetAgent", "FleetHealth", "FleetProvision", "FleetInventory", "FleetWatch",
+        "FleetCore",
+        .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: strictSettings
     ),
     .testTarget(

@@ -1,5 +1,6 @@
 import FleetHealth
 import FleetWatch
+import FleetWire
 import Foundation
 import Synchronization
 
@@ -43,30 +44,6 @@ final class CurrentEngine: Sendable {
   }
 }
 
-/// What `GET /status` returns: the engine's ``WatchStatus`` fields plus what the agent adds.
-struct AgentStatusDocument: Encodable {
-  var status: WatchStatus
-  var source: String
-  var target: String
-  var healthy: Bool
-  var reloads: UInt64
-  var failedReloads: UInt64
-
-  enum CodingKeys: String, CodingKey {
-    case source, target, healthy, reloads, failedReloads
-  }
-
-  func encode(to encoder: any Encoder) throws {
-    try status.encode(to: encoder)
-    var container = encoder.container(keyedBy: CodingKeys.self)
-    try container.encode(source, forKey: .source)
-    try container.encode(target, forKey: .target)
-    try container.encode(healthy, forKey: .healthy)
-    try container.encode(reloads, forKey: .reloads)
-    try container.encode(failedReloads, forKey: .failedReloads)
-  }
-}
-
 /// Answers the health endpoint from the current engine's status snapshot.
 struct AgentHealthSource: HealthSource {
   let current: CurrentEngine
@@ -94,15 +71,12 @@ struct AgentHealthSource: HealthSource {
 
   func statusJSON() -> [UInt8] {
     let snapshot = current.snapshot
-    let status = snapshot.engine.status()
     let document = AgentStatusDocument(
-      status: status, source: snapshot.settings.watch.source, target: snapshot.settings.watch.target.url,
-      healthy: health().isHealthy, reloads: snapshot.reloads, failedReloads: snapshot.failedReloads)
-    let encoder = JSONEncoder()
-    encoder.dateEncodingStrategy = .iso8601
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+      engine: snapshot.engine.status(), source: snapshot.settings.watch.source,
+      target: snapshot.settings.watch.target.url, healthy: health().isHealthy, reloads: snapshot.reloads,
+      failedReloads: snapshot.failedReloads)
     do {
-      return Array(try encoder.encode(document)) + [UInt8(ascii: "\n")]
+      return try document.json()
     } catch {
       return Array("{\"error\":\"status could not be encoded\"}\n".utf8)
     }

@@ -294,10 +294,11 @@ extension WatchAgent {
   ///
   /// - Parameters:
   ///   - configFile: `--config FILE`; must not be combined with quick-form options.
-  ///   - options: The quick form's options.
+  ///   - quickForm: The arguments the command line did not consume: the quick form's options
+  ///     (``AgentOptions/parse(_:)``).
   ///   - logLevel: `--log-level`, one of ``logLevels``.
   /// - Returns: The process exit status (``AgentExitStatus``).
-  public static func main(configFile: String?, options: AgentOptions, logLevel: String) async -> Int32 {
+  public static func main(configFile: String?, quickForm: [String], logLevel: String) async -> Int32 {
     let errorOutput = AgentOutput.standardError
     guard let level = Logger.Level(rawValue: logLevel) else {
       errorOutput(
@@ -307,13 +308,9 @@ extension WatchAgent {
     }
     let settings: AgentSettings
     do {
+      let options = try AgentOptions.parse(quickForm)
       if let configFile {
-        let quickOptionsGiven =
-          options.source != nil || options.target != nil || options.passwordFile != nil
-          || options.stateDir != nil || options.healthAddress != nil || options.healthPort != nil
-          || !options.excludes.isEmpty || options.batchDelay != nil || options.workers != nil
-          || options.rsyncPath != nil
-        if quickOptionsGiven {
+        if !options.isEmpty {
           throw FleetError(
             .agentConfig,
             "--config cannot be combined with --source, --target or other settings; put them in \(configFile)"

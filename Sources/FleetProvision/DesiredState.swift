@@ -1,6 +1,7 @@
 import Crypto
 import FleetCore
 import FleetInventory
+import FleetWire
 import Foundation
 
 /// A file fleetsync wants on a node.
@@ -199,21 +200,9 @@ public enum Renderer {
         else {
           throw FleetError(.internal, "missing port or secret for \(service) on \(host.name)")
         }
-        var conf = Layout.header
-        conf += """
-          # \(host.name):\(directory.path) -> \(backup.name)/\(module.name)
-          source = \(directory.path)
-          target = rsync://\(Layout.authUser(module: module.name))@\(urlHost(backup.address)):\(rsyncPort)/\(module.name)
-          password-file = \(Layout.watchPassword(instance))
-          state-dir = \(Layout.state)/\(instance)
-          health-address = 127.0.0.1
-          health-port = \(healthPort)
-          batch-delay = \(directory.watch.batchDelayMs)
-          workers = \(directory.watch.workers)
-          full-sync-interval = \(directory.watch.fullSyncInterval)
-
-          """
-        for pattern in directory.watch.excludes { conf += "exclude = \(pattern)\n" }
+        let conf = try watcherConfig(
+          host: host, directory: directory, backup: backup, module: module.name, rsyncPort: rsyncPort,
+          instance: instance, healthPort: healthPort)
         let confBytes = Array(conf.utf8)
         let passwordBytes = Array((secret.revealed + "\n").utf8)
         out.files.append(
@@ -232,6 +221,26 @@ public enum Renderer {
     }
     try addSupervision(&out, systemd: systemd, kinds: [.watch])
     return out
+  }
+
+  /// The watcher config of one directory → one module, written with the agent's own keys and syntax.
+  static func watcherConfig(
+    host: SourceHost, directory: ProtectedDirectory, backup: BackupHost, module: String, rsyncPort: Int,
+    instance: String, healthPort: Int
+  ) throws -> String {
+    let user = Layout.authUser(module: module)
+    var file = WatcherConfigFile.Writer()
+    try file.add(.source, directory.path)
+    try file.add(.target, "rsync://\(user)@\(urlHost(backup.address)):\(rsyncPort)/\(module)")
+    try file.add(.passwordFile, Layout.watchPassword(instance))
+    try file.add(.stateDir, "\(Layout.state)/\(instance)")
+    try file.add(.healthAddress, "127.0.0.1")
+    try file.add(.healthPort, String(healthPort))
+    try file.add(.batchDelay, String(directory.watch.batchDelayMs))
+    try file.add(.workers, String(directory.watch.workers))
+    try file.add(.fullSyncInterval, String(directory.watch.fullSyncInterval))
+    for pattern in directory.watch.excludes { try file.add(.exclude, pattern) }
+    return Layout.header + "# \(host.name):\(directory.path) -> \(backup.name)/\(module)\n" + file.text
   }
 
   static func hostRef(_ name: String, _ context: RenderContext) -> HostRef {

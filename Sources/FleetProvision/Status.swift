@@ -71,14 +71,8 @@ extension Provisioner {
         var row = ServiceStatus(
           service: name, port: port, running: facts.running.contains(name.description),
           healthy: lines.contains("healthy"), lagSeconds: nil, queueDepth: nil, detail: "")
-        if let json = lines.first(where: { $0.hasPrefix("{") }),
-          let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
-        {
-          row.lagSeconds = object["oldestPendingAgeSeconds"] as? Double
-          row.queueDepth = object["queueDepth"] as? Int
-          let state = object["state"] as? String ?? ""
-          let error = object["lastError"] as? String
-          row.detail = row.healthy ? state : [state, error].compactMap { $0 }.joined(separator: ": ")
+        if let json = lines.first(where: { $0.hasPrefix("{") }) {
+          row.read(watcherStatus: json)
         } else if !row.running {
           row.detail = "not running"
         } else if !row.healthy {

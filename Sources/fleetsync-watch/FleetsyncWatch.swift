@@ -15,55 +15,29 @@ struct FleetsyncWatch: AsyncParsableCommand {
   )
 }
 
-/// `fleetsync-watch run`: the agent, from a config file or from options.
+/// `fleetsync-watch run`: the agent, from a config file or from the quick form's options.
+///
+/// The quick form's options are the agent's config keys (one table, `FleetWire.WatcherConfigKey`),
+/// so they are read by ``FleetAgent/AgentOptions`` rather than declared here one by one.
 struct Run: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Watch a directory and replicate it until stopped (SIGTERM/SIGINT; SIGHUP reloads --config).",
+    usage: """
+      fleetsync-watch run --config <file> [--log-level <level>]
+      \(AgentOptions.usage(command: "fleetsync-watch run", others: ["[--log-level <level>]"]))
+      """,
     discussion: """
       Either --config FILE, or --source and --target with the other options. The rsync password comes \
       from --password-file (mode 600) or the RSYNC_PASSWORD environment variable, never from the \
       command line.
+
+      Quick-form options (each follows the rules of the config key of the same name):
+      \(AgentOptions.help)
       """
   )
 
   @Option(name: .long, help: ArgumentHelp("Config file (key = value lines).", valueName: "file"))
   var config: String?
-
-  @Option(name: .long, help: ArgumentHelp("Directory to replicate (absolute).", valueName: "dir"))
-  var source: String?
-
-  @Option(
-    name: .long,
-    help: ArgumentHelp("Destination: rsync://USER@HOST[:PORT]/MODULE[/SUBDIR].", valueName: "url"))
-  var target: String?
-
-  @Option(
-    name: .long,
-    help: ArgumentHelp("File holding the rsync password (mode 600).", valueName: "file"))
-  var passwordFile: String?
-
-  @Option(
-    name: .long,
-    help: ArgumentHelp("Journal directory (default /var/lib/fleetsync/watch/<hash>).", valueName: "dir"))
-  var stateDir: String?
-
-  @Option(name: .long, help: ArgumentHelp("Health endpoint address (default 127.0.0.1).", valueName: "addr"))
-  var healthAddress: String?
-
-  @Option(name: .long, help: ArgumentHelp("Health endpoint port (default: no endpoint).", valueName: "n"))
-  var healthPort: String?
-
-  @Option(name: .long, help: ArgumentHelp("rsync exclude pattern; repeatable.", valueName: "pattern"))
-  var exclude: [String] = []
-
-  @Option(name: .long, help: ArgumentHelp("Batching delay in milliseconds (default 100).", valueName: "ms"))
-  var batchDelay: String?
-
-  @Option(name: .long, help: ArgumentHelp("Parallel rsync transfers (default 4).", valueName: "n"))
-  var workers: String?
-
-  @Option(name: .long, help: ArgumentHelp("rsync binary (default: rsync on PATH).", valueName: "path"))
-  var rsyncPath: String?
 
   @Option(
     name: .long,
@@ -71,19 +45,12 @@ struct Run: AsyncParsableCommand {
       "Log level: \(WatchAgent.logLevels.joined(separator: ", ")).", valueName: "level"))
   var logLevel: String = "info"
 
+  /// Everything else: the quick form's options, checked by `AgentOptions`.
+  @Argument(parsing: .allUnrecognized, help: .hidden)
+  var quickForm: [String] = []
+
   func run() async throws {
-    var options = AgentOptions()
-    options.source = source
-    options.target = target
-    options.passwordFile = passwordFile
-    options.stateDir = stateDir
-    options.healthAddress = healthAddress
-    options.healthPort = healthPort
-    options.excludes = exclude
-    options.batchDelay = batchDelay
-    options.workers = workers
-    options.rsyncPath = rsyncPath
-    let status = await WatchAgent.main(configFile: config, options: options, logLevel: logLevel)
+    let status = await WatchAgent.main(configFile: config, quickForm: quickForm, logLevel: logLevel)
     if status != 0 { throw ExitCode(status) }
   }
 }

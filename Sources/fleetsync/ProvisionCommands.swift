@@ -207,34 +207,8 @@ struct StatusCommand: AsyncParsableCommand {
         return await provisioner.status()
       }
     }
-    let rows: [[String]] = hosts.flatMap { host -> [[String]] in
-      if host.error != nil {
-        let outcome = Self.outcome(host)
-        return [[host.host, "-", "-", outcome.word, "", outcome.detail]]
-      }
-      if host.services.isEmpty { return [[host.host, "-", "-", "not set up", "", ""]] }
-      return host.services.map { s in
-        let state = s.healthy ? "healthy" : (s.running ? "unhealthy" : "down")
-        let lag = s.lagSeconds.map { String(format: "%.1fs", $0) } ?? (s.service.kind == .watch ? "0s" : "")
-        return [host.host, s.service.description, String(s.port), state, lag, s.detail]
-      }
-    }
-    let header = ["HOST", "INSTANCE", "PORT", "STATE", "LAG", "DETAIL"]
-    let all = [header] + rows
-    let widths = (0..<header.count).map { col in all.map { $0[col].count }.max() ?? 0 }
-    for row in all {
-      print(
-        zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-      )
-    }
-    try ExitStatus(hosts.map(Self.outcome)).throwIfNotOK()
-  }
-
-  /// A host is ok when it could be read and every instance on it is healthy.
-  static func outcome(_ host: HostStatus) -> HostOutcome {
-    if let error = host.error { return HostOutcome(error) }
-    let unhealthy = host.services.filter { !$0.healthy }.map(\.service.description)
-    return unhealthy.isEmpty ? .ok : .failed("not healthy: \(unhealthy.joined(separator: ", "))")
+    for line in StatusTable.render(hosts) { print(line) }
+    try ExitStatus(hosts.map(StatusTable.outcome)).throwIfNotOK()
   }
 }
 

@@ -1,6 +1,7 @@
 import FleetAgent
 import FleetCore
 import FleetWatch
+import FleetWire
 import Foundation
 import Testing
 
@@ -78,6 +79,22 @@ struct AgentConfigTests {
     #expect(error?.message.contains("/etc/w.conf:4: \(message)") == true, "got: \(error?.message ?? "")")
   }
 
+  /// A file written on Windows (or by a tool that writes CRLF) reads as the same lines.
+  @Test func crlfLineEndingsAreLineEndings() throws {
+    let text =
+      "# from an editor that writes CRLF\r\nsource = /srv/data\r\ntarget = rsync://backup1/data\r\nworkers = 3\r\n"
+    let settings = try AgentSettings.parse(text, file: "w.conf")
+    #expect(settings.watch.source == "/srv/data")
+    #expect(settings.watch.target.module == "data")
+    #expect(settings.watch.workers == 3)
+
+    let error = #expect(throws: FleetError.self) {
+      try AgentSettings.parse("source = /srv/data\r\nworkers = lots\r\n", file: "w.conf")
+    }
+    #expect(
+      error?.message.contains("w.conf:2: workers must be a number") == true, "got: \(error?.message ?? "")")
+  }
+
   @Test func badTargetNamesTheExpectedForm() {
     let error = #expect(throws: FleetError.self) {
       try AgentSettings.parse("source = /srv/data\ntarget = http://backup1/data\n", file: "t.conf")
@@ -111,23 +128,68 @@ struct AgentConfigTests {
   }
 
   @Test func quickFormUsesTheSameChecks() throws {
-    var options = AgentOptions()
-    options.source = "/srv/data"
-    options.target = "rsync://backup@127.0.0.1:8873/data"
-    options.excludes = ["*.swp"]
-    options.healthPort = "9100"
-    options.batchDelay = "50"
+    let options = try AgentOptions.parse([
+      "--source", "/srv/data", "--target=rsync://backup@127.0.0.1:8873/data", "--exclude", "*.swp",
+      "--health-port", "9100", "--batch-delay", "50",
+    ])
     let settings = try AgentSettings.fromOptions(options)
     #expect(settings.watch.excludes == ["*.swp"])
     #expect(settings.watch.batchDelay == .milliseconds(50))
     #expect(settings.healthPort == 9100)
 
-    var bad = AgentOptions()
-    bad.workers = "lots"
+    let bad = try AgentOptions.parse(["--workers", "lots"])
     let error = #expect(throws: FleetError.self) { try AgentSettings.fromOptions(bad) }
     #expect(error?.message.contains("missing --source") == true)
     #expect(error?.message.contains("missing --target") == true)
     #expect(error?.message.contains("--workers: workers must be a number") == true)
+  }
+
+  @Test func quickFormFlagsAreTheConfigKeysThatHaveOne() throws {
+    let options = try AgentOptions.parse([
+      "--source", "/a", "--target", "rsync://h/m", "--password-file=/p", "--state-dir", "/s",
+      "--health-address", "::1", "--health-port", "1", "--exclude", "x", "--exclude=-y", "--batch-delay", "0",
+      "--workers", "2", "--rsync-path", "rsync",
+    ])
+    #expect(
+      options.values.map(\.key.name) == [
+        "source", "target", "password-file", "state-dir", "health-address", "health-port", "exclude",
+        "exclude",
+        "batch-delay", "workers", "rsync-path",
+      ])
+    #expect(options.values.filter { $0.key == .exclude }.map(\.value) == ["x", "-y"])
+    #expect(WatcherConfigKey.allCases.compactMap(\.flag).count == 10)
+  }
+
+  /// Bad command lines: every problem at once, each saying what to write.
+  @Test(arguments: [
+    (["--sourse", "/srv/data"], "unknown option --sourse; did you mean `--source`?"),
+    (
+      ["--io-timeout", "5"],
+      "--io-timeout is not a command-line option; set `io-timeout = 30` in a config file"
+    ),
+    (["--workers"], "--workers needs a value, e.g. --workers 4"),
+    (["--target", "--source", "/a"], "--target needs a value"),
+    (["--source", "/a", "--source", "/b"], "--source is given twice"),
+    (["stray"], "unexpected argument \"stray\""),
+  ])
+  func badQuickFormIsRefused(arguments: [String], message: String) {
+    let error = #expect(throws: FleetError.self) { try AgentOptions.parse(arguments) }
+    #expect(error?.code == .agentConfig)
+    #expect(error?.message.split(separator: "\n").count == 1, "got: \(error?.message ?? "")")
+    #expect(error?.message.contains(message) == true, "got: \(error?.message ?? "")")
+  }
+}
+
+@Suite("Agent quick form and secrets")
+struct AgentQuickFormSecretTests {
+  /// A password given to an option that does not exist is not repeated in the error.
+  @Test func theValueOfAnUnknownOptionIsNotEchoed() {
+    let error = #expect(throws: FleetError.self) {
+      try AgentOptions.parse(["--source", "/a", "--password", "hunter2", "--rsync-password=hunter3"])
+    }
+    #expect(error?.message.contains("unknown option --password") == true, "got: \(error?.message ?? "")")
+    #expect(error?.message.contains("unknown option --rsync-password") == true)
+    #expect(error?.message.contains("hunter") == false, "got: \(error?.message ?? "")")
   }
 }
 

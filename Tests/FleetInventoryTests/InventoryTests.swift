@@ -135,6 +135,19 @@ private let base = """
       yaml: base.replacingOccurrences(of: "path: /srv/nfs/home", with: "path: \"/srv/a\\nb\""),
       expect: "does not accept", line: 13),
     Case(
+      name: "path ends with a blank",
+      yaml: base.replacingOccurrences(of: "path: /srv/nfs/home", with: "path: \"/srv/nfs/home \""),
+      expect: "`/srv/nfs/home ` begins or ends with a blank", line: 13),
+    Case(
+      name: "module path ends with a blank",
+      yaml: base.replacingOccurrences(of: "home: /srv/backup/home", with: "home: \"/srv/backup/home \""),
+      expect: "begins or ends with a blank", line: 7),
+    Case(
+      name: "exclude pattern begins with a blank",
+      yaml: base.replacingOccurrences(
+        of: "to: [bk1/home]", with: "to: [bk1/home]\n        excludes: [\"*.tmp\", \" cache\"]"),
+      expect: "exclude pattern ` cache` begins or ends with a blank", line: 15),
+    Case(
       name: "injection in host name",
       yaml: base.replacingOccurrences(of: "  nfs1:", with: "  \"a; rm -rf /\":"),
       expect: "not safe as a file name", line: 9),

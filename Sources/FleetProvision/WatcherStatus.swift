@@ -1,0 +1,21 @@
+import FleetWatch
+import FleetWire
+
+extension ServiceStatus {
+  /// Fills lag, queue depth and detail from the body of a watcher's `GET /status`, decoded as the
+  /// agent encodes it (`FleetWire.AgentStatusDocument` of the engine's `WatchStatus`).
+  mutating func read(watcherStatus json: some StringProtocol) {
+    let document: AgentStatusDocument<WatchStatus>
+    do {
+      document = try AgentStatusDocument<WatchStatus>.decode(json: json)
+    } catch {
+      detail = "its /status is not what this fleetsync reads; `fleetsync up` installs the matching agent"
+      return
+    }
+    let status = document.engine
+    lagSeconds = status.oldestPendingAgeSeconds
+    queueDepth = status.queueDepth
+    let state = status.state.rawValue
+    detail = healthy ? state : [state, status.lastError].compactMap { $0 }.joined(separator: ": ")
+  }
+}
