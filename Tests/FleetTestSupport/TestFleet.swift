@@ -357,9 +357,10 @@ public struct TestFleet: Sendable {
   /// against ``knownHosts``: a reference client to compare fleetsync's SSH code with.
   ///
   /// `key` defaults to ``clientKey``. Returns ssh's exit status (255 when the connection
-  /// fails) and the remote command's stdout.
+  /// fails) and the remote command's stdout. The default `connectTimeout` (seconds) is for a loaded
+  /// machine; a test that expects the connection to fail passes a short one.
   public func openSSH(
-    _ node: Node, _ command: String, key: String? = nil, knownHosts: String? = nil, connectTimeout: Int = 5
+    _ node: Node, _ command: String, key: String? = nil, knownHosts: String? = nil, connectTimeout: Int = 30
   ) throws -> (status: Int32, output: String) {
     guard let ssh = Self.findTool("ssh") else {
       throw FleetError(

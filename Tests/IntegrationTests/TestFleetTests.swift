@@ -7,16 +7,6 @@ import Testing
 @Suite(
   "Test fleet", .serialized, .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
 struct TestFleetTests {
-  /// Polls `condition` every 100 ms until it holds or `seconds` pass; returns whether it held.
-  func eventually(within seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    repeat {
-      if try condition() { return true }
-      Thread.sleep(forTimeInterval: 0.1)
-    } while Date() < deadline
-    return try condition()
-  }
-
   @Test("every node has its own hostname and address, and OpenSSH logs in with the fleet's keys")
   func nodesAreDistinctHosts() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
@@ -51,7 +41,7 @@ struct TestFleetTests {
     process.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
     process.arguments = [
       "-i", fleet.ecdsaKey, "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=\(fleet.knownHosts)",
-      "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "root@\(node.address)", "echo ecdsa-ok",
+      "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=30", "root@\(node.address)", "echo ecdsa-ok",
     ]
     var env = ProcessInfo.processInfo.environment
     env["SSH_ASKPASS"] = fleet.askpass
@@ -95,7 +85,7 @@ struct TestFleetTests {
     let whileCut = try fleet.openSSH(node, "true", connectTimeout: 2)
     try fleet.restore(node)
     #expect(whileCut.status == 255)
-    #expect(try eventually(within: 20) { try fleet.openSSH(node, "true").status == 0 })
+    #expect(try await eventually { try fleet.openSSH(node, "true").status == 0 })
     // Another node was never affected.
     #expect(try fleet.openSSH(fleet.node(4), "true").status == 0)
     // The spare address answers nothing.
@@ -159,7 +149,7 @@ struct TestFleetTests {
     let started = try fleet.openSSH(node, "systemd-run --unit fleetsync-probe sleep 60")
     #expect(started.status == 0)
     #expect(
-      try eventually(within: 10) {
+      try eventuallyBlocking {
         try fleet.openSSH(node, "systemctl is-active fleetsync-probe").output == "active\n"
       })
     // The unit's process lives in the node's PID namespace, under the node's own cgroup.
