@@ -158,6 +158,9 @@ actor SharedExclusiveLock {
   private var exclusiveHeld = false
   private var waiting: [(mode: Mode, continuation: CheckedContinuation<Void, Never>)] = []
 
+  /// How many requests wait for the lock.
+  var queued: Int { waiting.count }
+
   /// Waits until the lock can be held in `mode`, then holds it.
   func lock(_ mode: Mode) async {
     if waiting.isEmpty && isFree(for: mode) {
