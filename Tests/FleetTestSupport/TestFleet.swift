@@ -17,9 +17,10 @@ import Synchronization
 /// ``ecdsaKey`` and ``rsaKey`` for `root`; ``knownHosts`` holds every node's ed25519 and ECDSA
 /// host keys. Needs root: gate tests with `.enabled(if: TestFleet.isSupported)`.
 ///
-/// Tests share one fleet per process through ``shared(nodes:)``. Tests that cut a node, stop its
-/// sshd or change its host key should restore it before they end, and such tests should not run
-/// in parallel with others that use the same node.
+/// Tests share one fleet per process through ``shared(nodes:)``; such a test carries
+/// `.usesSharedFleet`. A test that cuts a node of the shared fleet, stops its sshd or changes its host
+/// key carries `.disturbsSharedFleet` instead (``cut(_:)``, ``killSSHD(_:)`` and ``resetHostKey(_:)``
+/// refuse otherwise), runs alone among them, and restores the node before it ends.
 public struct TestFleet: Sendable {
   /// One host of the fleet.
   public struct Node: Sendable, Hashable, CustomStringConvertible {
@@ -304,6 +305,7 @@ public struct TestFleet: Sendable {
 
   /// Takes the node's link down: packets to and from it are dropped until ``restore(_:)``.
   public func cut(_ node: Node) throws {
+    try checkMayDisturb("cut \(node.name)")
     try Self.runChecked(id: id, ["cut", node.name])
   }
 
@@ -314,6 +316,7 @@ public struct TestFleet: Sendable {
 
   /// Stops the node's sshd (new connections are refused; established sessions survive).
   public func killSSHD(_ node: Node) throws {
+    try checkMayDisturb("sshd-kill \(node.name)")
     try Self.runChecked(id: id, ["sshd-kill", node.name])
   }
 
@@ -329,6 +332,7 @@ public struct TestFleet: Sendable {
   /// must fail as a changed host key. The caller may delete it.
   @discardableResult
   public func resetHostKey(_ node: Node) throws -> String {
+    try checkMayDisturb("reset-hostkey \(node.name)")
     let stale = "\(stateDir)/known_hosts.before-reset-\(node.name)-\(UInt32.random(in: 0...UInt32.max))"
     do {
       try FileManager.default.copyItem(atPath: knownHosts, toPath: stale)
@@ -337,6 +341,16 @@ public struct TestFleet: Sendable {
     }
     try Self.runChecked(id: id, ["reset-hostkey", node.name])
     return stale
+  }
+
+  /// Throws unless this is not the shared fleet or the current test may disturb it
+  /// (`.disturbsSharedFleet`): other tests use its nodes meanwhile.
+  func checkMayDisturb(_ action: String) throws {
+    guard id == SharedFleet.upID.load(ordering: .sequentiallyConsistent),
+      !SharedResourceTrait.holdsExclusively(.sharedFleet)
+    else { return }
+    throw FleetError(
+      .testFleetScript, "\(action) disturbs the shared fleet: only a test carrying .disturbsSharedFleet may do it")
   }
 
   /// Runs `command` with `sh -c` inside the node (via nsenter, not SSH) as an out-of-band check.

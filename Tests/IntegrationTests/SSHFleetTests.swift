@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// FleetSSH against the real test fleet: sshd per node in its own network namespace.
-@Suite(.serialized, .enabled(if: TestFleet.isSupported))
+@Suite(.serialized, .usesSharedFleet, .enabled(if: TestFleet.isSupported))
 struct SSHFleetTests {
   static let nodeCount = 5
 
@@ -94,7 +94,7 @@ struct SSHFleetTests {
     _ = try fleet.run(on: node, "rm -f /srv/fleetsync-20mb")
   }
 
-  @Test func uploadCutOffLeavesNoFileAtTarget() async throws {
+  @Test(.disturbsSharedFleet) func uploadCutOffLeavesNoFileAtTarget() async throws {
     let fleet = try await fleet()
     let node = fleet.node(3)
     let content = [UInt8](repeating: 0x5A, count: 200 << 20)
@@ -174,7 +174,7 @@ struct SSHFleetTests {
     #expect(try fleet.openSSH(node, "true", knownHosts: file).status == 0)
   }
 
-  @Test func changedHostKeyRefusedUnderEveryPolicy() async throws {
+  @Test(.disturbsSharedFleet) func changedHostKeyRefusedUnderEveryPolicy() async throws {
     let fleet = try await fleet()
     let node = fleet.node(5)
     let stale = try fleet.resetHostKey(node)
@@ -199,7 +199,7 @@ struct SSHFleetTests {
     #expect(ContinuousClock.now - start < .seconds(60))
   }
 
-  @Test func nodeCutMidCommandFailsWhileOthersSucceed() async throws {
+  @Test(.disturbsSharedFleet) func nodeCutMidCommandFailsWhileOthersSucceed() async throws {
     let fleet = try await fleet()
     let victim = fleet.node(3)
     let endpoints = fleet.nodes.map(endpoint)

@@ -5,7 +5,8 @@ import Testing
 
 /// The test fleet itself: real namespaces, real sshd, checked with OpenSSH's own client.
 @Suite(
-  "Test fleet", .serialized, .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
+  "Test fleet", .serialized, .usesSharedFleet,
+  .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
 struct TestFleetTests {
   @Test("every node has its own hostname and address, and OpenSSH logs in with the fleet's keys")
   func nodesAreDistinctHosts() async throws {
@@ -77,7 +78,7 @@ struct TestFleetTests {
     #expect(try fleet.run(on: fleet.node(1), "command -v rsync").status == 0)
   }
 
-  @Test("cut makes a node unreachable and restore brings it back")
+  @Test("cut makes a node unreachable and restore brings it back", .disturbsSharedFleet)
   func cutAndRestore() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
     let node = fleet.node(3)
@@ -94,7 +95,7 @@ struct TestFleetTests {
     #expect(try fleet.openSSH(spare, "true", connectTimeout: 2).status == 255)
   }
 
-  @Test("sshd-kill refuses new connections, sshd-start serves them again")
+  @Test("sshd-kill refuses new connections, sshd-start serves them again", .disturbsSharedFleet)
   func sshdKillAndStart() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
     let node = fleet.node(4)
@@ -108,7 +109,7 @@ struct TestFleetTests {
     #expect(try fleet.openSSH(node, "hostname").output == node.name + "\n")
   }
 
-  @Test("reset-hostkey changes the node's host key and updates known_hosts")
+  @Test("reset-hostkey changes the node's host key and updates known_hosts", .disturbsSharedFleet)
   func resetHostKey() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
     let node = fleet.node(5)

@@ -4,10 +4,10 @@ import Testing
 
 @testable import FleetTestSupport
 
-/// The order that keeps tests which change the machine's inotify limits away from tests that
-/// depend on them (see ``InotifyLimits``).
-@Suite("Inotify limits: shared and exclusive use", .timeLimit(.minutes(5)))
-struct InotifyLimitsTests {
+/// The order that keeps tests which change a shared resource away from tests that use it (see
+/// ``SharedResource``).
+@Suite("Shared test resources: shared and exclusive use", .timeLimit(.minutes(5)))
+struct SharedResourceTests {
   @Test("an exclusive request waits for the shared holder; a later shared one waits behind it")
   func exclusiveWaitsAndIsNotOvertaken() async throws {
     let lock = SharedExclusiveLock()
@@ -45,11 +45,18 @@ struct InotifyLimitsTests {
 
   @Test("a test that depends on the limits holds them shared and may not change them", .dependsOnInotifyLimits)
   func dependingTestCannotChange() async throws {
-    #expect(InotifyLimits.held == .depends)
+    #expect(SharedResourceTrait.held == [.inotifyLimits: false])
     let error = await #expect(throws: FleetError.self) {
       try await InotifyLimits.with(.maxQueuedEvents, 16) {}
     }
     #expect(error?.message.contains(".changesInotifyLimits") == true)
+  }
+
+  @Test("a test that only uses the shared fleet may not disturb it", .usesSharedFleet, .enabled(if: TestFleet.isSupported))
+  func usingTestCannotDisturbTheSharedFleet() async throws {
+    let fleet = try await TestFleet.shared(nodes: 1)
+    let error = #expect(throws: FleetError.self) { try fleet.cut(fleet.node(1)) }
+    #expect(error?.message.contains(".disturbsSharedFleet") == true)
   }
 
   /// In a suite that depends on the limits, a test that changes them holds them alone (the suite's
@@ -58,11 +65,11 @@ struct InotifyLimitsTests {
   struct InADependingSuite {
     @Test(.changesInotifyLimits)
     func changingTestHoldsThemAlone() {
-      #expect(InotifyLimits.held == .changes)
+      #expect(SharedResourceTrait.held == [.inotifyLimits: true])
     }
 
     @Test func otherTestsHoldThemShared() {
-      #expect(InotifyLimits.held == .depends)
+      #expect(SharedResourceTrait.held == [.inotifyLimits: false])
     }
   }
 }
