@@ -103,10 +103,13 @@ final class LocalSSHD: Sendable {
     while line.last != UInt8(ascii: "\n"), let byte = out.fileHandleForReading.readData(ofLength: 1).first {
       line.append(byte)
     }
-    guard let pid = Int32(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    guard
+      let pid = Int32(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     else { throw POSIXError(.EIO, userInfo: ["keeper": "no sshd pid"]) }
     // sshd writes its pid file once it listens; if it cannot bind, it exits.
-    try waitForBlocking("sshd on port \(port)") { !isRunning(pid) || FileManager.default.fileExists(atPath: pidFile) }
+    try waitForBlocking("sshd on port \(port)") {
+      !isRunning(pid) || FileManager.default.fileExists(atPath: pidFile)
+    }
     if isRunning(pid) && LocalPorts.canConnect(port: port) {
       return (port, dup(keeper.fileHandleForWriting.fileDescriptor))
     }

@@ -6,8 +6,8 @@ import Testing
 /// limit, cuts a node of the shared fleet) breaks any test that uses it meanwhile, depending on
 /// timing and order. So every test that uses one carries a trait for it
 /// (``SharedResourceTrait``): tests that only use it run together, a test that changes it runs
-/// alone among them. No test uses both resources, so the order in which a test takes them does not
-/// matter.
+/// alone among them. Only one test takes both (`TestFleetTests.systemdNode`, shared), so no two
+/// tests can wait for each other in a cycle; a second such test must take them in the same order.
 public enum SharedResource: String, Sendable, CaseIterable {
   /// The machine's inotify limits (see ``InotifyLimits``).
   case inotifyLimits
@@ -32,22 +32,29 @@ public struct SharedResourceTrait: TestTrait, SuiteTrait, TestScoping {
   @TaskLocal static var held: [SharedResource: Bool] = [:]
 
   /// One lock per resource.
-  static let locks = Dictionary(uniqueKeysWithValues: SharedResource.allCases.map { ($0, SharedExclusiveLock()) })
+  static let locks = Dictionary(
+    uniqueKeysWithValues: SharedResource.allCases.map { ($0, SharedExclusiveLock()) })
 
   /// Whether the current task holds `resource` exclusively (it runs a test carrying the exclusive trait).
   public static func holdsExclusively(_ resource: SharedResource) -> Bool {
     held[resource] == true
   }
 
+  /// True: on a suite, the trait scopes every test in it and in its nested suites.
   public var isRecursive: Bool { true }
 
+  /// Scopes each test case, unless this is the shared trait and the test carries the exclusive one
+  /// for the same resource.
   public func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? {
     // Each test case on its own, so a test that changes the resource can run between two cases.
     guard testCase != nil else { return nil }
-    let changes = test.traits.contains { ($0 as? Self).map { $0.resource == resource && $0.exclusive } ?? false }
+    let changes = test.traits.contains {
+      ($0 as? Self).map { $0.resource == resource && $0.exclusive } ?? false
+    }
     return !exclusive && changes ? nil : self
   }
 
+  /// Runs the test case while holding the resource (once, however many enclosing traits ask for it).
   public func provideScope(
     for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
   ) async throws {
@@ -73,11 +80,15 @@ public struct SharedResourceTrait: TestTrait, SuiteTrait, TestScoping {
 extension Trait where Self == SharedResourceTrait {
   /// The test starts an engine or an agent, or reads or raises the inotify limits: it runs while no
   /// test changes them.
-  public static var dependsOnInotifyLimits: Self { SharedResourceTrait(resource: .inotifyLimits, exclusive: false) }
+  public static var dependsOnInotifyLimits: Self {
+    SharedResourceTrait(resource: .inotifyLimits, exclusive: false)
+  }
 
   /// The test lowers an inotify limit for a while (``InotifyLimits/with(_:_:_:)``): it runs while no
   /// other test that uses the limits runs.
-  public static var changesInotifyLimits: Self { SharedResourceTrait(resource: .inotifyLimits, exclusive: true) }
+  public static var changesInotifyLimits: Self {
+    SharedResourceTrait(resource: .inotifyLimits, exclusive: true)
+  }
 
   /// The test uses the shared fleet and needs its nodes as they are: it runs while no test cuts a
   /// node, stops an sshd or changes a host key there.

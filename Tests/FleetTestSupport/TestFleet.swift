@@ -186,16 +186,7 @@ public struct TestFleet: Sendable {
 
   /// Runs the script on a dedicated thread, so a slow bring-up does not block the cooperative pool.
   public static func runScriptDetached(id: Int, _ args: [String]) async throws -> ScriptResult {
-    try await detached { try runScript(id: id, args) }
-  }
-
-  /// Runs blocking work on a thread of its own and returns its result.
-  static func detached<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-      let thread = Thread { continuation.resume(with: Result { try body() }) }
-      thread.name = "testfleet"
-      thread.start()
-    }
+    try await onOwnThread { try runScript(id: id, args) }
   }
 
   /// Runs the script and throws a ``FleetError`` with its stderr unless it exits 0.
@@ -350,7 +341,8 @@ public struct TestFleet: Sendable {
       !SharedResourceTrait.holdsExclusively(.sharedFleet)
     else { return }
     throw FleetError(
-      .testFleetScript, "\(action) disturbs the shared fleet: only a test carrying .disturbsSharedFleet may do it")
+      .testFleetScript,
+      "\(action) disturbs the shared fleet: only a test carrying .disturbsSharedFleet may do it")
   }
 
   /// Runs `command` with `sh -c` inside the node (via nsenter, not SSH) as an out-of-band check.
@@ -459,9 +451,9 @@ actor SharedFleet {
         FileManager.default.fileExists(atPath: "\(current.stateDir)/fleet.json")
       {
         if current.nodes.count >= wanted { return current }
-        return try await TestFleet.detached { try TestFleet.grow(id: current.id, nodes: wanted) }
+        return try await onOwnThread { try TestFleet.grow(id: current.id, nodes: wanted) }
       }
-      return try await TestFleet.detached { try SharedFleet.bringUp(nodes: wanted) }
+      return try await onOwnThread { try SharedFleet.bringUp(nodes: wanted) }
     }
     latest = task
     return try await task.value

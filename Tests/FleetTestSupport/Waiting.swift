@@ -20,6 +20,12 @@ public struct WaitTimeout: Error, CustomStringConvertible {
   /// How long it waited.
   public let deadline: Duration
 
+  /// Makes the error for a wait on `what` that ran out after `deadline`.
+  public init(what: String, deadline: Duration = Wait.deadline) {
+    self.what = what
+    self.deadline = deadline
+  }
+
   /// Describes the timeout, e.g. `timed out after 120 s waiting for the initial full sync`.
   public var description: String { "timed out after \(deadline.components.seconds) s waiting for \(what)" }
 }
@@ -74,6 +80,18 @@ public func waitForBlocking(
 ) throws {
   guard try eventuallyBlocking(within: deadline, every: interval, condition) else {
     throw WaitTimeout(what: what, deadline: deadline)
+  }
+}
+
+/// Runs blocking work on a thread of its own and returns its result.
+///
+/// For work that must not wait for a thread of the cooperative pool (other tests may hold them
+/// all): a slow bring-up, or watching for a short-lived state and acting on it at once.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+  try await withCheckedThrowingContinuation { continuation in
+    let thread = Thread { continuation.resume(with: Result { try body() }) }
+    thread.name = "test-blocking"
+    thread.start()
   }
 }
 

@@ -109,9 +109,7 @@ enum AgentIT {
 
     /// Kills it and the rsync processes it started, as a crash of the whole service would.
     func crash() {
-      let children = AgentIT.children(of: pid)
-      kill(pid, SIGKILL)
-      for child in children { kill(child, SIGKILL) }
+      AgentIT.crash(pid: pid)
       process.waitUntilExit()
     }
   }
@@ -151,6 +149,13 @@ enum AgentIT {
       if line.contains(needle) { found.append("\(entry): \(line)") }
     }
     return found
+  }
+
+  /// Kills process `pid` and its children (SIGKILL) without waiting for them; see ``Agent/crash()``.
+  static func crash(pid: Int32) {
+    let children = children(of: pid)
+    kill(pid, SIGKILL)
+    for child in children { kill(child, SIGKILL) }
   }
 
   /// Processes whose parent is `pid`.

@@ -43,7 +43,8 @@ struct SharedResourceTests {
     await lock.unlock(.shared)
   }
 
-  @Test("a test that depends on the limits holds them shared and may not change them", .dependsOnInotifyLimits)
+  @Test(
+    "a test that depends on the limits holds them shared and may not change them", .dependsOnInotifyLimits)
   func dependingTestCannotChange() async throws {
     #expect(SharedResourceTrait.held == [.inotifyLimits: false])
     let error = await #expect(throws: FleetError.self) {
@@ -52,7 +53,9 @@ struct SharedResourceTests {
     #expect(error?.message.contains(".changesInotifyLimits") == true)
   }
 
-  @Test("a test that only uses the shared fleet may not disturb it", .usesSharedFleet, .enabled(if: TestFleet.isSupported))
+  @Test(
+    "a test that only uses the shared fleet may not disturb it", .usesSharedFleet,
+    .enabled(if: TestFleet.isSupported))
   func usingTestCannotDisturbTheSharedFleet() async throws {
     let fleet = try await TestFleet.shared(nodes: 1)
     let error = #expect(throws: FleetError.self) { try fleet.cut(fleet.node(1)) }

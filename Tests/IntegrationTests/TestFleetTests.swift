@@ -127,7 +127,9 @@ struct TestFleetTests {
 
   @Test(
     "a systemd node boots systemd as PID 1, runs a transient unit, and down leaves nothing behind",
-    .enabled(if: TestFleet.systemdSupported, "needs systemd and a cgroup2 hierarchy"))
+    // systemd, as a node's init, watches files with inotify.
+    .dependsOnInotifyLimits, .enabled(if: TestFleet.systemdSupported, "needs systemd and a cgroup2 hierarchy")
+  )
   func systemdNode() throws {
     // A fleet of its own (not one of the shared fleet's ids), so the shared fleet stays plain.
     let id = (TestFleet.sharedID + 4) % 10

@@ -114,7 +114,9 @@ final class RsyncDaemon {
     p.standardError = FileHandle.nullDevice
     try p.run()
     process = p
-    try waitForBlocking("the rsync daemon to listen on port \(port)") { !p.isRunning || LocalPorts.canConnect(port: port) }
+    try waitForBlocking("the rsync daemon to listen on port \(port)") {
+      !p.isRunning || LocalPorts.canConnect(port: port)
+    }
     guard p.isRunning else {
       throw POSIXErrorBox(ECONNREFUSED, "rsync --daemon on port \(port) exited with \(p.terminationStatus)")
     }
@@ -214,9 +216,12 @@ struct RunningEngine {
 
   /// Waits until the initial full sync is over; throws ``WaitTimeout`` if it never is.
   func waitWatching() async throws {
-    try await waitFor("the initial full sync to finish (status: \(engine.status()))", every: .milliseconds(50)) {
+    let watching = try await eventually(every: .milliseconds(50)) {
       let s = engine.status()
       return s.fullSyncs > 0 && s.state != .initialSync && s.state != .starting
+    }
+    guard watching else {
+      throw WaitTimeout(what: "the initial full sync to finish (status: \(engine.status()))")
     }
   }
 }
@@ -295,7 +300,8 @@ final class EngineFixture {
   /// Expects the daemon's backup to converge to `src` with the running engine (see
   /// ``expectConverged(_:_:_:deadline:excludes:sourceLocation:)``).
   func expectConverged(
-    deadline: Duration = Wait.deadline, excludes: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
+    deadline: Duration = Wait.deadline, excludes: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation
   ) async throws {
     try await IntegrationTests.expectConverged(
       engine, src, daemon.backup, deadline: deadline, excludes: excludes, sourceLocation: sourceLocation)
