@@ -62,7 +62,8 @@ struct ProvisionFleetTests {
   static let bk2 = 4
   static let sourceNodes = [1, 2, 3]
 
-  /// 3 sources with 2 directories each, 2 backup hosts.
+  /// 3 sources with 2 directories each, 2 backup hosts. The SSH connect timeout is for a loaded
+  /// machine; a cut host fails sooner, once its address stops answering ARP.
   static func inventory(
     _ fleet: TestFleet, extraDirectory: Bool = false, dropDirectory: Bool = false,
     excludes: String = "[\"*.tmp\"]"
@@ -73,7 +74,7 @@ struct ProvisionFleetTests {
         ssh:
           identity: \(fleet.clientKey)
           known_hosts: \(fleet.knownHosts)
-          connect_timeout: 5
+          connect_timeout: 30
         watch:
           batch_delay_ms: 50
       backups:
