@@ -17,8 +17,6 @@ public enum InotifyLimits {
     case maxQueuedEvents = "max_queued_events"
     /// Watches one user may hold over all its instances; checked at every `inotify_add_watch`.
     case maxUserWatches = "max_user_watches"
-    /// Instances one user may hold.
-    case maxUserInstances = "max_user_instances"
 
     /// The sysctl file, e.g. `/proc/sys/fs/inotify/max_user_watches`.
     public var path: String { "/proc/sys/fs/inotify/\(rawValue)" }
@@ -45,7 +43,7 @@ public enum InotifyLimits {
   }
 
   /// The current value of `knob`.
-  public static func read(_ knob: Knob) throws -> Int {
+  static func read(_ knob: Knob) throws -> Int {
     let text = try String(contentsOfFile: knob.path, encoding: .utf8)
     guard let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
       throw FleetError(.io, "\(knob.path) holds no number: \(text)")

@@ -7,7 +7,7 @@ import Foundation
 /// TCP helpers on 127.0.0.1 shared by the tests.
 public enum LocalPorts {
   /// Binds a TCP socket to 127.0.0.1 on `port` (0 = any free one); returns the fd and the bound port.
-  public static func bind(port: Int = 0) -> (fd: Int32, port: Int)? {
+  static func bind(port: Int = 0) -> (fd: Int32, port: Int)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
     var address = sockaddr_in()

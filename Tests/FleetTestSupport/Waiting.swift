@@ -97,7 +97,7 @@ public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T)
 
 extension Duration {
   /// The duration in seconds, as a `Double`.
-  public var inSeconds: Double {
+  var inSeconds: Double {
     Double(components.seconds) + Double(components.attoseconds) / 1e18
   }
 }
