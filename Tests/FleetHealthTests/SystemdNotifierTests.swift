@@ -1,4 +1,5 @@
 import FleetHealth
+import FleetTestSupport
 import Foundation
 import Testing
 
@@ -40,7 +41,8 @@ final class NotifySocket {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
     }
     guard bound == 0 else { throw TestSocketError("bind \(name)") }
-    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    // A bound for a datagram that never comes; a loaded machine may take long to send one.
+    var timeout = timeval(tv_sec: Int(Wait.deadline.components.seconds), tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
   }
 
@@ -49,7 +51,7 @@ final class NotifySocket {
     if let path { unlink(path) }
   }
 
-  /// Waits (up to the 10 s receive timeout) for one datagram.
+  /// Waits (up to the receive timeout, ``Wait/deadline``) for one datagram.
   func receive() -> String? {
     var buffer = [UInt8](repeating: 0, count: 4096)
     let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

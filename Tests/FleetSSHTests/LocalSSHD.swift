@@ -1,3 +1,4 @@
+import FleetTestSupport
 import Foundation
 import Testing
 
@@ -48,32 +49,13 @@ final class LocalSSHD: Sendable {
     try Self.sh(
       "cat \(clientKey).pub \(ecdsaKey).pub \(rsaKey).pub > \(directory)/authorized_keys; mkdir -p /run/sshd; "
         + "chmod 755 \(directory); chmod 644 \(directory)/authorized_keys")
-    var chosen = 0
-    var keeper: Int32 = -1
-    for _ in 0..<20 {
-      let candidate = Int.random(in: 20000...40000)
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: "/bin/sh")
-      let script =
-        "/usr/sbin/sshd -D -e -f /dev/null -p \(candidate) -o ListenAddress=127.0.0.1 -o HostKey=\(hostKey) "
-        + "-o AuthorizedKeysFile=\(directory)/authorized_keys -o StrictModes=no "
-        + "-o PidFile=\(directory)/sshd.pid -o 'Subsystem sftp internal-sftp' -o MaxSessions=200 "
-        + "-o MaxStartups=200:30:300 -o LogLevel=ERROR 2>>\(directory)/sshd.log & pid=$!; "
-        + "read _ignored; kill $pid; rm -rf \(directory)"
-      p.arguments = ["-c", script]
-      let pipe = Pipe()
-      p.standardInput = pipe
-      try p.run()
-      if try Self.waitForPort(candidate) {
-        chosen = candidate
-        keeper = dup(pipe.fileHandleForWriting.fileDescriptor)
-        break
-      }
-      pipe.fileHandleForWriting.closeFile()
+    var started: (port: Int, keeper: Int32)?
+    for _ in 0..<20 where started == nil {
+      started = try Self.startServer(directory: directory, hostKey: hostKey)
     }
-    guard chosen > 0 else { throw POSIXError(.EADDRINUSE) }
-    keeperFD = keeper
-    port = chosen
+    guard let started else { throw POSIXError(.EADDRINUSE) }
+    keeperFD = started.keeper
+    port = started.port
     let pub = try String(contentsOfFile: hostKey + ".pub", encoding: .utf8).split(separator: " ")
     try "[127.0.0.1]:\(port) \(pub[0]) \(pub[1])\n".write(
       toFile: knownHosts, atomically: true, encoding: .utf8)
@@ -96,22 +78,53 @@ final class LocalSSHD: Sendable {
     return String(decoding: data, as: UTF8.self)
   }
 
-  private static func waitForPort(_ port: Int) throws -> Bool {
-    for _ in 0..<50 {
-      usleep(100_000)
-      let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-      var addr = sockaddr_in()
-      addr.sin_family = sa_family_t(AF_INET)
-      addr.sin_port = in_port_t(UInt16(port).bigEndian)
-      addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-      let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-      }
-      close(fd)
-      if rc == 0 { return true }
+  /// Starts sshd on a free port under a keeper shell and waits until it listens; returns the port
+  /// and the keeper's pipe, or nil when sshd exited first (the port was taken meanwhile).
+  ///
+  /// The keeper kills sshd when it reads a line (this attempt is abandoned) or, at EOF (this process
+  /// exited), kills sshd and removes `directory`.
+  private static func startServer(directory: String, hostKey: String) throws -> (port: Int, keeper: Int32)? {
+    let port = LocalPorts.free()
+    let pidFile = "\(directory)/sshd-\(port).pid"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = [
+      "-c",
+      "/usr/sbin/sshd -D -e -f /dev/null -p \(port) -o ListenAddress=127.0.0.1 -o HostKey=\(hostKey) "
+        + "-o AuthorizedKeysFile=\(directory)/authorized_keys -o StrictModes=no "
+        + "-o PidFile=\(pidFile) -o 'Subsystem sftp internal-sftp' -o MaxSessions=200 "
+        + "-o MaxStartups=200:30:300 -o LogLevel=ERROR 2>>\(directory)/sshd.log & pid=$!; echo $pid; "
+        + "if read _abandon; then kill $pid; else kill $pid; rm -rf \(directory); fi",
+    ]
+    let keeper = Pipe()
+    let out = Pipe()
+    p.standardInput = keeper
+    p.standardOutput = out
+    try p.run()
+    var line: [UInt8] = []
+    while line.last != UInt8(ascii: "\n"), let byte = out.fileHandleForReading.readData(ofLength: 1).first {
+      line.append(byte)
     }
-    return false
+    guard
+      let pid = Int32(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    else { throw POSIXError(.EIO, userInfo: ["keeper": "no sshd pid"]) }
+    // sshd writes its pid file once it listens; if it cannot bind, it exits.
+    try waitForBlocking("sshd on port \(port)") {
+      !isRunning(pid) || FileManager.default.fileExists(atPath: pidFile)
+    }
+    if isRunning(pid) && LocalPorts.canConnect(port: port) {
+      return (port, dup(keeper.fileHandleForWriting.fileDescriptor))
+    }
+    keeper.fileHandleForWriting.write(Data("abandon\n".utf8))
+    return nil
+  }
+
+  /// Whether process `pid` exists and is not a zombie (an exited sshd stays one until the keeper
+  /// shell reaps it).
+  private static func isRunning(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return false }
+    return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
   }
 }

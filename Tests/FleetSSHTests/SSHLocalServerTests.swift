@@ -16,8 +16,8 @@ struct SSHLocalServerTests {
   ) -> SSHOptions {
     SSHOptions(
       identity: identity ?? .keyFile(path: server.clientKey, passphrase: nil),
-      knownHostsFile: knownHosts ?? server.knownHosts, hostKeyPolicy: policy, connectTimeout: .seconds(10),
-      operationTimeout: .seconds(60))
+      knownHostsFile: knownHosts ?? server.knownHosts, hostKeyPolicy: policy, connectTimeout: .seconds(60),
+      operationTimeout: .seconds(120))
   }
 
   func withClient<T: Sendable>(_ body: (SSHClient) async throws -> T) async throws -> T {
@@ -33,6 +33,11 @@ struct SSHLocalServerTests {
     } catch {
       return error as? FleetError
     }
+  }
+
+  /// Whether a `sleep TAG` started by a test runs on this machine.
+  static func running(_ tag: Int) throws -> Bool {
+    try LocalSSHD.sh("pgrep -f '^sleep \(tag)' || true") != ""
   }
 
   func tempFile(_ name: String) -> String {
@@ -206,16 +211,14 @@ struct SSHLocalServerTests {
       try await client.withConnection(endpoint, options: options()) { connection in
         let task = Task { try await connection.exec("sleep \(tag); echo never") }
         // Wait until the remote command runs, then cancel the task.
-        var running = false
-        for _ in 0..<50 where !running {
-          try await Task.sleep(for: .milliseconds(100))
-          running = try LocalSSHD.sh("pgrep -f '^sleep \(tag)' || true") != ""
-        }
-        #expect(running)
+        let started = try await eventually { try Self.running(tag) }
+        #expect(started)
         task.cancel()
         let error = await #expect(throws: FleetError.self) { try await task.value }
         #expect(error?.code == .cancelled)
-        #expect(try LocalSSHD.sh("pgrep -f '^sleep \(tag)' || true") == "")
+        // Killed (TERM, then KILL): the sleep could not end by itself within the test.
+        let killed = try await eventually { try !Self.running(tag) }
+        #expect(killed)
         // The connection still works afterwards.
         #expect(try await connection.exec("echo alive").stdoutString == "alive\n")
       }
@@ -231,9 +234,10 @@ struct SSHLocalServerTests {
           try await connection.exec("sleep \(tag)", timeout: .seconds(3))
         }
         #expect(error?.code == .sshTimeout)
-        #expect(ContinuousClock.now - start < .seconds(30))
-        let leftover = try LocalSSHD.sh("pgrep -f '^sleep \(tag)' || true")
-        #expect(leftover == "")
+        // A bound for a hang (the sleep would last days), not a speed test of the 3 s deadline.
+        #expect(ContinuousClock.now - start < Wait.deadline)
+        let killed = try await eventually { try !Self.running(tag) }
+        #expect(killed, "the timed-out command was not killed")
       }
     }
   }

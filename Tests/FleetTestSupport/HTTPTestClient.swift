@@ -25,7 +25,8 @@ public enum HTTPTestClient {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw FleetError(.io, "socket") }
     defer { close(fd) }
-    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    // A bound for a hung server, generous for a loaded machine.
+    var timeout = timeval(tv_sec: 60, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)

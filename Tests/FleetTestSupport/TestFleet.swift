@@ -17,9 +17,10 @@ import Synchronization
 /// ``ecdsaKey`` and ``rsaKey`` for `root`; ``knownHosts`` holds every node's ed25519 and ECDSA
 /// host keys. Needs root: gate tests with `.enabled(if: TestFleet.isSupported)`.
 ///
-/// Tests share one fleet per process through ``shared(nodes:)``. Tests that cut a node, stop its
-/// sshd or change its host key should restore it before they end, and such tests should not run
-/// in parallel with others that use the same node.
+/// Tests share one fleet per process through ``shared(nodes:)``; such a test carries
+/// `.usesSharedFleet`. A test that cuts a node of the shared fleet, stops its sshd or changes its host
+/// key carries `.disturbsSharedFleet` instead (``cut(_:)``, ``killSSHD(_:)`` and ``resetHostKey(_:)``
+/// refuse otherwise), runs alone among them, and restores the node before it ends.
 public struct TestFleet: Sendable {
   /// One host of the fleet.
   public struct Node: Sendable, Hashable, CustomStringConvertible {
@@ -185,16 +186,7 @@ public struct TestFleet: Sendable {
 
   /// Runs the script on a dedicated thread, so a slow bring-up does not block the cooperative pool.
   public static func runScriptDetached(id: Int, _ args: [String]) async throws -> ScriptResult {
-    try await detached { try runScript(id: id, args) }
-  }
-
-  /// Runs blocking work on a thread of its own and returns its result.
-  static func detached<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-      let thread = Thread { continuation.resume(with: Result { try body() }) }
-      thread.name = "testfleet"
-      thread.start()
-    }
+    try await onOwnThread { try runScript(id: id, args) }
   }
 
   /// Runs the script and throws a ``FleetError`` with its stderr unless it exits 0.
@@ -304,6 +296,7 @@ public struct TestFleet: Sendable {
 
   /// Takes the node's link down: packets to and from it are dropped until ``restore(_:)``.
   public func cut(_ node: Node) throws {
+    try checkMayDisturb("cut \(node.name)")
     try Self.runChecked(id: id, ["cut", node.name])
   }
 
@@ -314,6 +307,7 @@ public struct TestFleet: Sendable {
 
   /// Stops the node's sshd (new connections are refused; established sessions survive).
   public func killSSHD(_ node: Node) throws {
+    try checkMayDisturb("sshd-kill \(node.name)")
     try Self.runChecked(id: id, ["sshd-kill", node.name])
   }
 
@@ -329,6 +323,7 @@ public struct TestFleet: Sendable {
   /// must fail as a changed host key. The caller may delete it.
   @discardableResult
   public func resetHostKey(_ node: Node) throws -> String {
+    try checkMayDisturb("reset-hostkey \(node.name)")
     let stale = "\(stateDir)/known_hosts.before-reset-\(node.name)-\(UInt32.random(in: 0...UInt32.max))"
     do {
       try FileManager.default.copyItem(atPath: knownHosts, toPath: stale)
@@ -337,6 +332,17 @@ public struct TestFleet: Sendable {
     }
     try Self.runChecked(id: id, ["reset-hostkey", node.name])
     return stale
+  }
+
+  /// Throws unless this is not the shared fleet or the current test may disturb it
+  /// (`.disturbsSharedFleet`): other tests use its nodes meanwhile.
+  func checkMayDisturb(_ action: String) throws {
+    guard id == SharedFleet.upID.load(ordering: .sequentiallyConsistent),
+      !SharedResourceTrait.holdsExclusively(.sharedFleet)
+    else { return }
+    throw FleetError(
+      .testFleetScript,
+      "\(action) disturbs the shared fleet: only a test carrying .disturbsSharedFleet may do it")
   }
 
   /// Runs `command` with `sh -c` inside the node (via nsenter, not SSH) as an out-of-band check.
@@ -357,9 +363,10 @@ public struct TestFleet: Sendable {
   /// against ``knownHosts``: a reference client to compare fleetsync's SSH code with.
   ///
   /// `key` defaults to ``clientKey``. Returns ssh's exit status (255 when the connection
-  /// fails) and the remote command's stdout.
+  /// fails) and the remote command's stdout. The default `connectTimeout` (seconds) is for a loaded
+  /// machine; a test that expects the connection to fail passes a short one.
   public func openSSH(
-    _ node: Node, _ command: String, key: String? = nil, knownHosts: String? = nil, connectTimeout: Int = 5
+    _ node: Node, _ command: String, key: String? = nil, knownHosts: String? = nil, connectTimeout: Int = 30
   ) throws -> (status: Int32, output: String) {
     guard let ssh = Self.findTool("ssh") else {
       throw FleetError(
@@ -444,9 +451,9 @@ actor SharedFleet {
         FileManager.default.fileExists(atPath: "\(current.stateDir)/fleet.json")
       {
         if current.nodes.count >= wanted { return current }
-        return try await TestFleet.detached { try TestFleet.grow(id: current.id, nodes: wanted) }
+        return try await onOwnThread { try TestFleet.grow(id: current.id, nodes: wanted) }
       }
-      return try await TestFleet.detached { try SharedFleet.bringUp(nodes: wanted) }
+      return try await onOwnThread { try SharedFleet.bringUp(nodes: wanted) }
     }
     latest = task
     return try await task.value

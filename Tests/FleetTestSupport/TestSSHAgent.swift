@@ -26,7 +26,14 @@ public final class TestSSHAgent {
     process.standardOutput = FileHandle.nullDevice
     try process.run()
     do {
-      for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(50_000) }
+      let socket = self.socket
+      let process = self.process
+      try waitForBlocking("ssh-agent's socket \(socket)", every: .milliseconds(50)) {
+        FileManager.default.fileExists(atPath: socket) || !process.isRunning
+      }
+      guard process.isRunning else {
+        throw FleetError(.io, "ssh-agent exited with status \(process.terminationStatus) before it listened")
+      }
       try addKey(key)
     } catch {
       stop()

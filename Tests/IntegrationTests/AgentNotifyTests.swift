@@ -1,3 +1,4 @@
+import FleetTestSupport
 import FleetWatch
 import Foundation
 import Testing
@@ -50,7 +51,8 @@ final class AgentNotifySocket {
   }
 }
 
-@Suite("fleetsync-watch under systemd notify", .serialized, .enabled(if: AgentIT.canRun))
+@Suite(
+  "fleetsync-watch under systemd notify", .serialized, .dependsOnInotifyLimits, .enabled(if: AgentIT.canRun))
 struct AgentNotifyTests {
   /// READY=1, WATCHDOG=1 and STOPPING=1 reach the notify socket; the password comes from
   /// RSYNC_PASSWORD only and shows up in no command line.
@@ -70,9 +72,9 @@ struct AgentNotifyTests {
       environment: [
         "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000", "RSYNC_PASSWORD": daemon.password,
       ])
-    #expect(try await AgentIT.eventually { notify.saw("READY=1") }, "\(notify.received) \(agent.stderr)")
-    #expect(try await AgentIT.eventually { notify.saw("WATCHDOG=1") }, "\(notify.received)")
-    let copied = try await AgentIT.eventually {
+    #expect(try await eventually { notify.saw("READY=1") }, "\(notify.received) \(agent.stderr)")
+    #expect(try await eventually { notify.saw("WATCHDOG=1") }, "\(notify.received)")
+    let copied = try await eventually {
       FileManager.default.fileExists(atPath: daemon.backup + "/hello.txt")
     }
     #expect(copied, "\(agent.stderr)")

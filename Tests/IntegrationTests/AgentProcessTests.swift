@@ -1,3 +1,4 @@
+import FleetTestSupport
 import FleetWatch
 import Foundation
 import Testing
@@ -11,7 +12,7 @@ import Testing
 /// The built `fleetsync-watch` against a real rsync daemon on 127.0.0.1: replication, signals,
 /// health, bad input, secrets.
 @Suite(
-  "fleetsync-watch process", .serialized,
+  "fleetsync-watch process", .serialized, .dependsOnInotifyLimits,
   .enabled(if: AgentIT.canRun, "needs /usr/bin/rsync and the built binary"))
 struct AgentProcessTests {
   @Test func replicatesReportsAndStopsCleanlyOnSIGTERM() async throws {
@@ -31,13 +32,13 @@ struct AgentProcessTests {
       ], scratch: scratch)
 
     #expect(
-      try await AgentIT.eventually { LocalPorts.canConnect(port: healthPort) }, "stderr: \(agent.stderr)")
+      try await eventually { LocalPorts.canConnect(port: healthPort) }, "stderr: \(agent.stderr)")
     try FileManager.default.createDirectory(atPath: source + "/sub/deeper", withIntermediateDirectories: true)
     try "one".write(toFile: source + "/one.txt", atomically: false, encoding: .utf8)
     try "two".write(toFile: source + "/sub/two.txt", atomically: false, encoding: .utf8)
     try "three".write(toFile: source + "/sub/deeper/three.txt", atomically: false, encoding: .utf8)
 
-    let converged = try await AgentIT.eventually {
+    let converged = try await eventually {
       try treeDifferences(source, daemon.backup).isEmpty
         && (AgentIT.status(port: healthPort)["filesSent"] as? Int ?? 0) >= 3
     }
@@ -58,7 +59,7 @@ struct AgentProcessTests {
     // SIGUSR1 asks for a full sync.
     let fullSyncs = status["fullSyncs"] as? Int ?? 0
     agent.signal(SIGUSR1)
-    let resynced = try await AgentIT.eventually {
+    let resynced = try await eventually {
       (try AgentIT.status(port: healthPort)["fullSyncs"] as? Int ?? 0) > fullSyncs
     }
     #expect(resynced, "\(agent.stderr)")
@@ -171,7 +172,7 @@ struct AgentProcessTests {
         "--password-file", try scratch.file("pw", "pw\n", mode: 0o600),
         "--state-dir", scratch.path + "/state", "--health-port", "\(healthPort)",
       ], scratch: scratch)
-    let reported = try await AgentIT.eventually {
+    let reported = try await eventually {
       try AgentIT.status(port: healthPort)["lastErrorKind"] as? String == "unreachable"
     }
     #expect(
@@ -200,7 +201,7 @@ struct AgentProcessTests {
         "--state-dir", scratch.path + "/state", "--health-port", "\(healthPort)", "--log-level", "debug",
       ], scratch: scratch)
     var leaks: [String] = []
-    let reported = try await AgentIT.eventually {
+    let reported = try await eventually {
       leaks += AgentIT.commandLinesContaining(wrong)
       return try AgentIT.status(port: healthPort)["lastErrorKind"] as? String == "auth"
     }
@@ -237,29 +238,35 @@ struct AgentProcessTests {
       """
     let config = try scratch.file("w.conf", base + "exclude = *.skip\n")
     let agent = try AgentIT.Agent(["--config", config], scratch: scratch)
-    #expect(try await AgentIT.eventually { LocalPorts.canConnect(port: healthPort) }, "\(agent.stderr)")
+    #expect(try await eventually { LocalPorts.canConnect(port: healthPort) }, "\(agent.stderr)")
     try "skip".write(toFile: source + "/a.skip", atomically: false, encoding: .utf8)
     try "keep".write(toFile: source + "/keep.txt", atomically: false, encoding: .utf8)
     #expect(
-      try await AgentIT.eventually { FileManager.default.fileExists(atPath: daemon.backup + "/keep.txt") })
+      try await eventually { FileManager.default.fileExists(atPath: daemon.backup + "/keep.txt") })
+    // keep.txt was written after a.skip: once it is replicated and the engine is idle, a.skip had
+    // its chance to be sent.
+    #expect(try await eventually { try Self.idle(port: healthPort) }, "\(agent.stderr)")
     #expect(!FileManager.default.fileExists(atPath: daemon.backup + "/a.skip"))
 
     // A broken config: logged, counted, the running engine stays.
     try "source = \(source)\nworkers = none\n".write(toFile: config, atomically: true, encoding: .utf8)
     agent.signal(SIGHUP)
     #expect(
-      try await AgentIT.eventually { try AgentIT.status(port: healthPort)["failedReloads"] as? Int == 1 })
-    #expect(agent.stderr.contains("\(config):2: workers must be a number"), "\(agent.stderr)")
+      try await eventually { try AgentIT.status(port: healthPort)["failedReloads"] as? Int == 1 })
+    // The agent counts the failed reload before it logs why.
+    #expect(
+      try await eventually { agent.stderr.contains("\(config):2: workers must be a number") },
+      "\(agent.stderr)")
     #expect(agent.process.isRunning)
     try "keep2".write(toFile: source + "/keep2.txt", atomically: false, encoding: .utf8)
     #expect(
-      try await AgentIT.eventually { FileManager.default.fileExists(atPath: daemon.backup + "/keep2.txt") })
+      try await eventually { FileManager.default.fileExists(atPath: daemon.backup + "/keep2.txt") })
 
     // Without the exclude, the new engine sends a.skip too.
     try base.write(toFile: config, atomically: true, encoding: .utf8)
     agent.signal(SIGHUP)
-    #expect(try await AgentIT.eventually { try AgentIT.status(port: healthPort)["reloads"] as? Int == 1 })
-    let arrived = try await AgentIT.eventually {
+    #expect(try await eventually { try AgentIT.status(port: healthPort)["reloads"] as? Int == 1 })
+    let arrived = try await eventually {
       FileManager.default.fileExists(atPath: daemon.backup + "/a.skip")
     }
     #expect(arrived, "\(agent.stderr)")
@@ -288,7 +295,7 @@ struct AgentProcessTests {
       "--batch-delay", "50",
     ]
     let first = try AgentIT.Agent(arguments, scratch: scratch)
-    #expect(try await AgentIT.eventually { LocalPorts.canConnect(port: healthPort) }, "\(first.stderr)")
+    #expect(try await eventually { LocalPorts.canConnect(port: healthPort) }, "\(first.stderr)")
     for index in 0..<5 {
       try "small \(index)".write(toFile: source + "/small\(index).txt", atomically: false, encoding: .utf8)
     }
@@ -296,24 +303,38 @@ struct AgentProcessTests {
     for index in stride(from: 0, to: big.count, by: 4096) { big[index] = UInt8.random(in: 0...255) }
     _ = FileManager.default.createFile(atPath: source + "/big.bin", contents: Data(big))
 
-    let inFlight = try await AgentIT.eventually {
-      let names = try FileManager.default.contentsOfDirectory(atPath: daemon.backup)
-      return names.contains { $0.hasPrefix(".big.bin.") }
+    // The transfer lasts about 10 s: it is watched for from a thread of its own and interrupted
+    // there at once, so a cooperative pool busy with other tests cannot make the test miss it.
+    let (pid, backup) = (first.pid, daemon.backup)
+    let inFlight = try await onOwnThread {
+      let seen = try eventuallyBlocking(every: .milliseconds(20)) {
+        try FileManager.default.contentsOfDirectory(atPath: backup).contains { $0.hasPrefix(".big.bin.") }
+      }
+      if seen && signal == SIGKILL { AgentIT.crash(pid: pid) }
+      if seen && signal == SIGTERM { kill(pid, SIGTERM) }
+      return seen
     }
     #expect(inFlight, "the big file never started to arrive: \(first.stderr)")
+    guard inFlight else { return first.crash() }
     if signal == SIGKILL {
-      first.crash()
+      first.process.waitUntilExit()
       #expect(try treeDifferences(source, daemon.backup).contains("big.bin"))
     } else {
-      #expect(try await first.stop() == 0, "\(first.stderr)")
+      #expect(try await first.waitForExit() == 0, "\(first.stderr)")
     }
 
     let second = try AgentIT.Agent(arguments, scratch: scratch)
-    let converged = try await AgentIT.eventually(seconds: 120) {
+    let converged = try await eventually {
       try treeDifferences(source, daemon.backup).isEmpty
     }
     #expect(
       converged, "diff: \((try? treeDifferences(source, daemon.backup)) ?? "?") stderr: \(second.stderr)")
     #expect(try await second.stop() == 0)
+  }
+
+  /// Whether the agent's engine has nothing queued and nothing in flight, as `/status` says.
+  static func idle(port: Int) throws -> Bool {
+    let status = try AgentIT.status(port: port)
+    return status["queueDepth"] as? Int == 0 && status["inFlight"] as? Int == 0
   }
 }

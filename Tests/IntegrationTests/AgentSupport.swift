@@ -90,13 +90,12 @@ enum AgentIT {
     func signal(_ number: Int32) { kill(pid, number) }
 
     /// Waits for the exit, up to a generous bound; kills the process and fails if it does not come.
-    func waitForExit(seconds: Double = 60) async throws -> Int32 {
-      let deadline = Date().addingTimeInterval(seconds)
-      while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
-      if process.isRunning {
+    func waitForExit() async throws -> Int32 {
+      let exited = try await eventually(every: .milliseconds(50)) { !process.isRunning }
+      if !exited {
         kill(pid, SIGKILL)
         process.waitUntilExit()
-        throw Failure("fleetsync-watch did not exit within \(seconds) s; stderr:\n\(stderr)")
+        throw Failure("fleetsync-watch did not exit within \(Wait.deadline); stderr:\n\(stderr)")
       }
       return process.terminationStatus
     }
@@ -110,9 +109,7 @@ enum AgentIT {
 
     /// Kills it and the rsync processes it started, as a crash of the whole service would.
     func crash() {
-      let children = AgentIT.children(of: pid)
-      kill(pid, SIGKILL)
-      for child in children { kill(child, SIGKILL) }
+      AgentIT.crash(pid: pid)
       process.waitUntilExit()
     }
   }
@@ -124,16 +121,6 @@ enum AgentIT {
     let agent = try Agent(arguments, scratch: scratch)
     let status = try await agent.waitForExit()
     return (status, agent.stderr)
-  }
-
-  /// Polls `condition` every 100 ms until it holds or `seconds` pass; returns whether it held.
-  static func eventually(seconds: Double = 60, _ condition: () throws -> Bool) async throws -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-      if (try? condition()) == true { return true }
-      try await Task.sleep(for: .milliseconds(100))
-    }
-    return try condition()
   }
 
   /// `GET path` on the health endpoint: status code and body.
@@ -162,6 +149,13 @@ enum AgentIT {
       if line.contains(needle) { found.append("\(entry): \(line)") }
     }
     return found
+  }
+
+  /// Kills process `pid` and its children (SIGKILL) without waiting for them; see ``Agent/crash()``.
+  static func crash(pid: Int32) {
+    let children = children(of: pid)
+    kill(pid, SIGKILL)
+    for child in children { kill(child, SIGKILL) }
   }
 
   /// Processes whose parent is `pid`.

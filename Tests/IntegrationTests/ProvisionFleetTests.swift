@@ -51,8 +51,9 @@ struct CLI {
 }
 
 /// End-to-end: `fleetsync up/plan/down/status` against a fleet of real hosts (own fleet id, so
-/// other suites' fleets are not disturbed).
-@Suite(.serialized, .enabled(if: TestFleet.isSupported))
+/// other suites' fleets are not disturbed). The nodes share the machine's inotify limits: `up`
+/// raises them and `down` must restore what the test read before, so no test may change them meanwhile.
+@Suite(.serialized, .dependsOnInotifyLimits, .enabled(if: TestFleet.isSupported))
 struct ProvisionFleetTests {
   static let fleetID = 3
 
@@ -61,7 +62,8 @@ struct ProvisionFleetTests {
   static let bk2 = 4
   static let sourceNodes = [1, 2, 3]
 
-  /// 3 sources with 2 directories each, 2 backup hosts.
+  /// 3 sources with 2 directories each, 2 backup hosts. The SSH connect timeout is for a loaded
+  /// machine; a cut host fails sooner, once its address stops answering ARP.
   static func inventory(
     _ fleet: TestFleet, extraDirectory: Bool = false, dropDirectory: Bool = false,
     excludes: String = "[\"*.tmp\"]"
@@ -72,7 +74,7 @@ struct ProvisionFleetTests {
         ssh:
           identity: \(fleet.clientKey)
           known_hosts: \(fleet.knownHosts)
-          connect_timeout: 5
+          connect_timeout: 30
         watch:
           batch_delay_ms: 50
       backups:
@@ -133,15 +135,6 @@ struct ProvisionFleetTests {
     return try fleet.run(on: node, command).output
   }
 
-  static func waitFor(_ what: String, seconds: Double = 60, _ condition: () throws -> Bool) throws {
-    let end = Date().addingTimeInterval(seconds)
-    while Date() < end {
-      if try condition() { return }
-      usleep(200_000)
-    }
-    Issue.record("timed out after \(seconds)s waiting for \(what)")
-  }
-
   @Test func upPlanStatusDownOnARealFleet() throws {
     let fleet = try TestFleet.up(id: Self.fleetID, nodes: 5, systemd: TestFleet.systemdSupported ? 2 : 0)
     defer { try? fleet.down() }
@@ -180,8 +173,11 @@ struct ProvisionFleetTests {
     // Something else already listens on the first health port on s2: up must not take it.
     _ = try fleet.run(
       on: sources[1],
-      "setsid python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 9700)); s.listen(); time.sleep(600)' >/dev/null 2>&1 & sleep 0.5"
+      "setsid python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 9700)); s.listen(); time.sleep(600)' >/dev/null 2>&1 &"
     )
+    try waitForBlocking("a listener on port 9700 on s2") {
+      try fleet.run(on: sources[1], "ss -Hltn 'sport = :9700' | grep -q .").status == 0
+    }
 
     // up from scratch.
     let up = try CLI.run("fleetsync", ["up", "-i", inv])
@@ -200,7 +196,7 @@ struct ProvisionFleetTests {
         on: node,
         "echo hello-\(i) > /srv/data/a/new-\(i).txt; echo x > /srv/data/a/skip.tmp; echo b > /srv/data/b/f")
       let backup = i == 2 ? fleet.nodes[Self.bk2] : fleet.nodes[Self.bk1]
-      try Self.waitFor("s\(i + 1)/a on its backup") {
+      try waitForBlocking("s\(i + 1)/a on its backup") {
         try fleet.run(on: backup, "grep -q hello-\(i) /srv/backup/s\(i + 1)/a/new-\(i).txt").status == 0
           && fleet.run(
             on: backup, "test -f /srv/backup/s\(i + 1)/b/f && test -f /srv/backup/s\(i + 1)/a/seed"
@@ -247,7 +243,7 @@ struct ProvisionFleetTests {
     let s2bPidAfter = try fleet.run(on: sources[1], "cat '/run/fleetsync/watch-a:bk1:s2-a.pid'").output
     #expect(s2bPidAfter != s2bPid, "exclude change restarts that instance")
     _ = try fleet.run(on: sources[0], "echo c > /srv/data/c/new")
-    try Self.waitFor("the new directory replicated") {
+    try waitForBlocking("the new directory replicated") {
       try fleet.run(on: fleet.nodes[Self.bk1], "test -f /srv/backup/s1/c/new").status == 0
     }
 

@@ -5,18 +5,9 @@ import Testing
 
 /// The test fleet itself: real namespaces, real sshd, checked with OpenSSH's own client.
 @Suite(
-  "Test fleet", .serialized, .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
+  "Test fleet", .serialized, .usesSharedFleet,
+  .enabled(if: TestFleet.isSupported, "needs root, ip, sshd, unshare, nsenter"))
 struct TestFleetTests {
-  /// Polls `condition` every 100 ms until it holds or `seconds` pass; returns whether it held.
-  func eventually(within seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    repeat {
-      if try condition() { return true }
-      Thread.sleep(forTimeInterval: 0.1)
-    } while Date() < deadline
-    return try condition()
-  }
-
   @Test("every node has its own hostname and address, and OpenSSH logs in with the fleet's keys")
   func nodesAreDistinctHosts() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
@@ -51,7 +42,7 @@ struct TestFleetTests {
     process.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
     process.arguments = [
       "-i", fleet.ecdsaKey, "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=\(fleet.knownHosts)",
-      "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "root@\(node.address)", "echo ecdsa-ok",
+      "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=30", "root@\(node.address)", "echo ecdsa-ok",
     ]
     var env = ProcessInfo.processInfo.environment
     env["SSH_ASKPASS"] = fleet.askpass
@@ -87,7 +78,7 @@ struct TestFleetTests {
     #expect(try fleet.run(on: fleet.node(1), "command -v rsync").status == 0)
   }
 
-  @Test("cut makes a node unreachable and restore brings it back")
+  @Test("cut makes a node unreachable and restore brings it back", .disturbsSharedFleet)
   func cutAndRestore() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
     let node = fleet.node(3)
@@ -95,7 +86,7 @@ struct TestFleetTests {
     let whileCut = try fleet.openSSH(node, "true", connectTimeout: 2)
     try fleet.restore(node)
     #expect(whileCut.status == 255)
-    #expect(try eventually(within: 20) { try fleet.openSSH(node, "true").status == 0 })
+    #expect(try await eventually { try fleet.openSSH(node, "true").status == 0 })
     // Another node was never affected.
     #expect(try fleet.openSSH(fleet.node(4), "true").status == 0)
     // The spare address answers nothing.
@@ -104,7 +95,7 @@ struct TestFleetTests {
     #expect(try fleet.openSSH(spare, "true", connectTimeout: 2).status == 255)
   }
 
-  @Test("sshd-kill refuses new connections, sshd-start serves them again")
+  @Test("sshd-kill refuses new connections, sshd-start serves them again", .disturbsSharedFleet)
   func sshdKillAndStart() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
     let node = fleet.node(4)
@@ -118,7 +109,7 @@ struct TestFleetTests {
     #expect(try fleet.openSSH(node, "hostname").output == node.name + "\n")
   }
 
-  @Test("reset-hostkey changes the node's host key and updates known_hosts")
+  @Test("reset-hostkey changes the node's host key and updates known_hosts", .disturbsSharedFleet)
   func resetHostKey() async throws {
     let fleet = try await TestFleet.shared(nodes: 5)
     let node = fleet.node(5)
@@ -136,7 +127,9 @@ struct TestFleetTests {
 
   @Test(
     "a systemd node boots systemd as PID 1, runs a transient unit, and down leaves nothing behind",
-    .enabled(if: TestFleet.systemdSupported, "needs systemd and a cgroup2 hierarchy"))
+    // systemd, as a node's init, watches files with inotify.
+    .dependsOnInotifyLimits, .enabled(if: TestFleet.systemdSupported, "needs systemd and a cgroup2 hierarchy")
+  )
   func systemdNode() throws {
     // A fleet of its own (not one of the shared fleet's ids), so the shared fleet stays plain.
     let id = (TestFleet.sharedID + 4) % 10
@@ -169,7 +162,7 @@ struct TestFleetTests {
     let started = try fleet.openSSH(node, "systemd-run --unit fleetsync-probe sleep 60")
     #expect(started.status == 0)
     #expect(
-      try eventually(within: 10) {
+      try eventuallyBlocking {
         try fleet.openSSH(node, "systemctl is-active fleetsync-probe").output == "active\n"
       })
     // The unit's process lives in the node's PID namespace, under the node's own cgroup.

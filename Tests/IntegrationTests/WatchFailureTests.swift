@@ -1,3 +1,4 @@
+import FleetTestSupport
 import FleetWatch
 import Foundation
 import Logging
@@ -10,7 +11,7 @@ import Testing
 extension WatchIntegration {
   @Suite("Watch engine failures and recovery", .serialized, .enabled(if: hasRsync))
   struct WatchFailureTests {
-    @Test("daemon stopped for 10 s under writes: retries with backoff, catches up when it returns")
+    @Test("daemon stopped for 10 s or more under writes: retries with backoff, catches up when it returns")
     func daemonDownUnderWrites() async throws {
       let fixture = try EngineFixture()
       let src = fixture.src
@@ -21,30 +22,37 @@ extension WatchIntegration {
       let before = fixture.engine.status()
 
       fixture.daemon.stop()
+      let stopped = ContinuousClock.now
       var sawRetrying = false
       var sawUnreachable = false
-      let end = Date().addingTimeInterval(10)
       var i = 0
-      while Date() < end {
+      // Writes go on while the daemon is down: 10 s at least (so the backoff reaches its cap), and
+      // until the engine was seen retrying after an unreachable target and backed off three times.
+      try await waitFor("retries with backoff while the daemon is down", every: .milliseconds(50)) {
         try FS.write(src, "during-\(i % 50).txt", "write \(i)\n", append: true)
         if i % 10 == 0 { try FS.mkdir(src, "dir\(i)") }
         i += 1
         let s = fixture.engine.status()
         if s.state == .retrying && s.nextRetryAt != nil { sawRetrying = true }
         if s.lastErrorKind == .unreachable { sawUnreachable = true }
-        try await Task.sleep(for: .milliseconds(50))
+        return sawRetrying && sawUnreachable && s.retries - before.retries >= 3
+          && ContinuousClock.now - stopped >= .seconds(10)
       }
       let down = fixture.engine.status()
-      #expect(sawRetrying)
-      #expect(sawUnreachable)
+      let window = ContinuousClock.now - stopped
       #expect(down.queueDepth + down.inFlight > 0)
       #expect(down.consecutiveFailures > 0)
-      // Backoff, not a busy loop: 10 s at 0.25 s..2 s per try is a few dozen attempts at most.
+      // Backoff, not a busy loop: however fast the machine, the window holds only so many backoff
+      // steps, and each step's transfers use at most `workers` slots.
+      let steps = down.retries - before.retries
+      let bound = maxBackoffSteps(in: window, fixture.config)
+      #expect(steps <= bound, "backoff steps in \(window): \(steps), at most \(bound)")
       let attempts = down.failedTransfers - before.failedTransfers
-      #expect(attempts >= 2 && attempts < 60, "failed attempts while down: \(attempts)")
+      let attemptBound = UInt64(fixture.config.workers) * (bound + 1)
+      #expect(attempts >= 2 && attempts <= attemptBound, "failed attempts in \(window): \(attempts)")
 
       try fixture.daemon.start()
-      try await fixture.expectConverged(seconds: 120)
+      try await fixture.expectConverged()
       let after = fixture.engine.status()
       #expect(after.consecutiveFailures == 0)
       #expect(after.state == .watching)
@@ -63,9 +71,9 @@ extension WatchIntegration {
       for i in 0..<30 { try FS.write(src, "pending-\(i).txt", "pending \(i)") }
       try FS.mkdir(src, "pdir/sub")
       try FS.write(src, "pdir/sub/f", "f")
-      let deadline = Date().addingTimeInterval(30)
-      while fixture.engine.status().queueDepth + fixture.engine.status().inFlight < 31 && Date() < deadline {
-        try await Task.sleep(for: .milliseconds(50))
+      try await waitFor("31 paths accepted", every: .milliseconds(50)) {
+        let s = fixture.engine.status()
+        return s.queueDepth + s.inFlight >= 31
       }
       try await fixture.stop()
       #expect(fixture.engine.status().state == .stopping)
@@ -81,8 +89,12 @@ extension WatchIntegration {
       let second = RunningEngine.start(restarted)
       try await second.waitWatching()
       try await expectConverged(second.engine, src, fixture.daemon.backup)
-      let size = try FileManager.default.attributesOfItem(atPath: journal)[.size] as? Int ?? -1
-      #expect(size == 0, "the journal is compacted once everything is replicated")
+      var size = -1
+      let compacted = try await eventually {
+        size = try FileManager.default.attributesOfItem(atPath: journal)[.size] as? Int ?? -1
+        return size == 0
+      }
+      #expect(compacted, "the journal is compacted once everything is replicated: \(size) bytes")
       try await second.stop()
     }
 
@@ -91,11 +103,10 @@ extension WatchIntegration {
       let fixture = try EngineFixture(daemonPassword: "the-daemon-wants-another")
       try FS.write(fixture.src, "a.txt", "a")
       try fixture.launch()
-      let deadline = Date().addingTimeInterval(60)
       var s = fixture.engine.status()
-      while s.lastErrorKind != .auth && Date() < deadline {
-        try await Task.sleep(for: .milliseconds(100))
+      _ = try await eventually {
         s = fixture.engine.status()
+        return s.lastErrorKind == .auth
       }
       #expect(s.lastErrorKind == .auth)
       #expect(s.lastError?.contains(fixture.daemon.module) == true)
@@ -116,11 +127,10 @@ extension WatchIntegration {
         stateDir: try tmp.sub("state"))
       config.connectTimeout = .seconds(2)
       let running = try RunningEngine.start(config)
-      let deadline = Date().addingTimeInterval(60)
       var s = running.engine.status()
-      while s.lastErrorKind == nil && Date() < deadline {
-        try await Task.sleep(for: .milliseconds(100))
+      _ = try await eventually {
         s = running.engine.status()
+        return s.lastErrorKind != nil
       }
       #expect(s.lastErrorKind == .unreachable)
       #expect(s.consecutiveFailures > 0)
@@ -129,22 +139,36 @@ extension WatchIntegration {
 
     @Test(
       "inotify queue overflow: a rescan and a reconciling full sync, no gap",
-      .enabled(if: isRoot))
+      .changesInotifyLimits, .enabled(if: isRoot))
     func overflow() async throws {
       let fixture = try EngineFixture()
       let src = fixture.src
-      // The limit applies to inotify instances created while it is set: set it, start, restore.
-      try await withSysctl("/proc/sys/fs/inotify/max_queued_events", 16) { try await fixture.start() }
+      // The limit applies to inotify instances made while it is set: set it, launch, wait for the
+      // engine's watches (its instance exists then), restore.
+      try await InotifyLimits.with(.maxQueuedEvents, 16) {
+        try fixture.launch()
+        try await waitFor("the engine's watches", every: .milliseconds(10)) {
+          fixture.engine.status().watchSetupSeconds != nil
+        }
+      }
+      try await fixture.waitWatching()
       let full = fixture.engine.status().fullSyncs
 
-      for i in 0..<40 {
-        try FS.mkdir(src, "burst\(i)/inner")
-        for j in 0..<10 { try FS.write(src, "burst\(i)/inner/f\(j)", "\(i)-\(j)") }
+      // Bursts of 40 directories of 10 files, far beyond 16 queued events, until the engine has seen
+      // an overflow: whether a single burst outruns the reader depends on the machine.
+      var made = 0
+      try await waitFor("an inotify queue overflow") {
+        for _ in 0..<40 {
+          try FS.mkdir(src, "burst\(made)/inner")
+          for j in 0..<10 { try FS.write(src, "burst\(made)/inner/f\(j)", "\(made)-\(j)") }
+          made += 1
+        }
+        return fixture.engine.status().overflows > 0
       }
       try await fixture.expectConverged()
-      let s = fixture.engine.status()
-      #expect(s.overflows > 0)
-      #expect(s.fullSyncs > full)
+      // The reconciling full sync may still run once the tree is converged and the queue empty.
+      let reconciled = try await eventually { fixture.engine.status().fullSyncs > full }
+      #expect(reconciled, "full syncs: \(fixture.engine.status().fullSyncs), before the overflow: \(full)")
       // The new directories are watched after the rescan.
       try FS.write(src, "burst7/inner/later.txt", "later")
       try await fixture.expectConverged()
@@ -168,7 +192,7 @@ extension WatchIntegration {
         #expect(n == block.count)
       }
       close(fd)
-      try await fixture.expectConverged(seconds: 300)
+      try await fixture.expectConverged(deadline: .seconds(300))
       let size =
         try FileManager.default.attributesOfItem(atPath: fixture.daemon.backup + "/big.bin")[.size] as? Int
       #expect(size == 1 << 30)
@@ -178,18 +202,18 @@ extension WatchIntegration {
 
     @Test(
       "out of inotify watches: a clear error naming max_user_watches, unhealthy, periodic full syncs",
-      .enabled(if: isRoot))
+      .changesInotifyLimits, .enabled(if: isRoot))
     func watchLimit() async throws {
       let fixture = try EngineFixture()
       let src = fixture.src
       for i in 0..<40 { try FS.mkdir(src, "d\(i)") }
       fixture.config.fullSyncInterval = .seconds(1)
       // Room for a few watches only, for as short a time as possible (the limit is per user).
-      let limit = inotifyWatchesInUse() + 5
-      try await withSysctl("/proc/sys/fs/inotify/max_user_watches", limit) {
+      let limit = InotifyLimits.watchesInUseByThisUser() + 5
+      try await InotifyLimits.with(.maxUserWatches, limit) {
         try fixture.launch()
-        while fixture.engine.status().watchSetupSeconds == nil {
-          try await Task.sleep(for: .milliseconds(10))
+        try await waitFor("the engine's watches", every: .milliseconds(10)) {
+          fixture.engine.status().watchSetupSeconds != nil
         }
       }
 
@@ -208,34 +232,18 @@ extension WatchIntegration {
   }
 }
 
-/// Sets the sysctl file `knob` (e.g. `/proc/sys/fs/inotify/max_user_watches`) to `value` while
-/// `body` runs, then writes back the value it had, also when `body` throws.
-func withSysctl<T>(_ knob: String, _ value: Int, _ body: () async throws -> T) async throws -> T {
-  let saved = try String(contentsOfFile: knob, encoding: .utf8).trimmingCharacters(
-    in: .whitespacesAndNewlines)
-  try "\(value)\n".write(toFile: knob, atomically: false, encoding: .utf8)
-  let result: T
-  do {
-    result = try await body()
-  } catch {
-    try? "\(saved)\n".write(toFile: knob, atomically: false, encoding: .utf8)
-    throw error
+/// The most backoff steps (``WatchStatus/retries``) an engine with `config` can take within
+/// `window`: step k + 1 comes at least half the k-th nominal delay after step k (capped exponential
+/// backoff, half of each delay fixed, half random).
+func maxBackoffSteps(in window: Duration, _ config: WatchConfig) -> UInt64 {
+  let cap = max(config.retryMax, config.retryInitial)
+  var steps: UInt64 = 1
+  var elapsed = Duration.zero
+  var nominal = config.retryInitial
+  while true {
+    elapsed += min(nominal, cap) / 2
+    if elapsed > window { return steps }
+    steps += 1
+    nominal = min(nominal * 2, cap)
   }
-  try "\(saved)\n".write(toFile: knob, atomically: false, encoding: .utf8)
-  return result
-}
-
-/// inotify watches currently held by all processes (they share one per-user limit as root).
-func inotifyWatchesInUse() -> Int {
-  var count = 0
-  let fm = FileManager.default
-  for pid in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
-    for fd in (try? fm.contentsOfDirectory(atPath: "/proc/\(pid)/fdinfo")) ?? [] {
-      guard let text = try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8) else {
-        continue
-      }
-      count += text.split(separator: "\n").filter { $0.hasPrefix("inotify wd:") }.count
-    }
-  }
-  return count
 }

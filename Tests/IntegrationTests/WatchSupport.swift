@@ -1,3 +1,4 @@
+import FleetTestSupport
 import FleetWatch
 import Foundation
 import Logging
@@ -7,9 +8,9 @@ import Testing
   import Glibc
 #endif
 
-/// All engine integration suites, one test at a time: some tests change machine-wide inotify
-/// limits (`max_queued_events`, `max_user_watches`) that other engines in this process would see.
-@Suite("Watch engine integration", .serialized, .enabled(if: hasRsync))
+/// All engine integration suites, one test at a time. Every test runs an engine, so it depends on the
+/// machine-wide inotify limits; the few that lower one say so and run alone (see ``InotifyLimits``).
+@Suite("Watch engine integration", .serialized, .dependsOnInotifyLimits, .enabled(if: hasRsync))
 enum WatchIntegration {}
 
 /// Whether the tests run as root (needed for sysctl changes and a root-owned password file).
@@ -39,8 +40,12 @@ struct TempDir {
 
 struct POSIXErrorBox: Error, CustomStringConvertible {
   let code: Int32
-  init(_ code: Int32) { self.code = code }
-  var description: String { String(cString: strerror(code)) }
+  let context: String?
+  init(_ code: Int32, _ context: String? = nil) {
+    self.code = code
+    self.context = context
+  }
+  var description: String { (context.map { $0 + ": " } ?? "") + String(cString: strerror(code)) }
 }
 
 /// A real rsync daemon on 127.0.0.1 with one writable module that needs a user and password.
@@ -96,7 +101,8 @@ final class RsyncDaemon {
     RsyncTarget(user: user, host: "127.0.0.1", port: port, module: module)
   }
 
-  /// Starts the daemon and waits until it accepts connections.
+  /// Starts the daemon and waits until it accepts connections; throws if it exits first (its
+  /// port was taken meanwhile) or never listens.
   func start() throws {
     unlink(dir.path + "/rsyncd.pid")
     let p = Process()
@@ -108,11 +114,12 @@ final class RsyncDaemon {
     p.standardError = FileHandle.nullDevice
     try p.run()
     process = p
-    for _ in 0..<200 {
-      if LocalPorts.canConnect(port: port) { return }
-      usleep(25_000)
+    try waitForBlocking("the rsync daemon to listen on port \(port)") {
+      !p.isRunning || LocalPorts.canConnect(port: port)
     }
-    throw POSIXErrorBox(ECONNREFUSED)
+    guard p.isRunning else {
+      throw POSIXErrorBox(ECONNREFUSED, "rsync --daemon on port \(port) exited with \(p.terminationStatus)")
+    }
   }
 
   /// Stops the daemon (SIGTERM) and waits for it.
@@ -150,39 +157,34 @@ func treeDifferences(_ source: String, _ backup: String, excludes: [String] = []
   return text
 }
 
-/// Polls until the backup equals the source and the engine has nothing queued, or `seconds` pass.
+/// Waits until the backup equals the source and the engine is idle (nothing queued or in flight, the
+/// initial sync over) before and after the comparison, or `deadline` passes.
 ///
 /// Returns the remaining differences ("" on success).
 func waitForConvergence(
-  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90, excludes: [String] = []
+  _ engine: WatchEngine, _ source: String, _ backup: String, deadline: Duration = Wait.deadline,
+  excludes: [String] = []
 ) async throws -> String {
-  let deadline = Date().addingTimeInterval(seconds)
-  var diff = "(not checked)"
-  while Date() < deadline {
+  func idle() -> Bool {
     let s = engine.status()
-    if s.queueDepth == 0 && s.inFlight == 0 && s.state != .starting && s.state != .initialSync {
-      diff = try treeDifferences(source, backup, excludes: excludes)
-      if diff.isEmpty {
-        // Settle: the same answer twice, so nothing was still on its way.
-        try await Task.sleep(for: .milliseconds(300))
-        let again = engine.status()
-        if again.queueDepth == 0 && again.inFlight == 0 {
-          diff = try treeDifferences(source, backup, excludes: excludes)
-          if diff.isEmpty { return "" }
-        }
-      }
-    }
-    try await Task.sleep(for: .milliseconds(200))
+    return s.queueDepth == 0 && s.inFlight == 0 && s.state != .starting && s.state != .initialSync
   }
+  var diff = "(not compared: the engine never was idle)"
+  let converged = try await eventually(within: deadline, every: .milliseconds(200)) {
+    guard idle() else { return false }
+    diff = try treeDifferences(source, backup, excludes: excludes)
+    return diff.isEmpty && idle()
+  }
+  if converged { return "" }
   return diff.isEmpty ? "timed out with work still queued: \(engine.status())" : diff
 }
 
-/// Expects convergence (see ``waitForConvergence(_:_:_:seconds:)``), showing the differences if not.
+/// Expects convergence (see ``waitForConvergence(_:_:_:deadline:excludes:)``), showing the differences if not.
 func expectConverged(
-  _ engine: WatchEngine, _ source: String, _ backup: String, seconds: Double = 90, excludes: [String] = [],
-  sourceLocation: SourceLocation = #_sourceLocation
+  _ engine: WatchEngine, _ source: String, _ backup: String, deadline: Duration = Wait.deadline,
+  excludes: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
 ) async throws {
-  let diff = try await waitForConvergence(engine, source, backup, seconds: seconds, excludes: excludes)
+  let diff = try await waitForConvergence(engine, source, backup, deadline: deadline, excludes: excludes)
   #expect(diff.isEmpty, "backup differs from source: \(diff)", sourceLocation: sourceLocation)
 }
 
@@ -212,13 +214,14 @@ struct RunningEngine {
     try await task.value
   }
 
-  /// Waits until the initial full sync is over.
-  func waitWatching(seconds: Double = 60) async throws {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+  /// Waits until the initial full sync is over; throws ``WaitTimeout`` if it never is.
+  func waitWatching() async throws {
+    let watching = try await eventually(every: .milliseconds(50)) {
       let s = engine.status()
-      if s.fullSyncs > 0 && s.state != .initialSync && s.state != .starting { return }
-      try await Task.sleep(for: .milliseconds(50))
+      return s.fullSyncs > 0 && s.state != .initialSync && s.state != .starting
+    }
+    guard watching else {
+      throw WaitTimeout(what: "the initial full sync to finish (status: \(engine.status()))")
     }
   }
 }
@@ -230,8 +233,9 @@ func makeConfig(source: String, daemon: RsyncDaemon, state: String) -> WatchConf
   c.batchDelay = .milliseconds(50)
   c.retryInitial = .milliseconds(200)
   c.retryMax = .seconds(2)
-  c.ioTimeout = .seconds(20)
-  c.connectTimeout = .seconds(5)
+  // Generous: a loaded machine must make a transfer slow, not failed.
+  c.ioTimeout = .seconds(60)
+  c.connectTimeout = .seconds(30)
   return c
 }
 
@@ -280,6 +284,11 @@ final class EngineFixture {
   /// Starts an engine on ``config`` and waits until its initial full sync is over.
   func start() async throws {
     try launch()
+    try await waitWatching()
+  }
+
+  /// Waits until the launched engine's initial full sync is over.
+  func waitWatching() async throws {
     try await running?.waitWatching()
   }
 
@@ -289,12 +298,13 @@ final class EngineFixture {
   }
 
   /// Expects the daemon's backup to converge to `src` with the running engine (see
-  /// ``expectConverged(_:_:_:seconds:excludes:sourceLocation:)``).
+  /// ``expectConverged(_:_:_:deadline:excludes:sourceLocation:)``).
   func expectConverged(
-    seconds: Double = 90, excludes: [String] = [], sourceLocation: SourceLocation = #_sourceLocation
+    deadline: Duration = Wait.deadline, excludes: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation
   ) async throws {
     try await IntegrationTests.expectConverged(
-      engine, src, daemon.backup, seconds: seconds, excludes: excludes, sourceLocation: sourceLocation)
+      engine, src, daemon.backup, deadline: deadline, excludes: excludes, sourceLocation: sourceLocation)
   }
 }
 

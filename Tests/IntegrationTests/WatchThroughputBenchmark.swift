@@ -1,3 +1,4 @@
+import FleetTestSupport
 import FleetWatch
 import Foundation
 import Testing
@@ -8,7 +9,7 @@ import Testing
 
 /// Opt-in: how fast a burst of new files gets through (`FLEETWATCH_BENCH_FILES=30000 swift test
 /// --filter WatchThroughputBenchmark`). Prints numbers; asserts only that the backup converged.
-@Suite("Watch throughput (opt-in)", .serialized, .enabled(if: hasRsync))
+@Suite("Watch throughput (opt-in)", .serialized, .dependsOnInotifyLimits, .enabled(if: hasRsync))
 struct WatchThroughputBenchmark {
   static let files = ProcessInfo.processInfo.environment["FLEETWATCH_BENCH_FILES"].flatMap { Int($0) }
 
@@ -32,11 +33,9 @@ struct WatchThroughputBenchmark {
       try FS.write(FS.path(src, Array("d\(i % 100)/f\(i)".utf8)), data)
     }
     let written = Date().timeIntervalSince(start)
-    while running.engine.status().queueDepth + running.engine.status().inFlight > 0
-      || running.engine.status().filesSent < UInt64(count)
-    {
-      try await Task.sleep(for: .milliseconds(20))
-      if Date().timeIntervalSince(start) > 600 { break }
+    _ = try await eventually(within: .seconds(600), every: .milliseconds(20)) {
+      let s = running.engine.status()
+      return s.queueDepth + s.inFlight == 0 && s.filesSent >= UInt64(count)
     }
     let total = Date().timeIntervalSince(start)
     let s = running.engine.status()
@@ -65,15 +64,15 @@ struct WatchThroughputBenchmark {
     daemon.stop()
     let payload = [UInt8](repeating: 0x62, count: 10_000)
     for i in 0..<count { try FS.write(FS.path(src, Array("d\(i % 100)/f\(i)".utf8)), payload) }
-    while running.engine.status().queueDepth + running.engine.status().inFlight < count {
-      try await Task.sleep(for: .milliseconds(20))
+    try await waitFor("\(count) paths queued", within: .seconds(600), every: .milliseconds(20)) {
+      running.engine.status().queueDepth + running.engine.status().inFlight >= count
     }
     // Bring the daemon back: the next retry (within 0.2 s) sends the whole queue as one round.
     let transfersBefore = running.engine.status().transfers
     try daemon.start()
     let start = Date()
-    while running.engine.status().queueDepth + running.engine.status().inFlight > 0 {
-      try await Task.sleep(for: .milliseconds(5))
+    try await waitFor("the queue to drain", within: .seconds(600), every: .milliseconds(5)) {
+      running.engine.status().queueDepth + running.engine.status().inFlight == 0
     }
     let seconds = Date().timeIntervalSince(start)
     let rsyncRuns = running.engine.status().transfers - transfersBefore

@@ -4,8 +4,8 @@ import Foundation
   import Glibc
 #endif
 
-/// TCP helpers on 127.0.0.1 shared by the integration tests.
-enum LocalPorts {
+/// TCP helpers on 127.0.0.1 shared by the tests.
+public enum LocalPorts {
   /// Binds a TCP socket to 127.0.0.1 on `port` (0 = any free one); returns the fd and the bound port.
   static func bind(port: Int = 0) -> (fd: Int32, port: Int)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -29,14 +29,14 @@ enum LocalPorts {
   }
 
   /// A TCP port nothing listens on right now.
-  static func free() -> Int {
+  public static func free() -> Int {
     guard let (fd, port) = bind() else { return 0 }
     close(fd)
     return port
   }
 
   /// A socket listening on a free port, to make "port in use"; closed by the caller.
-  static func occupy() throws -> (fd: Int32, port: Int) {
+  public static func occupy() throws -> (fd: Int32, port: Int) {
     guard let (fd, port) = bind(), listen(fd, 16) == 0 else {
       throw POSIXError(.EADDRINUSE)
     }
@@ -44,7 +44,7 @@ enum LocalPorts {
   }
 
   /// Whether something accepts TCP connections on 127.0.0.1:`port`.
-  static func canConnect(port: Int) -> Bool {
+  public static func canConnect(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
