@@ -167,7 +167,9 @@ let package = Package(
     ),
     .testTarget(
       name: "FleetSSHTests", dependencies: ["FleetSSH", "FleetTestSupport"], swiftSettings: strictSettings),
-    .testTarget(name: "FleetWatchTests", dependencies: ["FleetWatch"], swiftSettings: strictSettings),
+    .testTarget(
+      name: "FleetWatchTests", dependencies: ["FleetWatch", "FleetTestSupport"], swiftSettings: strictSettings
+    ),
     .testTarget(
       name: "FleetHealthTests",
       dependencies: ["FleetHealth", "FleetAgent", "FleetWire", "FleetTestSupport"],

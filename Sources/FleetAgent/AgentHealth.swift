@@ -62,7 +62,7 @@ struct AgentHealthSource: HealthSource {
     // The engine tolerates a few retries; the agent also reports red while the backup cannot
     // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
     let targetDown = status.consecutiveFailures > 0 && status.lastErrorKind?.meansTargetDown == true
-    if status.isHealthy && !targetDown { return .healthy }
+    if status.isHealthy(at: now) && !targetDown { return .healthy }
     var reason = "state \(status.state.rawValue)"
     if let kind = status.lastErrorKind { reason += ", last error (\(kind.rawValue))" }
     if let message = status.lastError { reason += ": \(message)" }

@@ -51,8 +51,6 @@ public struct DesiredService: Sendable, Equatable {
   public var port: Int
   /// Hash of its config, binary and unit: a change means restart.
   public var configHash: String
-  /// The command that runs it in the foreground (argv), for the supervisor and the unit.
-  public var config: String
 }
 
 /// Everything fleetsync wants on one node.
@@ -161,7 +159,7 @@ public enum Renderer {
       // supervisor needs a restart; module edits take effect without one.
       let hash = Digest.sha256Hex(Array("\(port) \(systemd ? "systemd" : "pidfile")".utf8))
       out.services.append(
-        DesiredService(name: service, port: port, configHash: hash, config: Layout.rsyncdConf(daemon.name)))
+        DesiredService(name: service, port: port, configHash: hash))
     }
     try addSupervision(&out, systemd: systemd, kinds: [.rsyncd])
     return out
@@ -216,7 +214,7 @@ public enum Renderer {
             + Array((systemd ? "systemd" : "pidfile").utf8))
         out.services.append(
           DesiredService(
-            name: service, port: healthPort, configHash: hash, config: Layout.watchConf(instance)))
+            name: service, port: healthPort, configHash: hash))
       }
     }
     try addSupervision(&out, systemd: systemd, kinds: [.watch])

@@ -76,9 +76,6 @@ public struct SecretStore: Sendable {
     return out
   }
 
-  /// Every secret value in the store (for tests that grep output for leaks).
-  public var allSecrets: [Secret] { Array(secrets.values) }
-
   /// Writes the store if anything was generated (atomically, mode 0600).
   public mutating func save() throws {
     guard dirty else { return }

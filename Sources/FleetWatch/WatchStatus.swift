@@ -93,14 +93,17 @@ public struct WatchStatus: Sendable, Codable, Equatable {
     heartbeatAge(at: now) > Self.heartbeatStallSeconds
   }
 
-  /// Whether the engine does its job: watching (or syncing) and transfers succeed or retry within
-  /// bounds. False on an auth failure, when out of watches, or when the event loop stalled.
-  public var isHealthy: Bool {
+  /// Whether the engine does its job now (see ``isHealthy(at:)``).
+  public var isHealthy: Bool { isHealthy(at: Date()) }
+
+  /// Whether the engine does its job at `now`: watching (or syncing) and transfers succeed or retry
+  /// within bounds. False on an auth failure, when out of watches, or when the event loop stalled.
+  public func isHealthy(at now: Date) -> Bool {
     switch state {
     case .starting, .initialSync, .watching, .retrying: break
     case .degraded, .stopping: return false
     }
-    if isStalled(at: Date()) { return false }
+    if isStalled(at: now) { return false }
     if consecutiveFailures > 0 && lastErrorKind == .auth { return false }
     if lastErrorKind == .watchLimit { return false }
     return consecutiveFailures < Self.unhealthyFailureCount

@@ -290,7 +290,7 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
 
   @Test func waitScriptReportsWhatDidNotAnswer() {
     let service = DesiredService(
-      name: ServiceName(.watch, "home:bk1:home"), port: 9700, configHash: "", config: "")
+      name: ServiceName(.watch, "home:bk1:home"), port: 9700, configHash: "")
     let script = HealthProbe.waitScript([service], seconds: 7)
     #expect(script.hasPrefix("end=$(( $(date +%s) + 7 ))\n" + HealthProbe.functions))
     #expect(script.contains("until probe watch 9700; do"))

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetTestSupport
 import Foundation
 import Logging
 import Synchronization
@@ -111,7 +112,7 @@ struct PollFailuresTests {
 
 /// The event loop with a `poll` that fails: it waits between tries, logs once, shows the error in
 /// the status, and stops the engine with a clear error when poll cannot recover.
-@Suite("Event loop when poll fails")
+@Suite("Event loop when poll fails", .dependsOnInotifyLimits)
 struct EventLoopPollFailureTests {
   struct Harness {
     let dir: String

@@ -1,3 +1,4 @@
+import FleetTestSupport
 import Foundation
 import Logging
 import Testing
@@ -19,7 +20,7 @@ func residentKiB() -> Int {
 
 /// Opt-in measurement of the initial recursive watch on a big tree (not run in CI):
 /// `FLEETWATCH_BENCH_TREE=/path/to/tree swift test --filter WatchSetupBenchmark`.
-@Suite("Watch setup on a big tree (opt-in)")
+@Suite("Watch setup on a big tree (opt-in)", .dependsOnInotifyLimits)
 struct WatchSetupBenchmark {
   static let tree = ProcessInfo.processInfo.environment["FLEETWATCH_BENCH_TREE"]
 
@@ -36,7 +37,9 @@ struct WatchSetupBenchmark {
     let before = residentKiB()
     let engine = try WatchEngine(config: config, logger: logger)
     let task = Task { try await engine.run() }
-    while engine.status().watchSetupSeconds == nil { try await Task.sleep(for: .milliseconds(20)) }
+    try await waitFor("the initial watch setup", within: .seconds(600)) {
+      engine.status().watchSetupSeconds != nil
+    }
     let s = engine.status()
     let after = residentKiB()
     print(

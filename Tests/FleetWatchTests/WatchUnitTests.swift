@@ -1,4 +1,5 @@
 import FleetCore
+import FleetTestSupport
 import Foundation
 import Logging
 import Testing
@@ -153,7 +154,7 @@ struct RsyncClassificationTests {
   }
 }
 
-@Suite("inotify events from a real inotify descriptor")
+@Suite("inotify events from a real inotify descriptor", .dependsOnInotifyLimits)
 struct InotifyTests {
   @Test func parsesRealEvents() throws {
     let dir = try makeTempDir()
@@ -255,20 +256,22 @@ struct WatchConfigTests {
   }
 
   @Test func healthRules() {
-    var s = WatchStatus(state: .watching, heartbeat: Date())
-    #expect(s.isHealthy)
+    let now = Date()
+    var s = WatchStatus(state: .watching, heartbeat: now)
+    #expect(s.isHealthy(at: now))
     s.consecutiveFailures = 2
     s.lastErrorKind = .unreachable
-    #expect(s.isHealthy)  // retrying within bounds
+    #expect(s.isHealthy(at: now))  // retrying within bounds
     s.consecutiveFailures = WatchStatus.unhealthyFailureCount
-    #expect(!s.isHealthy)
+    #expect(!s.isHealthy(at: now))
     s.consecutiveFailures = 1
     s.lastErrorKind = .auth
+    #expect(!s.isHealthy(at: now))
+    s = WatchStatus(state: .degraded, heartbeat: now)
+    #expect(!s.isHealthy(at: now))
+    s = WatchStatus(state: .watching, heartbeat: now.addingTimeInterval(-60))
+    #expect(!s.isHealthy(at: now))  // the event loop stalled
     #expect(!s.isHealthy)
-    s = WatchStatus(state: .degraded, heartbeat: Date())
-    #expect(!s.isHealthy)
-    s = WatchStatus(state: .watching, heartbeat: Date().addingTimeInterval(-60))
-    #expect(!s.isHealthy)  // the event loop stalled
     let data = try? JSONEncoder().encode(
       WatchStatus(state: .retrying, heartbeat: Date(timeIntervalSince1970: 0)))
     #expect(data.flatMap { try? JSONDecoder().decode(WatchStatus.self, from: $0) }?.state == .retrying)
