@@ -15,12 +15,34 @@ public struct Applier: Sendable {
   public func up(_ plan: HostPlan, previous: Manifest?) async throws {
     guard let desired = plan.desired, let final = plan.manifest else { return }
     if plan.isEmpty && !plan.manifestChanged { return }
+    // 1. Directories.
+    try await makeDirectories(plan.directories)
+    // 2. A manifest that covers both the old and the new state, so an interrupted run leaves
+    //    nothing off the record.
+    var union = final
+    for (path, file) in previous?.files ?? [:] where union.files[path] == nil { union.files[path] = file }
+    for (name, service) in previous?.services ?? [:] where union.services[name] == nil {
+      union.services[name] = service
+    }
+    try await writeManifest(union)
+    // 3. Files.
+    try await writeFiles(plan, desired)
+    // 4. Kernel settings (the drop-in file is already written).
+    if !plan.sysctl.isEmpty {
+      try await host.check("sysctl -q -p \(try ShellQuote.quote(Layout.sysctl))", "applying \(Layout.sysctl)")
+    }
+    // 5. Services: stop the removed, remove their files, then (re)start the changed.
+    try await updateServices(plan)
+    // 6. The final manifest.
+    try await writeManifest(final)
+  }
 
-    // 1. Directories (data directories get the daemon's owner when fleetsync creates them).
+  /// Creates `directories` (data directories get the daemon's owner when fleetsync creates them),
+  /// after sweeping temp files of uploads a lost connection cut off (the SSH layer cannot).
+  func makeDirectories(_ directories: [DesiredDirectory]) async throws {
     var mkdir = "set -e; umask 022\n"
-    // Temp files of uploads cut off by a lost connection (the SSH layer cannot remove those).
     mkdir += "\(Self.staleTempSweep) -mmin +10 -delete 2>/dev/null || true\n"
-    for dir in plan.directories {
+    for dir in directories {
       let path = try ShellQuote.quote(dir.path)
       let mode = String(dir.mode, radix: 8)
       if let owner = dir.owner {
@@ -32,17 +54,10 @@ public struct Applier: Sendable {
       }
     }
     try await host.check(mkdir, "creating directories")
+  }
 
-    // 2. A manifest that covers both the old and the new state, so an interrupted run leaves
-    //    nothing off the record.
-    var union = final
-    for (path, file) in previous?.files ?? [:] where union.files[path] == nil { union.files[path] = file }
-    for (name, service) in previous?.services ?? [:] where union.services[name] == nil {
-      union.services[name] = service
-    }
-    try await writeManifest(union)
-
-    // 3. Files.
+  /// Writes every created or updated file of `plan` atomically; reloads systemd when units changed.
+  func writeFiles(_ plan: HostPlan, _ desired: DesiredHost) async throws {
     let byPath = Dictionary(desired.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
     for change in plan.files where change.kind != .delete {
       guard let file = byPath[change.path] else { continue }
@@ -55,13 +70,10 @@ public struct Applier: Sendable {
     if plan.systemd && unitsChanged {
       try await host.check("systemctl daemon-reload", "systemctl daemon-reload")
     }
+  }
 
-    // 4. Kernel settings (the drop-in file is already written).
-    if !plan.sysctl.isEmpty {
-      try await host.check("sysctl -q -p \(try ShellQuote.quote(Layout.sysctl))", "applying \(Layout.sysctl)")
-    }
-
-    // 5. Services: stop the removed, then (re)start the changed.
+  /// Stops removed instances, deletes the files no longer wanted, then starts or restarts the changed.
+  func updateServices(_ plan: HostPlan) async throws {
     for action in plan.services where action.kind == .stop {
       try await host.check(
         try stopCommand(action.service, systemd: plan.systemd), "stopping \(action.service)")
@@ -78,9 +90,6 @@ public struct Applier: Sendable {
         : try startCommand(action.service, systemd: plan.systemd)
       try await host.check(command, "\(action.kind.rawValue)ing \(action.service)")
     }
-
-    // 6. The final manifest.
-    try await writeManifest(final)
   }
 
   /// Applies a `down` plan.

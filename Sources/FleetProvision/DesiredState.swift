@@ -105,42 +105,15 @@ public enum Renderer {
       guard let port = context.port(host.name, service) else {
         throw FleetError(.internal, "no port assigned to \(service) on \(host.name)")
       }
-      var conf = Layout.header
-      conf += """
-        # rsync daemon instance \(daemon.name) on \(host.name)
-        port = \(port)
-        pid file = \(Layout.pidFile(service))
-        lock file = \(Layout.run)/rsyncd-\(daemon.name).lock
-        log file = \(Layout.logFile(service))
-        use chroot = yes
-        max connections = \(daemon.settings.maxConnections)
-        uid = \(daemon.settings.uid)
-        gid = \(daemon.settings.gid)
-        read only = no
-        list = no
-        strict modes = yes
-        timeout = 600
-        socket options = TCP_NODELAY
-
-        """
+      var conf = rsyncdGlobals(daemon, host: host.name, port: port)
       var secretsText = ""
       for module in daemon.modules {
         let key = "\(host.name)/\(module.name)"
         guard let secret = context.secrets[key] else {
           throw FleetError(.internal, "no secret for module \(key)")
         }
-        let allow = context.inventory.senders(backup: host.name, module: module.name)
-        conf += """
-
-          [\(module.name)]
-            path = \(module.path)
-            comment = managed by fleetsync
-            auth users = \(Layout.authUser(module: module.name))
-            secrets file = \(Layout.rsyncdSecrets(daemon.name))
-            hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))
-            hosts deny = *
-
-          """
+        conf += rsyncdModule(
+          module, daemon: daemon, allow: context.inventory.senders(backup: host.name, module: module.name))
         secretsText += "\(Layout.authUser(module: module.name)):\(secret.revealed)\n"
         out.directories.append(
           DesiredDirectory(
@@ -163,6 +136,43 @@ public enum Renderer {
     }
     try addSupervision(&out, systemd: systemd, kinds: [.rsyncd])
     return out
+  }
+
+  /// The global part of an rsync daemon instance's config.
+  static func rsyncdGlobals(_ daemon: RsyncDaemon, host: String, port: Int) -> String {
+    let service = ServiceName(.rsyncd, daemon.name)
+    return Layout.header + """
+      # rsync daemon instance \(daemon.name) on \(host)
+      port = \(port)
+      pid file = \(Layout.pidFile(service))
+      lock file = \(Layout.run)/rsyncd-\(daemon.name).lock
+      log file = \(Layout.logFile(service))
+      use chroot = yes
+      max connections = \(daemon.settings.maxConnections)
+      uid = \(daemon.settings.uid)
+      gid = \(daemon.settings.gid)
+      read only = no
+      list = no
+      strict modes = yes
+      timeout = 600
+      socket options = TCP_NODELAY
+
+      """
+  }
+
+  /// One module's section of an rsync daemon instance's config; only `allow` may connect.
+  static func rsyncdModule(_ module: RsyncModule, daemon: RsyncDaemon, allow: [String]) -> String {
+    """
+
+    [\(module.name)]
+      path = \(module.path)
+      comment = managed by fleetsync
+      auth users = \(Layout.authUser(module: module.name))
+      secrets file = \(Layout.rsyncdSecrets(daemon.name))
+      hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))
+      hosts deny = *
+
+    """
   }
 
   /// The desired state of a source host.

@@ -116,29 +116,9 @@ func watchTree(
         usleep(100)
         continue
       }
-      var children: [(rel: [UInt8], wd: Int32)] = []
       let stopAdding = work.withLock { $0.limitReached }
-      let ok = forEachEntry(absoluteCPath(root: root, rel), directoriesOnly: true) { name, isDir in
-        guard isDir else { return }
-        let childRel = joinRelative(rel, name)
-        if excludes.isExcluded(childRel, isDirectory: true) || stopAdding || local.limitReached { return }
-        let cPath = absoluteCPath(root: root, childRel)
-        let added = cPath.withUnsafeBufferPointer { b in
-          b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
-        }
-        switch added {
-        case .added(let childWD):
-          local.dirs.append(WalkedDir(wd: childWD, parent: wd, name: name))
-          children.append((childRel, childWD))
-        case .vanished: break
-        case .limitReached: local.limitReached = true
-        case .failed(let e):
-          local.failures.append("cannot watch \(String(decoding: childRel, as: UTF8.self)): errno \(e)")
-        }
-      }
-      if !ok && errno != ENOENT && errno != ENOTDIR {
-        local.failures.append("cannot read directory \(String(decoding: rel, as: UTF8.self)): errno \(errno)")
-      }
+      let children = watchChildren(
+        fd: fd, root: root, of: rel, wd: wd, excludes: excludes, stopAdding: stopAdding, into: &local)
       let limit = local.limitReached
       work.withLock { w in
         w.stack.append(contentsOf: children)
@@ -155,11 +135,48 @@ func watchTree(
     }
   }
 
-  let extra = max(0, threads - 1)
+  onThreads(threads, walker)
+  return results.withLock { $0 }
+}
+
+/// Watches the subdirectories of `rel` (watched as `wd`) that are not excluded, recording them (and any
+/// failure, or the watch limit) in `result`; returns them, to be walked in turn. Adds nothing once
+/// `stopAdding` or the limit was reached.
+private func watchChildren(
+  fd: Int32, root: [UInt8], of rel: [UInt8], wd: Int32, excludes: ExcludeMatcher, stopAdding: Bool,
+  into result: inout WalkResult
+) -> [(rel: [UInt8], wd: Int32)] {
+  var children: [(rel: [UInt8], wd: Int32)] = []
+  let ok = forEachEntry(absoluteCPath(root: root, rel), directoriesOnly: true) { name, isDir in
+    guard isDir else { return }
+    let childRel = joinRelative(rel, name)
+    if excludes.isExcluded(childRel, isDirectory: true) || stopAdding || result.limitReached { return }
+    let cPath = absoluteCPath(root: root, childRel)
+    let added = cPath.withUnsafeBufferPointer { b in
+      b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
+    }
+    switch added {
+    case .added(let childWD):
+      result.dirs.append(WalkedDir(wd: childWD, parent: wd, name: name))
+      children.append((childRel, childWD))
+    case .vanished: break
+    case .limitReached: result.limitReached = true
+    case .failed(let e):
+      result.failures.append("cannot watch \(String(decoding: childRel, as: UTF8.self)): errno \(e)")
+    }
+  }
+  if !ok && errno != ENOENT && errno != ENOTDIR {
+    result.failures.append("cannot read directory \(String(decoding: rel, as: UTF8.self)): errno \(errno)")
+  }
+  return children
+}
+
+/// Runs `body` on `threads` threads, this one included, and returns when every one has finished.
+private func onThreads(_ threads: Int, _ body: @escaping @Sendable () -> Void) {
   var helpers: [pthread_t] = []
-  for _ in 0..<extra {
+  for _ in 0..<max(0, threads - 1) {
     var tid = pthread_t()
-    let box = Unmanaged.passRetained(WalkerBox(walker))
+    let box = Unmanaged.passRetained(WalkerBox(body))
     let rc = pthread_create(
       &tid, nil,
       { arg in
@@ -169,9 +186,8 @@ func watchTree(
       }, box.toOpaque())
     if rc == 0 { helpers.append(tid) } else { box.release() }
   }
-  walker()
+  body()
   for t in helpers { pthread_join(t, nil) }
-  return results.withLock { $0 }
 }
 
 /// Carries a walker closure into a pthread.
