@@ -5,26 +5,6 @@ import Testing
 
 @testable import FleetProvision
 
-private let inventoryText = """
-  backups:
-    bk1:
-      address: 10.0.0.21
-      daemons:
-        main:
-          modules:
-            home: /srv/backup/home
-            proj: /srv/backup/proj
-  sources:
-    nfs1:
-      address: 10.0.0.11
-      directories:
-        home: { path: /srv/nfs/home, to: [bk1/home], excludes: ["*.tmp"] }
-    nfs2:
-      address: 10.0.0.12
-      directories:
-        proj: { path: /srv/nfs/proj, to: [bk1/proj] }
-  """
-
 private func tempDir() -> String {
   let path = NSTemporaryDirectory() + "fleetsync-provision-\(UUID().uuidString)"
   try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -133,7 +113,7 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
 
 @Suite struct RendererTests {
   @Test func backupConfigHasItsOwnFilesAndLimitsSenders() throws {
-    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let inventory = try Inventory.parse(yaml: fakeInventory, file: "/tmp/inv.yaml")
     let (ctx, _) = try context(inventory)
     let desired = try Renderer.backup(inventory.backups[0], context: ctx, systemd: false)
     let conf = try #require(desired.files.first { $0.path == Layout.rsyncdConf("main") })
@@ -159,7 +139,7 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
   }
 
   @Test func sourceConfigPointsAtTheBackupAndNeverLowersSysctl() throws {
-    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let inventory = try Inventory.parse(yaml: fakeInventory, file: "/tmp/inv.yaml")
     let (ctx, _) = try context(inventory)
     var current = emptyFacts().sysctl
     current["fs.inotify.max_queued_events"] = 1_000_000  // already higher than the default 65536
@@ -183,7 +163,7 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
 
 @Suite struct PlannerTests {
   @Test func secondRunChangesNothingAndConfigEditRestartsOnlyThatInstance() throws {
-    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let inventory = try Inventory.parse(yaml: fakeInventory, file: "/tmp/inv.yaml")
     let (ctx, _) = try context(inventory)
     let desired = try Renderer.backup(inventory.backups[0], context: ctx, systemd: false)
     let first = Planner.up(desired: desired, facts: emptyFacts())
@@ -205,7 +185,7 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
   }
 
   @Test func removedInstancesAreStoppedAndTheirFilesDeleted() throws {
-    let inventory = try Inventory.parse(yaml: inventoryText, file: "/tmp/inv.yaml")
+    let inventory = try Inventory.parse(yaml: fakeInventory, file: "/tmp/inv.yaml")
     let (ctx, _) = try context(inventory)
     let desired = try Renderer.source(
       inventory.sources[0], context: ctx, systemd: false, currentSysctl: emptyFacts().sysctl, manifest: nil)

@@ -26,7 +26,7 @@ struct SSHErrorMeaningTests {
   func errorAfterLogin(
     user: String = "root", _ body: @escaping @Sendable (SSHConnection) async throws -> Void
   ) async throws -> FleetError? {
-    try await withSSHClient(threads: 4) { client in
+    try await SSHClient.withClient(threads: 4) { client in
       try await client.withConnection(endpoint(user: user), options: options()) { connection in
         do {
           try await body(connection)
@@ -41,7 +41,7 @@ struct SSHErrorMeaningTests {
   /// The error connecting and logging in throws (nil if it succeeds).
   func connectError(_ endpoint: SSHEndpoint, _ options: SSHOptions) async -> FleetError? {
     do {
-      try await withSSHClient(threads: 2) { client in
+      try await SSHClient.withClient(threads: 2) { client in
         try await client.withConnection(endpoint, options: options) { _ in }
       }
       return nil

@@ -21,7 +21,7 @@ struct SSHLocalServerTests {
   }
 
   func withClient<T: Sendable>(_ body: (SSHClient) async throws -> T) async throws -> T {
-    try await withSSHClient(threads: 16, body)
+    try await SSHClient.withClient(threads: 16, body)
   }
 
   func connectError(_ options: SSHOptions, endpoint: SSHEndpoint? = nil) async -> FleetError? {

@@ -43,7 +43,7 @@ struct SSHFleetTests {
   }
 
   func withClient<T: Sendable>(_ body: (SSHClient) async throws -> T) async throws -> T {
-    try await withSSHClient(threads: 32, body)
+    try await SSHClient.withClient(threads: 32, body)
   }
 
   func connectError(_ options: SSHOptions, _ endpoint: SSHEndpoint) async -> FleetError? {
