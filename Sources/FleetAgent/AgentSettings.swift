@@ -71,8 +71,9 @@ extension AgentSettings {
     for line in lines {
       let at = "\(file):\(line.number)"
       switch line.content {
-      case .notKeyValue(let text):
-        issues.append("\(at): expected `key = value`, got \"\(text)\"")
+      case .notKeyValue:
+        // The line itself is not repeated: it may be a secret pasted in the wrong place.
+        issues.append("\(at): expected `key = value` (this line has no `=`)")
       case .unknownKey(let name):
         issues.append("\(at): \(unknownKeyMessage(name))")
       case .setting(let key, let value) where value.isEmpty:

@@ -58,6 +58,18 @@ struct AgentConfigTests {
     )
   }
 
+  /// A line that is not `key = value` is named by its number, never repeated: it may be a secret.
+  @Test func aLineWithoutEqualsSignIsNotEchoed() {
+    let secret = "hunter2-pasted-password"
+    let text = "source = /srv/data\ntarget = rsync://u@h/m\n\(secret)\n"
+    #expect {
+      try AgentSettings.parse(text, file: "w.conf")
+    } throws: { error in
+      let message = String(describing: error)
+      return message.contains("w.conf:3: expected `key = value`") && !message.contains(secret)
+    }
+  }
+
   /// One bad line of each kind, each with the line number it is on.
   @Test(arguments: [
     ("sourse = /srv/data", "unknown key \"sourse\""),
