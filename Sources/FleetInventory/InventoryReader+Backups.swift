@@ -75,6 +75,15 @@ extension InventoryReader {
             m.value,
             "module \(moduleName) on \(host) uses path \(module.path) again (first at line \(first.mark?.line ?? 0))",
             hint: "give each module its own directory")
+        } else if let (other, first) = names.paths.first(where: { Self.overlaps(module.path, $0.key) }) {
+          let (outer, inner) = other.count < module.path.count ? (other, module.path) : (module.path, other)
+          issue(
+            m.value,
+            "module \(moduleName) on \(host) at \(module.path) nests with the module at \(other) (line "
+              + "\(first.mark?.line ?? 0)): the sync into \(outer) deletes what is not in its source, "
+              + "so it would wipe \(inner)",
+            hint:
+              "give each module a directory of its own, side by side (e.g. /srv/backup/a and /srv/backup/b)")
         }
         names.paths[module.path] = m.value
         modules.append(module)
@@ -87,7 +96,7 @@ extension InventoryReader {
 
   mutating func module(_ name: String, _ node: Node, what: String) -> RsyncModule? {
     if node.scalar != nil {
-      guard let path = path(node, "\(what): path") else { return nil }
+      guard let path = dataPath(node, "\(what): path") else { return nil }
       return RsyncModule(name: name, path: path, secretFile: nil)
     }
     guard let body = mapping(node, what, keys: InventoryKeys.module) else { return nil }
@@ -95,7 +104,7 @@ extension InventoryReader {
       issue(node, "\(what) has no `path`", hint: "add `path: /srv/backup/\(name)`")
       return nil
     }
-    guard let path = path(pathNode.value, "\(what): path") else { return nil }
+    guard let path = dataPath(pathNode.value, "\(what): path") else { return nil }
     var secretFile: String?
     if let s = body["secret_file"], let p = string(s.value, "\(what): secret_file") {
       secretFile = resolveLocal(p)

@@ -103,7 +103,7 @@ extension InventoryReader {
       issue(node, "\(what) has no `path`", hint: "add `path: /srv/nfs/\(name)`")
       return nil
     }
-    let path = self.path(pathNode.value, "\(what): path")
+    let path = self.dataPath(pathNode.value, "\(what): path")
     var destinations: [Destination] = []
     if let toNode = body["to"] {
       destinations = self.destinations(toNode.value, what: what, sender: "\(source):\(name)")

@@ -119,6 +119,25 @@ extension InventoryReader {
     return text
   }
 
+  /// A path that holds data (a protected directory, a backup module): a ``path(_:_:)`` that is not,
+  /// inside or above a directory fleetsync keeps its own files in. Replicating one would feed the
+  /// watcher's own journal back to it; a module there would have its `--delete` wipe fleetsync's state.
+  mutating func dataPath(_ node: Node, _ what: String) -> String? {
+    guard let path = path(node, what) else { return nil }
+    if let own = Inventory.fleetsyncDirectories.first(where: { Self.overlaps(path, $0) }) {
+      issue(
+        node, "\(what) `\(path)` overlaps \(own), where fleetsync keeps its own files",
+        hint: "keep data outside \(Inventory.fleetsyncDirectories.joined(separator: ", "))")
+      return nil
+    }
+    return path
+  }
+
+  /// Whether one of two normalised absolute paths is the other or lies inside it.
+  static func overlaps(_ a: String, _ b: String) -> Bool {
+    a == b || a.hasPrefix(b + "/") || b.hasPrefix(a + "/")
+  }
+
   /// An absolute remote path without shell or config metacharacters, normalised.
   mutating func path(_ node: Node, _ what: String) -> String? {
     guard let text = string(node, what) else { return nil }

@@ -211,3 +211,11 @@ public struct RsyncModule: Sendable, Equatable {
     self.secretFile = secretFile
   }
 }
+
+extension Inventory {
+  /// The directories fleetsync keeps its own files in on every node (FleetProvision's `Layout`):
+  /// no data path may be one of them, lie inside one, or contain one.
+  public static let fleetsyncDirectories = [
+    "/etc/fleetsync", "/var/lib/fleetsync", "/var/log/fleetsync", "/run/fleetsync",
+  ]
+}

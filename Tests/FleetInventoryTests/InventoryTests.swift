@@ -223,7 +223,32 @@ private let base = """
       name: "two directories into one module",
       yaml: base + "\n      other:\n        path: /srv/nfs/other\n        to: [bk1/home]\n",
       expect: "already receives", line: 17),
+    Case(
+      name: "module inside another module",
+      yaml: base.replacingOccurrences(
+        of: "home: /srv/backup/home\n",
+        with: "home: /srv/backup/home\n          inner: /srv/backup/home/x\n"),
+      expect: "nests with the module at /srv/backup/home (line 7)", line: 8),
+    Case(
+      name: "module around another module",
+      yaml: base.replacingOccurrences(
+        of: "home: /srv/backup/home\n", with: "home: /srv/backup/home\n          all: /srv/backup\n"),
+      expect: "so it would wipe /srv/backup/home", line: 8),
+    Case(
+      name: "module in fleetsync's own state",
+      yaml: base.replacingOccurrences(of: "home: /srv/backup/home", with: "home: /var/lib/fleetsync/home"),
+      expect: "overlaps /var/lib/fleetsync, where fleetsync keeps its own files", line: 7),
+    Case(
+      name: "source directory around fleetsync's logs",
+      yaml: base.replacingOccurrences(of: "path: /srv/nfs/home", with: "path: /var/log"),
+      expect: "overlaps /var/log/fleetsync", line: 13),
   ]
+
+  @Test func modulesSideBySideWithACommonPrefixAreFine() {
+    let yaml = base.replacingOccurrences(
+      of: "home: /srv/backup/home\n", with: "home: /srv/backup/home\n          homes: /srv/backup/homes\n")
+    #expect(issues(yaml).isEmpty)
+  }
 
   @Test(arguments: malformed)
   func malformedInventoryGivesLocatedError(_ c: Case) {

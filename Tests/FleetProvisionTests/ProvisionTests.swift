@@ -327,3 +327,14 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     #expect(watch == Units.watch)
   }
 }
+
+@Suite struct LayoutTests {
+  /// The inventory refuses data paths that overlap every directory fleetsync keeps its files in.
+  @Test func everyDirectoryOfFleetsyncIsOffLimitsForData() {
+    for path in [Layout.etc, Layout.run, Layout.log, Layout.state, Layout.watchBinary, Layout.supervisor] {
+      #expect(
+        Inventory.fleetsyncDirectories.contains { path == $0 || path.hasPrefix($0 + "/") },
+        "\(path) is not covered by Inventory.fleetsyncDirectories")
+    }
+  }
+}
