@@ -24,6 +24,12 @@ public struct Applier: Sendable {
     for (name, service) in previous?.services ?? [:] where union.services[name] == nil {
       union.services[name] = service
     }
+    //    An instance to restart keeps its old hash until it has restarted: cut off before that, the
+    //    next run still sees its config as changed and restarts it.
+    for action in plan.services where action.kind == .restart {
+      let key = action.service.description
+      if let old = previous?.services[key] { union.services[key] = old }
+    }
     try await writeManifest(union)
     // 3. Files.
     try await writeFiles(plan, desired)

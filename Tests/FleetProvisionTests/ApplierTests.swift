@@ -127,4 +127,12 @@ import Testing
   @Test func anInterruptedEditIsOnRecordAndTheNextConverges() async throws {
     try await Self.interruptEveryStep(host: "nfs1", before: fakeInventory, yaml: fakeInventoryEdited)
   }
+
+  /// Issue 9: a run cut off after writing a new config but before restarting its instance must not
+  /// leave the old config running: the next run restarts it.
+  @Test func anInterruptedRestartHappensOnTheNextRun() async throws {
+    let edited = fakeInventory.replacingOccurrences(
+      of: #"excludes: ["*.tmp"]"#, with: #"excludes: ["*.log"]"#)
+    try await Self.interruptEveryStep(host: "nfs1", before: fakeInventory, yaml: edited)
+  }
 }

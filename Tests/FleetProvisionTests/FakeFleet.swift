@@ -99,6 +99,12 @@ extension FakeRemoteHost.Machine {
     files[Layout.manifest].flatMap { try? JSONDecoder().decode(Manifest.self, from: Data($0)) }
   }
 
+  /// The config file of instance `name` (`kind@instance`).
+  static func configPath(_ name: String) -> String {
+    let instance = String(name.drop { $0 != "@" }.dropFirst())
+    return name.hasPrefix("rsyncd@") ? Layout.rsyncdConf(instance) : Layout.watchConf(instance)
+  }
+
   /// What fleetsync made on the node that its manifest does not list: managed files and running
   /// instances (an interrupted run must never leave any).
   var offRecord: [String] {
@@ -119,6 +125,9 @@ extension FakeRemoteHost.Machine {
       out.append("\(path) differs from the manifest")
     }
     for name in manifest.services.keys where running[name] == nil { out.append("\(name) not running") }
+    for name in running.keys where startedWith[name] != files[Self.configPath(name)] {
+      out.append("\(name) runs an older config than the one on disk")
+    }
     return out.sorted()
   }
 }

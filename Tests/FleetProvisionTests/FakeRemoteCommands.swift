@@ -150,6 +150,7 @@ extension FakeRemoteHost {
       return failure("\(name): port \(port) is in use")
     }
     m.running[name] = port
+    m.startedWith[name] = m.files[conf]
     return CommandOutput(status: 0, stdout: "", stderr: "")
   }
 

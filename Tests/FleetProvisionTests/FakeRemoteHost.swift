@@ -67,6 +67,8 @@ final class FakeRemoteHost: RemoteHost {
     var foreignPorts: Set<Int> = [22]
     /// Running instances (`kind@instance`) and the port each listens on.
     var running: [String: Int] = [:]
+    /// The config file each running instance was (re)started with, as it read it then.
+    var startedWith: [String: [UInt8]] = [:]
     /// Every step, in order.
     var steps: [FakeStep] = []
     /// The manifest as written by each manifest write, in order.
