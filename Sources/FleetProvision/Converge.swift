@@ -24,6 +24,12 @@ extension Provisioner {
     let sessions = await openAll(hostsToRead)
 
     // Phase 2: ports (stable) and secrets (saved before any host sees them).
+    do {
+      try checkSecretsFile(secrets, facts: sessions.compactMapValues { try? $0.get().facts })
+    } catch {
+      await closeAll(sessions)
+      throw error
+    }
     let portErrors = ports.assign(inventory, facts: sessions.compactMapValues { try? $0.get().facts })
     let moduleSecrets = try secrets.moduleSecrets(inventory)
     if apply {
@@ -46,6 +52,27 @@ extension Provisioner {
     await closeAll(sessions)
     if apply { try forgetRemovedInstances(ports, reports: reports) }
     return RunReport(hosts: reports)
+  }
+
+  /// Refuses to generate secrets for a fleet that already runs fleetsync when the secrets file is
+  /// missing (a fresh checkout of the inventory elsewhere, say): hosts this run does not reach would
+  /// keep the old secrets, and their watchers could no longer log in. `--new-secrets` asks for new
+  /// ones on purpose, for every host at once.
+  func checkSecretsFile(_ secrets: SecretStore, facts: [String: HostFacts]) throws {
+    if options.newSecrets && !options.limit.isEmpty {
+      throw FleetError(
+        .invalidInput,
+        "--new-secrets changes the secret of every module: run it without --limit, so that every host "
+          + "gets the new secrets in the same run")
+    }
+    guard !secrets.existed, !options.newSecrets else { return }
+    let provisioned = facts.filter { $0.value.manifest?.services.isEmpty == false }.keys.sorted()
+    guard !provisioned.isEmpty else { return }
+    throw FleetError(
+      .localState,
+      "the secrets file \(secrets.path) is missing, but \(provisioned.joined(separator: ", ")) already "
+        + "run fleetsync with secrets from it: restore the file (mode 0600) from where `fleetsync up` last "
+        + "ran, or run `fleetsync up --new-secrets` (without --limit) to give every module a new secret")
   }
 
   /// The selected hosts and the backups their sources send to: the hosts a run reads facts from.

@@ -42,6 +42,9 @@ public struct ProvisionOptions: Sendable {
   public var healthDeadline = 60
   /// `down`: also delete backup data directories.
   public var deleteData = false
+  /// `plan`/`up`: generate new module secrets when the secrets file is missing although hosts
+  /// already run fleetsync (refused otherwise, and with ``limit``).
+  public var newSecrets = false
 
   /// Default options.
   public init() {}

@@ -11,6 +11,8 @@ import Foundation
 public struct SecretStore: Sendable {
   /// Path of the store file.
   public let path: String
+  /// Whether the store file existed when loaded.
+  public let existed: Bool
   private var secrets: [String: Secret]
   private var dirty = false
 
@@ -20,7 +22,8 @@ public struct SecretStore: Sendable {
   public init(path: String) throws {
     self.path = path
     self.secrets = [:]
-    guard FileManager.default.fileExists(atPath: path) else { return }
+    self.existed = FileManager.default.fileExists(atPath: path)
+    guard existed else { return }
     var info = stat()
     if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
       throw FleetError(

@@ -131,11 +131,15 @@ struct PlanCommand: AsyncParsableCommand {
   @OptionGroup var common: InventoryOptions
   @Option(help: "The fleetsync-watch binary to install (default: beside this program).")
   var watchBinary: String?
+  @Flag(
+    help: "Generate new module secrets although hosts already run fleetsync and the secrets file is missing.")
+  var newSecrets = false
 
   func run() async throws {
     let inventory = try common.load()
     var options = common.options()
     options.watchBinary = watchBinary
+    options.newSecrets = newSecrets
     let report = try await runProvisioner(inventory, options) { try await $0.plan() }
     Recap.printPlan(report)
     Recap.print(report, verb: "plan")
@@ -155,12 +159,16 @@ struct UpCommand: AsyncParsableCommand {
   var watchBinary: String?
   @Option(help: "Seconds to wait for every instance to report healthy.")
   var healthTimeout = 60
+  @Flag(
+    help: "Generate new module secrets although hosts already run fleetsync and the secrets file is missing.")
+  var newSecrets = false
 
   func run() async throws {
     let inventory = try common.load()
     var options = common.options()
     options.watchBinary = watchBinary
     options.healthDeadline = healthTimeout
+    options.newSecrets = newSecrets
     let report = try await runProvisioner(inventory, options) {
       dryRun ? try await $0.plan() : try await $0.up()
     }

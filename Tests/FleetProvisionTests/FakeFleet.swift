@@ -64,9 +64,11 @@ struct FakeFleet {
 
   /// A provisioner for `yaml` over the fake nodes.
   func provisioner(
-    _ yaml: String = fakeInventory, limit: [String] = [], unreachable: Set<String> = []
+    _ yaml: String = fakeInventory, limit: [String] = [], unreachable: Set<String> = [],
+    newSecrets: Bool = false
   ) throws -> Provisioner {
     var options = ProvisionOptions()
+    options.newSecrets = newSecrets
     options.watchBinary = dir + "/fleetsync-watch"
     options.healthDeadline = 5
     options.limit = limit
