@@ -30,6 +30,13 @@ enum HostKeyVerifier {
   static func verify(session: Session, file: String, policy: HostKeyPolicy) throws {
     let key = try hostKey(of: session)
     let endpoint = session.endpoint
+    if let line = revokedLine(of: key, in: file) {
+      throw FleetError(
+        .sshHostKeyRevoked,
+        "the host key of \(endpoint) (\(key.typeName) \(key.fingerprint)) is revoked at \(file):\(line); "
+          + "connection refused under every policy. Give the host a new key, or remove that @revoked line "
+          + "if the revocation was a mistake")
+    }
     switch try check(session: session, key: key, file: file) {
     case .match:
       return
@@ -115,12 +122,21 @@ enum HostKeyVerifier {
       if fields.count >= 3, lineOfKey[String(fields[2])] == nil { lineOfKey[String(fields[2])] = number + 1 }
     }
     var entry: UnsafeMutablePointer<libssh2_knownhost>?
-    let typemask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | key.knownHostBits
-    let rc = key.blob.withUnsafeBufferPointer { blob in
-      blob.withMemoryRebound(to: CChar.self) {
-        libssh2_knownhost_checkp(
-          kh, session.endpoint.host, Int32(session.endpoint.port), $0.baseAddress, $0.count, typemask, &entry)
+    let plain = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW
+    func checkp(_ typemask: Int32) -> Int32 {
+      key.blob.withUnsafeBufferPointer { blob in
+        blob.withMemoryRebound(to: CChar.self) {
+          libssh2_knownhost_checkp(
+            kh, session.endpoint.host, Int32(session.endpoint.port), $0.baseAddress, $0.count, typemask, &entry)
+        }
       }
+    }
+    var rc = checkp(plain | key.knownHostBits)
+    if rc == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND {
+      // libssh2 compares keys of the offered type only. A host recorded with a key of another type,
+      // but not with this one, has changed its key: with no type bits, any recorded key of the host
+      // is compared, and a difference is a mismatch.
+      rc = checkp(plain)
     }
     switch rc {
     case LIBSSH2_KNOWNHOST_CHECK_MATCH:
@@ -181,6 +197,17 @@ enum HostKeyVerifier {
     }
     session.logger.info(
       "recorded new host key", metadata: ["host": "\(session.endpoint)", "fingerprint": "\(key.fingerprint)"])
+  }
+
+  /// The line of `file` that revokes `key` (`@revoked HOSTS TYPE BASE64`), if any. A revoked key is
+  /// refused for every host, whatever the host patterns say.
+  static func revokedLine(of key: HostKey, in file: String) -> Int? {
+    let blob = Data(key.blob).base64EncodedString()
+    for (number, line) in readLines(file).enumerated() {
+      let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+      if fields.count >= 4, fields[0] == "@revoked", fields[3] == blob { return number + 1 }
+    }
+    return nil
   }
 
   /// The file's lines; none if it does not exist.

@@ -166,8 +166,10 @@ extension FleetError.Code {
   public static let sshTimeout = FleetError.Code("ssh.timeout", meaning: .failed)
   /// The host is not in `known_hosts` and the policy is `strict`.
   public static let sshHostKeyUnknown = FleetError.Code("ssh.hostKeyUnknown", meaning: .auth)
-  /// The host's key differs from the one recorded in `known_hosts`.
+  /// The host's key differs from the one recorded in `known_hosts` (of any key type).
   public static let sshHostKeyChanged = FleetError.Code("ssh.hostKeyChanged", meaning: .auth)
+  /// The host offered a key that an `@revoked` line of `known_hosts` revokes.
+  public static let sshHostKeyRevoked = FleetError.Code("ssh.hostKeyRevoked", meaning: .auth)
   /// The server refused the credentials, or they could not be loaded.
   public static let sshAuth = FleetError.Code("ssh.auth", meaning: .auth)
   /// The server refused an RSA key: libssh2 1.10 cannot sign with rsa-sha2 for OpenSSH >= 8.8.

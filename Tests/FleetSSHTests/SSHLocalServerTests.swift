@@ -166,6 +166,37 @@ struct SSHLocalServerTests {
     }
   }
 
+  /// Issue 9: libssh2 compares keys of the offered type only, so a host recorded with an ECDSA key
+  /// that now offers ed25519 looked new and was accepted under accept-new.
+  @Test func aKeyOfAnotherTypeThanTheRecordedOneIsAChangedKey() async throws {
+    let file = tempFile("kh-othertype")
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let other = try String(contentsOfFile: server.ecdsaKey + ".pub", encoding: .utf8).split(separator: " ")
+    #expect(other[0].hasPrefix("ecdsa-"))
+    let recorded = "[127.0.0.1]:\(server.port) \(other[0]) \(other[1])\n"
+    try recorded.write(toFile: file, atomically: true, encoding: .utf8)
+    for policy in HostKeyPolicy.allCases {
+      let error = await connectError(options(knownHosts: file, policy: policy))
+      #expect(error?.code == .sshHostKeyChanged, "\(policy)")
+      #expect(error?.message.contains("\(file):1") == true)
+    }
+    #expect(try String(contentsOfFile: file, encoding: .utf8) == recorded, "nothing recorded")
+  }
+
+  @Test func aRevokedHostKeyIsRefusedUnderEveryPolicy() async throws {
+    let file = tempFile("kh-revoked")
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let key = try String(contentsOfFile: server.hostKey + ".pub", encoding: .utf8).split(separator: " ")
+    let known = try String(contentsOfFile: server.knownHosts, encoding: .utf8)
+    try (known + "@revoked * \(key[0]) \(key[1])\n").write(toFile: file, atomically: true, encoding: .utf8)
+    for policy in HostKeyPolicy.allCases {
+      let error = await connectError(options(knownHosts: file, policy: policy))
+      #expect(error?.code == .sshHostKeyRevoked, "\(policy)")
+      #expect(error?.message.contains("revoked at \(file):2") == true)
+    }
+    #expect(await connectError(options(knownHosts: server.knownHosts)) == nil, "the same key, not revoked")
+  }
+
   @Test func hashedKnownHostsLinesMatch() async throws {
     let file = tempFile("kh-hashed")
     defer { try? FileManager.default.removeItem(atPath: file) }
