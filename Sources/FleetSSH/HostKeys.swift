@@ -127,7 +127,8 @@ enum HostKeyVerifier {
       key.blob.withUnsafeBufferPointer { blob in
         blob.withMemoryRebound(to: CChar.self) {
           libssh2_knownhost_checkp(
-            kh, session.endpoint.host, Int32(session.endpoint.port), $0.baseAddress, $0.count, typemask, &entry)
+            kh, session.endpoint.host, Int32(session.endpoint.port), $0.baseAddress, $0.count, typemask,
+            &entry)
         }
       }
     }
