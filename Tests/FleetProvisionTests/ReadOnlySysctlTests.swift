@@ -14,15 +14,20 @@ import Testing
       with: "      address: 10.0.0.11\n      inotify: { max_user_watches: \(watches) }\n")
   }
 
-  @Test func currentValuesThatSufficeAreAWarningAndTheHostIsFine() async throws {
-    let fleet = try FakeFleet()
-    fleet["nfs1"].change {
+  /// Makes `host`'s /proc/sys read-only, with `watches` inotify watches and the other limits above the defaults.
+  func makeReadOnly(_ host: FakeRemoteHost, watches: Int) {
+    host.change {
       $0.sysctlReadOnly = true
       $0.sysctl = [
-        "fs.inotify.max_user_watches": 2_000_000, "fs.inotify.max_user_instances": 8192,
+        "fs.inotify.max_user_watches": watches, "fs.inotify.max_user_instances": 8192,
         "fs.inotify.max_queued_events": 1_000_000,
       ]
     }
+  }
+
+  @Test func currentValuesThatSufficeAreAWarningAndTheHostIsFine() async throws {
+    let fleet = try FakeFleet()
+    makeReadOnly(fleet["nfs1"], watches: 2_000_000)
     let reports = try await fleet.up(inventory(watches: 1_048_576))
     #expect(reports["nfs1"]?.outcome == .changed, "\(String(describing: reports["nfs1"]?.failure))")
     let warnings = reports["nfs1"]?.plan?.desired?.warnings ?? []
@@ -40,13 +45,7 @@ import Testing
 
   @Test func valuesBelowTheInventoryFailTheHostWithWhatToDoAndTouchNothing() async throws {
     let fleet = try FakeFleet()
-    fleet["nfs1"].change {
-      $0.sysctlReadOnly = true
-      $0.sysctl = [
-        "fs.inotify.max_user_watches": 8192, "fs.inotify.max_user_instances": 8192,
-        "fs.inotify.max_queued_events": 1_000_000,
-      ]
-    }
+    makeReadOnly(fleet["nfs1"], watches: 8192)
     let reports = try await fleet.up(inventory(watches: 1_048_576))
     let failure = try #require(reports["nfs1"]?.failure)
     #expect(failure.contains("fs.inotify.max_user_watches is 8192, below the 1048576 the inventory asks"))

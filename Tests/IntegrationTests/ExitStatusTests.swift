@@ -46,17 +46,22 @@ import Testing
     return dir
   }
 
-  /// `--limit` naming no host is a usage error, and every command ends as such (the SSH client it made
-  /// is shut down: debug builds assert on a client released without it).
-  @Test func unknownLimitIsAUsageErrorForEveryCommand() throws {
-    let dir = try Self.tempDir()
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+  /// Writes `dir/fleet.yaml`: one backup host on 127.0.0.1 at a port nothing listens on.
+  static func writeUnreachableInventory(in dir: String) throws {
     try """
     defaults:
       ssh: { port: \(LocalPorts.free()), connect_timeout: 1, known_hosts: \(dir)/known_hosts }
     backups:
       bk1: { address: 127.0.0.1, daemons: { main: { modules: { m: /srv/backup/m } } } }
     """.write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
+  }
+
+  /// `--limit` naming no host is a usage error, and every command ends as such (the SSH client it made
+  /// is shut down: debug builds assert on a client released without it).
+  @Test func unknownLimitIsAUsageErrorForEveryCommand() throws {
+    let dir = try Self.tempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try Self.writeUnreachableInventory(in: dir)
     for command in ["plan", "up", "down", "status"] {
       let result = try CLI.run("fleetsync", [command, "-i", dir + "/fleet.yaml", "--limit", "nope"])
       #expect(result.status == 64, "\(command): exit \(result.status)\n\(result.stderr)")
@@ -90,12 +95,7 @@ import Testing
   @Test func statusExitsUnreachableForAnUnreachableHost() throws {
     let dir = try Self.tempDir()
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    try """
-    defaults:
-      ssh: { port: \(LocalPorts.free()), connect_timeout: 1, known_hosts: \(dir)/known_hosts }
-    backups:
-      bk1: { address: 127.0.0.1, daemons: { main: { modules: { m: /srv/backup/m } } } }
-    """.write(toFile: dir + "/fleet.yaml", atomically: true, encoding: .utf8)
+    try Self.writeUnreachableInventory(in: dir)
     let result = try CLI.run("fleetsync", ["status", "-i", dir + "/fleet.yaml"])
     #expect(result.status == 3, "exit \(result.status)\n\(result.stdout)\(result.stderr)")
     #expect(result.stdout.contains("unreachable"), "\(result.stdout)")
