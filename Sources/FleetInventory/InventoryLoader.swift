@@ -41,6 +41,10 @@ struct InventoryReader {
   var issues: [InventoryIssue] = []
   /// Every `to:` entry, with its node and the directory that sends, checked once all backups are read.
   var destinationNodes: [(destination: Destination, node: Node, directory: String)] = []
+  /// Each host entry's `address:` node, by `source NAME` / `backup NAME`, for ``checkMachines(sources:backups:)``.
+  var addressNodes: [String: Node] = [:]
+  /// Each module's node, by `HOST/MODULE`, for ``checkMachines(sources:backups:)``.
+  var moduleNodes: [String: Node] = [:]
 
   init(file: String) { self.file = file }
 
@@ -62,17 +66,19 @@ struct InventoryReader {
       secretsFile = resolveLocal(path)
     }
     let inherited = self.inherited(top)
-    var hostNames: [String: Node] = [:]
-    let backups = hosts(top, "backups", kind: "backup host", names: &hostNames) {
+    var backupNames: [String: Node] = [:]
+    let backups = hosts(top, "backups", kind: "backup host", names: &backupNames) {
       $0.backup($1, $2, inherited: inherited)
     }
-    let sources = hosts(top, "sources", kind: "source", names: &hostNames) {
+    var sourceNames: [String: Node] = [:]
+    let sources = hosts(top, "sources", kind: "source", names: &sourceNames) {
       $0.source($1, $2, inherited: inherited)
     }
     if top["sources"] == nil && top["backups"] == nil {
       issue(root, "the inventory has no `sources:` and no `backups:`", hint: "see docs/inventory.md")
     }
     checkDestinations(backups: backups)
+    checkMachines(sources: sources, backups: backups)
     return Inventory(
       file: file, secretsFile: secretsFile, sources: sources, backups: backups, groups: inherited.groupOrder)
   }
@@ -113,7 +119,8 @@ struct InventoryReader {
   }
 
   /// The hosts under `section` (`sources:` or `backups:`), each read by `read`; a name used twice
-  /// (across both sections) is reported once and read once.
+  /// in the section is reported once and read once. (A name in both sections is one host with both
+  /// roles, checked by ``checkMachines(sources:backups:)``.)
   mutating func hosts<Host>(
     _ top: Fields, _ section: String, kind: String, names: inout [String: Node],
     read: (inout InventoryReader, String, Node) -> Host?
@@ -125,7 +132,9 @@ struct InventoryReader {
       if let first = names[name] {
         issue(
           entry.key, "host name `\(name)` is used twice (first at line \(first.mark?.line ?? 0))",
-          hint: "host names must be unique across sources and backups")
+          hint:
+            "name each host once under `\(section):` (one name under both sections is one host with both roles)"
+        )
         continue
       }
       names[name] = entry.key

@@ -86,6 +86,7 @@ extension InventoryReader {
               "give each module a directory of its own, side by side (e.g. /srv/backup/a and /srv/backup/b)")
         }
         names.paths[module.path] = m.value
+        moduleNodes["\(host)/\(moduleName)"] = m.value
         modules.append(module)
       }
     } else if body["modules"] == nil {

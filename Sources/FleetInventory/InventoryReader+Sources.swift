@@ -27,6 +27,7 @@ extension InventoryReader {
       return nil
     }
     guard let address = address(addressNode.value, "\(kind) \(name): address") else { return nil }
+    addressNodes["\(kind) \(name)"] = addressNode.value
     return (address, memberOf, stack)
   }
 

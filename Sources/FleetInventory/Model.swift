@@ -15,16 +15,34 @@ public struct Inventory: Sendable, Equatable {
   /// Group names declared under `groups:`.
   public var groups: [String]
 
-  /// Every host, sources first, in file order.
+  /// Every host once, sources first, in file order.
+  ///
+  /// A name under both `sources:` and `backups:` is one host with both roles (one machine that is
+  /// backed up and keeps backups, as in mutual backup between two NFS servers): it appears once,
+  /// where its source entry is, in the groups of both entries.
   public var hosts: [HostRef] {
-    sources.map { HostRef(name: $0.name, address: $0.address, ssh: $0.ssh, groups: $0.groups, role: .source) }
-      + backups.map {
-        HostRef(name: $0.name, address: $0.address, ssh: $0.ssh, groups: $0.groups, role: .backup)
+    var out = sources.map {
+      HostRef(name: $0.name, address: $0.address, ssh: $0.ssh, groups: $0.groups, roles: [.source])
+    }
+    for backup in backups {
+      if let index = out.firstIndex(where: { $0.name == backup.name }) {
+        out[index].roles.insert(.backup)
+        out[index].groups += backup.groups.filter { !out[index].groups.contains($0) }
+      } else {
+        out.append(
+          HostRef(
+            name: backup.name, address: backup.address, ssh: backup.ssh, groups: backup.groups,
+            roles: [.backup]))
       }
+    }
+    return out
   }
 
   /// The backup host called `name`.
   public func backup(named name: String) -> BackupHost? { backups.first { $0.name == name } }
+
+  /// The source called `name`.
+  public func source(named name: String) -> SourceHost? { sources.first { $0.name == name } }
 
   /// The addresses of the sources that send to `module` on backup host `backup` (for `hosts allow`).
   public func senders(backup: String, module: String) -> [String] {
@@ -39,7 +57,7 @@ public struct Inventory: Sendable, Equatable {
   }
 }
 
-/// A host of either role, as the SSH layer and `--limit` see it.
+/// A host, as the SSH layer and `--limit` see it: one machine, with one or both roles.
 public struct HostRef: Sendable, Equatable, Hashable {
   /// What a host is for.
   public enum Role: String, Sendable, Hashable { case source, backup }
@@ -49,18 +67,23 @@ public struct HostRef: Sendable, Equatable, Hashable {
   public var address: String
   /// Merged SSH settings.
   public var ssh: SSHSettings
-  /// Groups the host belongs to.
+  /// Groups the host belongs to (of both its entries, when it has both roles).
   public var groups: [String]
-  /// Source or backup.
-  public var role: Role
+  /// Source, backup, or both: one node, one manifest holding what both roles install.
+  public var roles: Set<Role>
 
   /// Makes a host reference.
-  public init(name: String, address: String, ssh: SSHSettings, groups: [String], role: Role) {
+  public init(name: String, address: String, ssh: SSHSettings, groups: [String], roles: Set<Role>) {
     self.name = name
     self.address = address
     self.ssh = ssh
     self.groups = groups
-    self.role = role
+    self.roles = roles
+  }
+
+  /// Makes a reference to a host of one role.
+  public init(name: String, address: String, ssh: SSHSettings, groups: [String], role: Role) {
+    self.init(name: name, address: address, ssh: ssh, groups: groups, roles: [role])
   }
 }
 

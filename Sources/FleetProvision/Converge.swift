@@ -152,16 +152,19 @@ extension Provisioner {
     try book.save(path: stateFile)
   }
 
+  /// Everything the host's roles want, as one desired state: one node, one manifest.
   func render(_ ref: HostRef, context: RenderContext, facts: HostFacts) throws -> DesiredHost {
-    switch ref.role {
-    case .backup:
-      return try Renderer.backup(inventory.backup(named: ref.name)!, context: context, systemd: facts.systemd)
-    case .source:
-      let source = inventory.sources.first { $0.name == ref.name }!
-      return try Renderer.source(
-        source, context: context, systemd: facts.systemd, currentSysctl: facts.sysctl,
-        sysctlWritable: facts.sysctlWritable, manifest: facts.manifest)
+    var roles: [DesiredHost] = []
+    if ref.roles.contains(.source), let source = inventory.source(named: ref.name) {
+      roles.append(
+        try Renderer.source(
+          source, context: context, systemd: facts.systemd, currentSysctl: facts.sysctl,
+          sysctlWritable: facts.sysctlWritable, manifest: facts.manifest))
     }
+    if ref.roles.contains(.backup), let backup = inventory.backup(named: ref.name) {
+      roles.append(try Renderer.backup(backup, context: context, systemd: facts.systemd))
+    }
+    return try DesiredHost(combining: roles)
   }
 
   /// Fills the plan's unified diffs of text files (never of secrets or the agent binary).

@@ -24,8 +24,8 @@ public struct ServiceStatus: Sendable, Equatable {
 public struct HostStatus: Sendable {
   /// Host name.
   public var host: String
-  /// Role.
-  public var role: HostRef.Role
+  /// Source, backup, or both.
+  public var roles: Set<HostRef.Role>
   /// Why the host could not be read, if it could not (its meaning tells unreachable from failed).
   public var error: FleetError?
   /// Instances fleetsync runs there (from the manifest).
@@ -41,7 +41,7 @@ extension Provisioner {
         host = try await self.connector.connect(ref)
       } catch {
         return HostStatus(
-          host: ref.name, role: ref.role,
+          host: ref.name, roles: ref.roles,
           error: FleetError.wrap(error, code: .remoteStep, "failed"),
           services: [])
       }
@@ -55,7 +55,7 @@ extension Provisioner {
     do {
       let facts = try await HostFacts.gather(from: host)
       guard let manifest = facts.manifest else {
-        return HostStatus(host: ref.name, role: ref.role, error: nil, services: [])
+        return HostStatus(host: ref.name, roles: ref.roles, error: nil, services: [])
       }
       let services = manifest.services.keys.sorted().compactMap { key -> (name: ServiceName, port: Int)? in
         guard let name = Planner.parseService(key), let entry = manifest.services[key] else { return nil }
@@ -80,10 +80,10 @@ extension Provisioner {
         }
         return row
       }
-      return HostStatus(host: ref.name, role: ref.role, error: nil, services: rows)
+      return HostStatus(host: ref.name, roles: ref.roles, error: nil, services: rows)
     } catch {
       return HostStatus(
-        host: ref.name, role: ref.role,
+        host: ref.name, roles: ref.roles,
         error: FleetError.wrap(error, code: .remoteStep, "failed"),
         services: [])
     }

@@ -160,8 +160,9 @@ private let base = """
       yaml: base.replacingOccurrences(of: "home: /srv/backup/home", with: "../etc: /srv/backup/home"),
       expect: "not safe as a file name", line: 7),
     Case(
-      name: "duplicate host across roles",
-      yaml: base.replacingOccurrences(of: "  nfs1:", with: "  bk1:"), expect: "used twice", line: 9),
+      name: "one name under both roles at two addresses",
+      yaml: base.replacingOccurrences(of: "  nfs1:", with: "  bk1:"),
+      expect: "bk1 is under `sources:` at 10.0.0.11 and under `backups:` at 10.0.0.21", line: 3),
     Case(
       name: "duplicate key",
       yaml: base.replacingOccurrences(

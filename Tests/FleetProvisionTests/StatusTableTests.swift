@@ -8,7 +8,7 @@ import Testing
 @Suite struct StatusTableTests {
   private let hosts = [
     HostStatus(
-      host: "nfs1", role: .source, error: nil,
+      host: "nfs1", roles: [.source], error: nil,
       services: [
         ServiceStatus(
           service: ServiceName(.watch, "home:bk1:home"), port: 9700, running: true, healthy: true,
@@ -18,14 +18,14 @@ import Testing
           lagSeconds: nil, queueDepth: nil, detail: "not running"),
       ]),
     HostStatus(
-      host: "bk1", role: .backup, error: nil,
+      host: "bk1", roles: [.backup], error: nil,
       services: [
         ServiceStatus(
           service: ServiceName(.rsyncd, "main"), port: 8730, running: true, healthy: true, lagSeconds: nil,
           queueDepth: nil, detail: "")
       ]),
     HostStatus(
-      host: "bk2", role: .backup,
+      host: "bk2", roles: [.backup],
       error: FleetError(FleetError.Code("ssh.unreachable", meaning: .unreachable), "cannot connect"),
       services: []),
   ]
