@@ -25,6 +25,7 @@ extension Provisioner {
 
     // Phase 2: ports (stable) and secrets (saved before any host sees them).
     do {
+      try checkDistinctMachines(sessions.compactMapValues { try? $0.get().facts })
       try checkSecretsFile(secrets, facts: sessions.compactMapValues { try? $0.get().facts })
     } catch {
       await closeAll(sessions)
@@ -103,6 +104,7 @@ extension Provisioner {
       return HostReport(host: ref.name, outcome: .failed(errors.map(\.description).joined(separator: "; ")))
     }
     do {
+      try checkRecordedName(ref, facts: opened.facts)
       let desired = try render(ref, context: run.context, facts: opened.facts)
       var plan = Planner.up(desired: desired, facts: opened.facts)
       guard run.apply else {

@@ -17,6 +17,10 @@ public struct HostFacts: Sendable, Equatable {
   public var listening: Set<Int>
   /// Service instances that are running (`kind@instance`).
   public var running: Set<String>
+  /// Which machine this is: the running kernel's boot id and the device and inode of `/etc`, where
+  /// fleetsync keeps its record. Equal for two inventory names only when both reach one machine
+  /// (one kernel, one `/etc`); nil when the host does not tell.
+  public var machine: String? = nil
 
   /// Ports held by fleetsync's own running instances: asking for one of them again is no conflict.
   var ownPorts: Set<Int> {
@@ -46,6 +50,7 @@ public struct HostFacts: Sendable, Equatable {
       p=$(cat "$f" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null || continue
       n=${f##*/}; n=${n%.pid}; echo "${n%%-*}@${n#*-}"
     done
+    echo @@machine; cat /proc/sys/kernel/random/boot_id 2>/dev/null; stat -c %d:%i /etc 2>/dev/null
     echo @@end
     """#
 
@@ -97,6 +102,8 @@ public struct HostFacts: Sendable, Equatable {
     for line in sections["running"] ?? [] where !line.isEmpty {
       facts.running.insert(String(line))
     }
+    let machine = (sections["machine"] ?? []).filter { !$0.isEmpty }
+    if machine.count == 2 { facts.machine = machine.joined(separator: " ") }
     return facts
   }
 }

@@ -32,6 +32,9 @@ public struct Manifest: Sendable, Codable, Equatable {
   public var version = 1
   /// How services run: `systemd` or `pidfile`.
   public var supervisor: String
+  /// The inventory name the node was provisioned as (nil in manifests of earlier versions): another
+  /// host of the inventory may not take it over (see `Provisioner.checkRecordedName`).
+  public var host: String? = nil
   /// Files written, by path.
   public var files: [String: File] = [:]
   /// Directories fleetsync created (removed by `down` when empty; data directories are kept).

@@ -69,6 +69,7 @@ public enum Planner {
     var plan = HostPlan(host: desired.host, systemd: facts.systemd, desired: desired)
     plan.directories = desired.directories
     var manifest = Manifest(supervisor: facts.systemd ? "systemd" : "pidfile")
+    manifest.host = desired.host.name
     let wantedPaths = Set(desired.files.map(\.path))
 
     for file in desired.files {

@@ -108,6 +108,12 @@ public struct Provisioner: Sendable {
   public func down() async throws -> RunReport {
     var ports = try PortBook.load(path: stateFile)
     let sessions = await openAll(selected)
+    do {
+      try checkDistinctMachines(sessions.compactMapValues { try? $0.get().facts })
+    } catch {
+      await closeAll(sessions)
+      throw error
+    }
     let reports = await forEachHost(selected) { ref -> HostReport in
       switch sessions[ref.name] {
       case .failure(let error): return HostReport(host: ref.name, outcome: Self.outcome(for: error))
@@ -115,6 +121,7 @@ public struct Provisioner: Sendable {
       case .success(let opened):
         let plan = Planner.down(host: ref, facts: opened.facts, deleteData: self.options.deleteData)
         do {
+          try self.checkRecordedName(ref, facts: opened.facts)
           self.progress(.phase(host: ref.name, phase: "remove"))
           try await Applier(host: opened.host).down(plan)
           return HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)

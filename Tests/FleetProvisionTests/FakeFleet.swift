@@ -38,8 +38,9 @@ struct FakeFleet {
   /// The nodes, by inventory name.
   let hosts: [String: FakeRemoteHost]
 
-  /// Makes fresh nodes for every host of `yaml`; the hosts named in `systemd` boot systemd.
-  init(_ yaml: String = fakeInventory, systemd: Set<String> = []) throws {
+  /// Makes fresh nodes for every host of `yaml`; the hosts named in `systemd` boot systemd. Each
+  /// name in `aliases` reaches the node of the name it maps to (one machine under two names).
+  init(_ yaml: String = fakeInventory, systemd: Set<String> = [], aliases: [String: String] = [:]) throws {
     dir = NSTemporaryDirectory() + "fleetsync-fake-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let binary = dir + "/fleetsync-watch"
@@ -48,10 +49,12 @@ struct FakeFleet {
         atPath: binary, contents: Data("#!/bin/sh\nexit 0\n".utf8), attributes: [.posixPermissions: 0o755])
     else { throw FleetError(.io, "cannot create \(binary)") }
     let inventory = try Inventory.parse(yaml: yaml, file: dir + "/inv.yaml")
-    hosts = Dictionary(
+    var hosts = Dictionary(
       uniqueKeysWithValues: inventory.hosts.map {
         ($0.name, FakeRemoteHost(name: $0.name, systemd: systemd.contains($0.name)))
       })
+    for (alias, name) in aliases { hosts[alias] = hosts[name] }
+    self.hosts = hosts
   }
 
   /// The node named `name`.

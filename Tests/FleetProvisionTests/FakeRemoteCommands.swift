@@ -172,6 +172,7 @@ extension FakeRemoteHost {
     }
     out += "@@running\n"
     for name in m.running.keys.sorted() { out += name + "\n" }
+    if let identity = m.identity { out += "@@machine\nfake-boot-id\n\(identity)\n" }
     return out + "@@end\n"
   }
 

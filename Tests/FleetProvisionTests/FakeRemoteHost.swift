@@ -78,6 +78,9 @@ final class FakeRemoteHost: RemoteHost {
     /// The connection is lost at this mutating step (1-based, counted from the start).
     var loseConnectionAt: Int?
     var connectionLost = false
+    /// What the facts script reports as the machine's identity (`/etc`'s device and inode); nil:
+    /// the node does not tell.
+    var identity: String? = UUID().uuidString
     /// Steps that fail with exit 1.
     var failing: (@Sendable (FakeStep) -> Bool)?
   }
