@@ -21,7 +21,8 @@ extension Provisioner {
     let binary = try localWatchBinary()
 
     // Phase 1: facts of the selected hosts and of the backups they send to (read-only).
-    let sessions = await openAll(hostsToRead)
+    //          Hosts this run writes to are leased first (the backups it only reads are not).
+    let sessions = await openAll(hostsToRead, leasing: apply ? Set(selected.map(\.name)) : [])
 
     // Phase 2: ports (stable) and secrets (saved before any host sees them).
     do {

@@ -37,6 +37,19 @@ struct InventoryOptions: ParsableArguments {
   }
 }
 
+/// The controller lock's option of `up` and `down`.
+struct LockOptions: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Seconds to wait when another `up`/`down` run on this inventory holds its lock (default: fail at once).",
+      valueName: "seconds"))
+  var waitLock: Int = 0
+
+  func validate() throws {
+    guard waitLock >= 0 else { throw ValidationError("--wait-lock must be 0 or more seconds") }
+  }
+}
+
 /// Prints progress: a live line on a terminal, plain lines otherwise.
 final class ProgressPrinter: Sendable {
   let live = isatty(STDERR_FILENO) == 1
@@ -162,10 +175,12 @@ struct UpCommand: AsyncParsableCommand {
   @Flag(
     help: "Generate new module secrets although hosts already run fleetsync and the secrets file is missing.")
   var newSecrets = false
+  @OptionGroup var lock: LockOptions
 
   func run() async throws {
     let inventory = try common.load()
     var options = common.options()
+    options.lockWait = .seconds(lock.waitLock)
     options.watchBinary = watchBinary
     options.healthDeadline = healthTimeout
     options.newSecrets = newSecrets
@@ -187,10 +202,12 @@ struct DownCommand: AsyncParsableCommand {
   @OptionGroup var common: InventoryOptions
   @Flag(help: "Also delete the backup data directories (module paths). Cannot be undone.")
   var deleteData = false
+  @OptionGroup var lock: LockOptions
 
   func run() async throws {
     let inventory = try common.load()
     var options = common.options()
+    options.lockWait = .seconds(lock.waitLock)
     options.deleteData = deleteData
     let report = try await runProvisioner(inventory, options) { try await $0.down() }
     Recap.print(report, verb: "down")

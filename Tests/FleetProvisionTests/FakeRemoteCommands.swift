@@ -9,6 +9,7 @@ extension FakeRemoteHost {
   /// Which step a command is.
   static func classify(_ command: String) -> FakeStep {
     if command == HostFacts.script { return .facts }
+    if command.hasPrefix("L=\((try? ShellQuote.quote(NodeLease.path)) ?? "")") { return .lease }
     if command.hasPrefix("set -e; umask 022") { return .makeDirectories }
     if command.hasPrefix("systemctl daemon-reload") { return .reloadUnits }
     if command.hasPrefix("sysctl -q -p ") { return .applySysctl }
@@ -98,7 +99,7 @@ extension FakeRemoteHost {
     case .start(let name), .restart(let name):
       m.running[name] = nil
       return start(name, &m)
-    case .reloadUnits, .read, .write, .unknown: return ok
+    case .reloadUnits, .read, .write, .lease, .unknown: return ok
     }
   }
 
