@@ -14,6 +14,8 @@ public struct HostReport: Sendable {
   public var unhealthy: [String: String] = [:]
   /// Watchers not waited for because their backup host is unreachable in this run.
   public var waiting: [String] = []
+  /// What the operator should know about this host's run (it did not fail the host).
+  public var notes: [String] = []
 }
 
 /// The result of a whole run; its exit status is ``ExitStatus`` of the hosts' outcomes.
@@ -131,8 +133,10 @@ public struct Provisioner: Sendable {
         let plan = Planner.down(host: ref, facts: opened.facts, deleteData: self.options.deleteData)
         do {
           self.progress(.phase(host: ref.name, phase: "remove"))
-          try await Applier(host: opened.host).down(plan)
-          return HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+          let kept = try await Applier(host: opened.host).down(plan)
+          var report = HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+          report.notes = kept.map(Self.keptNote)
+          return report
         } catch {
           return HostReport(host: ref.name, outcome: Self.outcome(for: error))
         }
@@ -144,6 +148,13 @@ public struct Provisioner: Sendable {
     }
     try ports.save(path: stateFile)
     return RunReport(hosts: reports)
+  }
+
+  /// What `down --delete-data` says of a data directory it did not delete.
+  static func keptNote(_ path: String) -> String {
+    "kept \(path): fleetsync did not create the directory now at that path (it existed before `up`, "
+      + "or was replaced or mounted over since), so it is not fleetsync's to delete; remove it by hand "
+      + "if it really should go"
   }
 
   // MARK: Plumbing

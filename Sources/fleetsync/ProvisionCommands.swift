@@ -91,6 +91,9 @@ enum Recap {
       for warning in host.plan?.desired?.warnings ?? [] {
         Swift.print(String(repeating: " ", count: width + 2) + "warning: " + warning)
       }
+      for note in host.notes {
+        Swift.print(String(repeating: " ", count: width + 2) + "note: " + note)
+      }
     }
     Swift.print("\n" + HostRecap.line(report.hosts.map(\.outcome), verb: verb))
   }

@@ -65,6 +65,8 @@ final class FakeRemoteHost: RemoteHost {
     ]
     /// /proc/sys is read-only (a container): writing a kernel setting fails.
     var sysctlReadOnly = false
+    /// The node's record of the data directories fleetsync created (``CreatedDataDirectories``).
+    var createdData: Set<String> = []
     /// Ports other programs listen on.
     var foreignPorts: Set<Int> = [22]
     /// Running instances (`kind@instance`) and the port each listens on.
