@@ -53,8 +53,16 @@ public struct Applier: Sendable {
     for dir in directories {
       if dir.data {
         mkdir += try CreatedDataDirectories.create(dir)
+        continue
+      }
+      let path = try ShellQuote.quote(dir.path)
+      let mode = String(dir.mode, radix: 8)
+      if let owner = dir.owner {
+        let own = try ShellQuote.quote(owner)
+        mkdir +=
+          "if [ ! -d \(path) ]; then mkdir -p \(path) && chown \(own) \(path) && chmod \(mode) \(path); fi\n"
       } else {
-        mkdir += "mkdir -p \(try ShellQuote.quote(dir.path)) && chmod \(String(dir.mode, radix: 8)) \(try ShellQuote.quote(dir.path))\n"
+        mkdir += "mkdir -p \(path) && chmod \(mode) \(path)\n"
       }
     }
     try await host.check(mkdir, "creating directories")
@@ -121,7 +129,8 @@ public struct Applier: Sendable {
     for dir in plan.directories {
       cleanup +=
         dir.data
-        ? try CreatedDataDirectories.delete(dir.path) : "rmdir -- \(try ShellQuote.quote(dir.path)) 2>/dev/null || true\n"
+        ? try CreatedDataDirectories.delete(dir.path)
+        : "rmdir -- \(try ShellQuote.quote(dir.path)) 2>/dev/null || true\n"
     }
     cleanup += try CreatedDataDirectories.forget()
     cleanup += "\(Self.staleTempSweep) -delete 2>/dev/null || true\n"
@@ -129,6 +138,7 @@ public struct Applier: Sendable {
     cleanup += "rm -rf -- \(Layout.run) \(Layout.log) \(Layout.state) /var/lib/fleetsync/bin\n"
     cleanup +=
       "rmdir -- /var/lib/fleetsync \(Layout.etc)/rsyncd \(Layout.etc)/watch \(Layout.etc) 2>/dev/null || true\n"
+    cleanup += CreatedDataDirectories.verdict
     return CreatedDataDirectories.kept(in: try await host.check(cleanup, "removing directories"))
   }
 

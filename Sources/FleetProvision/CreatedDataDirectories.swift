@@ -31,7 +31,9 @@ enum CreatedDataDirectories {
         if [ -e "$1" ] || [ -L "$1" ]; then echo @@kept; echo "$1"; fi
         return 0
       fi
-      if [ -f "$R" ] && grep -qxF -- "$(stat -c '%d:%i:%w' -- "$1") $1" "$R"; then rm -rf --one-file-system -- "$1"; else
+      if [ -f "$R" ] && grep -qxF -- "$(stat -c '%d:%i:%w' -- "$1") $1" "$R"; then
+        rm -rf --one-file-system -- "$1" || fleetsync_delete_failed=1
+      else
         echo @@kept; echo "$1"
       fi
     }
@@ -43,7 +45,8 @@ enum CreatedDataDirectories {
   static func create(_ dir: DesiredDirectory) throws -> String {
     try checked(dir.path)
     let owner = try ShellQuote.quote(dir.owner ?? "root:root")
-    return "fleetsync_create_data_dir \(try ShellQuote.quote(dir.path)) \(owner) \(String(dir.mode, radix: 8))\n"
+    return
+      "fleetsync_create_data_dir \(try ShellQuote.quote(dir.path)) \(owner) \(String(dir.mode, radix: 8))\n"
   }
 
   /// The line that deletes the data directory at `path` if the record says fleetsync created it.
@@ -57,6 +60,10 @@ enum CreatedDataDirectories {
     "rm -f -- \(try ShellQuote.quote(record))\n"
   }
 
+  /// The last line of a script that deleted data directories: fails it when a deletion failed (its
+  /// `rm` said why on stderr), after every other line has run.
+  static let verdict = "[ -z \"${fleetsync_delete_failed:-}\" ]\n"
+
   /// The data directories a delete script kept, from its output.
   static func kept(in output: String) -> [String] {
     (SectionedOutput(output)["kept"] ?? []).map(String.init).filter { !$0.isEmpty }
@@ -65,7 +72,8 @@ enum CreatedDataDirectories {
   /// A record line holds one path: a path with a line break cannot be recorded.
   private static func checked(_ path: String) throws {
     if path.contains(where: \.isNewline) {
-      throw FleetError(.invalidInput, "a data directory path cannot contain a line break: \(path.debugDescription)")
+      throw FleetError(
+        .invalidInput, "a data directory path cannot contain a line break: \(path.debugDescription)")
     }
   }
 }

@@ -119,7 +119,8 @@ public final class NodeLease: Sendable {
     let sections = SectionedOutput(out.stdout)
     guard out.status == 0, sections["end"] != nil else {
       let tail = out.stderr.split(separator: "\n").suffix(3).joined(separator: " | ")
-      throw FleetError(.remoteStep, "\(name): locking the node (\(file)) failed (exit \(out.status)): \(tail)")
+      throw FleetError(
+        .remoteStep, "\(name): locking the node (\(file)) failed (exit \(out.status)): \(tail)")
     }
     guard let held = sections["held"] else { return .ok }
     var fields: [String: String] = [:]

@@ -33,7 +33,8 @@ import Testing
   @Test func aSecondUpOrDownSaysWhoHoldsTheLockAndPlanStillRuns() async throws {
     let fleet = try FakeFleet()
     let provisioner = try fleet.provisioner()
-    let held = try await ControllerLock.acquire(path: provisioner.lockFile, command: "fleetsync up -i inv.yaml")
+    let held = try await ControllerLock.acquire(
+      path: provisioner.lockFile, command: "fleetsync up -i inv.yaml")
     #expect(provisioner.lockFile == fleet.dir + "/inv.lock")
 
     for run in [provisioner.up, provisioner.down] {
