@@ -4,6 +4,10 @@ import Foundation
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Issue 9 §6 on real hosts: two `up` runs at once (one checkout, then two checkouts of one
 /// inventory) never interleave and leave the fleet converged; `down --delete-data` keeps a data
 /// directory that existed before `up` and deletes the one `up` made.
@@ -68,6 +72,29 @@ struct ProvisionLockTests {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let inv = dir + "/fleet.yaml"
     try Self.inventory(fleet).write(toFile: inv, atomically: true, encoding: .utf8)
+
+    // A run holds the inventory's lock (here a process that says it is `fleetsync up -i held`):
+    // `up` changes nothing and says who holds it; once that process is gone (killed), `up` runs.
+    let holder = Process()
+    holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+    holder.arguments = [
+      "-c",
+      #"exec 9>>"$0" && flock 9 && : >"$0" && printf '{"pid":%d,"host":"ops-test","command":"fleetsync up -i held","since":"2026-01-01T00:00:00Z"}' $$ >&9 && exec sleep 600"#,
+      dir + "/fleet.lock",
+    ]
+    try holder.run()
+    defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL) } }
+    try waitForBlocking("the test's process holds the lock") {
+      (try? String(contentsOfFile: dir + "/fleet.lock", encoding: .utf8))?.contains("ops-test") == true
+    }
+    let refused = try CLI.run("fleetsync", ["up", "-i", inv])
+    #expect(refused.status == 1, "\(refused)")
+    #expect(
+      refused.stderr.contains("pid \(holder.processIdentifier) on ops-test (`fleetsync up -i held`)"),
+      "\(refused.stderr)")
+    #expect(try fleet.run(on: bk, "test -e /etc/fleetsync").status != 0, "a refused run touched a host")
+    kill(holder.processIdentifier, SIGKILL)
+    holder.waitUntilExit()
 
     // One checkout, two `up` at once: the second says who holds the lock, or (with --wait-lock)
     // runs after the first; either way the fleet ends converged.
