@@ -43,12 +43,18 @@ public struct Applier: Sendable {
     try await writeManifest(final)
   }
 
-  /// Creates `directories` (data directories get the daemon's owner when fleetsync creates them),
-  /// after sweeping temp files of uploads a lost connection cut off (the SSH layer cannot).
+  /// Creates `directories` (data directories get the daemon's owner when fleetsync creates them,
+  /// and go on the node's record of what it created: ``CreatedDataDirectories``), after sweeping
+  /// temp files of uploads a lost connection cut off (the SSH layer cannot).
   func makeDirectories(_ directories: [DesiredDirectory]) async throws {
     var mkdir = "set -e; umask 022\n"
     mkdir += "\(Self.staleTempSweep) -mmin +10 -delete 2>/dev/null || true\n"
+    if directories.contains(where: \.data) { mkdir += try CreatedDataDirectories.functions() }
     for dir in directories {
+      if dir.data {
+        mkdir += try CreatedDataDirectories.create(dir)
+        continue
+      }
       let path = try ShellQuote.quote(dir.path)
       let mode = String(dir.mode, radix: 8)
       if let owner = dir.owner {
@@ -98,9 +104,11 @@ public struct Applier: Sendable {
     }
   }
 
-  /// Applies a `down` plan.
-  public func down(_ plan: HostPlan) async throws {
-    guard !plan.isEmpty || plan.manifestChanged else { return }
+  /// Applies a `down` plan. Returns the data directories it was asked to delete but kept, because
+  /// the node's record does not show that fleetsync created them (``CreatedDataDirectories``).
+  @discardableResult
+  public func down(_ plan: HostPlan) async throws -> [String] {
+    guard !plan.isEmpty || plan.manifestChanged else { return [] }
     for action in plan.services {
       try await host.check(
         try stopCommand(action.service, systemd: plan.systemd), "stopping \(action.service)")
@@ -117,17 +125,21 @@ public struct Applier: Sendable {
       try await host.check(
         "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
     }
-    var cleanup = ""
+    var cleanup = try CreatedDataDirectories.functions()
     for dir in plan.directories {
-      let path = try ShellQuote.quote(dir.path)
-      cleanup += dir.data ? "rm -rf -- \(path)\n" : "rmdir -- \(path) 2>/dev/null || true\n"
+      cleanup +=
+        dir.data
+        ? try CreatedDataDirectories.delete(dir.path)
+        : "rmdir -- \(try ShellQuote.quote(dir.path)) 2>/dev/null || true\n"
     }
+    cleanup += try CreatedDataDirectories.forget()
     cleanup += "\(Self.staleTempSweep) -delete 2>/dev/null || true\n"
     // Runtime leftovers of our own services (pid, lock, logs, journals) go with the directories.
     cleanup += "rm -rf -- \(Layout.run) \(Layout.log) \(Layout.state) /var/lib/fleetsync/bin\n"
     cleanup +=
       "rmdir -- /var/lib/fleetsync \(Layout.etc)/rsyncd \(Layout.etc)/watch \(Layout.etc) 2>/dev/null || true\n"
-    try await host.check(cleanup, "removing directories")
+    cleanup += CreatedDataDirectories.verdict
+    return CreatedDataDirectories.kept(in: try await host.check(cleanup, "removing directories"))
   }
 
   /// `find` over the places fleetsync uploads to, matching upload temp files.

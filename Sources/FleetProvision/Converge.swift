@@ -21,21 +21,25 @@ extension Provisioner {
     let binary = try localWatchBinary()
 
     // Phase 1: facts of the selected hosts and of the backups they send to (read-only).
-    let sessions = await openAll(hostsToRead)
+    //          Hosts this run writes to are leased first (the backups it only reads are not).
+    let sessions = await openAll(hostsToRead, leasing: apply ? Set(selected.map(\.name)) : [])
 
     // Phase 2: ports (stable) and secrets (saved before any host sees them).
+    //          A failure here closes the sessions (and gives the node leases back) first.
+    let portErrors: [String: [FleetError]]
+    let moduleSecrets: [String: Secret]
     do {
       try checkDistinctMachines(sessions.compactMapValues { try? $0.get().facts })
       try checkSecretsFile(secrets, facts: sessions.compactMapValues { try? $0.get().facts })
+      portErrors = ports.assign(inventory, facts: sessions.compactMapValues { try? $0.get().facts })
+      moduleSecrets = try secrets.moduleSecrets(inventory)
+      if apply {
+        try secrets.save()
+        try ports.save(path: stateFile)
+      }
     } catch {
       await closeAll(sessions)
       throw error
-    }
-    let portErrors = ports.assign(inventory, facts: sessions.compactMapValues { try? $0.get().facts })
-    let moduleSecrets = try secrets.moduleSecrets(inventory)
-    if apply {
-      try secrets.save()
-      try ports.save(path: stateFile)
     }
     let run = RunDecisions(
       apply: apply,

@@ -14,6 +14,8 @@ public struct HostReport: Sendable {
   public var unhealthy: [String: String] = [:]
   /// Watchers not waited for because their backup host is unreachable in this run.
   public var waiting: [String] = []
+  /// What the operator should know about this host's run (it did not fail the host).
+  public var notes: [String] = []
 }
 
 /// The result of a whole run; its exit status is ``ExitStatus`` of the hosts' outcomes.
@@ -45,6 +47,9 @@ public struct ProvisionOptions: Sendable {
   /// `plan`/`up`: generate new module secrets when the secrets file is missing although hosts
   /// already run fleetsync (refused otherwise, and with ``limit``).
   public var newSecrets = false
+  /// `up`/`down`: how long to wait for another run that holds the controller's lock on this
+  /// inventory (zero: fail at once, naming the holder).
+  public var lockWait: Duration = .zero
 
   /// Default options.
   public init() {}
@@ -80,11 +85,15 @@ public struct Provisioner: Sendable {
   }
 
   /// Path of the controller's port book beside the inventory.
-  public var stateFile: String {
-    let base =
-      inventory.secretsFile.hasSuffix(".secrets")
+  public var stateFile: String { stateBase + ".state.json" }
+
+  /// Path of the controller's lock on this inventory (``ControllerLock``), beside the state file.
+  public var lockFile: String { stateBase + ".lock" }
+
+  /// The secrets file's path without `.secrets`: the stem of the controller's other files.
+  var stateBase: String {
+    inventory.secretsFile.hasSuffix(".secrets")
       ? String(inventory.secretsFile.dropLast(8)) : inventory.secretsFile
-    return base + ".state.json"
   }
 
   /// The hosts this run works on.
@@ -100,14 +109,22 @@ public struct Provisioner: Sendable {
   public func plan() async throws -> RunReport { try await converge(apply: false) }
 
   /// Brings every selected host to the inventory's state, then waits for health.
-  public func up() async throws -> RunReport { try await converge(apply: true) }
+  /// Holds the controller's lock on the inventory throughout.
+  public func up() async throws -> RunReport {
+    let lock = try await ControllerLock.acquire(path: lockFile, command: commandLine, wait: options.lockWait)
+    defer { lock.release() }
+    return try await converge(apply: true)
+  }
 
   // MARK: down
 
   /// Stops and removes everything fleetsync made on the selected hosts, restores changed settings.
+  /// Holds the controller's lock on the inventory throughout.
   public func down() async throws -> RunReport {
+    let lock = try await ControllerLock.acquire(path: lockFile, command: commandLine, wait: options.lockWait)
+    defer { lock.release() }
     var ports = try PortBook.load(path: stateFile)
-    let sessions = await openAll(selected)
+    let sessions = await openAll(selected, leasing: Set(selected.map(\.name)))
     do {
       try checkDistinctMachines(sessions.compactMapValues { try? $0.get().facts })
     } catch {
@@ -123,8 +140,10 @@ public struct Provisioner: Sendable {
         do {
           try self.checkRecordedName(ref, facts: opened.facts)
           self.progress(.phase(host: ref.name, phase: "remove"))
-          try await Applier(host: opened.host).down(plan)
-          return HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+          let kept = try await Applier(host: opened.host).down(plan)
+          var report = HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+          report.notes = kept.map(Self.keptNote)
+          return report
         } catch {
           return HostReport(host: ref.name, outcome: Self.outcome(for: error))
         }
@@ -138,28 +157,56 @@ public struct Provisioner: Sendable {
     return RunReport(hosts: reports)
   }
 
+  /// What `down --delete-data` says of a data directory it did not delete.
+  static func keptNote(_ path: String) -> String {
+    "kept \(path): fleetsync did not create the directory now at that path (it existed before `up`, "
+      + "or was replaced or mounted over since), so it is not fleetsync's to delete; remove it by hand "
+      + "if it really should go"
+  }
+
   // MARK: Plumbing
+
+  /// This process's command line, for the holder of a lock.
+  var commandLine: String { CommandLine.arguments.joined(separator: " ") }
 
   struct Session: Sendable {
     var host: any RemoteHost
     var facts: HostFacts
+    /// This run's lease on the node, when the run writes to it.
+    var lease: NodeLease?
   }
 
-  /// Closes every opened session and waits for it, so no libssh2 work outlives the run.
+  /// Gives up the run's node leases, then closes every opened session and waits for it, so no
+  /// libssh2 work outlives the run.
   func closeAll(_ sessions: [String: Result<Session, FleetError>]) async {
-    for case .success(let session) in sessions.values { await session.host.close() }
+    for case .success(let session) in sessions.values {
+      await session.lease?.release()
+      await session.host.close()
+    }
   }
 
-  func openAll(_ refs: [HostRef]) async -> [String: Result<Session, FleetError>] {
+  /// Connects to `refs` and reads their facts; takes the run's lease (``NodeLease``) first on the
+  /// hosts in `leasing`, the ones it will write to, so the facts are not read in another run's middle.
+  func openAll(_ refs: [HostRef], leasing: Set<String> = []) async -> [String: Result<Session, FleetError>] {
+    let holder = ControllerLock.Holder.current(command: commandLine)
     let results = await forEachHost(refs) { ref -> Result<Session, FleetError> in
       self.progress(.phase(host: ref.name, phase: "connect"))
       do {
-        let host = try await self.connector.connect(ref)
+        let connection = try await self.connector.connect(ref)
+        var lease: NodeLease?
         do {
+          var host = connection
+          if leasing.contains(ref.name) {
+            let ttl = NodeLease.ttl(healthDeadline: self.options.healthDeadline)
+            let taken = try await NodeLease.acquire(on: connection, name: ref.name, holder: holder, ttl: ttl)
+            lease = taken
+            host = LeasedHost(inner: connection, lease: taken)
+          }
           let facts = try await HostFacts.gather(from: host)
-          return .success(Session(host: host, facts: facts))
+          return .success(Session(host: host, facts: facts, lease: lease))
         } catch {
-          await host.close()
+          await lease?.release()
+          await connection.close()
           throw error
         }
       } catch {

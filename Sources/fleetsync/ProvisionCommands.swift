@@ -37,6 +37,19 @@ struct InventoryOptions: ParsableArguments {
   }
 }
 
+/// The controller lock's option of `up` and `down`.
+struct LockOptions: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Seconds to wait when another `up`/`down` run on this inventory holds its lock (default: fail at once).",
+      valueName: "seconds"))
+  var waitLock: Int = 0
+
+  func validate() throws {
+    guard waitLock >= 0 else { throw ValidationError("--wait-lock must be 0 or more seconds") }
+  }
+}
+
 /// Prints progress: a live line on a terminal, plain lines otherwise.
 final class ProgressPrinter: Sendable {
   let live = isatty(STDERR_FILENO) == 1
@@ -77,6 +90,9 @@ enum Recap {
           + host.outcome.word.padding(toLength: 11, withPad: " ", startingAt: 0) + " " + detail + note)
       for warning in host.plan?.desired?.warnings ?? [] {
         Swift.print(String(repeating: " ", count: width + 2) + "warning: " + warning)
+      }
+      for note in host.notes {
+        Swift.print(String(repeating: " ", count: width + 2) + "note: " + note)
       }
     }
     Swift.print("\n" + HostRecap.line(report.hosts.map(\.outcome), verb: verb))
@@ -162,10 +178,12 @@ struct UpCommand: AsyncParsableCommand {
   @Flag(
     help: "Generate new module secrets although hosts already run fleetsync and the secrets file is missing.")
   var newSecrets = false
+  @OptionGroup var lock: LockOptions
 
   func run() async throws {
     let inventory = try common.load()
     var options = common.options()
+    options.lockWait = .seconds(lock.waitLock)
     options.watchBinary = watchBinary
     options.healthDeadline = healthTimeout
     options.newSecrets = newSecrets
@@ -187,10 +205,12 @@ struct DownCommand: AsyncParsableCommand {
   @OptionGroup var common: InventoryOptions
   @Flag(help: "Also delete the backup data directories (module paths). Cannot be undone.")
   var deleteData = false
+  @OptionGroup var lock: LockOptions
 
   func run() async throws {
     let inventory = try common.load()
     var options = common.options()
+    options.lockWait = .seconds(lock.waitLock)
     options.deleteData = deleteData
     let report = try await runProvisioner(inventory, options) { try await $0.down() }
     Recap.print(report, verb: "down")

@@ -9,6 +9,7 @@ extension FakeRemoteHost {
   /// Which step a command is.
   static func classify(_ command: String) -> FakeStep {
     if command == HostFacts.script { return .facts }
+    if command.hasPrefix("L=\((try? ShellQuote.quote(NodeLease.path)) ?? "")") { return .lease }
     if command.hasPrefix("set -e; umask 022") { return .makeDirectories }
     if command.hasPrefix("systemctl daemon-reload") { return .reloadUnits }
     if command.hasPrefix("sysctl -q -p ") { return .applySysctl }
@@ -70,6 +71,11 @@ extension FakeRemoteHost {
     case .facts: return CommandOutput(status: 0, stdout: factsOutput(m), stderr: "")
     case .makeDirectories:
       for match in command.matches(of: #/mkdir -p '([^']+)'/#) { makeDirectory(String(match.1), &m) }
+      for match in command.matches(of: #/fleetsync_create_data_dir '([^']+)'/#)
+      where !m.directories.contains(String(match.1)) {
+        makeDirectory(String(match.1), &m)
+        m.createdData.insert(String(match.1))
+      }
       return ok
     case .applySysctl:
       guard let text = m.files[Layout.sysctl] else { return failure("sysctl: no \(Layout.sysctl)") }
@@ -88,8 +94,8 @@ extension FakeRemoteHost {
       if let value = command.firstMatch(of: #/^echo (\d+) /#).flatMap({ Int($0.1) }) { m.sysctl[key] = value }
       return ok
     case .removeDirectories:
-      for line in command.split(separator: "\n") { removeDirectories(line, &m) }
-      return ok
+      let kept = command.split(separator: "\n").flatMap { removeDirectories($0, &m) }
+      return CommandOutput(status: 0, stdout: kept.map { "@@kept\n\($0)\n" }.joined(), stderr: "")
     case .health: return CommandOutput(status: 0, stdout: healthOutput(command, m), stderr: "")
     case .status: return CommandOutput(status: 0, stdout: statusOutput(command, m), stderr: "")
     case .stop(let name):
@@ -98,7 +104,7 @@ extension FakeRemoteHost {
     case .start(let name), .restart(let name):
       m.running[name] = nil
       return start(name, &m)
-    case .reloadUnits, .read, .write, .unknown: return ok
+    case .reloadUnits, .read, .write, .lease, .unknown: return ok
     }
   }
 
@@ -114,9 +120,17 @@ extension FakeRemoteHost {
     }
   }
 
-  /// `rm -rf -- …` removes trees; `rmdir -- …` removes each directory that is empty.
-  static func removeDirectories(_ line: Substring, _ m: inout Machine) {
-    if line.hasPrefix("rm -rf -- ") {
+  /// `rm -rf -- …` removes trees; `rmdir -- …` removes each directory that is empty; a data
+  /// directory is removed when the record lists it, else kept (returned); the record is forgotten.
+  static func removeDirectories(_ line: Substring, _ m: inout Machine) -> [String] {
+    if let data = line.firstMatch(of: #/^fleetsync_delete_data_dir '([^']+)'/#).map({ String($0.1) }) {
+      guard m.directories.contains(data) else { return [] }
+      guard m.createdData.contains(data) else { return [data] }
+      m.directories = m.directories.filter { $0 != data && !$0.hasPrefix(data + "/") }
+      m.files = m.files.filter { !$0.key.hasPrefix(data + "/") }
+    } else if line == "rm -f -- \((try? ShellQuote.quote(CreatedDataDirectories.record)) ?? "")" {
+      m.createdData = []
+    } else if line.hasPrefix("rm -rf -- ") {
       for dir in words(line.dropFirst("rm -rf -- ".count)) {
         m.directories = m.directories.filter { $0 != dir && !$0.hasPrefix(dir + "/") }
         m.files = m.files.filter { !$0.key.hasPrefix(dir + "/") }
@@ -128,6 +142,7 @@ extension FakeRemoteHost {
         if empty && dir != "/" { m.directories.remove(dir) }
       }
     }
+    return []
   }
 
   /// Starts an instance: it needs its config (for its port), its unit or supervisor, and a free port.

@@ -33,13 +33,15 @@ enum FakeStep: Equatable, Sendable {
   case health
   /// The status probe ran.
   case status
+  /// The run's lease on the node was taken, renewed or given up (``NodeLease``).
+  case lease
   /// A command the fake does not know (a test that sees one fails).
   case unknown(String)
 
-  /// Whether the step changes the host.
+  /// Whether the step changes the host (the lease is the run's bookkeeping, not a change).
   var mutates: Bool {
     switch self {
-    case .facts, .read, .health, .status, .unknown: false
+    case .facts, .read, .health, .status, .lease, .unknown: false
     default: true
     }
   }
@@ -63,6 +65,8 @@ final class FakeRemoteHost: RemoteHost {
     ]
     /// /proc/sys is read-only (a container): writing a kernel setting fails.
     var sysctlReadOnly = false
+    /// The node's record of the data directories fleetsync created (``CreatedDataDirectories``).
+    var createdData: Set<String> = []
     /// Ports other programs listen on.
     var foreignPorts: Set<Int> = [22]
     /// Running instances (`kind@instance`) and the port each listens on.
@@ -87,6 +91,8 @@ final class FakeRemoteHost: RemoteHost {
 
   let name: String
   let machine: Mutex<Machine>
+  /// The node's lease file: a real file, so the real lease script runs on it (see ``runLease(_:)``).
+  let leaseFile = NSTemporaryDirectory() + "fleetsync-fake-lease-\(UUID().uuidString)"
 
   init(name: String, systemd: Bool = false) {
     self.name = name
@@ -137,6 +143,7 @@ final class FakeRemoteHost: RemoteHost {
       if m.failing?(step) == true {
         return CommandOutput(status: 1, stdout: "", stderr: "fake host: \(step) failed as asked")
       }
+      if step == .lease { return try runLease(command) }
       return Self.execute(step, command, &m)
     }
   }
@@ -184,6 +191,25 @@ final class FakeRemoteHost: RemoteHost {
     if path == Layout.manifest, let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes)) {
       m.manifestWrites.append(manifest)
     }
+  }
+
+  /// Runs the lease script with `sh` on this node's real lease file instead of ``NodeLease/path``.
+  func runLease(_ command: String) throws -> CommandOutput {
+    let script = command.replacingOccurrences(
+      of: try ShellQuote.quote(NodeLease.path), with: try ShellQuote.quote(leaseFile))
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", script]
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    process.waitUntilExit()
+    return CommandOutput(
+      status: process.terminationStatus,
+      stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+      stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
   }
 
   static func parent(_ path: String) -> String {
