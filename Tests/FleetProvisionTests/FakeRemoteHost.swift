@@ -33,6 +33,8 @@ enum FakeStep: Equatable, Sendable {
   case health
   /// The status probe ran.
   case status
+  /// The boot script (hosts without systemd) was enabled or disabled with `update-rc.d`.
+  case bootScript(enabled: Bool)
   /// A command the fake does not know (a test that sees one fails).
   case unknown(String)
 
@@ -54,7 +56,8 @@ final class FakeRemoteHost: RemoteHost {
     var systemd = false
     var files: [String: [UInt8]] = [:]
     var directories: Set<String> = [
-      "/", "/etc", "/etc/sysctl.d", "/etc/systemd", "/etc/systemd/system", "/var", "/var/lib", "/var/log",
+      "/", "/etc", "/etc/init.d", "/etc/sysctl.d", "/etc/systemd", "/etc/systemd/system", "/var", "/var/lib",
+      "/var/log",
       "/run", "/srv",
     ]
     var sysctl = [
@@ -65,6 +68,8 @@ final class FakeRemoteHost: RemoteHost {
     var sysctlReadOnly = false
     /// Ports other programs listen on.
     var foreignPorts: Set<Int> = [22]
+    /// The boot script is enabled (its rc links exist).
+    var bootEnabled = false
     /// Running instances (`kind@instance`) and the port each listens on.
     var running: [String: Int] = [:]
     /// The config file each running instance was (re)started with, as it read it then.
