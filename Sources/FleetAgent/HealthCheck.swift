@@ -55,7 +55,8 @@ public enum HealthCheck {
     guard let port = settings.healthPort else {
       throw FleetError(
         .agentConfig,
-        "the config sets no health-port, so there is nothing to ask; add `health-port = PORT` to check the agent")
+        "the config sets no health-port, so there is nothing to ask; add `health-port = PORT` to check the agent"
+      )
     }
     let host = connectAddress(settings.healthAddress)
     let body: [UInt8]
@@ -105,7 +106,9 @@ enum HealthClient {
     while sent < request.count {
       try wait(fd, for: Int16(POLLOUT), until: deadline)
       let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-      if n < 0 && errno != EAGAIN && errno != EINTR { throw SocketError("send: \(String(cString: strerror(errno)))") }
+      if n < 0 && errno != EAGAIN && errno != EINTR {
+        throw SocketError("send: \(String(cString: strerror(errno)))")
+      }
       sent += max(n, 0)
     }
     var response: [UInt8] = []
@@ -136,7 +139,9 @@ enum HealthClient {
     return Array(response[end.upperBound...])
   }
 
-  private static func openConnection(host: String, port: Int, deadline: ContinuousClock.Instant) throws -> Int32 {
+  private static func openConnection(host: String, port: Int, deadline: ContinuousClock.Instant) throws
+    -> Int32
+  {
     var hints = addrinfo()
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
     hints.ai_flags = AI_NUMERICSERV
@@ -146,7 +151,9 @@ enum HealthClient {
       throw SocketError("cannot resolve \(host): \(String(cString: gai_strerror(rc)))")
     }
     defer { freeaddrinfo(list) }
-    let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0)
+    let fd = socket(
+      first.pointee.ai_family,
+      first.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue | SOCK_NONBLOCK.rawValue), 0)
     guard fd >= 0 else { throw SocketError("socket: \(String(cString: strerror(errno)))") }
     if connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) != 0 && errno != EINPROGRESS {
       let message = String(cString: strerror(errno))

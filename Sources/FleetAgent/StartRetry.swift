@@ -138,7 +138,8 @@ extension EngineSupervisor {
     } catch {
       current.reloadFailed()
       logger.error(
-        "SIGHUP: the new config is not used, the old one stays", metadata: ["error": "\(WatchAgent.describe(error))"]
+        "SIGHUP: the new config is not used, the old one stays",
+        metadata: ["error": "\(WatchAgent.describe(error))"]
       )
       return false
     }

@@ -237,7 +237,9 @@ struct EngineSupervisor: Service {
     for await event in events {
       switch event {
       case .retryStart:
-        guard current.engine == nil, let engine = try waiting.attempt(current, logger: logger) else { continue }
+        guard current.engine == nil, let engine = try waiting.attempt(current, logger: logger) else {
+          continue
+        }
         current.started(engine)
         running = start(engine, generation: generation, sink: sink)
       case .fullSync:

@@ -280,7 +280,8 @@ public enum Renderer {
       if kinds.contains(.watch) {
         out.files.append(
           DesiredFile(
-            path: Layout.supervisor, content: .bytes(Array(Units.supervisor.utf8)), mode: 0o755, secret: false))
+            path: Layout.supervisor, content: .bytes(Array(Units.supervisor.utf8)), mode: 0o755, secret: false
+          ))
       }
       out.files.append(
         DesiredFile(

@@ -80,7 +80,8 @@ struct HealthCheckTests {
       retryIn: .seconds(1), now: Date())
     let current = CurrentEngine(waiting: waiting, settings: settings)
     let server = try await HealthServer.start(
-      host: "127.0.0.1", port: port, source: AgentHealthSource(current: current), logger: Logger(label: "test"))
+      host: "127.0.0.1", port: port, source: AgentHealthSource(current: current),
+      logger: Logger(label: "test"))
     let verdict = try await onOwnThread { try HealthCheck.check(settings, timeout: .seconds(30)) }
     await server.close()
     #expect(verdict.exitStatus == 1, "\(verdict)")

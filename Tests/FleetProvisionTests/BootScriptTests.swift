@@ -36,7 +36,9 @@ import Testing
       let steps = node.steps
       let disabled = try #require(steps.lastIndex(of: .bootScript(enabled: false)))
       let removed = try #require(
-        steps.lastIndex { if case .remove(let paths) = $0 { paths.contains(Layout.bootScript) } else { false } })
+        steps.lastIndex {
+          if case .remove(let paths) = $0 { paths.contains(Layout.bootScript) } else { false }
+        })
       #expect(disabled < removed, "the links go before the script")
     }
     #expect(fleet.unknownCommands.isEmpty, "\(fleet.unknownCommands)")
@@ -49,7 +51,8 @@ import Testing
     #expect(script.hasPrefix("#!/bin/sh\n### BEGIN INIT INFO\n"))
     #expect(script.contains("# Required-Start:    $remote_fs"))
     #expect(script.contains(PidFileServices.startRsyncd(pid: "\"$pid\"", log: "\"$log\"", conf: "\"$conf\"")))
-    #expect(script.contains(try PidFileServices.startWatch(pid: "\"$pid\"", log: "\"$log\"", conf: "\"$conf\"")))
+    #expect(
+      script.contains(try PidFileServices.startWatch(pid: "\"$pid\"", log: "\"$log\"", conf: "\"$conf\"")))
     #expect(Units.supervisor.contains(#""$watcher" check --config "$config""#))
   }
 }

@@ -52,7 +52,8 @@ import Testing
     }
 
     func lines(_ name: String) -> [String] {
-      ((try? String(contentsOfFile: dir + "/" + name, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+      ((try? String(contentsOfFile: dir + "/" + name, encoding: .utf8)) ?? "").split(separator: "\n").map(
+        String.init)
     }
 
     var runs: [Int32] { lines("runs").compactMap { Int32($0) } }

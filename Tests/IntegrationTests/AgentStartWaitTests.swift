@@ -142,7 +142,8 @@ struct AgentStartWaitTests {
   }
 
   /// Waits until the agent answers 503 in `state`, with a reason naming each of `mentions`; it keeps running.
-  static func expectWaiting(_ agent: AgentIT.Agent, port: Int, state: String, mentions: [String]) async throws {
+  static func expectWaiting(_ agent: AgentIT.Agent, port: Int, state: String, mentions: [String]) async throws
+  {
     let waiting = try await eventually {
       guard agent.process.isRunning else {
         throw AgentIT.Failure("the agent exited with \(agent.process.terminationStatus): \(agent.stderr)")
@@ -150,7 +151,8 @@ struct AgentStartWaitTests {
       guard LocalPorts.canConnect(port: port) else { return false }
       return try AgentIT.status(port: port)["state"] as? String == state
     }
-    #expect(waiting, "status: \((try? AgentIT.get("/status", port: port).body) ?? "-") stderr: \(agent.stderr)")
+    #expect(
+      waiting, "status: \((try? AgentIT.get("/status", port: port).body) ?? "-") stderr: \(agent.stderr)")
     let health = try AgentIT.get("/healthz", port: port)
     #expect(health.status == 503)
     let status = try AgentIT.status(port: port)

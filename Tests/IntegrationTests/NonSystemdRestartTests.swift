@@ -45,7 +45,8 @@ struct NonSystemdRestartTests {
   /// The pids of `node`'s instances: each pid file's process and its children.
   static func instancePids(_ fleet: TestFleet, _ node: TestFleet.Node) throws -> [Int32] {
     try fleet.run(
-      on: node, "for f in /run/fleetsync/*.pid; do [ -f \"$f\" ] && p=$(cat \"$f\") && echo $p && pgrep -P $p; done; true"
+      on: node,
+      "for f in /run/fleetsync/*.pid; do [ -f \"$f\" ] && p=$(cat \"$f\") && echo $p && pgrep -P $p; done; true"
     ).output.split(separator: "\n").compactMap { Int32($0) }
   }
 
@@ -118,7 +119,8 @@ struct NonSystemdRestartTests {
     for pid in before.joined() {
       try waitForBlocking("pid \(pid) gone") { kill(pid, 0) != 0 }
     }
-    _ = try fleet.run(on: fleet.node(1), "mv /srv/data/a /srv/data/a.late && echo during > /srv/data/a.late/during")
+    _ = try fleet.run(
+      on: fleet.node(1), "mv /srv/data/a /srv/data/a.late && echo during > /srv/data/a.late/during")
     // rc runs each S link of the runlevel with `start`, in a bare environment.
     for node in fleet.nodes {
       let boot = try fleet.run(
@@ -128,7 +130,8 @@ struct NonSystemdRestartTests {
       #expect(boot.status == 0, "\(node.name): \(boot.output)")
     }
     // The watcher is up, waiting for its source: unhealthy with the reason, not restarted.
-    let watch = "/var/lib/fleetsync/bin/fleetsync-watch check --config '/etc/fleetsync/watch/\(Self.instance).conf'"
+    let watch =
+      "/var/lib/fleetsync/bin/fleetsync-watch check --config '/etc/fleetsync/watch/\(Self.instance).conf'"
     try waitForBlocking("the watcher waits for its source") {
       try fleet.run(on: fleet.node(1), watch).output.contains("waitingForSource")
     }
