@@ -4,12 +4,17 @@ import FleetWire
 import Foundation
 import Synchronization
 
-/// The engine the agent runs right now; replaced on a successful SIGHUP reload.
+/// The engine the agent runs right now (replaced on a successful SIGHUP reload), or, while none
+/// could be made yet, the status the agent shows as it waits (see ``StartFailure``).
 ///
-/// Thread-safe: the engine reference and the counters are guarded by `state`.
+/// Thread-safe: the engine reference, the waiting status and the counters are guarded by `state`.
 final class CurrentEngine: Sendable {
   struct State {
-    var engine: WatchEngine
+    /// The running engine; `nil` while the agent waits for a transient start error to pass.
+    var engine: WatchEngine?
+    /// What `/status` shows while there is no engine: the waiting state, the reason, the heartbeat
+    /// of the retry loop.
+    var waiting: WatchStatus
     var settings: AgentSettings
     var reloads: UInt64 = 0
     var failedReloads: UInt64 = 0
@@ -18,12 +23,23 @@ final class CurrentEngine: Sendable {
   private let state: Mutex<State>
 
   init(engine: WatchEngine, settings: AgentSettings) {
-    state = Mutex(State(engine: engine, settings: settings))
+    state = Mutex(State(engine: engine, waiting: WatchStatus(), settings: settings))
   }
 
-  var engine: WatchEngine { state.withLock { $0.engine } }
+  /// An agent without an engine yet: it shows `waiting` until ``started(_:)``.
+  init(waiting: WatchStatus, settings: AgentSettings) {
+    state = Mutex(State(engine: nil, waiting: waiting, settings: settings))
+  }
+
+  var engine: WatchEngine? { state.withLock { $0.engine } }
 
   var snapshot: State { state.withLock { $0 } }
+
+  /// The engine's status snapshot, or the waiting status while there is no engine.
+  func status() -> WatchStatus {
+    let (engine, waiting) = state.withLock { ($0.engine, $0.waiting) }
+    return engine?.status() ?? waiting
+  }
 
   func replace(with engine: WatchEngine, settings: AgentSettings) {
     state.withLock {
@@ -37,10 +53,29 @@ final class CurrentEngine: Sendable {
     state.withLock { $0.failedReloads += 1 }
   }
 
-  /// Whether the engine's event loop is alive at `now` (see ``WatchStatus/isStalled(at:)``): the
-  /// systemd watchdog is pinged only then.
+  /// Records a start attempt that failed transiently: `/status` shows `waiting` (its heartbeat is
+  /// the attempt's time, so a retry loop that hangs shows as stalled).
+  func stillWaiting(_ waiting: WatchStatus) {
+    state.withLock { $0.waiting = waiting }
+  }
+
+  /// The engine could be made at last; it replaces the waiting status.
+  func started(_ engine: WatchEngine) {
+    state.withLock { $0.engine = engine }
+  }
+
+  /// A SIGHUP while there is no engine yet: the next start attempt uses `settings`.
+  func reloadedWhileWaiting(settings: AgentSettings) {
+    state.withLock {
+      $0.settings = settings
+      $0.reloads += 1
+    }
+  }
+
+  /// Whether the engine's event loop (or, before there is one, the start retry loop) is alive at
+  /// `now` (see ``WatchStatus/isStalled(at:)``): the systemd watchdog is pinged only then.
   func isAlive(at now: Date = Date()) -> Bool {
-    !engine.status().isStalled(at: now)
+    !status().isStalled(at: now)
   }
 }
 
@@ -50,7 +85,7 @@ struct AgentHealthSource: HealthSource {
   let metrics = SnapshotMetrics()
 
   func health() -> HealthVerdict {
-    Self.verdict(for: current.engine.status(), now: Date())
+    Self.verdict(for: current.status(), now: Date())
   }
 
   /// The `/healthz` verdict for one status snapshot: a stalled event loop first, then the
@@ -72,7 +107,7 @@ struct AgentHealthSource: HealthSource {
   func statusJSON() -> [UInt8] {
     let snapshot = current.snapshot
     let document = AgentStatusDocument(
-      engine: snapshot.engine.status(), source: snapshot.settings.watch.source,
+      engine: current.status(), source: snapshot.settings.watch.source,
       target: snapshot.settings.watch.target.url, healthy: health().isHealthy, reloads: snapshot.reloads,
       failedReloads: snapshot.failedReloads)
     do {
@@ -84,7 +119,7 @@ struct AgentHealthSource: HealthSource {
 
   func metricsText() -> [UInt8] {
     let snapshot = current.snapshot
-    let status = snapshot.engine.status()
+    let status = current.status()
     let prefix = "fleetsync_watch_"
     metrics.recordLevel(prefix + "up", help: "1 when /healthz reports healthy", health().isHealthy ? 1 : 0)
     metrics.recordLevel(prefix + "watches", help: "inotify watches held", Double(status.watches))

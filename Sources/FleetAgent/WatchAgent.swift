@@ -35,16 +35,22 @@ public enum WatchAgent {
     let controlSignals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
     var logger = logger
     logger[metadataKey: "source"] = "\(settings.watch.source)"
-    let engine: WatchEngine
-    do {
-      // Validates the source and the password file first, with messages that say what to fix.
-      engine = try WatchEngine(config: settings.watch, logger: logger)
-      warnAboutPassword(settings, logger: logger)
-    } catch {
-      errorOutput("fleetsync-watch: error: \(describe(error))")
+    // Validates the source and the password file first, with messages that say what to fix. A
+    // transient problem (the source not mounted yet) does not stop the agent: it waits, unhealthy.
+    let current: CurrentEngine
+    switch StartRetry.attempt(settings, logger: logger) {
+    case .success(let engine):
+      current = CurrentEngine(engine: engine, settings: settings)
+    case .failure(.permanent(let message)):
+      errorOutput("fleetsync-watch: error: \(message)")
       return AgentExitStatus.usage
+    case .failure(.transient(let state, let reason)):
+      let waiting = StartRetry.waitingStatus(
+        state, reason: reason, settings: settings, retryIn: StartRetry.delay(afterFailures: 1), now: Date())
+      logger.warning("cannot start yet, waiting: \(waiting.lastError ?? reason)")
+      current = CurrentEngine(waiting: waiting, settings: settings)
     }
-    let current = CurrentEngine(engine: engine, settings: settings)
+    warnAboutPassword(settings, logger: logger)
     let source = AgentHealthSource(current: current)
 
     var services: [any Service] = []
@@ -76,7 +82,8 @@ public enum WatchAgent {
       return AgentExitStatus.success
     } catch {
       errorOutput("fleetsync-watch: error: \(describe(error))")
-      return AgentExitStatus.failure
+      // A config that turned out to be unusable while the agent waited is a usage error too.
+      return (error as? StartFailure).map { _ in AgentExitStatus.usage } ?? AgentExitStatus.failure
     }
   }
 
@@ -149,7 +156,7 @@ struct NotifierService: Service {
         group.addTask {
           var last = ""
           while !Task.isCancelled {
-            let line = NotifierService.statusLine(current.engine.status())
+            let line = NotifierService.statusLine(current.status())
             if line != last {
               try? notifier.status(line)
               last = line
@@ -162,12 +169,15 @@ struct NotifierService: Service {
     }
   }
 
-  private func statusLine() -> String { Self.statusLine(current.engine.status()) }
+  private func statusLine() -> String { Self.statusLine(current.status()) }
 
   /// The `STATUS=` line for `systemctl status`: state, queue, failures, and a stalled event loop
   /// (the reason the watchdog pings stop).
   static func statusLine(_ status: WatchStatus, now: Date = Date()) -> String {
     var line = "\(status.state.rawValue); queue \(status.queueDepth); in flight \(status.inFlight)"
+    if status.state == .waitingForSource || status.state == .startFailed, let reason = status.lastError {
+      line += "; \(reason)"
+    }
     if let kind = status.lastErrorKind, status.consecutiveFailures > 0 {
       line += "; failing (\(kind.rawValue)) \(status.consecutiveFailures)x"
     }
@@ -187,10 +197,12 @@ struct EngineSupervisor: Service {
   let notifier: SystemdNotifier
   let logger: Logger
 
-  private enum Event: Sendable {
+  enum Event: Sendable {
     case reload
     case fullSync
     case engineEnded(generation: Int, error: (any Error & Sendable)?)
+    /// Time for another attempt to make the engine (see ``StartAttempts``).
+    case retryStart
     case shutdown
   }
 
@@ -213,17 +225,39 @@ struct EngineSupervisor: Service {
 
   private func supervise(events: AsyncStream<Event>, sink: AsyncStream<Event>.Continuation) async throws {
     var generation = 0
-    var running = start(current.engine, generation: generation, sink: sink)
+    var running: Task<Void, any Error>?
+    // While there is no engine yet (a transient start error), attempts run on a timer.
+    var waiting = StartAttempts(sink: sink)
+    defer { waiting.cancel() }
+    if let engine = current.engine {
+      running = start(engine, generation: generation, sink: sink)
+    } else {
+      waiting.schedule()
+    }
     for await event in events {
       switch event {
+      case .retryStart:
+        guard current.engine == nil, let engine = try waiting.attempt(current, logger: logger) else {
+          continue
+        }
+        current.started(engine)
+        running = start(engine, generation: generation, sink: sink)
       case .fullSync:
+        guard let engine = current.engine else {
+          logger.info("SIGUSR1 ignored: the engine has not started yet")
+          continue
+        }
         logger.info("SIGUSR1: full sync requested")
-        current.engine.requestFullSync()
+        engine.requestFullSync()
       case .reload:
+        guard current.engine != nil else {
+          if reloadWhileWaiting() { waiting.now() }
+          continue
+        }
         guard let replacement = reload() else { continue }
         logger.info("SIGHUP: stopping the old engine to switch to the new config")
-        running.cancel()
-        _ = await running.result
+        running?.cancel()
+        _ = await running?.result
         generation += 1
         current.replace(with: replacement.engine, settings: replacement.settings)
         running = start(replacement.engine, generation: generation, sink: sink)
@@ -240,6 +274,7 @@ struct EngineSupervisor: Service {
       case .shutdown:
         logger.info("stopping: letting the engine finish or journal its batch")
         try? notifier.stopping()
+        guard let running else { return }
         running.cancel()
         let result = await running.result
         if case .failure(let error) = result, !(error is CancellationError) { throw error }

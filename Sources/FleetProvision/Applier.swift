@@ -39,6 +39,10 @@ public struct Applier: Sendable {
     }
     // 5. Services: stop the removed, remove their files, then (re)start the changed.
     try await updateServices(plan)
+    //    Without systemd, the boot script brings them back after a reboot.
+    if !plan.systemd && desired.files.contains(where: { $0.path == Layout.bootScript }) {
+      try await host.check(PidFileServices.enableBootScript, "enabling \(Layout.bootScript) at boot")
+    }
     // 6. The final manifest.
     try await writeManifest(final)
   }
@@ -91,6 +95,9 @@ public struct Applier: Sendable {
         try stopCommand(action.service, systemd: plan.systemd), "stopping \(action.service)")
     }
     let deletions = plan.files.filter { $0.kind == .delete }.map(\.path)
+    if deletions.contains(Layout.bootScript) {
+      try await host.check(PidFileServices.disableBootScript, "disabling \(Layout.bootScript)")
+    }
     if !deletions.isEmpty {
       try await host.check(
         "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
@@ -121,6 +128,9 @@ public struct Applier: Sendable {
       try await host.check("echo \(change.to) > \(try ShellQuote.quote(path))", "restoring \(change.key)")
     }
     let deletions = plan.files.map(\.path)
+    if deletions.contains(Layout.bootScript) {
+      try await host.check(PidFileServices.disableBootScript, "disabling \(Layout.bootScript)")
+    }
     if !deletions.isEmpty {
       try await host.check(
         "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
@@ -144,7 +154,7 @@ public struct Applier: Sendable {
 
   /// `find` over the places fleetsync uploads to, matching upload temp files.
   static let staleTempSweep =
-    "find \(Layout.etc) /var/lib/fleetsync/bin /etc/sysctl.d \(Layout.units) -maxdepth 2 -name '.*.fleetsync-tmp.*'"
+    "find \(Layout.etc) /var/lib/fleetsync/bin /etc/sysctl.d /etc/init.d \(Layout.units) -maxdepth 2 -name '.*.fleetsync-tmp.*'"
 
   func writeManifest(_ manifest: Manifest) async throws {
     let encoder = JSONEncoder()
@@ -160,19 +170,10 @@ public struct Applier: Sendable {
     switch service.kind {
     case .rsyncd:
       let conf = try ShellQuote.quote(Layout.rsyncdConf(service.instance))
-      // A stale pid file (dead process) would make rsync refuse to start.
-      return """
-        if [ -f \(pid) ] && ! kill -0 "$(cat \(pid))" 2>/dev/null; then rm -f \(pid); fi
-        rsync --daemon --config=\(conf) </dev/null >>\(log) 2>&1
-        """
+      return PidFileServices.startRsyncd(pid: pid, log: log, conf: conf)
     case .watch:
       let conf = try ShellQuote.quote(Layout.watchConf(service.instance))
-      let sup = try ShellQuote.quote(Layout.supervisor)
-      let bin = try ShellQuote.quote(Layout.watchBinary)
-      return """
-        setsid \(sup) \(pid) \(log) \(bin) run --config \(conf) </dev/null >/dev/null 2>&1 &
-        i=0; while [ ! -f \(pid) ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; [ -f \(pid) ]
-        """
+      return try PidFileServices.startWatch(pid: pid, log: log, conf: conf)
     }
   }
 
@@ -181,21 +182,7 @@ public struct Applier: Sendable {
       let unit = try ShellQuote.quote(service.unit)
       return "systemctl disable --now \(unit) 2>/dev/null || true"
     }
-    let pid = try ShellQuote.quote(Layout.pidFile(service))
-    return """
-      if [ -f \(pid) ]; then
-        p=$(cat \(pid))
-        if [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; then
-          # A zombie (exited, not yet reaped by init) counts as stopped.
-          i=0
-          while kill -0 "$p" 2>/dev/null && [ "$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1)" != Z ] \\
-            && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-          kill -KILL "$p" 2>/dev/null || true
-        fi
-        rm -f \(pid)
-      fi
-      true
-      """
+    return PidFileServices.stop(pid: try ShellQuote.quote(Layout.pidFile(service)))
   }
 
   func restartCommand(_ service: ServiceName, systemd: Bool) throws -> String {

@@ -221,7 +221,7 @@ public enum Renderer {
             path: Layout.watchPassword(instance), content: .bytes(passwordBytes), mode: 0o600, secret: true))
         let hash = Digest.sha256Hex(
           confBytes + passwordBytes + Array(binary.sha256.utf8)
-            + Array((systemd ? "systemd" : "pidfile").utf8))
+            + Array((systemd ? "systemd" : "pidfile " + Digest.sha256Hex(Array(Units.supervisor.utf8))).utf8))
         out.services.append(
           DesiredService(
             name: service, port: healthPort, configHash: hash))
@@ -276,10 +276,17 @@ public enum Renderer {
             path: "\(Layout.units)/fleetsync-\(kind.rawValue)@.service", content: .bytes(Array(unit.utf8)),
             mode: 0o644, secret: false))
       }
-    } else if !out.services.isEmpty && kinds.contains(.watch) {
+    } else if !out.services.isEmpty {
+      if kinds.contains(.watch) {
+        out.files.append(
+          DesiredFile(
+            path: Layout.supervisor, content: .bytes(Array(Units.supervisor.utf8)), mode: 0o755, secret: false
+          ))
+      }
       out.files.append(
         DesiredFile(
-          path: Layout.supervisor, content: .bytes(Array(Units.supervisor.utf8)), mode: 0o755, secret: false))
+          path: Layout.bootScript, content: .bytes(Array(try PidFileServices.bootScript().utf8)), mode: 0o755,
+          secret: false))
     }
   }
 

@@ -12,6 +12,8 @@ public enum Layout {
   public static let watchBinary = "/var/lib/fleetsync/bin/fleetsync-watch"
   /// Supervisor script for hosts without systemd.
   public static let supervisor = "/var/lib/fleetsync/bin/fleetsync-supervise"
+  /// Boot script for hosts without systemd (System V init; see `PidFileServices`).
+  public static let bootScript = "/etc/init.d/fleetsync"
   /// Runtime files (pid, lock).
   public static let run = "/run/fleetsync"
   /// Logs.

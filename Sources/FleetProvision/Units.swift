@@ -46,7 +46,7 @@ public enum Units {
     ExecReload=/bin/kill -HUP $MAINPID
     Restart=on-failure
     RestartSec=2
-    RestartPreventExitStatus=64 69
+    RestartPreventExitStatus=64
     WatchdogSec=30
     TimeoutStopSec=60
     ProtectSystem=strict
@@ -59,31 +59,65 @@ public enum Units {
 
     """
 
-  /// A minimal supervisor for hosts without systemd: restarts the command when it exits (with
-  /// backoff), records its own pid, and stops the command on TERM.
+  /// The supervisor of a watcher on hosts without systemd: restarts it when it exits (with backoff),
+  /// and restarts it when it is hung, as systemd's watchdog would.
+  ///
+  /// Every `FLEETSYNC_CHECK_INTERVAL` seconds (10) it runs `fleetsync-watch check`; after
+  /// `FLEETSYNC_CHECK_FAILURES` (3) answers in a row of "hung" (no answer, or a stalled event loop)
+  /// it stops the watcher (TERM, KILL after `FLEETSYNC_STOP_GRACE` seconds, 10) and starts it again.
+  /// A watcher that answers but is unhealthy (waiting for its source, backup down) is left alone:
+  /// a restart would not help. It records its own pid and stops the watcher on TERM.
   public static let supervisor = #"""
     #!/bin/sh
     # Managed by fleetsync: edits are overwritten by `fleetsync up` and removed by `fleetsync down`.
-    # usage: fleetsync-supervise PIDFILE LOGFILE COMMAND [ARG...]
-    pidfile=$1; log=$2; shift 2
+    # usage: fleetsync-supervise PIDFILE LOGFILE WATCHER CONFIG
+    pidfile=$1; log=$2; watcher=$3; config=$4
+    interval=${FLEETSYNC_CHECK_INTERVAL:-10}; limit=${FLEETSYNC_CHECK_FAILURES:-3}
+    grace=${FLEETSYNC_STOP_GRACE:-10}
     echo $$ >"$pidfile.tmp" && mv -f "$pidfile.tmp" "$pidfile"
-    child=
+    child=; checker=
+    say() { echo "fleetsync-supervise: $(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >>"$log"; }
+    # TERM first; CONT so that a stopped watcher gets it; KILL after the grace.
+    end() {
+      kill -TERM "$1" 2>/dev/null; kill -CONT "$1" 2>/dev/null
+      i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt "$grace" ]; do sleep 1; i=$((i+1)); done
+      kill -KILL "$1" 2>/dev/null
+    }
     stop() {
       trap - TERM INT
-      if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; wait "$child"; fi
+      if [ -n "$checker" ]; then kill "$checker" 2>/dev/null; fi
+      if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; kill -CONT "$child" 2>/dev/null; wait "$child"; fi
       rm -f "$pidfile"
       exit 0
+    }
+    # Runs beside watcher $1 until the main loop ends it; ends the watcher when it is hung.
+    watchdog() {
+      fails=0
+      while sleep "$interval"; do
+        verdict=$("$watcher" check --config "$config" 2>&1); rc=$?
+        if [ "$rc" -ne 2 ]; then fails=0; continue; fi
+        fails=$((fails + 1))
+        say "check $fails/$limit: $verdict"
+        if [ "$fails" -ge "$limit" ]; then
+          say "the watcher (pid $1) is hung: stopping it to start it again"
+          end "$1"
+          return
+        fi
+      done
     }
     trap stop TERM INT
     delay=1
     while :; do
       started=$(date +%s)
-      "$@" </dev/null >>"$log" 2>&1 &
+      "$watcher" run --config "$config" </dev/null >>"$log" 2>&1 &
       child=$!
+      watchdog "$child" </dev/null >/dev/null 2>&1 &
+      checker=$!
       wait "$child"
       status=$?
-      child=
-      echo "fleetsync-supervise: $1 exited with status $status; restarting in ${delay}s" >>"$log"
+      kill "$checker" 2>/dev/null
+      child=; checker=
+      say "the watcher exited with status $status; restarting in ${delay}s"
       [ $(( $(date +%s) - started )) -ge 60 ] && delay=1
       sleep "$delay" & wait $!
       [ "$delay" -lt 30 ] && delay=$((delay * 2))

@@ -16,6 +16,12 @@ public struct WatchStatus: Sendable, Codable, Equatable {
     case degraded
     /// The engine was cancelled and is winding down.
     case stopping
+    /// No engine yet: the source is missing, not a directory or unreadable (not mounted yet?); the
+    /// agent retries until it is there. ``WatchStatus/lastError`` says what is wrong.
+    case waitingForSource
+    /// No engine yet: another start error that may pass (the state directory cannot be created or
+    /// written, e.g. `/var` is full); the agent retries. ``WatchStatus/lastError`` says what is wrong.
+    case startFailed
   }
 
   /// What the engine is doing.
@@ -102,6 +108,7 @@ public struct WatchStatus: Sendable, Codable, Equatable {
     switch state {
     case .starting, .initialSync, .watching, .retrying: break
     case .degraded, .stopping: return false
+    case .waitingForSource, .startFailed: return false
     }
     if isStalled(at: now) { return false }
     if consecutiveFailures > 0 && lastErrorKind == .auth { return false }

@@ -8,10 +8,10 @@ struct FleetsyncWatch: AsyncParsableCommand {
     commandName: "fleetsync-watch",
     abstract: "Replicate one directory to an rsync daemon as it changes.",
     discussion: """
-      Exit status: 0 clean stop, 64 usage or configuration error, 69 health port in use, \
+      Exit status of run: 0 clean stop, 64 usage or configuration error, 69 health port in use, \
       1 other fatal error. See docs/watcher.md.
       """,
-    subcommands: [Run.self]
+    subcommands: [Run.self, Check.self]
   )
 }
 
@@ -51,6 +51,31 @@ struct Run: AsyncParsableCommand {
 
   func run() async throws {
     let status = await WatchAgent.main(configFile: config, quickForm: quickForm, logLevel: logLevel)
+    if status != 0 { throw ExitCode(status) }
+  }
+}
+
+/// `fleetsync-watch check`: is the agent of a config healthy, unhealthy, or hung? For supervisors
+/// other than systemd (and people), which have no watchdog of their own.
+struct Check: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Ask the agent of a config file how it is, on its health port.",
+    discussion: """
+      Prints one line and exits 0 when the agent is healthy, 1 when it answers but is not (waiting for \
+      its source, the backup unreachable: a restart would not help), 2 when it is hung (no answer \
+      within the timeout, or its event loop has stalled: restart it), 64 when the config cannot be \
+      read or sets no health-port.
+      """
+  )
+
+  @Option(name: .long, help: ArgumentHelp("The agent's config file (key = value lines).", valueName: "file"))
+  var config: String
+
+  @Option(name: .long, help: ArgumentHelp("Seconds to wait for the answer.", valueName: "seconds"))
+  var timeout: Int = 5
+
+  func run() throws {
+    let status = HealthCheck.main(configFile: config, timeoutSeconds: timeout)
     if status != 0 { throw ExitCode(status) }
   }
 }

@@ -8,7 +8,7 @@ import Testing
 /// The order in which ``Applier`` changes a node, and what an interrupted run leaves behind.
 @Suite struct ApplierTests {
   /// The apply phase of each step: directories, widened manifest, files, units, sysctl, stops,
-  /// removals, starts, final manifest, health. Facts and reads are not part of applying.
+  /// removals (with the boot script's links), starts (with the boot script's), final manifest, health. Facts and reads are not part of applying.
   static func phases(_ steps: [FakeStep]) -> [String] {
     var manifestWrites = 0
     return steps.compactMap { step -> String? in
@@ -23,6 +23,7 @@ import Testing
       case .applySysctl: return "5 sysctl"
       case .stop: return "6 stop"
       case .remove: return "7 remove"
+      case .bootScript(let enabled): return enabled ? "8 start" : "7 remove"
       case .start, .restart: return "8 start"
       case .health: return "10 health"
       case .restoreSysctl, .removeDirectories: return "down"

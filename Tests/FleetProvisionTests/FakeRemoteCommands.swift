@@ -10,6 +10,8 @@ extension FakeRemoteHost {
   static func classify(_ command: String) -> FakeStep {
     if command == HostFacts.script { return .facts }
     if command.hasPrefix("L=\((try? ShellQuote.quote(NodeLease.path)) ?? "")") { return .lease }
+    if command == PidFileServices.enableBootScript { return .bootScript(enabled: true) }
+    if command == PidFileServices.disableBootScript { return .bootScript(enabled: false) }
     if command.hasPrefix("set -e; umask 022") { return .makeDirectories }
     if command.hasPrefix("systemctl daemon-reload") { return .reloadUnits }
     if command.hasPrefix("sysctl -q -p ") { return .applySysctl }
@@ -104,6 +106,10 @@ extension FakeRemoteHost {
     case .start(let name), .restart(let name):
       m.running[name] = nil
       return start(name, &m)
+    case .bootScript(let enabled):
+      guard !enabled || m.files[Layout.bootScript] != nil else { return failure("update-rc.d: no script") }
+      m.bootEnabled = enabled
+      return ok
     case .reloadUnits, .read, .write, .lease, .unknown: return ok
     }
   }
@@ -194,6 +200,7 @@ extension FakeRemoteHost {
   /// The files the facts script hashes.
   static func isManaged(_ path: String) -> Bool {
     path.hasPrefix("/etc/fleetsync/") || path.hasPrefix("/var/lib/fleetsync/bin/") || path == Layout.sysctl
+      || path == Layout.bootScript
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service"))
   }
 

@@ -35,6 +35,8 @@ enum FakeStep: Equatable, Sendable {
   case status
   /// The run's lease on the node was taken, renewed or given up (``NodeLease``).
   case lease
+  /// The boot script (hosts without systemd) was enabled or disabled with `update-rc.d`.
+  case bootScript(enabled: Bool)
   /// A command the fake does not know (a test that sees one fails).
   case unknown(String)
 
@@ -56,7 +58,8 @@ final class FakeRemoteHost: RemoteHost {
     var systemd = false
     var files: [String: [UInt8]] = [:]
     var directories: Set<String> = [
-      "/", "/etc", "/etc/sysctl.d", "/etc/systemd", "/etc/systemd/system", "/var", "/var/lib", "/var/log",
+      "/", "/etc", "/etc/init.d", "/etc/sysctl.d", "/etc/systemd", "/etc/systemd/system", "/var", "/var/lib",
+      "/var/log",
       "/run", "/srv",
     ]
     var sysctl = [
@@ -69,6 +72,8 @@ final class FakeRemoteHost: RemoteHost {
     var createdData: Set<String> = []
     /// Ports other programs listen on.
     var foreignPorts: Set<Int> = [22]
+    /// The boot script is enabled (its rc links exist).
+    var bootEnabled = false
     /// Running instances (`kind@instance`) and the port each listens on.
     var running: [String: Int] = [:]
     /// The config file each running instance was (re)started with, as it read it then.
