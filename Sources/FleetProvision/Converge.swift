@@ -30,6 +30,7 @@ extension Provisioner {
     let moduleSecrets: [String: Secret]
     do {
       try checkDistinctMachines(sessions.compactMapValues { try? $0.get().facts })
+      try checkLeases(sessions)
       try checkSecretsFile(secrets, facts: sessions.compactMapValues { try? $0.get().facts })
       portErrors = ports.assign(inventory, facts: sessions.compactMapValues { try? $0.get().facts })
       moduleSecrets = try secrets.moduleSecrets(inventory)

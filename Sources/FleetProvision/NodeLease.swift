@@ -66,9 +66,15 @@ public final class NodeLease: Sendable {
     if case .held(let other?, let token?, _) = answer, other.isGoneLocalRun(token: token) {
       answer = try await lease.send(.acquire(takingOver: token))
     }
-    guard case .held(let other, _, let seconds) = answer else {
+    guard case .held(let other, let token, let seconds) = answer else {
       liveTokens.withLock { _ = $0.insert(lease.token) }
       return lease
+    }
+    if let other, let token, other.isLiveLocalRun(token: token) {
+      throw FleetError(
+        .sameMachine,
+        "\(name) is a machine this run already works on under another name (its lease \(lease.file) is this "
+          + "run's): one machine under two names")
     }
     throw lease.heldError(other, expiresIn: seconds)
   }
@@ -214,6 +220,12 @@ public final class NodeLease: Sendable {
 }
 
 extension ControllerLock.Holder {
+  /// Whether this holder of the lease `token` is a run of this very process that still holds it:
+  /// the node was already leased under another inventory name.
+  func isLiveLocalRun(token: String) -> Bool {
+    host == NodeLease.localHostName && pid == getpid() && NodeLease.liveTokens.withLock { $0.contains(token) }
+  }
+
   /// Whether this holder of the lease `token` is a run of this machine that has ended: its process
   /// no longer exists, or it is this process and no run of it holds the lease any more (it ended
   /// without reaching the node to give it up). Its lease can be taken over at once.

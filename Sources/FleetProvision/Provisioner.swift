@@ -127,6 +127,7 @@ public struct Provisioner: Sendable {
     let sessions = await openAll(selected, leasing: Set(selected.map(\.name)))
     do {
       try checkDistinctMachines(sessions.compactMapValues { try? $0.get().facts })
+      try checkLeases(sessions)
     } catch {
       await closeAll(sessions)
       throw error
@@ -174,6 +175,9 @@ public struct Provisioner: Sendable {
     var facts: HostFacts
     /// This run's lease on the node, when the run writes to it.
     var lease: NodeLease?
+    /// Why the lease was refused because this run already holds the node under another name; the
+    /// facts were read without it so the run can name both (``checkLeases(_:)``), and nothing is written.
+    var leaseRefusal: FleetError?
   }
 
   /// Gives up the run's node leases, then closes every opened session and waits for it, so no
@@ -204,6 +208,9 @@ public struct Provisioner: Sendable {
           }
           let facts = try await HostFacts.gather(from: host)
           return .success(Session(host: host, facts: facts, lease: lease))
+        } catch let refusal as FleetError where refusal.code == .sameMachine && lease == nil {
+          let facts = try await HostFacts.gather(from: connection)
+          return .success(Session(host: connection, facts: facts, leaseRefusal: refusal))
         } catch {
           await lease?.release()
           await connection.close()

@@ -41,9 +41,25 @@ extension Provisioner {
         + "installed. Nothing was changed on it. List the machine once in \(inventory.file): one name, under "
         + "both `sources:` and `backups:` if it has both roles (see docs/inventory.md)")
   }
+
+  /// Refuses the run when a node's lease was refused because this run already holds it under
+  /// another name and ``checkDistinctMachines(_:)`` could not tell (the facts carry no machine
+  /// identity): one machine under two names, and nothing was written.
+  func checkLeases(_ sessions: [String: Result<Session, FleetError>]) throws {
+    for case .success(let session) in sessions.values {
+      if let refusal = session.leaseRefusal {
+        throw FleetError(
+          .sameMachine,
+          refusal.message
+            + ". Nothing was changed on any host. List the machine once in \(inventory.file): one "
+            + "name, under both `sources:` and `backups:` if it has both roles (see docs/inventory.md)")
+      }
+    }
+  }
 }
 
 extension FleetError.Code {
   /// Two inventory names reach one machine; the run was refused before any change.
   public static let sameMachine = FleetError.Code("provision.sameMachine", meaning: .invalidInput)
+
 }
