@@ -67,7 +67,9 @@ struct SourceGate {
     guard let kind else { return release() }
     let message = SourceGuard.message(kind, config: config, record: record, now: now, detail: detail)
     if hold?.kind != kind {
-      core.logger.error("\(message)", metadata: ["source": "\(config.source)", "hold": "\(kind.rawValue)"])
+      core.logger.log(
+        level: kind == .rewatching ? .notice : .error, "\(message)",
+        metadata: ["source": "\(config.source)", "hold": "\(kind.rawValue)"])
       hold = SourceHold(kind: kind, message: message, since: hold?.since ?? Date())
     } else {
       hold?.message = message

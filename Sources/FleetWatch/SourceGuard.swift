@@ -51,41 +51,37 @@ enum SourceGuard {
     let path = config.source
     let q = quoted(path)
     let mounted = "that its filesystem is mounted (`findmnt -T \(q)`, `ls -la \(q)`)"
-    let (what, check): (String, String) =
-      switch kind {
-      case .missing:
-        ("is gone or not a directory", "whether it was deleted or moved away, and \(mounted)")
-      case .otherFilesystem:
-        ("is on another filesystem than the one replicated so far", mounted + " and is the right one")
-      case .otherDirectory:
-        (
-          "is another directory than the one replicated so far (an unmounted mountpoint, or re-created)",
-          mounted + " and the directory was not replaced"
-        )
-      case .emptied:
-        ("is empty, but held data when it was recorded", mounted + " and whether its content was deleted on purpose")
-      case .backupNotEmpty:
-        (
-          "is empty while the backup \(config.target.url) holds data (no source recorded yet)",
-          mounted
-        )
-      case .backupUnknown:
-        (
-          "is empty and whether the backup holds data cannot be checked (no source recorded yet)",
-          "the rsync daemon (\(config.target.url)), and " + mounted
-        )
-      case .rewatching:
-        ("came back; its watches are being set up again", "nothing: transfers resume in a moment")
-      }
+    let what: String
+    var check = mounted
+    switch kind {
+    case .missing:
+      what = "is gone or not a directory"
+      check = "whether it was deleted or moved away, and \(mounted)"
+    case .otherFilesystem:
+      what = "is on another filesystem than the one replicated so far"
+      check += " and is the right one"
+    case .otherDirectory:
+      what = "is another directory than the one replicated so far (an unmounted mountpoint, or re-created)"
+      check += " and the directory was not replaced"
+    case .emptied:
+      what = "is empty, but held data when it was recorded"
+      check += " and whether its content was deleted on purpose"
+    case .backupNotEmpty:
+      what = "is empty while the backup \(config.target.url) holds data (no source recorded yet)"
+    case .backupUnknown:
+      what = "is empty and whether the backup holds data cannot be checked (no source recorded yet)"
+      check = "the rsync daemon (\(config.target.url)), and " + mounted
+    case .rewatching:
+      return "held: the source \(path) is back (\(detail ?? "it had gone away")); its watches are being "
+        + "set up again, then a full sync runs"
+    }
     var text = "held: the source \(path) \(what); nothing is sent or deleted, changes stay journaled."
     if let record { text += " Expected the \(record.summary), found \(now.summary)." }
     if let detail { text += " \(detail)." }
     text += " Check \(check). It resumes by itself when the source is back."
-    if kind != .rewatching {
-      text +=
-        " If the source as it is now is right, accept it (the next full sync then makes the backup equal "
-        + "to it, deleting what it lacks): \(acceptCommand(stateDir: config.stateDir))"
-    }
+    text +=
+      " If the source as it is now is right, accept it (the next full sync then makes the backup equal "
+      + "to it, deleting what it lacks): \(acceptCommand(stateDir: config.stateDir))"
     return text
   }
 }
