@@ -17,7 +17,8 @@ import Synchronization
 /// anew and a full sync is asked for.
 extension EventLoop {
   /// Root watch events that mean the watched directory is no longer the source.
-  static let rootLossMask = UInt32(IN_UNMOUNT) | UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF) | UInt32(IN_IGNORED)
+  static let rootLossMask =
+    UInt32(IN_UNMOUNT) | UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF) | UInt32(IN_IGNORED)
 
   /// How often the source path is compared with the watched root.
   static let rootCheckNanos: UInt64 = 1_000_000_000
@@ -73,7 +74,8 @@ extension EventLoop {
     guard let current, let watchedRoot, current == watchedRoot else {
       lose(
         current == nil
-          ? "it is gone or not a directory" : "the path now leads to another directory (mounted over, or replaced)")
+          ? "it is gone or not a directory"
+          : "the path now leads to another directory (mounted over, or replaced)")
       return
     }
   }

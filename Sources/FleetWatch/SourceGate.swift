@@ -124,7 +124,8 @@ struct SourceGate {
       try id.save(stateDir: core.config.stateDir)
       core.sourceRecord.withLock { $0 = id }
       core.logger.notice(
-        "recorded the source's identity (\(why)): \(id.summary)", metadata: ["source": "\(core.config.source)"])
+        "recorded the source's identity (\(why)): \(id.summary)",
+        metadata: ["source": "\(core.config.source)"])
     } catch {
       let message =
         "cannot record the source's identity in \(core.config.stateDir): \(error); check that it is writable"

@@ -50,7 +50,9 @@ public struct SourceIdentity: Sendable, Codable, Equatable {
     let major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & ~UInt64(0xFFF))
     let minor = (dev & 0xFF) | ((dev >> 12) & ~UInt64(0xFF))
     let wanted = "\(major):\(minor)"
-    guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return "unknown" }
+    guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else {
+      return "unknown"
+    }
     for line in info.split(separator: "\n") {
       let fields = line.split(separator: " ")
       guard fields.count > 2, fields[2] == wanted, let dash = fields.firstIndex(of: "-"),
@@ -127,6 +129,7 @@ extension SourceIdentity {
   func save(stateDir: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    try AtomicFile.write(Array(try encoder.encode(self)) + [0x0A], to: stateDir + "/" + Self.fileName, mode: 0o600)
+    try AtomicFile.write(
+      Array(try encoder.encode(self)) + [0x0A], to: stateDir + "/" + Self.fileName, mode: 0o600)
   }
 }

@@ -179,6 +179,7 @@ extension FakeRemoteHost {
   static func isManaged(_ path: String) -> Bool {
     path.hasPrefix("/etc/fleetsync/") || path.hasPrefix("/var/lib/fleetsync/bin/") || path == Layout.sysctl
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service"))
+      || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service.d/fleetsync-source.conf"))
   }
 
   /// The health wait's answer: one `name reason` line per instance that is not running.

@@ -30,9 +30,12 @@ struct SourceGuardUnitTests {
     #expect(SourceGuard.verdict(.missing(ENOENT), record: Self.recorded) == .hold(.missing))
     #expect(SourceGuard.verdict(.notDirectory, record: Self.recorded) == .hold(.missing))
     #expect(SourceGuard.verdict(.unreadable(EACCES), record: Self.recorded) == .hold(.missing))
-    #expect(SourceGuard.verdict(present { $0.filesystem = 0xDEF }, record: Self.recorded) == .hold(.otherFilesystem))
     #expect(
-      SourceGuard.verdict(present { $0.filesystemType = "tmpfs" }, record: Self.recorded) == .hold(.otherFilesystem))
+      SourceGuard.verdict(present { $0.filesystem = 0xDEF }, record: Self.recorded) == .hold(.otherFilesystem)
+    )
+    #expect(
+      SourceGuard.verdict(present { $0.filesystemType = "tmpfs" }, record: Self.recorded)
+        == .hold(.otherFilesystem))
     #expect(SourceGuard.verdict(present { $0.inode = 7 }, record: Self.recorded) == .hold(.otherDirectory))
     #expect(SourceGuard.verdict(present { $0.empty = true }, record: Self.recorded) == .hold(.emptied))
     // Another directory that is empty too: the identity is what is reported.
@@ -75,7 +78,8 @@ struct SourceGuardUnitTests {
     #expect(empty.empty)
     #expect(empty.filesystemType != "unknown")
     try "x".write(toFile: dir + "/cache.tmp", atomically: false, encoding: .utf8)
-    guard case .present(let onlyExcluded) = SourceObservation.observe(dir, excludes: ExcludeMatcher(["*.tmp"]))
+    guard
+      case .present(let onlyExcluded) = SourceObservation.observe(dir, excludes: ExcludeMatcher(["*.tmp"]))
     else { return }
     #expect(onlyExcluded.empty)
     guard case .present(let full) = SourceObservation.observe(dir, excludes: none) else { return }

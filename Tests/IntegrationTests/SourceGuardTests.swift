@@ -72,7 +72,9 @@ extension WatchIntegration {
       try mount.unmount()
     }
 
-    @Test("a tmpfs source unmounted while running (IN_UNMOUNT): held, another filesystem stays held until accepted")
+    @Test(
+      "a tmpfs source unmounted while running (IN_UNMOUNT): held, another filesystem stays held until accepted"
+    )
     func tmpfsUnmountedThenAccepted() async throws {
       let fixture = try EngineFixture()
       var mount = try TestMount.tmpfs(on: fixture.src)
@@ -126,7 +128,9 @@ extension WatchIntegration {
       try FileManager.default.removeItem(atPath: fixture.src)
       // Emptied first (rm -rf empties the directory, then removes it), then gone.
       _ = try await waitHeld(fixture.engine)
-      try await waitFor("a hold for the missing source") { fixture.engine.status().sourceHold?.kind == .missing }
+      try await waitFor("a hold for the missing source") {
+        fixture.engine.status().sourceHold?.kind == .missing
+      }
       #expect(try treeDifferences(reference, fixture.daemon.backup).isEmpty)
 
       try FS.mkdir(fixture.src, "")
@@ -228,7 +232,8 @@ private func fill(_ dir: String, files: Int) throws {
 /// Regular files below `dir`.
 private func countFiles(_ dir: String) throws -> Int {
   let keys: [URLResourceKey] = [.isRegularFileKey]
-  guard let walk = FileManager.default.enumerator(at: URL(fileURLWithPath: dir), includingPropertiesForKeys: keys)
+  guard
+    let walk = FileManager.default.enumerator(at: URL(fileURLWithPath: dir), includingPropertiesForKeys: keys)
   else { throw POSIXErrorBox(ENOENT, dir) }
   var count = 0
   for case let url as URL in walk where try url.resourceValues(forKeys: Set(keys)).isRegularFile == true {
