@@ -219,6 +219,7 @@ public enum Renderer {
         out.files.append(
           DesiredFile(
             path: Layout.watchPassword(instance), content: .bytes(passwordBytes), mode: 0o600, secret: true))
+        if systemd { addSourceMounts(&out, instance: instance, source: directory.path) }
         let hash = Digest.sha256Hex(
           confBytes + passwordBytes + Array(binary.sha256.utf8)
             + Array((systemd ? "systemd" : "pidfile " + Digest.sha256Hex(Array(Units.supervisor.utf8))).utf8))
@@ -249,6 +250,16 @@ public enum Renderer {
     try file.add(.fullSyncInterval, String(directory.watch.fullSyncInterval))
     for pattern in directory.watch.excludes { try file.add(.exclude, pattern) }
     return Layout.header + "# \(host.name):\(directory.path) -> \(backup.name)/\(module)\n" + file.text
+  }
+
+  /// The drop-in that makes the watcher need its source's filesystem (`RequiresMountsFor=`).
+  static func addSourceMounts(_ out: inout DesiredHost, instance: String, source: String) {
+    let dropIn = Layout.watchSourceDropIn(instance)
+    let directory = String(dropIn[..<dropIn.lastIndex(of: "/")!])
+    out.directories.append(DesiredDirectory(path: directory, owner: nil, mode: 0o755, data: false))
+    out.files.append(
+      DesiredFile(
+        path: dropIn, content: .bytes(Array(Units.sourceMounts(source).utf8)), mode: 0o644, secret: false))
   }
 
   static func hostRef(_ name: String, _ context: RenderContext) -> HostRef {

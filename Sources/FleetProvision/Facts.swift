@@ -38,7 +38,8 @@ public struct HostFacts: Sendable, Equatable {
     echo @@sysctl-writable; if [ -w /proc/sys/fs/inotify/max_user_watches ]; then echo yes; else echo no; fi
     echo @@hash
     { find /etc/fleetsync /var/lib/fleetsync/bin -type f 2>/dev/null
-      ls -d /etc/sysctl.d/60-fleetsync.conf /etc/init.d/fleetsync /etc/systemd/system/fleetsync-*.service 2>/dev/null; } | xargs -r sha256sum
+      ls -d /etc/sysctl.d/60-fleetsync.conf /etc/init.d/fleetsync /etc/systemd/system/fleetsync-*.service \
+        /etc/systemd/system/fleetsync-*.service.d/fleetsync-source.conf 2>/dev/null; } | xargs -r sha256sum
     echo @@listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
     echo @@running
     if [ -d /run/systemd/system ]; then

@@ -34,6 +34,10 @@ public enum Layout {
   public static func watchConf(_ instance: String) -> String { "\(etc)/watch/\(instance).conf" }
   /// Watcher instance rsync password file (0600).
   public static func watchPassword(_ instance: String) -> String { "\(etc)/watch/\(instance).password" }
+  /// A watcher instance's systemd drop-in naming its source's mount (``Units/sourceMounts(_:)``).
+  public static func watchSourceDropIn(_ instance: String) -> String {
+    "\(units)/\(ServiceName(.watch, instance).unit).d/fleetsync-source.conf"
+  }
   /// Pid file of a service instance (both kinds, without systemd).
   public static func pidFile(_ service: ServiceName) -> String {
     "\(run)/\(service.kind.rawValue)-\(service.instance).pid"

@@ -36,6 +36,7 @@ public enum Units {
     Documentation=https://github.com/fleetsync/fleetsync/blob/main/docs/watcher.md
     After=network-online.target
     Wants=network-online.target
+    RequiresMountsFor=/var/lib/fleetsync /etc/fleetsync
     StartLimitIntervalSec=300
     StartLimitBurst=10
 
@@ -58,6 +59,24 @@ public enum Units {
     WantedBy=multi-user.target
 
     """
+
+  /// A watcher instance's drop-in (see ``Layout/watchSourceDropIn(_:)``): the instance needs the
+  /// filesystem of its source directory, which the template cannot name (`%i` is not a path).
+  ///
+  /// systemd then orders the watcher after that mount and does not start it while the mount is
+  /// missing. The path is double-quoted (the setting is a space-separated list), with `\`, `"`
+  /// escaped and `%` doubled (a specifier otherwise).
+  public static func sourceMounts(_ source: String) -> String {
+    var quoted = ""
+    for c in source {
+      switch c {
+      case "\\", "\"": quoted += "\\" + String(c)
+      case "%": quoted += "%%"
+      default: quoted.append(c)
+      }
+    }
+    return Layout.header + "[Unit]\nRequiresMountsFor=\"\(quoted)\"\n"
+  }
 
   /// The supervisor of a watcher on hosts without systemd: restarts it when it exits (with backoff),
   /// and restarts it when it is hung, as systemd's watchdog would.

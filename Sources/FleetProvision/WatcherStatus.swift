@@ -17,5 +17,6 @@ extension ServiceStatus {
     queueDepth = status.queueDepth
     let state = status.state.rawValue
     detail = healthy ? state : [state, status.lastError].compactMap { $0 }.joined(separator: ": ")
+    if let hold = status.sourceHold { detail = "\(state) (\(hold.kind.rawValue)): \(hold.message)" }
   }
 }

@@ -35,6 +35,9 @@ final class EngineCore: Sendable, ChangeSource {
     var inotifyUnavailable = false
     /// Why the event loop stopped on its own (poll keeps failing); the engine ends with it.
     var failure: FleetError?
+    /// Set while the event loop does not watch the recorded source (its root was unmounted,
+    /// deleted, moved or replaced): why. The source guard holds transfers meanwhile.
+    var sourceUnwatched: String?
   }
 
   let config: WatchConfig
@@ -44,6 +47,8 @@ final class EngineCore: Sendable, ChangeSource {
   let journal: Journal?
   let statusBox = Mutex(WatchStatus())
   let flags = Mutex(Flags())
+  /// The recorded identity of the source (see ``SourceGuard``); `nil` until the first full sync.
+  let sourceRecord = Mutex<SourceIdentity?>(nil)
   let wakeStream: AsyncStream<Void>
   let wake: AsyncStream<Void>.Continuation
   /// Journal size above which it is rewritten with only the outstanding paths.
@@ -144,9 +149,11 @@ final class EngineCore: Sendable, ChangeSource {
     }
   }
 
-  /// The state to show when nothing is wrong: watching, or degraded when changes can be missed.
+  /// The state to show when no transfer failed: held while the source guard holds, degraded
+  /// when changes can be missed, else watching.
   var steadyState: WatchStatus.State {
-    flags.withLock { $0.watchLimit || $0.inotifyUnavailable } ? .degraded : .watching
+    if statusBox.withLock({ $0.sourceHold != nil }) { return .sourceHeld }
+    return flags.withLock { $0.watchLimit || $0.inotifyUnavailable } ? .degraded : .watching
   }
 
   /// A snapshot with the queue figures filled in.

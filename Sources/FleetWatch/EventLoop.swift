@@ -36,6 +36,12 @@ final class EventLoop {
   var pollSystem = PollSystem()
   /// Backoff, logging and giving up while `poll` fails.
   var pollFailures = PollFailures()
+  /// The watched root's `st_dev` and `st_ino`; the path must keep leading to it.
+  var watchedRoot: (device: UInt64, inode: UInt64)?
+  /// Set while the recorded source is not watched (see `EventLoop+SourceRoot.swift`).
+  var sourceLost = false
+  /// When the root was last looked at, monotonic ns.
+  var lastRootCheck: UInt64 = 0
 
   init(core: EngineCore, stopFD: Int32) {
     self.core = core
@@ -51,15 +57,31 @@ final class EventLoop {
   }
 
   /// Sets up and runs until `stopFD` becomes readable.
+  ///
+  /// While the source is not the recorded one (at start, or after its root was unmounted, deleted,
+  /// moved or replaced), it watches nothing and waits for the source to come back, then sets the
+  /// watches up again and asks for a full sync.
   func run() {
-    setUp()
+    if sourceIsRecorded() {
+      setUp()
+    } else {
+      lose("the source is not the directory recorded in \(core.config.stateDir)")
+    }
     core.flags.withLock { $0.setupDone = true }
     core.wake.yield()
-    guard fd >= 0 else {
-      waitForStop()
-      return
+    while true {
+      if sourceLost {
+        guard waitForSource() else { return }
+        rewatch()
+        continue
+      }
+      guard fd >= 0 else {
+        waitForStop()
+        return
+      }
+      loop()
+      guard sourceLost else { return }
     }
-    loop()
   }
 
   func setUp() {
@@ -79,11 +101,16 @@ final class EventLoop {
     let added = cRoot.withUnsafeBufferPointer { b in
       b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
     }
+    if case .vanished = added {
+      lose("it went away while its watch was set up")
+      return
+    }
     guard case .added(let wd) = added else {
       reportLimit()
       return
     }
     rootWD = wd
+    watchedRoot = rootIdentity()
     table.set(wd, parent: DirTable.rootParent, name: [])
     let core = self.core
     let result = watchTree(
@@ -147,6 +174,8 @@ final class EventLoop {
         var changes: [SyncPath] = []
         flushModified(into: &changes)
         core.accept(changes)
+        checkRoot()
+        if sourceLost { return }
         continue
       }
       var changes: [SyncPath] = []
@@ -165,6 +194,8 @@ final class EventLoop {
       core.accept(changes)
       let count = table.count
       core.update { $0.watches = count }
+      checkRoot()
+      if sourceLost { return }
     }
   }
 
@@ -176,6 +207,10 @@ final class EventLoop {
         overflow = true
         continue
       }
+      if ev.wd == rootWD && ev.mask & Self.rootLossMask != 0 {
+        lose(Self.describeRootLoss(ev.mask))
+        continue
+      }
       if ev.mask & UInt32(IN_IGNORED) != 0 {
         table.remove(ev.wd)
         continue
@@ -183,11 +218,6 @@ final class EventLoop {
       if ev.name.isEmpty {
         // The source root's own mode, owner or times changed: no parent watch reports that.
         if ev.wd == rootWD && ev.mask & UInt32(IN_ATTRIB) != 0 { changes.append(.root) }
-        if ev.wd == rootWD && ev.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
-          let message = "the source directory \(core.config.source) was deleted or moved away"
-          logger.error("\(message)")
-          core.recordError(kind: .io, message: message)
-        }
         continue
       }
       guard let dir = table.path(of: ev.wd) else { continue }

@@ -129,6 +129,8 @@ struct TransferDispatcher {
 
   /// Set by the engine while inotify cannot see every change.
   var degraded = false
+  /// Set by the engine while the source guard holds: nothing new starts (see ``SourceGate``).
+  var held = false
   private var running: [Int: Running] = [:]
   private var claims = PathClaims()
   private var nextID = 0
@@ -177,7 +179,7 @@ struct TransferDispatcher {
       case .stop: stopping = true
       }
     }
-    if !stopping { step.wake = dispatch(&step.effects) }
+    if !stopping && !held { step.wake = dispatch(&step.effects) }
     return step
   }
 

@@ -63,14 +63,22 @@ struct TransferLoop {
       kind: { Self.kind(of: $0, root: root) })
     // Deadlines a timer task will wake the loop at.
     var timers = Set<UInt64>()
+    var sourceGate = SourceGate(core: core)
 
     await withDiscardingTaskGroup { group in
       while !Task.isCancelled {
         var events = inbox.takeAll().map { TransferDispatcher.Event.finished(id: $0.id, outcome: $0.outcome) }
         if core.takeFullSyncRequest() { events.append(.fullSyncRequested) }
+        // The source guard looks right before anything can start: the source must be the source.
+        let gate = await sourceGate.check()
+        if gate == .resumed { events.append(.fullSyncRequested) }
+        dispatcher.held = gate == .held
         dispatcher.degraded = core.steadyState == .degraded
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
         apply(step.effects)
+        if step.effects.contains(where: { if case .fullSyncFinished = $0 { true } else { false } }) {
+          sourceGate.fullSyncFinished()
+        }
         for transfer in launches.takeAll() {
           group.addTask {
             let outcome: TransferOutcome =

@@ -34,6 +34,7 @@ public final class WatchEngine: Sendable {
     let replayed = try Journal.replay(path: journalPath)
     let journal = try Journal(path: journalPath)
     core = EngineCore(config: config, logger: logger, journal: journal, replayed: replayed)
+    core.loadSourceRecord()
     if !replayed.isEmpty {
       logger.notice(
         "replaying \(replayed.count) journaled change(s) from a previous run",

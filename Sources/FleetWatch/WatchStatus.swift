@@ -22,6 +22,9 @@ public struct WatchStatus: Sendable, Codable, Equatable {
     /// No engine yet: another start error that may pass (the state directory cannot be created or
     /// written, e.g. `/var` is full); the agent retries. ``WatchStatus/lastError`` says what is wrong.
     case startFailed
+    /// The source is not the directory replicated so far: nothing is sent or deleted (see
+    /// ``WatchStatus/sourceHold``).
+    case sourceHeld
   }
 
   /// What the engine is doing.
@@ -62,6 +65,8 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var fullSyncs: UInt64
   /// Updated by the event loop at least every second while it is alive.
   public var heartbeat: Date
+  /// Why nothing is sent, while the source guard holds (state ``State/sourceHeld``).
+  public var sourceHold: SourceHold?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {
@@ -103,11 +108,12 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var isHealthy: Bool { isHealthy(at: Date()) }
 
   /// Whether the engine does its job at `now`: watching (or syncing) and transfers succeed or retry
-  /// within bounds. False on an auth failure, when out of watches, or when the event loop stalled.
+  /// within bounds. False on an auth failure, when out of watches, when the event loop stalled, or
+  /// while the source guard holds.
   public func isHealthy(at now: Date) -> Bool {
     switch state {
     case .starting, .initialSync, .watching, .retrying: break
-    case .degraded, .stopping: return false
+    case .degraded, .stopping, .sourceHeld: return false
     case .waitingForSource, .startFailed: return false
     }
     if isStalled(at: now) { return false }

@@ -202,6 +202,7 @@ extension FakeRemoteHost {
     path.hasPrefix("/etc/fleetsync/") || path.hasPrefix("/var/lib/fleetsync/bin/") || path == Layout.sysctl
       || path == Layout.bootScript
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service"))
+      || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service.d/fleetsync-source.conf"))
   }
 
   /// The health wait's answer: one `name reason` line per instance that is not running.

@@ -317,3 +317,19 @@ struct TransferDispatcherTests {
     #expect(delay(4, 1) == .seconds(8) && delay(40, 1) == .seconds(8) && delay(40, 0) == .seconds(4))
   }
 }
+
+extension TransferDispatcherTests {
+  @Test func nothingStartsWhileTheSourceGuardHoldsAndAFullSyncComesFirstAfter() {
+    var rig = Rig()
+    rig.initialFullSync()
+    rig.dispatcher.held = true
+    rig.accept([entry("a")])
+    rig.clock.advance(ms: 5_000)
+    #expect(rig.dispatcher.handle(.wake).wake == .onEvent)
+    #expect(rig.dispatcher.handle(.fullSyncRequested).effects.isEmpty)
+    #expect(rig.sender.started.isEmpty)
+    rig.dispatcher.held = false
+    _ = rig.dispatcher.handle(.fullSyncRequested)
+    #expect(rig.sender.takeStarted().map(\.work) == [.fullSync])
+  }
+}
