@@ -28,7 +28,7 @@ struct SourceHoldStatusTests {
       queueDepth: nil, detail: "")
     row.read(watcherStatus: json)
     #expect(row.detail == "sourceHeld (otherDirectory): " + message)
-    let table = StatusTable.render([HostStatus(host: "nfs1", role: .source, error: nil, services: [row])])
+    let table = StatusTable.render([HostStatus(host: "nfs1", roles: [.source], error: nil, services: [row])])
     #expect(table[1].contains("unhealthy") && table[1].hasSuffix(row.detail))
   }
 }
