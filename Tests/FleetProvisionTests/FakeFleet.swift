@@ -75,10 +75,6 @@ struct FakeFleet {
     options.watchBinary = dir + "/fleetsync-watch"
     options.healthDeadline = 5
     options.limit = limit
-    // A run's lock is released when its file is closed, but a process other tests start at the same
-    // moment holds the open file until it execs (the child closes its inherited descriptors first),
-    // so a run right after another in this process may find the lock briefly held.
-    options.lockWait = .seconds(60)
     return try Provisioner(
       inventory: try inventory(yaml), connector: FakeConnector(hosts: hosts, unreachable: unreachable),
       options: options)
