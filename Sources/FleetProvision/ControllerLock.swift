@@ -91,9 +91,13 @@ public final class ControllerLock: Sendable {
   }
 
   /// Releases the lock (also done when the lock is deallocated or the process ends).
+  ///
+  /// It unlocks before closing: a child process being spawned at that moment holds a copy of the
+  /// descriptor until its exec closes it, and closing alone would leave the lock held until then.
   public func release() {
     fd.withLock { fd in
       guard fd >= 0 else { return }
+      flock(fd, LOCK_UN)
       close(fd)
       fd = -1
     }
