@@ -91,7 +91,11 @@ public struct TestFleet: Sendable {
 
   /// Ids ``shared(nodes:)`` falls back to, in order, when ``sharedID`` is in use by another live
   /// test process (and `FLEETSYNC_TESTFLEET_ID` is not set); only ids with nothing on them are taken.
-  public static let fallbackIDs = [5, 6, 7, 8]
+  ///
+  /// The other ids belong to suites with fleets of their own: 1 `NonSystemdRestartTests`,
+  /// 2 `ProvisionReadOnlySysctlTests`, 3 `ProvisionFleetTests`, 8 `ProvisionLockTests`, and
+  /// shared + 4 and shared + 9 in `TestFleetTests`.
+  public static let fallbackIDs = [5, 6, 7]
 
   /// Path of `scripts/testfleet`, found by walking up from this file to the package root.
   public static let scriptPath: String? = {
