@@ -53,12 +53,14 @@ struct AgentHealthSource: HealthSource {
     Self.verdict(for: current.engine.status(), now: Date())
   }
 
-  /// The `/healthz` verdict for one status snapshot: a stalled event loop first, then the
-  /// engine's own verdict, then a target that is down.
+  /// The `/healthz` verdict for one status snapshot: a stalled event loop first, then a
+  /// replication lag over its bound, then the engine's own verdict, then a target that is down.
   static func verdict(for status: WatchStatus, now: Date) -> HealthVerdict {
     if status.isStalled(at: now) {
       return .unhealthy("engine event loop stalled: no heartbeat for \(Int(status.heartbeatAge(at: now))) s")
     }
+    // A change held back longer than max-lag, whatever the reason (a failing path, the target down).
+    if let lag = status.lagProblem { return .unhealthy(lag) }
     // The engine tolerates a few retries; the agent also reports red while the backup cannot
     // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
     let targetDown = status.consecutiveFailures > 0 && status.lastErrorKind?.meansTargetDown == true

@@ -44,6 +44,8 @@ final class EngineCore: Sendable, ChangeSource {
   let journal: Journal?
   let statusBox = Mutex(WatchStatus())
   let flags = Mutex(Flags())
+  /// When the oldest quarantined path first failed (monotonic ns), for the replication lag.
+  let failingSince = Mutex<UInt64?>(nil)
   let wakeStream: AsyncStream<Void>
   let wake: AsyncStream<Void>.Continuation
   /// Journal size above which it is rewritten with only the outstanding paths.
@@ -161,6 +163,11 @@ final class EngineCore: Sendable, ChangeSource {
     } else {
       s.oldestPendingAgeSeconds = nil
     }
+    if let since = failingSince.withLock({ $0 }) {
+      let now = monotonicNanos()
+      s.oldestPendingAgeSeconds = max(s.oldestPendingAgeSeconds ?? 0, now > since ? Double(now - since) / 1e9 : 0)
+    }
+    s.maxLagSeconds = config.maxLag.map { Double($0.saturatingNanos) / 1e9 }
     return s
   }
 }

@@ -63,6 +63,8 @@ struct TransferLoop {
       kind: { Self.kind(of: $0, root: root) })
     // Deadlines a timer task will wake the loop at.
     var timers = Set<UInt64>()
+    // Whether the status shows quarantined paths.
+    var published = false
 
     await withDiscardingTaskGroup { group in
       while !Task.isCancelled {
@@ -70,6 +72,8 @@ struct TransferLoop {
         if core.takeFullSyncRequest() { events.append(.fullSyncRequested) }
         dispatcher.degraded = core.steadyState == .degraded
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
+        // Before the effects: a state that turns `watching` must not show a quarantine not yet published.
+        if !dispatcher.quarantine.isEmpty || published { published = publish(dispatcher.quarantine) }
         apply(step.effects)
         for transfer in launches.takeAll() {
           group.addTask {
@@ -130,6 +134,11 @@ struct TransferLoop {
         }
       case .backingOff(let delay, let failures, let outcome):
         backingOff(delay: delay, failures: failures, outcome: outcome)
+      case .quarantined(let path, let failures, let retryIn, let error):
+        quarantined(path, failures: failures, retryIn: retryIn, error: error)
+      case .released(let path, let failures):
+        logger.notice(
+          "a failing path reached the backup", metadata: ["path": "\(path)", "failures": "\(failures)"])
       }
     }
   }
@@ -162,6 +171,9 @@ struct TransferLoop {
         s.consecutiveFailures = 0
       case .partial(_, let message):
         s.lastSuccess = Date()
+        s.lastError = message
+        s.lastErrorKind = .partial
+      case .incomplete(_, let message):
         s.lastError = message
         s.lastErrorKind = .partial
       case .failed(let kind, let message):
