@@ -66,7 +66,8 @@ extension AgentSettings {
       case .connectTimeout: return Self.timeout(key, value, into: &connectTimeout)
       case .retryMax: return Self.timeout(key, value, into: &retryMax)
       case .maxLag:
-        guard let duration = Self.duration(value, defaultUnit: .seconds(1)), duration <= .seconds(86_400 * 7) else {
+        guard let duration = Self.duration(value, defaultUnit: .seconds(1)), duration <= .seconds(86_400 * 7)
+        else {
           return "max-lag must be seconds from 0 (no bound) to 604800 (e.g. 300, or 5m), not \"\(value)\""
         }
         maxLag = duration

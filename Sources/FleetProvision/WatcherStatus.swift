@@ -17,5 +17,8 @@ extension ServiceStatus {
     queueDepth = status.queueDepth
     let state = status.state.rawValue
     detail = healthy ? state : [state, status.lastError].compactMap { $0 }.joined(separator: ": ")
+    if !healthy, let lag = status.lagProblem { detail = "\(state): \(lag)" }
+    failingPathCount = status.failingPathCount ?? 0
+    failingPaths = status.failingPaths ?? []
   }
 }

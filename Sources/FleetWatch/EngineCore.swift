@@ -165,7 +165,8 @@ final class EngineCore: Sendable, ChangeSource {
     }
     if let since = failingSince.withLock({ $0 }) {
       let now = monotonicNanos()
-      s.oldestPendingAgeSeconds = max(s.oldestPendingAgeSeconds ?? 0, now > since ? Double(now - since) / 1e9 : 0)
+      s.oldestPendingAgeSeconds = max(
+        s.oldestPendingAgeSeconds ?? 0, now > since ? Double(now - since) / 1e9 : 0)
     }
     s.maxLagSeconds = config.maxLag.map { Double($0.saturatingNanos) / 1e9 }
     return s

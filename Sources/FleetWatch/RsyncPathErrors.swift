@@ -57,9 +57,12 @@ struct RsyncPathError: Equatable, Sendable {
     }
     // `cannot delete non-empty directory: a/b`, `could not make way for new symlink: a/b`: the
     // receiver's path, relative to the destination.
-    if let colon = line.lastIndex(of: ":"), line.hasPrefix("cannot delete") || line.hasPrefix("could not make") {
+    if let colon = line.lastIndex(of: ":"),
+      line.hasPrefix("cannot delete") || line.hasPrefix("could not make")
+    {
       let name = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-      return location(of: Array(unescape(name)), sender: false, source: source, target: target, relative: true)
+      return location(
+        of: Array(unescape(name)), sender: false, source: source, target: target, relative: true)
     }
     return .unknown
   }

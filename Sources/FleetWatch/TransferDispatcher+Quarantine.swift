@@ -4,7 +4,9 @@ extension TransferDispatcher {
   /// Settles the paths of a transfer that ended: done, pending again, or quarantined. Returns the
   /// outcome to record: a full sync that ended with exit 23 without naming every failing path
   /// failed as a whole (it cannot be split).
-  mutating func settlePaths(_ id: Int, _ ended: Running, _ outcome: TransferOutcome, _ effects: inout [Effect])
+  mutating func settlePaths(
+    _ id: Int, _ ended: Running, _ outcome: TransferOutcome, _ effects: inout [Effect]
+  )
     -> TransferOutcome
   {
     let retried = ended.retry == nil ? nil : quarantine.finish(transfer: id)
@@ -67,11 +69,14 @@ extension TransferDispatcher {
     let since = prior?.since ?? now
     for (send, error) in split.failed.sorted(by: { $0.key < $1.key }) {
       let failures = (prior?.settles.keys.elementsEqual([send]) == true ? prior!.failures : 0) + 1
-      quarantinePath(send, settles: ended.settles[send] ?? [], failures: failures, error: error, since: since, &effects)
+      quarantinePath(
+        send, settles: ended.settles[send] ?? [], failures: failures, error: error, since: since, &effects)
     }
     let suspects = split.suspects
     guard !suspects.isEmpty else { return }
-    let halves = suspects.count == 1 ? [suspects[...]] : [suspects.prefix(suspects.count / 2), suspects.dropFirst(suspects.count / 2)]
+    let halves =
+      suspects.count == 1
+      ? [suspects[...]] : [suspects.prefix(suspects.count / 2), suspects.dropFirst(suspects.count / 2)]
     for half in halves {
       let settles = Dictionary(uniqueKeysWithValues: half.map { ($0, ended.settles[$0] ?? []) })
       quarantine.add(Entry(settles: settles, failures: 0, error: message, since: since, retryAt: now))
@@ -80,7 +85,9 @@ extension TransferDispatcher {
 
   /// Quarantines the paths a full sync named as failing, with the queued paths they cover; the other
   /// queued paths are done. False when some error names no path.
-  private mutating func isolateFullSync(_ ended: Running, _ errors: [RsyncPathError], _ effects: inout [Effect])
+  private mutating func isolateFullSync(
+    _ ended: Running, _ errors: [RsyncPathError], _ effects: inout [Effect]
+  )
     -> Bool
   {
     guard let failing = PathQuarantine.fullSyncFailures(errors, kind: kind) else { return false }
@@ -97,17 +104,21 @@ extension TransferDispatcher {
     source.done(arrived)
     for send in sends {
       if quarantine.attach(settles[send] ?? [], to: send) { continue }
-      quarantinePath(send, settles: settles[send] ?? [], failures: 1, error: failing[send] ?? "", since: clock.now, &effects)
+      quarantinePath(
+        send, settles: settles[send] ?? [], failures: 1, error: failing[send] ?? "", since: clock.now,
+        &effects)
     }
     return true
   }
 
   private mutating func quarantinePath(
-    _ send: SyncPath, settles: [SyncPath], failures: Int, error: String, since: UInt64, _ effects: inout [Effect]
+    _ send: SyncPath, settles: [SyncPath], failures: Int, error: String, since: UInt64,
+    _ effects: inout [Effect]
   ) {
     let delay = delay(failures: failures)
     quarantine.add(
-      Entry(settles: [send: settles], failures: failures, error: error, since: since, retryAt: later(by: delay)))
+      Entry(
+        settles: [send: settles], failures: failures, error: error, since: since, retryAt: later(by: delay)))
     effects.append(.quarantined(path: send, failures: failures, retryIn: delay, error: error))
   }
 

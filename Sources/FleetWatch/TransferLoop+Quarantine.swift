@@ -37,7 +37,8 @@ extension TransferLoop {
       level: failures == 1 ? .warning : .error,
       "a path did not reach the backup; it is retried on its own while the rest flows (check it on the backup: owner, mode, a directory in its way)",
       metadata: [
-        "path": "\(Self.shown(path))", "failures": "\(failures)", "retryIn": "\(retryIn)", "error": "\(error)",
+        "path": "\(Self.shown(path))", "failures": "\(failures)", "retryIn": "\(retryIn)",
+        "error": "\(error)",
       ])
   }
 }

@@ -35,7 +35,8 @@ extension WatchStatus {
     guard let bound = maxLagSeconds, let lag = oldestPendingAgeSeconds, lag > bound else { return nil }
     var text = "replication lag \(Int(lag)) s is over max-lag \(Int(bound)) s"
     if let count = failingPathCount, count > 0, let first = failingPaths?.first {
-      text += "; \(count) path\(count == 1 ? "" : "s") cannot be sent to the backup, first \"\(first.path)\": "
+      text +=
+        "; \(count) path\(count == 1 ? "" : "s") cannot be sent to the backup, first \"\(first.path)\": "
       text += "\(first.error) (check the path on the backup: owner, mode, a directory in the way)"
     } else if let lastError {
       text += "; last error: \(lastError)"

@@ -5,7 +5,8 @@ import Testing
 /// An rsync error line naming `path` on the receiver (relative to the module, as rsync prints it).
 private func named(_ path: String) -> RsyncPathError {
   RsyncPathError(
-    location: .path(rel(path), orTempFor: nil), line: "rsync: [receiver] mkstemp \"\(path)\" failed: Permission denied (13)")
+    location: .path(rel(path), orTempFor: nil),
+    line: "rsync: [receiver] mkstemp \"\(path)\" failed: Permission denied (13)")
 }
 
 /// Exit 23 where rsync names `paths`.
@@ -148,14 +149,17 @@ struct PathQuarantineTests {
     #expect(split.arrived == [entry("a")] && split.suspects.isEmpty)
     // A receiver's temp name stands for its file.
     let temp = RsyncPathError(location: .path(rel("d/.f.Ab12Cd"), orTempFor: rel("d/f")), line: "mkstemp")
-    #expect(PathQuarantine.isolate(sends: [entry("d/f"), entry("d/g")], errors: [temp]).failed.keys.first == entry("d/f"))
+    #expect(
+      PathQuarantine.isolate(sends: [entry("d/f"), entry("d/g")], errors: [temp]).failed.keys.first
+        == entry("d/f"))
   }
 
   @Test func vanishedFilesAreStillRequeuedAsBefore() {
     var rig = Rig(workers: 1)
     rig.initialFullSync()
     let batch = rig.sendBatch([entry("a"), entry("gone")])
-    let step = rig.dispatcher.handle(.finished(id: batch.id, outcome: .partial(code: 24, message: "vanished")))
+    let step = rig.dispatcher.handle(
+      .finished(id: batch.id, outcome: .partial(code: 24, message: "vanished")))
     #expect(Rig.quarantined(step).isEmpty && rig.dispatcher.quarantine.isEmpty)
     // Back to pending, and due: sent again, together, at once.
     #expect(rig.startedTransfers().map(\.paths) == [[entry("a"), entry("gone")]])

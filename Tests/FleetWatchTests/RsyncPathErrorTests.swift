@@ -11,7 +11,8 @@ struct RsyncPathErrorTests {
   static func locations(_ stderr: String, target: RsyncTarget = target, complete: Bool = true)
     -> [RsyncPathError.Location]
   {
-    RsyncPathError.parse(stderr: stderr, complete: complete, source: "/srv/data", target: target).map(\.location)
+    RsyncPathError.parse(stderr: stderr, complete: complete, source: "/srv/data", target: target).map(
+      \.location)
   }
 
   @Test func receiverAndSenderLinesNameTheirSourcePaths() {
@@ -27,7 +28,8 @@ struct RsyncPathErrorTests {
     #expect(
       Self.locations(stderr) == [
         .root, .path(rel("ok"), orTempFor: nil), .path(rel(".top.upGmcP"), orTempFor: rel("top")),
-        .path(rel("blocked/.f.IaZpC9"), orTempFor: rel("blocked/f")), .path(rel("we ird/a\"b"), orTempFor: nil),
+        .path(rel("blocked/.f.IaZpC9"), orTempFor: rel("blocked/f")),
+        .path(rel("we ird/a\"b"), orTempFor: nil),
       ])
   }
 
@@ -40,14 +42,16 @@ struct RsyncPathErrorTests {
       """
     #expect(
       Self.locations(stderr, target: Self.subTarget) == [
-        .path(rel("blocked"), orTempFor: nil), .path(rel("new\nline/.f.Qy4COk"), orTempFor: rel("new\nline/f")),
+        .path(rel("blocked"), orTempFor: nil),
+        .path(rel("new\nline/.f.Qy4COk"), orTempFor: rel("new\nline/f")),
         .root, .unknown,
       ])
   }
 
   @Test func withoutANamedPathOrWithStderrCutTheErrorsAreNotTheWholeStory() {
     #expect(Self.locations("rsync error: some files/attrs were not transferred (code 23)") == [.unknown])
-    let cut = Self.locations("rsync: [sender] send_files failed to open \"/srv/data/a\": Permission denied (13)", complete: false)
+    let cut = Self.locations(
+      "rsync: [sender] send_files failed to open \"/srv/data/a\": Permission denied (13)", complete: false)
     #expect(cut == [.path(rel("a"), orTempFor: nil), .unknown])
     // A sender path outside the source names nothing in it.
     #expect(Self.locations("rsync: [sender] send_files failed to open \"/etc/shadow\": x (13)") == [.unknown])
@@ -55,7 +59,8 @@ struct RsyncPathErrorTests {
 
   @Test func exit23IsIncompleteAndExit24StillPartial() {
     let stderr = "rsync: [receiver] mkstemp \"d/.f.Ab12Cd\" (in m) failed: Permission denied (13)\n"
-    let outcome = RsyncCommand.classify(exitCode: 23, stdout: "", stderr: stderr, target: Self.target, source: "/s")
+    let outcome = RsyncCommand.classify(
+      exitCode: 23, stdout: "", stderr: stderr, target: Self.target, source: "/s")
     guard case .incomplete(let errors, let message) = outcome else {
       Issue.record("exit 23 is \(outcome)")
       return
@@ -63,7 +68,8 @@ struct RsyncPathErrorTests {
     #expect(errors.map(\.location) == [.path(rel("d/.f.Ab12Cd"), orTempFor: rel("d/f"))])
     #expect(message.contains("rsync exit 23") && message.contains("mkstemp"))
     #expect(!outcome.isFailure && outcome.errorKind == .partial)
-    guard case .partial(24, _) = RsyncCommand.classify(exitCode: 24, stdout: "", stderr: "", target: Self.target)
+    guard
+      case .partial(24, _) = RsyncCommand.classify(exitCode: 24, stdout: "", stderr: "", target: Self.target)
     else {
       Issue.record("exit 24 is no longer partial")
       return

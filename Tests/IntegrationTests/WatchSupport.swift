@@ -71,7 +71,8 @@ final class RsyncDaemon {
     if let runAs {
       guard let pw = getpwnam(runAs) else { throw POSIXErrorBox(ENOENT, "no user \(runAs)") }
       ids = (pw.pointee.pw_uid, pw.pointee.pw_gid)
-      guard chown(dir.path, 0, 0) == 0, chmod(dir.path, 0o755) == 0, chown(backup, ids.uid, ids.gid) == 0 else {
+      guard chown(dir.path, 0, 0) == 0, chmod(dir.path, 0o755) == 0, chown(backup, ids.uid, ids.gid) == 0
+      else {
         throw POSIXErrorBox(errno, "chown \(backup) to \(runAs)")
       }
     }
