@@ -96,6 +96,9 @@ struct AgentHealthSource: HealthSource {
       prefix + "lag_seconds", help: "age of the oldest path not yet sent", status.oldestPendingAgeSeconds ?? 0
     )
     metrics.recordLevel(
+      prefix + "failing_paths", help: "paths that cannot be sent to the backup (rsync exit 23)",
+      Double(status.failingPathCount ?? 0))
+    metrics.recordLevel(
       prefix + "consecutive_failures", help: "transfer failures since the last success",
       Double(status.consecutiveFailures))
     metrics.recordLevel(

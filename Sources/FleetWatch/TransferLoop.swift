@@ -63,8 +63,8 @@ struct TransferLoop {
       kind: { Self.kind(of: $0, root: root) })
     // Deadlines a timer task will wake the loop at.
     var timers = Set<UInt64>()
-    // Whether the status shows quarantined paths.
-    var published = false
+    // Whether the status shows quarantined paths; true at first, so that it shows 0 from the start.
+    var published = true
 
     await withDiscardingTaskGroup { group in
       while !Task.isCancelled {
