@@ -88,12 +88,14 @@ struct AgentHealthSource: HealthSource {
     Self.verdict(for: current.status(), now: Date())
   }
 
-  /// The `/healthz` verdict for one status snapshot: a stalled event loop first, then the
-  /// engine's own verdict, then a target that is down.
+  /// The `/healthz` verdict for one status snapshot: a stalled event loop first, then a
+  /// replication lag over its bound, then the engine's own verdict, then a target that is down.
   static func verdict(for status: WatchStatus, now: Date) -> HealthVerdict {
     if status.isStalled(at: now) {
       return .unhealthy("engine event loop stalled: no heartbeat for \(Int(status.heartbeatAge(at: now))) s")
     }
+    // A change held back longer than max-lag, whatever the reason (a failing path, the target down).
+    if let lag = status.lagProblem { return .unhealthy(lag) }
     // The engine tolerates a few retries; the agent also reports red while the backup cannot
     // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
     let targetDown = status.consecutiveFailures > 0 && status.lastErrorKind?.meansTargetDown == true
@@ -128,6 +130,9 @@ struct AgentHealthSource: HealthSource {
     metrics.recordLevel(
       prefix + "lag_seconds", help: "age of the oldest path not yet sent", status.oldestPendingAgeSeconds ?? 0
     )
+    metrics.recordLevel(
+      prefix + "failing_paths", help: "paths that cannot be sent to the backup (rsync exit 23)",
+      Double(status.failingPathCount ?? 0))
     metrics.recordLevel(
       prefix + "consecutive_failures", help: "transfer failures since the last success",
       Double(status.consecutiveFailures))

@@ -21,6 +21,8 @@ extension AgentSettings {
     /// `.zero` turns the periodic full sync off.
     var fullSyncInterval: Duration?
     var retryMax: Duration?
+    /// `.zero` turns the lag bound off.
+    var maxLag: Duration?
 
     /// Checks and keeps one value; returns what is wrong with it, or nil.
     mutating func set(_ key: WatcherConfigKey, _ value: String) -> String? {
@@ -63,6 +65,12 @@ extension AgentSettings {
       case .ioTimeout: return Self.timeout(key, value, into: &ioTimeout)
       case .connectTimeout: return Self.timeout(key, value, into: &connectTimeout)
       case .retryMax: return Self.timeout(key, value, into: &retryMax)
+      case .maxLag:
+        guard let duration = Self.duration(value, defaultUnit: .seconds(1)), duration <= .seconds(86_400 * 7)
+        else {
+          return "max-lag must be seconds from 0 (no bound) to 604800 (e.g. 300, or 5m), not \"\(value)\""
+        }
+        maxLag = duration
       case .fullSyncInterval:
         guard let duration = Self.duration(value, defaultUnit: .seconds(1)), duration <= .seconds(86_400 * 30)
         else {
@@ -114,6 +122,7 @@ extension AgentSettings {
       if let ioTimeout { watch.ioTimeout = ioTimeout }
       if let connectTimeout { watch.connectTimeout = connectTimeout }
       if let fullSyncInterval { watch.fullSyncInterval = fullSyncInterval == .zero ? nil : fullSyncInterval }
+      if let maxLag { watch.maxLag = maxLag == .zero ? nil : maxLag }
       if let retryMax {
         watch.retryMax = retryMax
         if watch.retryInitial > retryMax { watch.retryInitial = retryMax }

@@ -141,7 +141,7 @@ extension Provisioner {
     report.waiting = waiting.map(\.name.description)
     if !unhealthy.isEmpty {
       report.unhealthy = unhealthy
-      let names = unhealthy.keys.sorted().joined(separator: ", ")
+      let names = unhealthy.keys.sorted().map { "\($0) (\(unhealthy[$0] ?? ""))" }.joined(separator: ", ")
       report.outcome = .failed("not healthy within \(options.healthDeadline)s: \(names)")
     }
     return report

@@ -1,4 +1,6 @@
 import FleetCore
+import FleetWatch
+import FleetWire
 
 /// The one health probe of fleetsync's instances, as shell run on the node: `up` waits with it
 /// until instances answer, `status` reports with it.
@@ -25,6 +27,19 @@ enum HealthProbe {
         sed '1,/^\r*$/d' | tr -d '\n'
       echo
     }
+    settled() { # port: waits (up to $end) until a watcher's first full sync is over and every path was sent;
+      failing=  # its /status when paths still fail at the end
+      while :; do
+        s=$(status_body $1)
+        case "$s" in
+          *'"failingPathCount":'[1-9]*) failing=$s;;
+          *'"state":"initialSync"'*|*'"state":"starting"'*) failing=;;
+          *) failing=; return 0;;
+        esac
+        [ $(date +%s) -ge $end ] && return 0
+        sleep 0.5
+      done
+    }
 
     """#
 
@@ -40,6 +55,14 @@ enum HealthProbe {
         done
 
         """
+      if service.name.kind == .watch {
+        // Answering is not enough: a full sync that could not send some paths (an unwritable
+        // module, exit 23) fails the instance, with the watcher's /status as the reason.
+        script += """
+          probe watch \(service.port) && settled \(service.port) && [ -n "$failing" ] && echo "\(service.name) \(Self.failingMarker)$failing"
+
+          """
+      }
     }
     return script
   }
@@ -49,7 +72,11 @@ enum HealthProbe {
     var failed: [String: String] = [:]
     for line in output.split(separator: "\n") {
       let parts = line.split(separator: " ", maxSplits: 1)
-      if parts.count == 2 { failed[String(parts[0])] = String(parts[1]) }
+      guard parts.count == 2 else { continue }
+      let reason = parts[1]
+      failed[String(parts[0])] =
+        reason.hasPrefix(failingMarker)
+        ? failingReason(status: reason.dropFirst(failingMarker.count)) : String(reason)
     }
     return failed
   }
@@ -64,5 +91,26 @@ enum HealthProbe {
       if name.kind == .watch { script += "status_body \(port)\n" }
     }
     return script
+  }
+}
+
+extension HealthProbe {
+  /// What precedes a watcher's `/status` JSON in a ``waitScript(_:seconds:)`` line: it answers, but
+  /// cannot send some paths to the backup.
+  static let failingMarker = "@failing "
+
+  /// The reason for a ``failingMarker`` line: how many paths, the first with rsync's error, what
+  /// to check and the command that resolves it.
+  static func failingReason(status json: some StringProtocol) -> String {
+    guard let document = try? AgentStatusDocument<WatchStatus>.decode(json: json) else {
+      return "it cannot send some paths to the backup (see `fleetsync status`)"
+    }
+    let status = document.engine
+    let count = status.failingPathCount ?? 0
+    var reason = "\(count) path\(count == 1 ? "" : "s") cannot be sent to \(document.target)"
+    if let first = status.failingPaths?.first { reason += " (first \"\(first.path)\": \(first.error))" }
+    return reason
+      + "; check the backup's module directory and what is in it: the rsync daemon writes as its"
+      + " `uid`/`gid`, which must own it (e.g. `chown -R nobody:nogroup DIR`), then run `fleetsync up` again"
   }
 }

@@ -1,5 +1,6 @@
 import FleetCore
 import FleetInventory
+import FleetWatch
 import Foundation
 
 /// The state of one service instance, as `fleetsync status` shows it.
@@ -18,6 +19,10 @@ public struct ServiceStatus: Sendable, Equatable {
   public var queueDepth: Int?
   /// The watcher's state or the reason it is unhealthy.
   public var detail: String
+  /// Paths the watcher cannot send to the backup (rsync exit 23), from `/status`.
+  public var failingPathCount = 0
+  /// The first of them, with rsync's error.
+  public var failingPaths: [WatchStatus.FailingPath] = []
 }
 
 /// The state of one host.

@@ -17,6 +17,9 @@ extension ServiceStatus {
     queueDepth = status.queueDepth
     let state = status.state.rawValue
     detail = healthy ? state : [state, status.lastError].compactMap { $0 }.joined(separator: ": ")
+    if !healthy, let lag = status.lagProblem { detail = "\(state): \(lag)" }
+    failingPathCount = status.failingPathCount ?? 0
+    failingPaths = status.failingPaths ?? []
     if let hold = status.sourceHold { detail = "\(state) (\(hold.kind.rawValue)): \(hold.message)" }
   }
 }

@@ -49,6 +49,8 @@ final class EngineCore: Sendable, ChangeSource {
   let flags = Mutex(Flags())
   /// The recorded identity of the source (see ``SourceGuard``); `nil` until the first full sync.
   let sourceRecord = Mutex<SourceIdentity?>(nil)
+  /// When the oldest quarantined path first failed (monotonic ns), for the replication lag.
+  let failingSince = Mutex<UInt64?>(nil)
   let wakeStream: AsyncStream<Void>
   let wake: AsyncStream<Void>.Continuation
   /// Journal size above which it is rewritten with only the outstanding paths.
@@ -168,6 +170,12 @@ final class EngineCore: Sendable, ChangeSource {
     } else {
       s.oldestPendingAgeSeconds = nil
     }
+    if let since = failingSince.withLock({ $0 }) {
+      let now = monotonicNanos()
+      s.oldestPendingAgeSeconds = max(
+        s.oldestPendingAgeSeconds ?? 0, now > since ? Double(now - since) / 1e9 : 0)
+    }
+    s.maxLagSeconds = config.maxLag.map { Double($0.saturatingNanos) / 1e9 }
     return s
   }
 }

@@ -18,15 +18,18 @@ import Subprocess
 enum TransferOutcome: Equatable {
   /// Everything listed arrived.
   case ok(files: UInt64, bytes: UInt64)
-  /// Exit 23/24: some files changed or vanished under live writes; re-queue and carry on.
+  /// Exit 24: some files vanished under live writes; re-queue and carry on.
   case partial(code: Int32, message: String)
+  /// Exit 23: some paths did not arrive; `errors` say which, as far as rsync told (see
+  /// ``RsyncPathError``). Not a success: the dispatcher retries those paths on their own.
+  case incomplete(errors: [RsyncPathError], message: String)
   /// The transfer failed.
   case failed(kind: WatchStatus.ErrorKind, message: String)
 
   var errorKind: WatchStatus.ErrorKind? {
     switch self {
     case .ok: nil
-    case .partial: .partial
+    case .partial, .incomplete: .partial
     case .failed(let kind, _): kind
     }
   }
@@ -34,7 +37,7 @@ enum TransferOutcome: Equatable {
   var message: String? {
     switch self {
     case .ok: nil
-    case .partial(_, let m), .failed(_, let m): m
+    case .partial(_, let m), .incomplete(_, let m), .failed(_, let m): m
     }
   }
 }
@@ -110,6 +113,8 @@ struct RsyncCommand: Sendable {
     var files: UInt64 = 0
     var bytes: UInt64 = 0
     var partial: TransferOutcome?
+    var incomplete: [RsyncPathError] = []
+    var message = ""
     for run in runs {
       let outcome = await run()
       switch outcome {
@@ -117,8 +122,16 @@ struct RsyncCommand: Sendable {
         files += f
         bytes += b
       case .partial: partial = outcome
+      case .incomplete(let errors, let m):
+        incomplete += errors
+        message = m
       case .failed: return outcome
       }
+    }
+    if !incomplete.isEmpty {
+      // A vanished file beside them is one more path the errors do not name.
+      let vanished = partial.map { [RsyncPathError(location: .unknown, line: $0.message ?? "")] } ?? []
+      return .incomplete(errors: incomplete + vanished, message: message)
     }
     return partial ?? .ok(files: files, bytes: bytes)
   }
@@ -173,12 +186,14 @@ struct RsyncCommand: Sendable {
       ) { execution in
         async let out = OutputTail.collect(execution.standardOutput, capacity: Self.outputTailBytes)
         async let err = OutputTail.collect(execution.standardError, capacity: Self.outputTailBytes)
-        return try await (out.text, err.text)
+        return try await (out.text, err)
       }
       let (out, err) = result.closureResult
       switch result.terminationStatus {
       case .exited(let code):
-        return Self.classify(exitCode: code, stdout: out, stderr: err, target: config.target)
+        return Self.classify(
+          exitCode: code, stdout: out, stderr: err.text, target: config.target, source: config.source,
+          stderrComplete: err.dropped == 0)
       case .signaled(let signal):
         return .failed(kind: .rsync, message: "rsync was killed by signal \(signal)")
       }
@@ -202,20 +217,27 @@ struct RsyncCommand: Sendable {
   }
 
   /// Maps an rsync exit status and its output to an outcome.
-  static func classify(exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget)
-    -> TransferOutcome
-  {
+  ///
+  /// Exit 23 names the failing paths (see ``RsyncPathError``) as far as `stderr` tells: the paths
+  /// printed by a sender are read against `source`; `stderrComplete` says whether stderr was kept whole.
+  static func classify(
+    exitCode: Int32, stdout: String, stderr: String, target: RsyncTarget, source: String = "",
+    stderrComplete: Bool = true
+  ) -> TransferOutcome {
     let tail = stderrTail(stderr)
     switch exitCode {
     case 0:
       let (files, bytes) = parseStats(stdout)
       return .ok(files: files, bytes: bytes)
-    case 23, 24:
+    case 23:
+      let errors = RsyncPathError.parse(
+        stderr: stderr, complete: stderrComplete, source: source, target: target)
+      return .incomplete(
+        errors: errors, message: "some files were not transferred to \(target.url) (rsync exit 23): \(tail)")
+    case 24:
       return .partial(
         code: exitCode,
-        message: exitCode == 24
-          ? "some files vanished while being sent (normal under live writes); they are re-queued"
-          : "some files were not transferred (rsync exit 23), re-queued: \(tail)")
+        message: "some files vanished while being sent (normal under live writes); they are re-queued")
     case 5 where stderr.contains("auth failed"):
       return .failed(
         kind: .auth,

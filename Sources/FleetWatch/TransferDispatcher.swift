@@ -46,7 +46,9 @@ struct Transfer: Equatable, Sendable {
 /// - a full sync (at start, on request, periodically) waits until nothing runs, and runs alone;
 /// - a failed transfer's paths go back to pending; a failure, or a fourth partial transfer in a
 ///   row, starts a capped exponential backoff with jitter, during which nothing new starts;
-///   transfers started before that backoff failed in the same outage and do not count again.
+///   transfers started before that backoff failed in the same outage and do not count again;
+/// - paths a transfer could not send (exit 23) are retried each on its own, with a backoff of their
+///   own, while the others flow (see ``PathQuarantine``).
 struct TransferDispatcher {
   /// The tuning the dispatcher follows, from ``WatchConfig``.
   struct Settings {
@@ -92,6 +94,10 @@ struct TransferDispatcher {
     case steady
     /// Nothing new starts for `delay` (the `failures`-th step of the backoff) because of `outcome`.
     case backingOff(delay: Duration, failures: Int, outcome: TransferOutcome)
+    /// `path` did not reach the backup (its `failures`-th time alone); retried alone in `retryIn`.
+    case quarantined(path: SyncPath, failures: Int, retryIn: Duration, error: String)
+    /// `path`, which had failed `failures` times, reached the backup.
+    case released(path: SyncPath, failures: Int)
   }
 
   /// When to call ``handle(_:)`` again if no event comes first.
@@ -111,28 +117,34 @@ struct TransferDispatcher {
   /// Full syncs run this often while degraded (changes may be missed), unless configured otherwise.
   static let degradedFullSyncInterval = Duration.seconds(60).saturatingNanos
 
-  private struct Running {
+  struct Running {
     /// What the transfer sends (claimed), and the queued paths it settles.
     var sends: [SyncPath]
     var queued: [SyncPath]
     /// The backoff generation it started in.
     var generation: Int
     var isFullSync: Bool
+    /// Each send → the queued paths it settles (empty for a full sync).
+    var settles: [SyncPath: [SyncPath]] = [:]
+    /// The quarantined entry it retries.
+    var retry: PathQuarantine.Entry? = nil
   }
 
-  private let settings: Settings
-  private let clock: any DispatchClock
-  private let sender: any TransferSender
-  private let source: any ChangeSource
-  private let kind: (RelativePath) -> ChangeQueue.PathKind
-  private let jitter: () -> Double
+  let settings: Settings
+  let clock: any DispatchClock
+  let sender: any TransferSender
+  let source: any ChangeSource
+  let kind: (RelativePath) -> ChangeQueue.PathKind
+  let jitter: () -> Double
 
   /// Set by the engine while inotify cannot see every change.
   var degraded = false
   /// Set by the engine while the source guard holds: nothing new starts (see ``SourceGate``).
   var held = false
-  private var running: [Int: Running] = [:]
-  private var claims = PathClaims()
+  var running: [Int: Running] = [:]
+  var claims = PathClaims()
+  /// Paths that did not arrive, retried one by one.
+  var quarantine = PathQuarantine()
   private var nextID = 0
   /// Set when nothing pending could be placed beside the running transfers; cleared when one ends.
   private var blocked = false
@@ -143,7 +155,7 @@ struct TransferDispatcher {
   private var failures = 0
   private var partials = 0
   /// Bumped at each backoff: failures of transfers started before it are the same outage.
-  private var generation = 0
+  var generation = 0
   private var retryAt: UInt64?
 
   /// A dispatcher that starts with a full sync.
@@ -179,7 +191,12 @@ struct TransferDispatcher {
       case .stop: stopping = true
       }
     }
-    if !stopping && !held { step.wake = dispatch(&step.effects) }
+    if !stopping && !held {
+      step.wake = dispatch(&step.effects)
+      if let at = quarantine.nextRetry(after: clock.now), step.wake.isLater(than: at) {
+        step.wake = .at(at)
+      }
+    }
     return step
   }
 
@@ -197,6 +214,7 @@ struct TransferDispatcher {
       return .onEvent
     }
     let later = fullSyncDue.map { Wake.at($0) } ?? .onEvent
+    startDueRetries(now)
     while running.count < settings.workers && !blocked {
       // At most maxBatchPaths per free worker, oldest first: under a backlog, workers take turns on
       // bounded batches instead of one taking everything and holding the newest paths until it ends.
@@ -234,12 +252,13 @@ struct TransferDispatcher {
       let id = newID()
       for p in shard { claims.claim(p, by: id) }
       running[id] = Running(
-        sends: shard, queued: shard.flatMap { sends[$0] ?? [] }, generation: generation, isFullSync: false)
+        sends: shard, queued: shard.flatMap { sends[$0] ?? [] }, generation: generation, isFullSync: false,
+        settles: Dictionary(uniqueKeysWithValues: shard.map { ($0, sends[$0] ?? []) }))
       sender.start(Transfer(id: id, work: .paths(shard)))
     }
   }
 
-  private mutating func newID() -> Int {
+  mutating func newID() -> Int {
     defer { nextID += 1 }
     return nextID
   }
@@ -250,7 +269,7 @@ struct TransferDispatcher {
     for p in ended.sends { claims.release(p, by: id) }
     blocked = false
     if ended.isFullSync { lastFullSync = clock.now }
-    if case .ok = outcome { source.done(ended.queued) } else { source.requeue(ended.queued) }
+    let outcome = settlePaths(id, ended, outcome, &effects)
     if stopping { return }
     settle(outcome, generation: ended.generation, &effects)
     if ended.isFullSync, !outcome.isFailure {
@@ -267,6 +286,7 @@ struct TransferDispatcher {
     var failed = false
     switch outcome {
     case .ok: partials = 0
+    case .incomplete: break  // its failing paths are retried alone
     case .partial:
       // Partial transfers again and again (a file that never reads) back off like failures.
       partials += 1

@@ -64,6 +64,8 @@ struct TransferLoop {
     // Deadlines a timer task will wake the loop at.
     var timers = Set<UInt64>()
     var sourceGate = SourceGate(core: core)
+    // Whether the status shows quarantined paths; true at first, so that it shows 0 from the start.
+    var published = true
 
     await withDiscardingTaskGroup { group in
       while !Task.isCancelled {
@@ -75,6 +77,8 @@ struct TransferLoop {
         dispatcher.held = gate == .held
         dispatcher.degraded = core.steadyState == .degraded
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
+        // Before the effects: a state that turns `watching` must not show a quarantine not yet published.
+        if !dispatcher.quarantine.isEmpty || published { published = publish(dispatcher.quarantine) }
         apply(step.effects)
         if step.effects.contains(where: { if case .fullSyncFinished = $0 { true } else { false } }) {
           sourceGate.fullSyncFinished()
@@ -138,6 +142,11 @@ struct TransferLoop {
         }
       case .backingOff(let delay, let failures, let outcome):
         backingOff(delay: delay, failures: failures, outcome: outcome)
+      case .quarantined(let path, let failures, let retryIn, let error):
+        quarantined(path, failures: failures, retryIn: retryIn, error: error)
+      case .released(let path, let failures):
+        logger.notice(
+          "a failing path reached the backup", metadata: ["path": "\(path)", "failures": "\(failures)"])
       }
     }
   }
@@ -170,6 +179,9 @@ struct TransferLoop {
         s.consecutiveFailures = 0
       case .partial(_, let message):
         s.lastSuccess = Date()
+        s.lastError = message
+        s.lastErrorKind = .partial
+      case .incomplete(_, let message):
         s.lastError = message
         s.lastErrorKind = .partial
       case .failed(let kind, let message):

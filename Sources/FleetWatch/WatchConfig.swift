@@ -28,6 +28,9 @@ public struct WatchConfig: Sendable {
   public var retryInitial: Duration = .seconds(1)
   /// The largest retry delay.
   public var retryMax: Duration = .seconds(30)
+  /// A change that has not reached the backup after this long makes the engine unhealthy, whatever
+  /// holds it back; nil for no bound.
+  public var maxLag: Duration? = WatchStatus.defaultMaxLag
   /// The most paths one rsync run carries, so latency stays bounded under load.
   ///
   /// Under a backlog each free worker takes the oldest this many; an rsync run costs about 6 ms of

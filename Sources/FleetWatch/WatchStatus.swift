@@ -37,8 +37,14 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var queueDepth: Int
   /// Paths in transfers that are running.
   public var inFlight: Int
-  /// Age of the oldest change not yet replicated: the replication lag.
+  /// Age of the oldest change not yet replicated: the replication lag (quarantined paths included).
   public var oldestPendingAgeSeconds: Double?
+  /// The replication lag above which the engine is unhealthy (`max-lag`); nil when none is set.
+  public var maxLagSeconds: Double?
+  /// Paths that keep failing to reach the backup (rsync exit 23), each retried alone with backoff.
+  public var failingPathCount: Int?
+  /// The first of them (at most ``failingPathsShown``), oldest first.
+  public var failingPaths: [FailingPath]?
   /// When a transfer last succeeded.
   public var lastSuccess: Date?
   /// The last error, for people; never holds a secret.
@@ -109,7 +115,8 @@ public struct WatchStatus: Sendable, Codable, Equatable {
 
   /// Whether the engine does its job at `now`: watching (or syncing) and transfers succeed or retry
   /// within bounds. False on an auth failure, when out of watches, when the event loop stalled, or
-  /// while the source guard holds.
+  /// while the source guard holds, or when a change has waited longer than ``maxLagSeconds`` to
+  /// reach the backup.
   public func isHealthy(at now: Date) -> Bool {
     switch state {
     case .starting, .initialSync, .watching, .retrying: break
@@ -119,6 +126,7 @@ public struct WatchStatus: Sendable, Codable, Equatable {
     if isStalled(at: now) { return false }
     if consecutiveFailures > 0 && lastErrorKind == .auth { return false }
     if lastErrorKind == .watchLimit { return false }
+    if lagProblem != nil { return false }
     return consecutiveFailures < Self.unhealthyFailureCount
   }
 }

@@ -19,6 +19,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
   case connectTimeout = "connect-timeout"
   case fullSyncInterval = "full-sync-interval"
   case retryMax = "retry-max"
+  case maxLag = "max-lag"
 
   /// How the quick form offers a key: `--KEY VALUE`, with this help line.
   public struct Flag: Sendable {
@@ -73,6 +74,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
     case .connectTimeout: Row(example: "10", flag: nil)
     case .fullSyncInterval: Row(example: "3600", flag: nil)
     case .retryMax: Row(example: "30", flag: nil)
+    case .maxLag: Row(example: "300", flag: nil)
     }
   }
 

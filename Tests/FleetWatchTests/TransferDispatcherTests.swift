@@ -3,13 +3,13 @@ import Testing
 @testable import FleetWatch
 
 /// A clock the test moves by hand.
-private final class FakeClock: DispatchClock {
+final class FakeClock: DispatchClock {
   var now: UInt64 = 1_000_000_000
   func advance(ms: UInt64) { now += ms * 1_000_000 }
 }
 
 /// A sender that only remembers what it was asked to start.
-private final class FakeSender: TransferSender {
+final class FakeSender: TransferSender {
   private(set) var started: [Transfer] = []
   func start(_ transfer: Transfer) { started.append(transfer) }
 
@@ -21,7 +21,7 @@ private final class FakeSender: TransferSender {
 }
 
 /// The change queue without a lock or a journal.
-private final class FakeQueue: ChangeSource {
+final class FakeQueue: ChangeSource {
   var queue = ChangeQueue()
   func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready {
     queue.takeReady(limit: limit, delay: delay, now: now)
@@ -31,12 +31,12 @@ private final class FakeQueue: ChangeSource {
   func requeue(_ paths: [SyncPath]) { queue.requeue(paths) }
 }
 
-private let ok = TransferOutcome.ok(files: 1, bytes: 1)
+let ok = TransferOutcome.ok(files: 1, bytes: 1)
 private let down = TransferOutcome.failed(kind: .unreachable, message: "cannot reach the daemon")
-private let ms: UInt64 = 1_000_000
+let ms: UInt64 = 1_000_000
 
 /// A dispatcher with a fake clock, sender and queue; every path is a file unless `directories` says otherwise.
-private struct Rig {
+struct Rig {
   let clock = FakeClock()
   let sender = FakeSender()
   let source = FakeQueue()
@@ -270,7 +270,7 @@ struct TransferDispatcherTests {
   @Test func partialTransfersBackOffFromTheFourthInARow() {
     var rig = Rig(workers: 1)
     rig.initialFullSync()
-    let partial = TransferOutcome.partial(code: 23, message: "a file that never reads")
+    let partial = TransferOutcome.partial(code: 24, message: "a file that keeps vanishing")
     rig.accept([entry("never-reads")])
     rig.clock.advance(ms: 100)
     _ = rig.dispatcher.handle(.wake)

@@ -62,9 +62,20 @@ final class RsyncDaemon {
   let confPath: String
   private var process: Process?
 
-  init(password daemonPassword: String? = nil) throws {
+  /// `runAs` names a user (and its primary group) the daemon writes as, like a provisioned daemon
+  /// (`uid = nobody`); the module directory is then theirs. Otherwise it writes as the test's user.
+  init(password daemonPassword: String? = nil, runAs: String? = nil) throws {
     dir = try TempDir("fleetwatch-daemon")
     backup = try dir.sub("backup")
+    var ids = (uid: getuid(), gid: getgid())
+    if let runAs {
+      guard let pw = getpwnam(runAs) else { throw POSIXErrorBox(ENOENT, "no user \(runAs)") }
+      ids = (pw.pointee.pw_uid, pw.pointee.pw_gid)
+      guard chown(dir.path, 0, 0) == 0, chmod(dir.path, 0o755) == 0, chown(backup, ids.uid, ids.gid) == 0
+      else {
+        throw POSIXErrorBox(errno, "chown \(backup) to \(runAs)")
+      }
+    }
     port = LocalPorts.free()
     let secrets = dir.path + "/secrets"
     try "\(user):\(daemonPassword ?? password)\n".write(toFile: secrets, atomically: true, encoding: .utf8)
@@ -79,8 +90,8 @@ final class RsyncDaemon {
       log file = \(dir.path)/rsyncd.log
       use chroot = no
       munge symlinks = no
-      uid = \(getuid())
-      gid = \(getgid())
+      uid = \(ids.uid)
+      gid = \(ids.gid)
       max connections = 32
       socket options = TCP_NODELAY
       [\(module)]

@@ -1,0 +1,74 @@
+import FleetCore
+import FleetTestSupport
+import Foundation
+import Testing
+
+extension ProvisionFleetTests {
+  /// A backup module directory that existed before `up`, owned by root while the daemon writes as
+  /// `nobody`: every transfer ends with rsync exit 23. `up` must report that watcher red with the
+  /// reason (it used to count the full sync's exit 23 as success and report green), `status` lists
+  /// the failing paths, and once the directory is the daemon's, `up` is green and the data arrives.
+  @Test func upFailsAWatcherWhoseBackupModuleIsNotWritable() throws {
+    let fleet = try TestFleet.up(id: Self.fleetID, nodes: 2)
+    defer { try? fleet.down() }
+    let sysctlKeys = ["max_user_watches", "max_user_instances", "max_queued_events"]
+    let sysctlBefore = sysctlKeys.map {
+      (try? String(contentsOfFile: "/proc/sys/fs/inotify/\($0)", encoding: .utf8)) ?? ""
+    }
+    defer {
+      for (key, value) in zip(sysctlKeys, sysctlBefore) where !value.isEmpty {
+        try? value.write(toFile: "/proc/sys/fs/inotify/\(key)", atomically: false, encoding: .utf8)
+      }
+    }
+    let (backup, source) = (fleet.nodes[0], fleet.nodes[1])
+    let dir = NSTemporaryDirectory() + "fleetsync-unwritable-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let inv = dir + "/fleet.yaml"
+    try """
+    defaults:
+      ssh:
+        identity: \(fleet.clientKey)
+        known_hosts: \(fleet.knownHosts)
+        connect_timeout: 30
+      watch:
+        batch_delay_ms: 50
+    backups:
+      bk1:
+        address: \(backup.address)
+        daemons:
+          main:
+            modules:
+              s1-a: /srv/backup/s1/a
+    sources:
+      s1:
+        address: \(source.address)
+        directories:
+          a: { path: /srv/data/a, to: [bk1/s1-a] }
+
+    """.write(toFile: inv, atomically: true, encoding: .utf8)
+    let module = "/srv/backup/s1/a"
+    _ = try fleet.run(on: backup, "mkdir -p \(module) && chown root:root \(module) && chmod 755 \(module)")
+    _ = try fleet.run(on: source, "mkdir -p /srv/data/a && echo seed > /srv/data/a/seed")
+
+    let up = try CLI.run("fleetsync", ["up", "-i", inv, "--health-timeout", "20"])
+    #expect(up.status != 0, "up reported success:\n\(up.stdout)\n\(up.stderr)")
+    let report = up.stdout + up.stderr
+    #expect(report.contains("watch@a:bk1:s1-a"), "\(report)")
+    #expect(report.contains("cannot be sent to") && report.contains("seed"), "the reason: \(report)")
+    #expect(report.contains("uid") && report.contains("fleetsync up"), "what to do: \(report)")
+
+    let status = try CLI.run("fleetsync", ["status", "-i", inv])
+    #expect(status.stdout.contains("cannot be sent to the backup"), "\(status.stdout)")
+    #expect(status.stdout.contains("seed") && status.stdout.contains("Permission denied"), "\(status.stdout)")
+
+    // The cause cleared: the failing paths arrive on their own retries, and up is green.
+    _ = try fleet.run(on: backup, "chown nobody:nogroup \(module)")
+    let again = try CLI.run("fleetsync", ["up", "-i", inv, "--health-timeout", "90"])
+    #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+    #expect(try fleet.run(on: backup, "grep -q seed \(module)/seed").status == 0)
+
+    let down = try CLI.run("fleetsync", ["down", "-i", inv])
+    #expect(down.status == 0, "\(down.stdout)\(down.stderr)")
+  }
+}
