@@ -48,7 +48,7 @@ import Testing
       queueDepth: nil, detail: "")
     row.read(watcherStatus: try Self.statusJSON(failing: 12))
     #expect(row.failingPathCount == 12 && row.failingPaths.count == 10)
-    let lines = StatusTable.render([HostStatus(host: "s1", role: .source, error: nil, services: [row])])
+    let lines = StatusTable.render([HostStatus(host: "s1", roles: [.source], error: nil, services: [row])])
     #expect(lines.count == 2 + 2 + 10 + 1)
     #expect(lines[3].hasPrefix("s1 watch@a:bk1:m: 12 paths cannot be sent to the backup"))
     #expect(
