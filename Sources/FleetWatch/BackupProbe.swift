@@ -57,7 +57,8 @@ struct BackupProbe: Sendable {
       guard code == 0 else {
         let outcome = RsyncCommand.classify(
           exitCode: code, stdout: "", stderr: err, target: command.config.target)
-        return .unknown(outcome.errorKind ?? .rsync, outcome.message ?? "rsync --list-only failed with exit \(code)")
+        return .unknown(
+          outcome.errorKind ?? .rsync, outcome.message ?? "rsync --list-only failed with exit \(code)")
       }
       return out.dropped > 0 || Self.listsEntries(out.text) ? .data : .empty
     } catch {
