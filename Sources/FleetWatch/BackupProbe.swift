@@ -18,8 +18,8 @@ struct BackupProbe: Sendable {
   enum Contents: Equatable {
     case empty
     case data
-    /// The listing failed; the message says why.
-    case unknown(String)
+    /// The listing failed: what kind of failure, and why.
+    case unknown(WatchStatus.ErrorKind, String)
   }
 
   /// The most bytes of the listing kept: more means data anyway.
@@ -51,17 +51,18 @@ struct BackupProbe: Sendable {
       }
       let (out, err) = result.closureResult
       guard case .exited(let code) = result.terminationStatus else {
-        return .unknown("rsync --list-only was killed")
+        return .unknown(.rsync, "rsync --list-only was killed")
       }
       if code == 23 && err.contains("No such file or directory") { return .empty }
       guard code == 0 else {
         let outcome = RsyncCommand.classify(
           exitCode: code, stdout: "", stderr: err, target: command.config.target)
-        return .unknown(outcome.message ?? "rsync --list-only failed with exit \(code)")
+        return .unknown(
+          outcome.errorKind ?? .rsync, outcome.message ?? "rsync --list-only failed with exit \(code)")
       }
       return out.dropped > 0 || Self.listsEntries(out.text) ? .data : .empty
     } catch {
-      return .unknown("cannot run rsync ('\(rsync)') to list the backup: \(error)")
+      return .unknown(.io, "cannot run rsync ('\(rsync)') to list the backup: \(error)")
     }
   }
 

@@ -97,6 +97,8 @@ final class EventLoop {
       core.recordError(kind: .watchLimit, message: message)
       return
     }
+    // Before the watch: a root that cannot be watched (out of watches) is still compared with the path.
+    watchedRoot = rootIdentity()
     let cRoot = absoluteCPath(root: root, [])
     let added = cRoot.withUnsafeBufferPointer { b in
       b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
@@ -110,7 +112,6 @@ final class EventLoop {
       return
     }
     rootWD = wd
-    watchedRoot = rootIdentity()
     table.set(wd, parent: DirTable.rootParent, name: [])
     let core = self.core
     let result = watchTree(

@@ -104,7 +104,14 @@ struct SourceGate {
       backupEmptyAsOf = finished
       return (nil, nil)
     case .data: return (.backupNotEmpty, nil)
-    case .unknown(let why): return (.backupUnknown, "Listing the backup failed: \(why)")
+    case .unknown(let kind, let why):
+      // A failed attempt to reach the backup, as a failed transfer would be: the status says why.
+      core.update {
+        $0.lastError = why
+        $0.lastErrorKind = kind
+        $0.consecutiveFailures += 1
+      }
+      return (.backupUnknown, "Listing the backup failed: \(why)")
     }
   }
 
