@@ -56,6 +56,9 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var fullSyncs: UInt64
   /// Updated by the event loop at least every second while it is alive.
   public var heartbeat: Date
+  /// Whether rsync's sender runs confined to the source (Landlock); false where this kernel cannot
+  /// (paths are still checked against symlinks), nil before the engine ran.
+  public var senderConfined: Bool?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {
