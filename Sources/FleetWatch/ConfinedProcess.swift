@@ -71,7 +71,8 @@ enum ConfinedProcess {
       }
       guard devNull >= 0 else { throw SpawnError(step: FLEET_SPAWN_STDIO, errno: errno) }
       pid = try spawn(
-        executable, [executable] + arguments, environment: environment, stdio: (devNull, outPipe[1], errPipe[1]),
+        executable, [executable] + arguments, environment: environment,
+        stdio: (devNull, outPipe[1], errPipe[1]),
         ruleset: ruleset)
     } catch {
       close(outPipe[0])
@@ -122,7 +123,9 @@ enum ConfinedProcess {
   /// Reads both pipes to their end, keeping the tails.
   private static func drain(_ out: Int32, _ err: Int32, capacity: Int) -> (OutputTail, OutputTail) {
     var tails = [OutputTail(capacity: capacity), OutputTail(capacity: capacity)]
-    var fds = [pollfd(fd: out, events: Int16(POLLIN), revents: 0), pollfd(fd: err, events: Int16(POLLIN), revents: 0)]
+    var fds = [
+      pollfd(fd: out, events: Int16(POLLIN), revents: 0), pollfd(fd: err, events: Int16(POLLIN), revents: 0),
+    ]
     var buffer = [UInt8](repeating: 0, count: 64 << 10)
     while fds.contains(where: { $0.fd >= 0 }) {
       if poll(&fds, nfds_t(fds.count), -1) < 0 {

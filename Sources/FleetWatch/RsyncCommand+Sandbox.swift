@@ -4,7 +4,9 @@ import Logging
 extension RsyncCommand {
   /// Runs rsync with `arguments` in `sandbox`, where it may also read `reading`, and classifies the
   /// result like an unconfined run; reads the sandbox refused are logged with their paths.
-  func runConfined(_ arguments: [String], reading: [String], in sandbox: SenderSandbox) async -> TransferOutcome {
+  func runConfined(_ arguments: [String], reading: [String], in sandbox: SenderSandbox) async
+    -> TransferOutcome
+  {
     do {
       let (ruleset, executable) = try await sandbox.ruleset(reading: reading)
       let result = try await ConfinedProcess.run(

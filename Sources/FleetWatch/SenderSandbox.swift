@@ -72,7 +72,10 @@ final class SenderSandbox: Sendable {
   static func prepare(_ config: WatchConfig) -> Availability {
     let abi = kernelABI
     guard abi >= 1 else {
-      let why = errno == EOPNOTSUPP ? "Landlock is disabled (add landlock to the lsm= boot parameter)" : "this kernel has no Landlock (Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK)"
+      let why =
+        errno == EOPNOTSUPP
+        ? "Landlock is disabled (add landlock to the lsm= boot parameter)"
+        : "this kernel has no Landlock (Linux 5.13 or later with CONFIG_SECURITY_LANDLOCK)"
       return .unconfined(reason: why)
     }
     if let path = resolveExecutable(config.rsyncPath), !isELF(path) {
@@ -161,7 +164,8 @@ final class SenderSandbox: Sendable {
   /// `name` as an absolute path: itself when it holds a `/`, else the first executable in `PATH`.
   static func resolveExecutable(_ name: String) -> String? {
     if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
+    let path =
+      ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
     for dir in path.split(separator: ":") where dir.hasPrefix("/") {
       let candidate = "\(dir)/\(name)"
       var st = stat()

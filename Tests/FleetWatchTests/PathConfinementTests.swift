@@ -48,7 +48,9 @@ struct PathConfinementTests {
 
   @Test func aPathBeneathASymlinkIsSentAsTheSymlink() throws {
     let s = try Source()
-    let (paths, replaced) = s.check([entry("link/shadow"), entry("real/inner-link/sub/x"), entry("real/dir/file")])
+    let (paths, replaced) = s.check([
+      entry("link/shadow"), entry("real/inner-link/sub/x"), entry("real/dir/file"),
+    ])
     #expect(paths == [entry("link"), entry("real/inner-link"), entry("real/dir/file")])
     #expect(replaced.map(\.listed) == [entry("link/shadow"), entry("real/inner-link/sub/x")])
   }
@@ -65,14 +67,17 @@ struct PathConfinementTests {
 
   @Test func theReplacementIsListedOnceAndKeepsItsPlace() throws {
     let s = try Source()
-    let (paths, replaced) = s.check([entry("a-first"), entry("link/shadow"), entry("link/sub"), entry("link")])
+    let (paths, replaced) = s.check([
+      entry("a-first"), entry("link/shadow"), entry("link/sub"), entry("link"),
+    ])
     #expect(paths == [entry("a-first"), entry("link")])
     #expect(replaced.count == 2)
   }
 
   @Test func aPathBeneathAMissingDirectoryIsLeftToRsync() throws {
     let s = try Source()
-    #expect(s.check([entry("gone/x"), entry("real/gone/x")]).paths == [entry("gone/x"), entry("real/gone/x")])
+    #expect(
+      s.check([entry("gone/x"), entry("real/gone/x")]).paths == [entry("gone/x"), entry("real/gone/x")])
   }
 
   @Test func theTopmostSymlinkWins() throws {
