@@ -187,12 +187,17 @@ final class SenderSandbox: Sendable {
   }
 
   /// Logs each read rsync was refused, with its path: in the sandbox that means the path led
-  /// outside the source (a symlink swapped in between the check and rsync's open).
+  /// outside the source (a symlink swapped in between the check and rsync's open), unless the
+  /// file's own permissions refuse it (an NFS export that squashes root).
   static func logRefusedReads(_ stderr: String, logger: Logger?) {
     for line in stderr.split(whereSeparator: \.isNewline) where line.contains("Permission denied (13)") {
       let path = line.split(separator: "\"", omittingEmptySubsequences: false).dropFirst().first
       logger?.error(
-        "rsync was refused a read: the path leads outside the source (a symlink swapped in?) and the sender may read only the source; it is re-queued and sent as what it is now",
+        """
+        rsync was refused a read: the path leads outside the source (a symlink swapped in? the sender \
+        may read only the source), or its own permissions refuse it (check with ls -l); it is re-queued \
+        and sent as what it is now
+        """,
         metadata: ["path": "\(path.map(String.init) ?? "?")", "rsync": "\(line)"])
     }
   }
