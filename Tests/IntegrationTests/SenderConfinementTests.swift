@@ -50,6 +50,7 @@ extension WatchIntegration {
       try await fixture.expectConverged(excludes: ["/d"])
       #expect(try secret.copies(in: backup).isEmpty)
       #expect(isSymlink(backup + "/d"))
+      #expect(!secret.wasOpened(), "the outside file was opened")
       #expect(read(backup + "/old\(rounds - 1)/shadow") == "innocent \(rounds - 1)\nappended \(rounds - 1)\n")
       try await fixture.stop()
     }
@@ -106,6 +107,7 @@ extension WatchIntegration {
       try await fixture.expectConverged(excludes: ["/d"])
       #expect(try secret.copies(in: fixture.daemon.backup).isEmpty, "the outside file reached the backup")
       #expect(isSymlink(fixture.daemon.backup + "/d"))
+      #expect(!secret.wasOpened(), "the outside file was opened")
       try await fixture.stop()
     }
 
@@ -128,24 +130,41 @@ extension WatchIntegration {
       #expect(outcome.message?.contains("Permission denied") == true, "\(outcome)")
       #expect(
         try secret.copies(in: fixture.daemon.backup).isEmpty, "the confined sender read the outside file")
+      #expect(!secret.wasOpened(), "the confined sender opened the outside file")
       // The same run unconfined does send the outside file: the attack is real.
       let unconfined = RsyncCommand(config: fixture.config)
       _ = await unconfined.run(list: listed, arguments: unconfined.listArguments)
       #expect(try secret.copies(in: fixture.daemon.backup) == ["d/shadow"])
+      #expect(secret.wasOpened())
     }
   }
 }
 
-/// A 0600 file outside the source, holding a marker no other file of the test holds.
-struct OutsideSecret {
+/// A 0600 file outside the source, holding a marker no other file of the test holds, and an inotify
+/// watch on its directory: the kernel records every open of the file (or listing of the directory),
+/// even by a transfer whose copy a later transfer replaced on the backup.
+final class OutsideSecret {
   let dir: String
   let marker: String
+  private let watch: Int32
 
   init(in tmp: TempDir) throws {
     dir = try tmp.sub("secret")
     marker = "outside-secret-\(UInt64.random(in: 1_000_000_000...9_999_999_999))"
     try FS.write(dir, "shadow", marker + "\n")
     guard chmod(dir + "/shadow", 0o600) == 0 else { throw POSIXErrorBox(errno, "chmod") }
+    watch = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+    guard watch >= 0, inotify_add_watch(watch, dir, UInt32(IN_OPEN | IN_ACCESS)) >= 0 else {
+      throw POSIXErrorBox(errno, "inotify")
+    }
+  }
+
+  deinit { close(watch) }
+
+  /// Whether anything opened the secret or listed its directory since the test made it.
+  func wasOpened() -> Bool {
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    return buffer.withUnsafeMutableBytes { read(watch, $0.baseAddress, $0.count) } > 0
   }
 
   /// The regular files under `tree` (symlinks not followed) that hold the marker, relative to `tree`.
