@@ -34,6 +34,9 @@ let package = Package(
       providers: [.apt(["libssh2-1-dev"])]
     ),
 
+    // C shim: Landlock syscalls and a confined spawn for the rsync sender.
+    .target(name: "CLandlock"),
+
     // Shared vocabulary: error values, shell quoting, atomic local files.
     .target(
       name: "FleetCore",
@@ -90,6 +93,7 @@ let package = Package(
     .target(
       name: "FleetWatch",
       dependencies: [
+        "CLandlock",
         "FleetCore",
         "FleetWire",
         .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,6 @@
 import FleetCore
 import Foundation
+import Logging
 import Subprocess
 
 #if canImport(Glibc)
@@ -45,6 +46,10 @@ enum TransferOutcome: Equatable {
 /// Builds rsync command lines and classifies how they ended.
 struct RsyncCommand: Sendable {
   var config: WatchConfig
+  /// The sandbox every run is confined to (``SenderSandbox``); nil runs rsync unconfined.
+  var sandbox: SenderSandbox? = nil
+  /// Where paths sent otherwise than listed (``PathConfinement``) and refused reads are logged.
+  var logger: Logger? = nil
 
   /// Options both transfer kinds share.
   ///
@@ -104,8 +109,11 @@ struct RsyncCommand: Sendable {
   }
 
   /// Sends `paths`: trees recursively first, then the entries, then the root's attributes.
+  ///
+  /// No path goes through a symlink or a file (``PathConfinement``): such a path is sent as that
+  /// symlink or file.
   func send(_ paths: [SyncPath]) async -> TransferOutcome {
-    let plan = TransferPlan(paths)
+    let plan = TransferPlan(PathConfinement(source: config.source).check(paths, logger: logger))
     var runs: [@Sendable () async -> TransferOutcome] = []
     if !plan.trees.isEmpty { runs.append { await run(list: plan.trees, arguments: treeArguments) } }
     if !plan.entries.isEmpty { runs.append { await run(list: plan.entries, arguments: listArguments) } }
@@ -151,7 +159,7 @@ struct RsyncCommand: Sendable {
         message: "cannot write the transfer list in \(config.stateDir): \(String(cString: strerror(errno)))")
     }
     defer { unlink(file) }
-    return await run(arguments: arguments(file))
+    return await run(arguments: arguments(file), reading: [file])
   }
 
   /// Writes a short-lived file (no fsync: it only has to outlive one rsync run).
@@ -176,8 +184,10 @@ struct RsyncCommand: Sendable {
   /// Runs rsync with `arguments` and classifies the result by its exit status.
   ///
   /// Both output streams are read to the end and only their tails kept, so a run that prints a lot
-  /// is still classified by how it ended; "cannot run rsync" means it could not be started.
-  func run(arguments: [String]) async -> TransferOutcome {
+  /// is still classified by how it ended; "cannot run rsync" means it could not be started. With a
+  /// ``sandbox``, rsync runs in it and may read `reading` (its path list) beside the source.
+  func run(arguments: [String], reading: [String] = []) async -> TransferOutcome {
+    if let sandbox { return await runConfined(arguments, reading: reading, in: sandbox) }
     let executable: Executable =
       config.rsyncPath.contains("/") ? .path(FilePath(config.rsyncPath)) : .name(config.rsyncPath)
     do {

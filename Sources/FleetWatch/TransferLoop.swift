@@ -50,11 +50,11 @@ struct TransferLoop {
 
   func run() async {
     var wakeups = core.wakeStream.makeAsyncIterator()
+    let command = RsyncCommand(config: config, sandbox: SenderSandbox.start(for: core), logger: logger)
     // Wait for the watches: changes during the initial full sync must not be missed.
     while !core.flags.withLock({ $0.setupDone }) {
       guard await wakeups.next() != nil, !Task.isCancelled else { return }
     }
-    let command = RsyncCommand(config: config)
     let inbox = Inbox()
     let launches = Launches()
     let root = Array(config.source.utf8)

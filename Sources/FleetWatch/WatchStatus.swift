@@ -73,6 +73,9 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var heartbeat: Date
   /// Why nothing is sent, while the source guard holds (state ``State/sourceHeld``).
   public var sourceHold: SourceHold?
+  /// Whether rsync's sender runs confined to the source (Landlock); false where this kernel cannot
+  /// (paths are still checked against symlinks), nil before the engine ran.
+  public var senderConfined: Bool?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {

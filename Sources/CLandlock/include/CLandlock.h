@@ -1,0 +1,58 @@
+// Landlock (Linux >= 5.13) and a confined spawn for fleetsync's rsync sender.
+// Swift's Glibc has no Landlock syscalls, and a ruleset must be applied in the child between fork and
+// exec, where no Swift code may run.
+#ifndef FLEET_CLANDLOCK_H
+#define FLEET_CLANDLOCK_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Run a file with `execve` (the program, and the ELF interpreter it names).
+static const uint64_t FLEET_LL_EXECUTE = 1ULL << 0;
+/// Read a file.
+static const uint64_t FLEET_LL_READ_FILE = 1ULL << 2;
+/// List a directory.
+static const uint64_t FLEET_LL_READ_DIR = 1ULL << 3;
+
+/// The Landlock ABI version the running kernel offers, or -1 with errno set (ENOSYS: not built in,
+/// EOPNOTSUPP: not enabled at boot).
+int fleet_landlock_abi(void);
+
+/// Every filesystem access right Landlock ABI `abi` knows.
+uint64_t fleet_landlock_fs_rights(int abi);
+
+/// A new ruleset that handles (denies unless a rule allows) the filesystem rights `handled`;
+/// -1 with errno on failure. The descriptor is close-on-exec.
+int fleet_landlock_ruleset(uint64_t handled);
+
+/// Allows `access` on the file, or beneath the directory, that `fd` (an `O_PATH` descriptor) names.
+/// 0, or -1 with errno.
+int fleet_landlock_allow(int ruleset, int fd, uint64_t access);
+
+/// `open(path, O_PATH | O_CLOEXEC)`: a descriptor naming the file (following symlinks) for a rule.
+int fleet_open_path(const char *path);
+
+/// `pipe2(fds, O_CLOEXEC)`: 0, or -1 with errno.
+int fleet_pipe_cloexec(int fds[2]);
+
+/// What failed in a child of `fleet_spawn` before its program ran.
+enum fleet_spawn_step {
+  FLEET_SPAWN_OK = 0,
+  /// Setting up standard input, output or error.
+  FLEET_SPAWN_STDIO = 1,
+  /// `PR_SET_NO_NEW_PRIVS` or `landlock_restrict_self`.
+  FLEET_SPAWN_CONFINE = 2,
+  /// `execve`.
+  FLEET_SPAWN_EXEC = 3,
+};
+
+/// Starts `path` with `argv` and `envp`, its standard streams on `in_fd`, `out_fd` and `err_fd`, every
+/// signal at its default action and no other descriptor open. With `ruleset >= 0` the child sets
+/// no-new-privileges and restricts itself to `ruleset` before `execve`; it never runs unconfined.
+///
+/// Returns 0 with `*pid` set, or an errno with `*step` saying what failed (the child is reaped).
+int fleet_spawn(
+    pid_t *pid, int *step, const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
+    int err_fd, int ruleset);
+
+#endif

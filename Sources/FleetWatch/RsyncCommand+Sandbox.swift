@@ -1,0 +1,58 @@
+import CLandlock
+import Logging
+
+extension RsyncCommand {
+  /// Runs rsync with `arguments` in `sandbox`, where it may also read `reading`, and classifies the
+  /// result like an unconfined run; reads the sandbox refused are logged with their paths.
+  func runConfined(_ arguments: [String], reading: [String], in sandbox: SenderSandbox) async
+    -> TransferOutcome
+  {
+    do {
+      let (ruleset, executable) = try await sandbox.ruleset(reading: reading)
+      let result = try await ConfinedProcess.run(
+        executable: executable, arguments: arguments, ruleset: ruleset, tailCapacity: Self.outputTailBytes)
+      let (out, err) = (result.stdout.text, result.stderr.text)
+      SenderSandbox.logRefusedReads(err, logger: logger)
+      switch result.termination {
+      case .exited(let code):
+        return Self.classify(exitCode: code, stdout: out, stderr: err, target: config.target)
+      case .signaled(let signal):
+        return .failed(kind: .rsync, message: "rsync was killed by signal \(signal)")
+      }
+    } catch is CancellationError {
+      return .failed(kind: .rsync, message: "the transfer was cancelled")
+    } catch let error as ConfinedProcess.SpawnError where error.step == FLEET_SPAWN_EXEC {
+      return .failed(
+        kind: .io,
+        message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath")
+    } catch {
+      return .failed(
+        kind: .io,
+        message: "cannot start rsync confined to the source: \(error); nothing was sent. "
+          + "Check the kernel log (dmesg) and `cat /sys/kernel/security/lsm` (it must list landlock)")
+    }
+  }
+}
+
+extension SenderSandbox {
+  /// The sandbox for `core`'s transfers, or nil; says once, in the log and in the status
+  /// (``WatchStatus/senderConfined``), whether the sender is confined.
+  static func start(for core: EngineCore) -> SenderSandbox? {
+    switch prepare(core.config) {
+    case .confined(let sandbox):
+      core.update { $0.senderConfined = true }
+      core.logger.info(
+        "the rsync sender is confined to the source (Landlock)", metadata: ["abi": "\(sandbox.abi)"])
+      return sandbox
+    case .unconfined(let reason):
+      core.update { $0.senderConfined = false }
+      core.logger.warning(
+        """
+        the rsync sender is NOT confined to the source: \(reason). Every listed path is still checked \
+        (never sent through a symlink), but a symlink swapped in while a transfer starts could make \
+        rsync read outside the source
+        """)
+      return nil
+    }
+  }
+}
