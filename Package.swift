@@ -91,6 +91,7 @@ let package = Package(
       name: "FleetWatch",
       dependencies: [
         "FleetCore",
+        "FleetWire",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Subprocess", package: "swift-subprocess"),
       ],

@@ -21,6 +21,7 @@ extension AgentSettings {
     /// `.zero` turns the periodic full sync off.
     var fullSyncInterval: Duration?
     var retryMax: Duration?
+    var maxDelete: DeleteLimit?
 
     /// Checks and keeps one value; returns what is wrong with it, or nil.
     mutating func set(_ key: WatcherConfigKey, _ value: String) -> String? {
@@ -70,6 +71,14 @@ extension AgentSettings {
             "full-sync-interval must be seconds from 0 (off) to 2592000 (e.g. 3600, or 1h), not \"\(value)\""
         }
         fullSyncInterval = duration
+      case .maxDelete:
+        do {
+          maxDelete = try DeleteLimit.parse(value)
+        } catch let error as FleetError {
+          return "\(key.name) \(error.message)"
+        } catch {
+          return "\(key.name) `\(value)` is not a limit; write \(DeleteLimit.syntax)"
+        }
       }
       return nil
     }
@@ -118,6 +127,7 @@ extension AgentSettings {
         watch.retryMax = retryMax
         if watch.retryInitial > retryMax { watch.retryInitial = retryMax }
       }
+      if let maxDelete { watch.maxDelete = maxDelete }
       var settings = AgentSettings(watch: watch)
       if let healthAddress { settings.healthAddress = healthAddress }
       settings.healthPort = healthPort

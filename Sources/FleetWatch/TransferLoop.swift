@@ -54,7 +54,7 @@ struct TransferLoop {
     while !core.flags.withLock({ $0.setupDone }) {
       guard await wakeups.next() != nil, !Task.isCancelled else { return }
     }
-    let command = RsyncCommand(config: config)
+    let command = RsyncCommand(config: config, deletes: core.deletes)
     let inbox = Inbox()
     let launches = Launches()
     let root = Array(config.source.utf8)
@@ -67,7 +67,9 @@ struct TransferLoop {
     await withDiscardingTaskGroup { group in
       while !Task.isCancelled {
         var events = inbox.takeAll().map { TransferDispatcher.Event.finished(id: $0.id, outcome: $0.outcome) }
-        if core.takeFullSyncRequest() { events.append(.fullSyncRequested) }
+        if core.takeFullSyncRequest() || core.deletes?.countDue(now: monotonicNanos()) == true {
+          events.append(.fullSyncRequested)
+        }
         dispatcher.degraded = core.steadyState == .degraded
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
         apply(step.effects)

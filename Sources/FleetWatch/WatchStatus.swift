@@ -56,6 +56,14 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var fullSyncs: UInt64
   /// Updated by the event loop at least every second while it is alive.
   public var heartbeat: Date
+  /// Files the delete limit keeps from being deleted on the backup; nil when none are held.
+  public var deletesHeld: Int?
+  /// When deletes were first held.
+  public var deletesHeldSince: Date?
+  /// A few of the held paths (empty when a full sync counted the deletes).
+  public var deletesHeldPaths: [String]?
+  /// The deletes `max-delete` allows now, against the module's files; nil when unlimited.
+  public var deleteLimit: Int?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {

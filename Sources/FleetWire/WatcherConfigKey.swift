@@ -19,6 +19,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
   case connectTimeout = "connect-timeout"
   case fullSyncInterval = "full-sync-interval"
   case retryMax = "retry-max"
+  case maxDelete = "max-delete"
 
   /// How the quick form offers a key: `--KEY VALUE`, with this help line.
   public struct Flag: Sendable {
@@ -73,6 +74,13 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
     case .connectTimeout: Row(example: "10", flag: nil)
     case .fullSyncInterval: Row(example: "3600", flag: nil)
     case .retryMax: Row(example: "30", flag: nil)
+    case .maxDelete:
+      Row(
+        example: "1000,10%",
+        flag: Flag(
+          valueName: "limit",
+          help: "Deletes on the backup allowed without an operator: 1000, 10%, 1000,10% (default) or unlimited."
+        ))
     }
   }
 
