@@ -57,6 +57,8 @@ final class DeleteGate: Sendable {
   /// the release request once a whole-tree count has acted on it.
   func decide(deletes count: Int, paths: [String]?) -> DeleteBudget.Decision {
     budget.withLock { b in
+      // A request withdrawn meanwhile (`fleetsync-watch resume` gave up waiting) releases nothing.
+      if b.releaseRequested && access(requestPath, F_OK) != 0 { b.releaseRequested = false }
       let releasing = paths == nil && b.releaseRequested
       let decision = b.decide(deletes: count, paths: paths, now: monotonicNanos(), date: Date())
       if releasing { unlink(requestPath) }

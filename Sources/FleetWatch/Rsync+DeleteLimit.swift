@@ -110,7 +110,7 @@ extension RsyncCommand {
     guard let line = output.split(whereSeparator: \.isNewline).last(where: { $0.contains("--max-delete limit (") }),
       let open = line.range(of: "limit (")
     else { return nil }
-    return Int(line[open.upperBound...].prefix(while: \.isNumber))
+    return Int(line[open.upperBound...].prefix(while: { $0.isNumber || $0 == "," }).filter(\.isNumber))
   }
 
   /// The leading number after `label` at the start of a `--stats` line; 0 when absent.
