@@ -17,7 +17,8 @@ public struct DeleteLimit: Sendable, Hashable, CustomStringConvertible {
   /// No limit: every delete is applied at once.
   public static let unlimited = DeleteLimit(count: nil, percent: nil, unlimited: true)
   /// How a value is written, for messages.
-  public static let syntax = "a count (1000), a percentage of the module's files (10%), both (1000,10%), or unlimited"
+  public static let syntax =
+    "a count (1000), a percentage of the module's files (10%), both (1000,10%), or unlimited"
 
   /// A limit of `count` files and/or `percent` of the module's files; at least one must be given.
   public init(count: Int?, percent: Int?) {
@@ -52,7 +53,8 @@ public struct DeleteLimit: Sendable, Hashable, CustomStringConvertible {
       } else {
         guard limit.count == nil else { throw bad("gives two counts") }
         guard let n = Int(part), n >= 0, n <= 1_000_000_000 else {
-          throw bad(["none", "off", "no", "false"].contains(part) ? "is not a limit" : "is not a count of files")
+          throw bad(
+            ["none", "off", "no", "false"].contains(part) ? "is not a limit" : "is not a count of files")
         }
         limit.count = n
       }

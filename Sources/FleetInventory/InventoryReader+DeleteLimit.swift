@@ -5,7 +5,8 @@ extension InventoryReader {
   /// A `max_delete` value: a count (`1000`), a percentage (`10%`), both (`1000,10%`) or `unlimited`.
   mutating func deleteLimit(_ node: Node, _ what: String) -> DeleteLimit? {
     guard let scalar = node.scalar else {
-      issue(node, "\(what) must be a single value, not \(kind(of: node))", hint: "write \(DeleteLimit.syntax)")
+      issue(
+        node, "\(what) must be a single value, not \(kind(of: node))", hint: "write \(DeleteLimit.syntax)")
       return nil
     }
     do {

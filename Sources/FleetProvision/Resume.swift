@@ -78,17 +78,24 @@ extension Provisioner {
         .invalidInput,
         "say what to resume: --deletes (apply the deletes the delete limit holds) and/or --accept-source")
     }
-    let sources = selected.compactMap { ref in inventory.sources.first { $0.name == ref.name }.map { (ref, $0) } }
+    let sources = selected.compactMap { ref in
+      inventory.sources.first { $0.name == ref.name }.map { (ref, $0) }
+    }
     let known = Set(sources.flatMap { $0.1.directories.map(\.name) })
     for name in request.directories where !known.contains(name) {
       let hint = Suggestion.didYouMean(name, among: known.sorted()).map { "; \($0)" } ?? ""
       throw FleetError(
         .invalidInput,
-        "no selected source has a directory '\(name)'\(hint) (directories: \(known.sorted().joined(separator: ", ")))")
+        "no selected source has a directory '\(name)'\(hint) (directories: \(known.sorted().joined(separator: ", ")))"
+      )
     }
     return sources.compactMap { ref, source in
-      let instances = source.directories.filter { request.directories.isEmpty || request.directories.contains($0.name) }
-        .flatMap { directory in directory.destinations.map { Layout.watchInstance(directory: directory.name, to: $0) } }
+      let instances = source.directories.filter {
+        request.directories.isEmpty || request.directories.contains($0.name)
+      }
+      .flatMap { directory in
+        directory.destinations.map { Layout.watchInstance(directory: directory.name, to: $0) }
+      }
       return instances.isEmpty ? nil : (ref, instances)
     }
   }
@@ -108,7 +115,8 @@ extension Provisioner {
       case 75: return InstanceResume(outcome: "not taken", instance: name, detail: said)
       case 64 where said.contains("does not exist"):
         return InstanceResume(
-          outcome: "failed", instance: name, detail: "not set up on this host (`fleetsync up` sets it up): \(said)")
+          outcome: "failed", instance: name,
+          detail: "not set up on this host (`fleetsync up` sets it up): \(said)")
       default:
         return InstanceResume(
           outcome: "failed", instance: name, detail: "fleetsync-watch resume exited \(out.status): \(said)")

@@ -107,7 +107,9 @@ extension RsyncCommand {
 
   /// N of rsync's "Deletions stopped due to --max-delete limit (N skipped)".
   static func skippedDeletes(_ output: String) -> Int? {
-    guard let line = output.split(whereSeparator: \.isNewline).last(where: { $0.contains("--max-delete limit (") }),
+    guard
+      let line = output.split(whereSeparator: \.isNewline).last(where: { $0.contains("--max-delete limit (") }
+      ),
       let open = line.range(of: "limit (")
     else { return nil }
     return Int(line[open.upperBound...].prefix(while: { $0.isNumber || $0 == "," }).filter(\.isNumber))

@@ -140,7 +140,8 @@ struct RsyncCommand: Sendable {
   }
 
   /// Writes `list` to a scratch file in the state directory, runs `body` with its path, removes it.
-  func withListFile(_ list: [RelativePath], _ body: (String) async -> TransferOutcome) async -> TransferOutcome
+  func withListFile(_ list: [RelativePath], _ body: (String) async -> TransferOutcome) async
+    -> TransferOutcome
   {
     let file = "\(config.stateDir)/batch.\(UInt64.random(in: 0...UInt64.max)).list"
     guard Self.writeScratch(TransferPlan.filesFrom(list), to: file) else {

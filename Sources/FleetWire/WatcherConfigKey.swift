@@ -79,7 +79,8 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
         example: "1000,10%",
         flag: Flag(
           valueName: "limit",
-          help: "Deletes on the backup allowed without an operator: 1000, 10%, 1000,10% (default) or unlimited."
+          help:
+            "Deletes on the backup allowed without an operator: 1000, 10%, 1000,10% (default) or unlimited."
         ))
     }
   }

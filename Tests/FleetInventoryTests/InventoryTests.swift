@@ -294,7 +294,8 @@ private let base = """
     let yaml = "defaults:\n  watch:\n    max_delete: 5%\n" + base + "\n        max_delete: 200,5%\n"
     let layered = try Inventory.parse(yaml: yaml, file: "inv.yaml")
     #expect(layered.sources[0].directories[0].watch.maxDelete == DeleteLimit(count: 200, percent: 5))
-    let global = try Inventory.parse(yaml: "defaults:\n  watch:\n    max_delete: unlimited\n" + base, file: "i")
+    let global = try Inventory.parse(
+      yaml: "defaults:\n  watch:\n    max_delete: unlimited\n" + base, file: "i")
     #expect(global.sources[0].directories[0].watch.maxDelete.isUnlimited)
   }
 

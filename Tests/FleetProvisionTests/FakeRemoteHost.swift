@@ -33,13 +33,15 @@ enum FakeStep: Equatable, Sendable {
   case health
   /// The status probe ran.
   case status
+  /// `fleetsync-watch resume` ran for this watcher config, with these flags.
+  case resume(config: String, flags: [String])
   /// A command the fake does not know (a test that sees one fails).
   case unknown(String)
 
   /// Whether the step changes the host.
   var mutates: Bool {
     switch self {
-    case .facts, .read, .health, .status, .unknown: false
+    case .facts, .read, .health, .status, .resume, .unknown: false
     default: true
     }
   }

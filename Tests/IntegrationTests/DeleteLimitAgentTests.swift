@@ -145,7 +145,8 @@ struct DeleteLimitAgentTests {
 
     try FileManager.default.removeItem(atPath: setup.source + "/bulk")
     #expect(
-      try await eventually { (try setup.status()["deletesHeld"] as? Int ?? 0) > 0 }, "stderr: \(agent.stderr)")
+      try await eventually { (try setup.status()["deletesHeld"] as? Int ?? 0) > 0 }, "stderr: \(agent.stderr)"
+    )
     try "after".write(toFile: setup.source + "/after.txt", atomically: false, encoding: .utf8)
     #expect(try await eventually { setup.exists(onBackup: "after.txt") }, "stderr: \(agent.stderr)")
     #expect(setup.backupBulk >= 1_000, "more than max-delete was deleted: \(setup.backupBulk) left")
@@ -163,7 +164,8 @@ struct DeleteLimitAgentTests {
   @Test func resumeWithoutARunningWatcherWithdrawsTheRequest() async throws {
     let setup = try Setup("deletes-norun", files: 1, maxDelete: "unlimited")
     defer { setup.remove() }
-    try FileManager.default.createDirectory(atPath: setup.scratch.path + "/state", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+      atPath: setup.scratch.path + "/state", withIntermediateDirectories: true)
     let resumed = try setup.resume(["--deletes", "--wait", "1"])
     #expect(resumed.status == 75, "\(resumed.output)")
     #expect(resumed.output.contains("withdrawn"))
