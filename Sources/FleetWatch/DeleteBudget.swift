@@ -17,7 +17,8 @@ struct DeleteBudget {
     var count: Int
     /// When deletes were first held.
     var since: Date
-    /// A few of the held paths, for people; empty when a full sync counted them.
+    /// A few of the held paths, for people: from the batches held, or from a dry run after a
+    /// whole-tree count.
     var paths: [String]
   }
 
@@ -96,6 +97,11 @@ struct DeleteBudget {
     }
     held = next
     return .hold
+  }
+
+  /// Shows `paths` as examples of the held deletes (a whole-tree count names none).
+  mutating func show(examples paths: [String]) {
+    held?.paths = Array(paths.prefix(Self.samplePaths))
   }
 
   /// Whether deletes are held and were last counted `interval` or longer before `now`.

@@ -80,6 +80,11 @@ final class DeleteGate: Sendable {
     }
   }
 
+  /// Shows `paths` as examples of what a whole-tree hold keeps.
+  func held(examples paths: [String]) {
+    budget.withLock { $0.show(examples: paths) }
+  }
+
   /// Copies what is held, and the limit in force, into a status snapshot.
   func fill(_ status: inout WatchStatus) {
     budget.withLock { b in

@@ -48,7 +48,7 @@ extension RsyncCommand {
     let shown = deleting.map { String(decoding: $0.bytes, as: UTF8.self) }
     guard case .apply(let cap) = deletes.decide(deletes: counted.deletes, paths: shown) else { return first }
     var applier = self
-    applier.maxDelete = cap
+    applier.maxDelete = Self.rsyncCap(granted: cap)
     let second = await withListFile(deleting) { await applier.runApplying(applier.arguments(kind, $0)) }
     return Self.combine(first, second)
   }
@@ -61,12 +61,37 @@ extension RsyncCommand {
     let counted = await counter.runCounting(counter.fullArguments)
     guard !counted.outcome.isFailure else { return counted.outcome }
     deletes.fullSyncCounted(listed: counted.listed, created: counted.created, deletes: counted.deletes)
-    guard case .apply(let cap) = deletes.decide(deletes: counted.deletes, paths: nil), cap > 0 else {
-      return counted.outcome
-    }
+    let decision = deletes.decide(deletes: counted.deletes, paths: nil)
+    if decision == .hold { deletes.held(examples: await deletedPaths()) }
+    guard case .apply(let cap) = decision, cap > 0 else { return counted.outcome }
     var applier = self
-    applier.maxDelete = cap
+    applier.maxDelete = Self.rsyncCap(granted: cap)
     return Self.combine(counted.outcome, await applier.runApplying(applier.fullArguments))
+  }
+
+  /// rsync's `--max-delete` for applying `granted` counted deletes: twice the count. rsync's count
+  /// of skipped deletes leaves out a directory that still holds files, but deleting it after its
+  /// files counts; each such directory holds at least one counted entry, so twice the count bounds
+  /// what the counted deletes remove, directories included.
+  static func rsyncCap(granted: Int) -> Int {
+    let (double, overflow) = granted.multipliedReportingOverflow(by: 2)
+    return overflow ? .max : double
+  }
+
+  /// A few of the paths a full sync would delete, from a dry run (`--dry-run` never changes the backup).
+  func deletedPaths() async -> [String] {
+    var dry = self
+    dry.maxDelete = nil
+    let arguments = dry.commonArguments + ["--delete", "--dry-run", "--info=del1"] + dry.endpoints
+    guard case .exited(_, let out, _) = await dry.execute(arguments: arguments) else { return [] }
+    return Self.deletedPaths(out)
+  }
+
+  /// The paths of rsync's `deleting PATH` lines, at most ``DeleteBudget/samplePaths``.
+  static func deletedPaths(_ output: String) -> [String] {
+    let prefix = "deleting "
+    let lines = output.split(whereSeparator: \.isNewline).filter { $0.hasPrefix(prefix) }
+    return lines.prefix(DeleteBudget.samplePaths).map { String($0.dropFirst(prefix.count)) }
   }
 
   /// Runs rsync (with `--max-delete=0`) and reads how many deletes it skipped.

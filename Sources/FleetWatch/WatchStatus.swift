@@ -60,7 +60,7 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var deletesHeld: Int?
   /// When deletes were first held.
   public var deletesHeldSince: Date?
-  /// A few of the held paths (empty when a full sync counted the deletes).
+  /// A few of the paths whose deletion is held, as examples.
   public var deletesHeldPaths: [String]?
   /// The deletes `max-delete` allows now, against the module's files; nil when unlimited.
   public var deleteLimit: Int?

@@ -110,5 +110,8 @@ import Testing
     #expect(RsyncCommand.stat("Number of files:", in: stats) == 2_006)
     #expect(RsyncCommand.stat("Number of created files:", in: stats) == 1)
     #expect(RsyncCommand.stat("Number of deleted files:", in: stats) == 0)
+    let dryRun =
+      (1...9).map { "deleting bulk/f\($0)" }.joined(separator: "\n") + "\ndeleting bulk/\nsent 1 bytes\n"
+    #expect(RsyncCommand.deletedPaths(dryRun) == (1...5).map { "bulk/f\($0)" })
   }
 }

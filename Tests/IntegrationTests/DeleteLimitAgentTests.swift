@@ -108,6 +108,8 @@ struct DeleteLimitAgentTests {
     #expect(status["deletesHeld"] as? Int == 2_000)
     #expect(status["deleteLimit"] as? Int == 1_000)
     #expect(status["deletesHeldSince"] is String)
+    let examples = status["deletesHeldPaths"] as? [String] ?? []
+    #expect(!examples.isEmpty && examples.allSatisfy { $0.hasPrefix("bulk/") }, "\(examples)")
     #expect(status["healthy"] as? Bool == true)
     #expect(try AgentIT.get("/healthz", port: setup.healthPort).status == 200)
     #expect(setup.backupBulk == 2_000)
