@@ -42,14 +42,15 @@ extension RsyncCommand {
       return counted.outcome
     }
     guard counted.deletes > 0, !first.isFailure else { return first }
+    // Deletes come from gone paths, and from paths whose type changed (a directory now a file):
+    // the second run sends the whole list again; gone paths are the examples shown.
     let root = Array(config.source.utf8)
-    let deleting = kind == .trees ? list : list.filter { TransferLoop.kind(of: $0, root: root) == .missing }
-    guard !deleting.isEmpty else { return first }
-    let shown = deleting.map { String(decoding: $0.bytes, as: UTF8.self) }
+    let gone = kind == .trees ? list : list.filter { TransferLoop.kind(of: $0, root: root) == .missing }
+    let shown = (gone.isEmpty ? list : gone).map { String(decoding: $0.bytes, as: UTF8.self) }
     guard case .apply(let cap) = deletes.decide(deletes: counted.deletes, paths: shown) else { return first }
     var applier = self
     applier.maxDelete = Self.rsyncCap(granted: cap)
-    let second = await withListFile(deleting) { await applier.runApplying(applier.arguments(kind, $0)) }
+    let second = await withListFile(list) { await applier.runApplying(applier.arguments(kind, $0)) }
     return Self.combine(first, second)
   }
 
