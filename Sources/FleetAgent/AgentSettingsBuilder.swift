@@ -23,6 +23,7 @@ extension AgentSettings {
     var retryMax: Duration?
     /// `.zero` turns the lag bound off.
     var maxLag: Duration?
+    var maxDelete: DeleteLimit?
 
     /// Checks and keeps one value; returns what is wrong with it, or nil.
     mutating func set(_ key: WatcherConfigKey, _ value: String) -> String? {
@@ -78,6 +79,14 @@ extension AgentSettings {
             "full-sync-interval must be seconds from 0 (off) to 2592000 (e.g. 3600, or 1h), not \"\(value)\""
         }
         fullSyncInterval = duration
+      case .maxDelete:
+        do {
+          maxDelete = try DeleteLimit.parse(value)
+        } catch let error as FleetError {
+          return "\(key.name) \(error.message)"
+        } catch {
+          return "\(key.name) `\(value)` is not a limit; write \(DeleteLimit.syntax)"
+        }
       }
       return nil
     }
@@ -127,6 +136,7 @@ extension AgentSettings {
         watch.retryMax = retryMax
         if watch.retryInitial > retryMax { watch.retryInitial = retryMax }
       }
+      if let maxDelete { watch.maxDelete = maxDelete }
       var settings = AgentSettings(watch: watch)
       if let healthAddress { settings.healthAddress = healthAddress }
       settings.healthPort = healthPort

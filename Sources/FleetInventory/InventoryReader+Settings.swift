@@ -106,6 +106,9 @@ extension InventoryReader {
     {
       out.append { $0.fullSyncInterval = v }
     }
+    if let n = f["max_delete"], let v = deleteLimit(n.value, "\(what): max_delete") {
+      out.append { $0.maxDelete = v }
+    }
     if let n = f["excludes"], let list = excludes(n.value, "\(what): excludes") {
       out.append { $0.excludes = list }
     }

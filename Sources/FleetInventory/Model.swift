@@ -1,3 +1,5 @@
+import FleetCore
+
 /// A validated inventory: every source, backup host and protected directory, with defaults,
 /// group and host settings already merged.
 ///
@@ -128,6 +130,8 @@ public struct WatchSettings: Sendable, Equatable, Hashable {
   public var excludes: [String] = []
   /// Seconds between reconciling full syncs; 0 = only at start and after overflow.
   public var fullSyncInterval: Int = 0
+  /// Deletes on the backup a watcher applies without an operator (`max_delete`).
+  public var maxDelete: DeleteLimit = .default
 }
 
 /// rsync daemon defaults for backup hosts.

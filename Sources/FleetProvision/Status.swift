@@ -77,7 +77,7 @@ extension Provisioner {
           service: name, port: port, running: facts.running.contains(name.description),
           healthy: lines.contains("healthy"), lagSeconds: nil, queueDepth: nil, detail: "")
         if let json = lines.first(where: { $0.hasPrefix("{") }) {
-          row.read(watcherStatus: json)
+          row.read(watcherStatus: json, host: ref.name)
         } else if !row.running {
           row.detail = "not running"
         } else if !row.healthy {

@@ -2,9 +2,9 @@ import FleetWatch
 import FleetWire
 
 extension ServiceStatus {
-  /// Fills lag, queue depth and detail from the body of a watcher's `GET /status`, decoded as the
-  /// agent encodes it (`FleetWire.AgentStatusDocument` of the engine's `WatchStatus`).
-  mutating func read(watcherStatus json: some StringProtocol) {
+  /// Fills lag, queue depth and detail from the body of a watcher's `GET /status` on `host`, decoded
+  /// as the agent encodes it (`FleetWire.AgentStatusDocument` of the engine's `WatchStatus`).
+  mutating func read(watcherStatus json: some StringProtocol, host: String = "<host>") {
     let document: AgentStatusDocument<WatchStatus>
     do {
       document = try AgentStatusDocument<WatchStatus>.decode(json: json)
@@ -21,5 +21,6 @@ extension ServiceStatus {
     failingPathCount = status.failingPathCount ?? 0
     failingPaths = status.failingPaths ?? []
     if let hold = status.sourceHold { detail = "\(state) (\(hold.kind.rawValue)): \(hold.message)" }
+    if let held = Self.heldDeletes(status, instance: service.instance, host: host) { detail += "; " + held }
   }
 }

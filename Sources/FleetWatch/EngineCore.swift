@@ -55,6 +55,8 @@ final class EngineCore: Sendable, ChangeSource {
   let wake: AsyncStream<Void>.Continuation
   /// Journal size above which it is rewritten with only the outstanding paths.
   let compactBytes: Int
+  /// The delete limit; nil when it is off.
+  let deletes: DeleteGate?
 
   /// Queues `replayed` paths as pending; accepted paths go to `journal`.
   init(
@@ -64,6 +66,7 @@ final class EngineCore: Sendable, ChangeSource {
     self.logger = logger
     self.journal = journal
     self.compactBytes = compactBytes
+    self.deletes = DeleteGate(config: config, logger: logger)
     var q = ChangeQueue()
     _ = q.accept(replayed, now: monotonicNanos())
     self.queue = Mutex(q)
@@ -162,6 +165,7 @@ final class EngineCore: Sendable, ChangeSource {
   func snapshot() -> WatchStatus {
     let (depth, flying, oldest) = queue.withLock { q in (q.pendingCount, q.inFlightCount, q.oldest) }
     var s = statusBox.withLock { $0 }
+    deletes?.fill(&s)
     s.queueDepth = depth
     s.inFlight = flying
     if let oldest {

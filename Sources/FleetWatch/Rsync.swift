@@ -50,6 +50,10 @@ struct RsyncCommand: Sendable {
   var sandbox: SenderSandbox? = nil
   /// Where paths sent otherwise than listed (``PathConfinement``) and refused reads are logged.
   var logger: Logger? = nil
+  /// The delete limit's gate; nil when the limit is off (see `Rsync+DeleteLimit.swift`).
+  var deletes: DeleteGate? = nil
+  /// rsync `--max-delete` for this command's runs, when set.
+  var maxDelete: Int? = nil
 
   /// Options both transfer kinds share.
   ///
@@ -66,6 +70,7 @@ struct RsyncCommand: Sendable {
       "--no-human-readable",
     ]
     if let pw = config.passwordFile { args.append("--password-file=\(pw)") }
+    if let maxDelete { args.append("--max-delete=\(maxDelete)") }
     for e in config.excludes { args.append("--exclude=\(e)") }
     return args
   }
@@ -115,8 +120,8 @@ struct RsyncCommand: Sendable {
   func send(_ paths: [SyncPath]) async -> TransferOutcome {
     let plan = TransferPlan(PathConfinement(source: config.source).check(paths, logger: logger))
     var runs: [@Sendable () async -> TransferOutcome] = []
-    if !plan.trees.isEmpty { runs.append { await run(list: plan.trees, arguments: treeArguments) } }
-    if !plan.entries.isEmpty { runs.append { await run(list: plan.entries, arguments: listArguments) } }
+    if !plan.trees.isEmpty { runs.append { await runLimitingDeletes(plan.trees, .trees) } }
+    if !plan.entries.isEmpty { runs.append { await runLimitingDeletes(plan.entries, .entries) } }
     if plan.root { runs.append { await run(arguments: rootArguments) } }
     var files: UInt64 = 0
     var bytes: UInt64 = 0
@@ -146,12 +151,19 @@ struct RsyncCommand: Sendable {
 
   /// Runs a reconciling full sync of the whole tree.
   func fullSync() async -> TransferOutcome {
-    await run(arguments: fullArguments)
+    await fullSyncLimitingDeletes()
   }
 
   /// Runs rsync with `arguments`, which get the path of a file holding `list` (see
   /// ``TransferPlan/filesFrom(_:)``; a file, not stdin: rsync may exit before reading a pipe).
   func run(list: [RelativePath], arguments: (String) -> [String]) async -> TransferOutcome {
+    await withListFile(list) { await run(arguments: arguments($0)) }
+  }
+
+  /// Writes `list` to a scratch file in the state directory, runs `body` with its path, removes it.
+  func withListFile(_ list: [RelativePath], _ body: (String) async -> TransferOutcome) async
+    -> TransferOutcome
+  {
     let file = "\(config.stateDir)/batch.\(UInt64.random(in: 0...UInt64.max)).list"
     guard Self.writeScratch(TransferPlan.filesFrom(list), to: file) else {
       return .failed(
@@ -159,7 +171,7 @@ struct RsyncCommand: Sendable {
         message: "cannot write the transfer list in \(config.stateDir): \(String(cString: strerror(errno)))")
     }
     defer { unlink(file) }
-    return await run(arguments: arguments(file), reading: [file])
+    return await body(file)
   }
 
   /// Writes a short-lived file (no fsync: it only has to outlive one rsync run).
@@ -184,10 +196,36 @@ struct RsyncCommand: Sendable {
   /// Runs rsync with `arguments` and classifies the result by its exit status.
   ///
   /// Both output streams are read to the end and only their tails kept, so a run that prints a lot
-  /// is still classified by how it ended; "cannot run rsync" means it could not be started. With a
-  /// ``sandbox``, rsync runs in it and may read `reading` (its path list) beside the source.
-  func run(arguments: [String], reading: [String] = []) async -> TransferOutcome {
-    if let sandbox { return await runConfined(arguments, reading: reading, in: sandbox) }
+  /// is still classified by how it ended; "cannot run rsync" means it could not be started.
+  func run(arguments: [String]) async -> TransferOutcome {
+    switch await execute(arguments: arguments) {
+    case .exited(let code, let out, let err, let complete):
+      Self.classify(
+        exitCode: code, stdout: out, stderr: err, target: config.target, source: config.source,
+        stderrComplete: complete)
+    case .ended(let outcome): outcome
+    }
+  }
+
+  /// How an rsync process ended: its exit status and output tails (`stderrComplete`: nothing of
+  /// stderr was dropped), or an outcome without one.
+  enum Execution {
+    case exited(code: Int32, stdout: String, stderr: String, stderrComplete: Bool)
+    case ended(TransferOutcome)
+  }
+
+  /// The files an rsync command line reads besides the source and the password file: its path
+  /// list (`--files-from`). With a ``sandbox``, these are what rsync may read beside the source.
+  static func filesRead(by arguments: [String]) -> [String] {
+    let option = "--files-from="
+    return arguments.filter { $0.hasPrefix(option) }.map { String($0.dropFirst(option.count)) }
+  }
+
+  /// Runs rsync with `arguments` to its end, in the ``sandbox`` when there is one.
+  func execute(arguments: [String]) async -> Execution {
+    if let sandbox {
+      return await executeConfined(arguments, reading: Self.filesRead(by: arguments), in: sandbox)
+    }
     let executable: Executable =
       config.rsyncPath.contains("/") ? .path(FilePath(config.rsyncPath)) : .name(config.rsyncPath)
     do {
@@ -201,20 +239,19 @@ struct RsyncCommand: Sendable {
       let (out, err) = result.closureResult
       switch result.terminationStatus {
       case .exited(let code):
-        return Self.classify(
-          exitCode: code, stdout: out, stderr: err.text, target: config.target, source: config.source,
-          stderrComplete: err.dropped == 0)
+        return .exited(code: code, stdout: out, stderr: err.text, stderrComplete: err.dropped == 0)
       case .signaled(let signal):
-        return .failed(kind: .rsync, message: "rsync was killed by signal \(signal)")
+        return .ended(.failed(kind: .rsync, message: "rsync was killed by signal \(signal)"))
       }
     } catch is CancellationError {
-      return .failed(kind: .rsync, message: "the transfer was cancelled")
+      return .ended(.failed(kind: .rsync, message: "the transfer was cancelled"))
     } catch let error as SubprocessError where Self.isNotRunnable(error) {
-      return .failed(
-        kind: .io,
-        message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath")
+      return .ended(
+        .failed(
+          kind: .io,
+          message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath"))
     } catch {
-      return .failed(kind: .io, message: "running rsync ('\(config.rsyncPath)') failed: \(error)")
+      return .ended(.failed(kind: .io, message: "running rsync ('\(config.rsyncPath)') failed: \(error)"))
     }
   }
 

@@ -2,10 +2,10 @@ import CLandlock
 import Logging
 
 extension RsyncCommand {
-  /// Runs rsync with `arguments` in `sandbox`, where it may also read `reading`, and classifies the
-  /// result like an unconfined run; reads the sandbox refused are logged with their paths.
-  func runConfined(_ arguments: [String], reading: [String], in sandbox: SenderSandbox) async
-    -> TransferOutcome
+  /// Runs rsync with `arguments` in `sandbox`, where it may also read `reading`, to its end; reads
+  /// the sandbox refused are logged with their paths.
+  func executeConfined(_ arguments: [String], reading: [String], in sandbox: SenderSandbox) async
+    -> Execution
   {
     do {
       let (ruleset, executable) = try await sandbox.ruleset(reading: reading)
@@ -15,21 +15,23 @@ extension RsyncCommand {
       SenderSandbox.logRefusedReads(err, logger: logger)
       switch result.termination {
       case .exited(let code):
-        return Self.classify(exitCode: code, stdout: out, stderr: err, target: config.target)
+        return .exited(code: code, stdout: out, stderr: err, stderrComplete: result.stderr.dropped == 0)
       case .signaled(let signal):
-        return .failed(kind: .rsync, message: "rsync was killed by signal \(signal)")
+        return .ended(.failed(kind: .rsync, message: "rsync was killed by signal \(signal)"))
       }
     } catch is CancellationError {
-      return .failed(kind: .rsync, message: "the transfer was cancelled")
+      return .ended(.failed(kind: .rsync, message: "the transfer was cancelled"))
     } catch let error as ConfinedProcess.SpawnError where error.step == FLEET_SPAWN_EXEC {
-      return .failed(
-        kind: .io,
-        message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath")
+      return .ended(
+        .failed(
+          kind: .io,
+          message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath"))
     } catch {
-      return .failed(
-        kind: .io,
-        message: "cannot start rsync confined to the source: \(error); nothing was sent. "
-          + "Check the kernel log (dmesg) and `cat /sys/kernel/security/lsm` (it must list landlock)")
+      return .ended(
+        .failed(
+          kind: .io,
+          message: "cannot start rsync confined to the source: \(error); nothing was sent. "
+            + "Check the kernel log (dmesg) and `cat /sys/kernel/security/lsm` (it must list landlock)"))
     }
   }
 }

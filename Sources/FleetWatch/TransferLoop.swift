@@ -50,7 +50,8 @@ struct TransferLoop {
 
   func run() async {
     var wakeups = core.wakeStream.makeAsyncIterator()
-    let command = RsyncCommand(config: config, sandbox: SenderSandbox.start(for: core), logger: logger)
+    let command = RsyncCommand(
+      config: config, sandbox: SenderSandbox.start(for: core), logger: logger, deletes: core.deletes)
     // Wait for the watches: changes during the initial full sync must not be missed.
     while !core.flags.withLock({ $0.setupDone }) {
       guard await wakeups.next() != nil, !Task.isCancelled else { return }
@@ -70,7 +71,9 @@ struct TransferLoop {
     await withDiscardingTaskGroup { group in
       while !Task.isCancelled {
         var events = inbox.takeAll().map { TransferDispatcher.Event.finished(id: $0.id, outcome: $0.outcome) }
-        if core.takeFullSyncRequest() { events.append(.fullSyncRequested) }
+        if core.takeFullSyncRequest() || core.deletes?.countDue(now: monotonicNanos()) == true {
+          events.append(.fullSyncRequested)
+        }
         // The source guard looks right before anything can start: the source must be the source.
         let gate = await sourceGate.check()
         if gate == .resumed { events.append(.fullSyncRequested) }

@@ -36,6 +36,10 @@ public struct WatchConfig: Sendable {
   /// Under a backlog each free worker takes the oldest this many; an rsync run costs about 6 ms of
   /// CPU of its own, small beside 1,000 files.
   public var maxBatchPaths: Int = 1_000
+  /// How many files the engine may delete on the backup without an operator (`max-delete`).
+  public var maxDelete: DeleteLimit = .default
+  /// How often deletes the limit holds are counted again (a full sync), to apply them once they fit.
+  public var deleteReviewInterval: Duration = .seconds(300)
 
   /// Makes a configuration with default tuning.
   public init(source: String, target: RsyncTarget, stateDir: String) {

@@ -76,6 +76,14 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   /// Whether rsync's sender runs confined to the source (Landlock); false where this kernel cannot
   /// (paths are still checked against symlinks), nil before the engine ran.
   public var senderConfined: Bool?
+  /// Files the delete limit keeps from being deleted on the backup; nil when none are held.
+  public var deletesHeld: Int?
+  /// When deletes were first held.
+  public var deletesHeldSince: Date?
+  /// A few of the paths whose deletion is held, as examples.
+  public var deletesHeldPaths: [String]?
+  /// The deletes `max-delete` allows now, against the module's files; nil when unlimited.
+  public var deleteLimit: Int?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {

@@ -20,6 +20,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
   case fullSyncInterval = "full-sync-interval"
   case retryMax = "retry-max"
   case maxLag = "max-lag"
+  case maxDelete = "max-delete"
 
   /// How the quick form offers a key: `--KEY VALUE`, with this help line.
   public struct Flag: Sendable {
@@ -75,6 +76,14 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
     case .fullSyncInterval: Row(example: "3600", flag: nil)
     case .retryMax: Row(example: "30", flag: nil)
     case .maxLag: Row(example: "300", flag: nil)
+    case .maxDelete:
+      Row(
+        example: "1000,10%",
+        flag: Flag(
+          valueName: "limit",
+          help:
+            "Deletes on the backup allowed without an operator: 1000, 10%, 1000,10% (default) or unlimited."
+        ))
     }
   }
 

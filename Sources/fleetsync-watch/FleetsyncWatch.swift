@@ -11,7 +11,7 @@ struct FleetsyncWatch: AsyncParsableCommand {
       Exit status of run: 0 clean stop, 64 usage or configuration error, 69 health port in use, \
       1 other fatal error. See docs/watcher.md.
       """,
-    subcommands: [Run.self, Check.self]
+    subcommands: [Run.self, Check.self, Resume.self]
   )
 }
 
@@ -76,6 +76,42 @@ struct Check: ParsableCommand {
 
   func run() throws {
     let status = HealthCheck.main(configFile: config, timeoutSeconds: timeout)
+      if status != 0 { throw ExitCode(status) }
+  }
+}
+
+/// `fleetsync-watch resume`: asks the running watcher of a config to release what it holds.
+struct Resume: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Ask the running watcher of a config to apply held deletes or accept its source.",
+    discussion: """
+      Writes a request file into the watcher's state directory and waits for the watcher to act on it \
+      and remove it. A request not taken within --wait is withdrawn. Exit status: 0 taken, \
+      75 not taken (is the watcher running?), 64 usage or configuration error, 1 other failure.
+      """
+  )
+
+  @Option(name: .long, help: ArgumentHelp("The watcher's config file.", valueName: "file"))
+  var config: String
+
+  @Flag(name: .long, help: "Apply the deletes the delete limit holds (once: what is held now).")
+  var deletes = false
+
+  @Flag(name: .long, help: "Accept the source as it is now as the real source.")
+  var acceptSource = false
+
+  @Option(name: .long, help: ArgumentHelp("Seconds to wait for the watcher (default 120).", valueName: "s"))
+  var wait: Int = 120
+
+  func validate() throws {
+    guard (1...3600).contains(wait) else { throw ValidationError("--wait must be 1 to 3600 seconds") }
+  }
+
+  func run() async throws {
+    let status = await OperatorResume.main(
+      configFile: config, releaseDeletes: deletes, acceptSource: acceptSource, wait: .seconds(wait),
+      output: { print($0) },
+      errorOutput: AgentOutput.standardError)
     if status != 0 { throw ExitCode(status) }
   }
 }

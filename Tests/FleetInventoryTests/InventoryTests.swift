@@ -286,3 +286,25 @@ private let base = """
     #expect(hint.contains("batch_delay_ms"))
   }
 }
+
+/// `max_delete`: defaults, layering, and refusals.
+@Suite struct MaxDeleteInventoryTests {
+  @Test func maxDeleteLayersLikeTheOtherWatchSettings() throws {
+    let plain = try Inventory.parse(yaml: base, file: "inv.yaml")
+    #expect(plain.sources[0].directories[0].watch.maxDelete == .default)
+    let yaml = "defaults:\n  watch:\n    max_delete: 5%\n" + base + "\n        max_delete: 200,5%\n"
+    let layered = try Inventory.parse(yaml: yaml, file: "inv.yaml")
+    #expect(layered.sources[0].directories[0].watch.maxDelete == DeleteLimit(count: 200, percent: 5))
+    let global = try Inventory.parse(
+      yaml: "defaults:\n  watch:\n    max_delete: unlimited\n" + base, file: "i")
+    #expect(global.sources[0].directories[0].watch.maxDelete.isUnlimited)
+  }
+
+  @Test func aBadMaxDeleteIsRefusedWithItsLocation() {
+    for value in ["none", "~", "[1]", "150%"] {
+      let found = issues(base + "\n        max_delete: \(value)\n")
+      #expect(found.count == 1, "\(value): \(found)")
+      #expect(found.first?.line == 15, "\(value): \(found)")
+    }
+  }
+}

@@ -19,6 +19,7 @@ extension FakeRemoteHost {
     if command.hasPrefix("echo "), let path = command.firstMatch(of: #/> '/proc/sys/([^']+)'/#) {
       return .restoreSysctl(path.1.replacingOccurrences(of: "/", with: "."))
     }
+    if let resume = resumeStep(command) { return resume }
     if command.contains("until probe ") { return .health }
     if command.contains("probe ") && command.contains("@@") { return .status }
     if command.contains("rmdir -- ") { return .removeDirectories }
@@ -100,6 +101,7 @@ extension FakeRemoteHost {
       return CommandOutput(status: 0, stdout: kept.map { "@@kept\n\($0)\n" }.joined(), stderr: "")
     case .health: return CommandOutput(status: 0, stdout: healthOutput(command, m), stderr: "")
     case .status: return CommandOutput(status: 0, stdout: statusOutput(command, m), stderr: "")
+    case .resume(let config, _): return resumeOutput(config: config, m)
     case .stop(let name):
       m.running[name] = nil
       return ok

@@ -37,13 +37,15 @@ enum FakeStep: Equatable, Sendable {
   case lease
   /// The boot script (hosts without systemd) was enabled or disabled with `update-rc.d`.
   case bootScript(enabled: Bool)
+  /// `fleetsync-watch resume` ran for this watcher config, with these flags.
+  case resume(config: String, flags: [String])
   /// A command the fake does not know (a test that sees one fails).
   case unknown(String)
 
   /// Whether the step changes the host (the lease is the run's bookkeeping, not a change).
   var mutates: Bool {
     switch self {
-    case .facts, .read, .health, .status, .lease, .unknown: false
+    case .facts, .read, .health, .status, .lease, .resume, .unknown: false
     default: true
     }
   }

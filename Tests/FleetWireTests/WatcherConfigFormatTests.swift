@@ -244,6 +244,7 @@ struct WatcherConfigFormatTests {
         batch-delay = 100
         workers = 3
         full-sync-interval = 60
+        max-delete = 1000,10%
         exclude = *.tmp
         exclude = x y
 
