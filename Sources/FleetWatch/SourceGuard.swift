@@ -32,9 +32,11 @@ enum SourceGuard {
     return .pass(id)
   }
 
-  /// The command that makes the source as it is now the recorded source.
+  /// The commands that make the source as it is now the recorded source: from the controller, or
+  /// on this host (the request file `fleetsync-watch resume` writes).
   static func acceptCommand(stateDir: String) -> String {
-    "touch \(quoted(stateDir + "/" + OperatorRequest.acceptSource.fileName))"
+    "`fleetsync resume -i INVENTORY --accept-source --limit HOST --directory DIR` from the controller, or "
+      + "on this host `touch \(quoted(stateDir + "/" + OperatorRequest.acceptSource.fileName))`"
   }
 
   /// `word` quoted for a shell (config paths hold no NUL, the one thing that cannot be quoted).

@@ -76,7 +76,7 @@ struct Check: ParsableCommand {
 
   func run() throws {
     let status = HealthCheck.main(configFile: config, timeoutSeconds: timeout)
-      if status != 0 { throw ExitCode(status) }
+    if status != 0 { throw ExitCode(status) }
   }
 }
 
