@@ -148,6 +148,14 @@ let mutualInventory = """
     #expect(fleet["bk1"].state.running.keys.sorted() == ["rsyncd@main"])
   }
 
+  /// The facts name a machine only when the host tells both its boot id and its `/etc`.
+  @Test func factsNameTheMachineByBootIdAndEtc() throws {
+    let both = try HostFacts.parse("@@machine\n0b5c1e7a-1d2e-4f00-9a3b-2c1d0e9f8a7b\n2049:131073\n@@end\n")
+    #expect(both.machine == "0b5c1e7a-1d2e-4f00-9a3b-2c1d0e9f8a7b 2049:131073")
+    #expect(try HostFacts.parse("@@machine\n0b5c1e7a-1d2e-4f00-9a3b-2c1d0e9f8a7b\n@@end\n").machine == nil)
+    #expect(try HostFacts.parse("@@systemd\nno\n@@end\n").machine == nil)
+  }
+
   /// A host renamed in the inventory takes over its node's record (the old name is gone).
   @Test func aRenamedHostTakesItsNodeOver() async throws {
     let fleet = try FakeFleet(aliases: ["bk-new": "bk1"])
