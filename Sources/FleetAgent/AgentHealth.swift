@@ -99,11 +99,23 @@ struct AgentHealthSource: HealthSource {
     // The engine tolerates a few retries; the agent also reports red while the backup cannot
     // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
     let targetDown = status.consecutiveFailures > 0 && status.lastErrorKind?.meansTargetDown == true
-    if status.isHealthy(at: now) && !targetDown { return .healthy }
+    if status.isHealthy(at: now) && !targetDown {
+      return heldDeletes(status).map { .degraded($0) } ?? .healthy
+    }
     var reason = "state \(status.state.rawValue)"
     if let kind = status.lastErrorKind { reason += ", last error (\(kind.rawValue))" }
     if let message = status.lastError { reason += ": \(message)" }
     return .unhealthy(reason)
+  }
+
+  /// What a healthy engine holding deletes back (the delete limit) tells `/healthz`: creates and
+  /// changes flow, so it stays 200, but a person has to look.
+  static func heldDeletes(_ status: WatchStatus) -> String? {
+    guard let held = status.deletesHeld, held > 0 else { return nil }
+    let limit = status.deleteLimit.map { " (the limit allows \($0) now)" } ?? ""
+    return
+      "\(held) delete(s) on the backup held by max-delete\(limit); check why the files are gone from the "
+      + "source, then `fleetsync resume --deletes` (see /status deletesHeldPaths)"
   }
 
   func statusJSON() -> [UInt8] {

@@ -155,7 +155,8 @@ final class HealthHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     case "/healthz":
       let verdict = source.health()
       if verdict.isHealthy {
-        return Response(status: .ok, contentType: text, body: Array("ok\n".utf8))
+        let body = verdict.isDegraded ? "degraded: \(verdict.reason)\n" : "ok\n"
+        return Response(status: .ok, contentType: text, body: Array(body.utf8))
       }
       let reason = verdict.reason.isEmpty ? "unhealthy" : verdict.reason
       return Response(status: .serviceUnavailable, contentType: text, body: Array("\(reason)\n".utf8))

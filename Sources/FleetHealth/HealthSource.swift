@@ -2,11 +2,21 @@
 public struct HealthVerdict: Sendable, Equatable {
   /// Whether the process does its job right now.
   public var isHealthy: Bool
-  /// Why it is not healthy (shown in the 503 body); empty when healthy.
+  /// Why it is not healthy (shown in the 503 body), or, when healthy, what still needs a person
+  /// (degraded: shown in the 200 body); empty when all is well.
   public var reason: String
 
   /// A healthy verdict.
   public static let healthy = HealthVerdict(isHealthy: true, reason: "")
+
+  /// A healthy verdict that still needs a person: the process does its job, but holds something
+  /// back on purpose (e.g. deletes over the delete limit). `/healthz` answers 200 `degraded: REASON`.
+  public static func degraded(_ reason: String) -> HealthVerdict {
+    HealthVerdict(isHealthy: true, reason: reason)
+  }
+
+  /// Whether the verdict is healthy but degraded (see ``degraded(_:)``).
+  public var isDegraded: Bool { isHealthy && !reason.isEmpty }
 
   /// An unhealthy verdict with the reason an operator reads.
   public static func unhealthy(_ reason: String) -> HealthVerdict {

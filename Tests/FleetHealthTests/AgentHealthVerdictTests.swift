@@ -49,6 +49,21 @@ struct AgentHealthVerdictTests {
     #expect(verdict.reason.contains("last error (\(kind)): rsync failed for module data"))
   }
 
+  /// Held deletes keep the engine healthy (creates and changes flow) but degraded: a person must look.
+  @Test func heldDeletesAreHealthyButDegraded() throws {
+    let now = Date()
+    var status = try Self.status(now: now)
+    status.deletesHeld = 2000
+    status.deleteLimit = 1000
+    let verdict = AgentHealthSource.verdict(for: status, now: now)
+    #expect(verdict.isHealthy && verdict.isDegraded)
+    #expect(
+      verdict.reason.contains("2000 delete(s) on the backup held by max-delete (the limit allows 1000 now)"))
+    #expect(verdict.reason.contains("fleetsync resume --deletes"))
+    status.deletesHeld = nil
+    #expect(AgentHealthSource.verdict(for: status, now: now) == .healthy)
+  }
+
   @Test func anOldErrorAfterASuccessDoesNotCount() throws {
     let now = Date()
     let status = try Self.status(failures: 0, kind: "unreachable", now: now)

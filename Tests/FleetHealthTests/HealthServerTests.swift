@@ -33,6 +33,11 @@ struct HealthServerTests {
     #expect(ok.status == 200)
     #expect(ok.body == "ok\n")
 
+    source.verdict.withLock { $0 = .degraded("12 delete(s) on the backup held by max-delete") }
+    let degraded = try HTTPTestClient.request("GET", "/healthz", port: server.port)
+    #expect(degraded.status == 200)
+    #expect(degraded.body == "degraded: 12 delete(s) on the backup held by max-delete\n")
+
     source.verdict.withLock { $0 = .unhealthy("state retrying, last error (auth): wrong password") }
     let bad = try HTTPTestClient.request("GET", "/healthz", port: server.port)
     #expect(bad.status == 503)

@@ -117,7 +117,10 @@ struct DeleteLimitAgentTests {
       })
     #expect(examples.allSatisfy { $0.hasPrefix("bulk/") }, "\(examples)")
     #expect(status["healthy"] as? Bool == true)
-    #expect(try AgentIT.get("/healthz", port: setup.healthPort).status == 200)
+    let health = try AgentIT.get("/healthz", port: setup.healthPort)
+    #expect(health.status == 200)
+    #expect(
+      health.body.hasPrefix("degraded: 2000 delete(s) on the backup held by max-delete"), "\(health.body)")
     #expect(setup.backupBulk == 2_000)
     #expect(agent.stderr.contains("deletes held"))
 
