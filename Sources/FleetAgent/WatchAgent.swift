@@ -4,6 +4,7 @@ import FleetWatch
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// The watcher agent: the replication engine, its health endpoint and systemd notifications,
@@ -276,9 +277,41 @@ struct EngineSupervisor: Service {
         try? notifier.stopping()
         guard let running else { return }
         running.cancel()
-        let result = await running.result
+        guard let result = await Self.result(of: running, within: Self.stopDeadline) else {
+          let message =
+            "the engine did not stop within \(Self.stopDeadline) of SIGTERM; exiting anyway: every accepted "
+            + "change is in the journal and is sent at the next start"
+          logger.error("\(message)")
+          return
+        }
         if case .failure(let error) = result, !(error is CancellationError) { throw error }
         return
+      }
+    }
+  }
+
+  /// How long a stop waits for the engine to wind down: well inside the unit's `TimeoutStopSec=60`,
+  /// so the agent exits by itself (and says so) rather than being killed.
+  static let stopDeadline = Duration.seconds(30)
+
+  /// The result of `task`, or nil when it has not ended within `deadline` (the task is left running;
+  /// the process is about to exit).
+  static func result(of task: Task<Void, any Error>, within deadline: Duration) async -> Result<
+    Void, any Error
+  >? {
+    let answered = Mutex(false)
+    return await withCheckedContinuation { (done: CheckedContinuation<Result<Void, any Error>?, Never>) in
+      let answer: @Sendable (Result<Void, any Error>?) -> Void = { result in
+        if answered.withLock({
+          let first = !$0; $0 = true; return first
+        }) {
+          done.resume(returning: result)
+        }
+      }
+      Task { answer(await task.result) }
+      Task {
+        try? await Task.sleep(for: deadline)
+        answer(nil)
       }
     }
   }

@@ -136,6 +136,12 @@ public struct Applier: Sendable {
         "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
     }
     var cleanup = try CreatedDataDirectories.functions()
+    // A unit's drop-in directory goes with its last drop-in.
+    for dropIns in Set(
+      deletions.filter { $0.contains(".service.d/") }.map { String($0[..<$0.lastIndex(of: "/")!]) })
+    {
+      cleanup += "rmdir -- \(try ShellQuote.quote(dropIns)) 2>/dev/null || true\n"
+    }
     for dir in plan.directories {
       cleanup +=
         dir.data

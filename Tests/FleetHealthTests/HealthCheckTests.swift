@@ -82,7 +82,19 @@ struct HealthCheckTests {
     let server = try await HealthServer.start(
       host: "127.0.0.1", port: port, source: AgentHealthSource(current: current),
       logger: Logger(label: "test"))
+    // The agent's retry loop refreshes the waiting status (and its heartbeat) at every attempt.
+    let beating = Task {
+      while !Task.isCancelled {
+        current.stillWaiting(
+          StartRetry.waitingStatus(
+            .waitingForSource, reason: "source /nonexistent/fleetsync-check cannot be watched",
+            settings: settings,
+            retryIn: .seconds(1), now: Date()))
+        try? await Task.sleep(for: .milliseconds(500))
+      }
+    }
     let verdict = try await onOwnThread { try HealthCheck.check(settings, timeout: .seconds(30)) }
+    beating.cancel()
     await server.close()
     #expect(verdict.exitStatus == 1, "\(verdict)")
     #expect(verdict.line.contains("findmnt"), "\(verdict.line)")

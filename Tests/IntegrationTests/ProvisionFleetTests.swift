@@ -155,7 +155,11 @@ struct ProvisionFleetTests {
     try Self.inventory(fleet).write(toFile: inv, atomically: true, encoding: .utf8)
     for node in sources {
       _ = try fleet.run(
-        on: node, "mkdir -p /srv/data/a /srv/data/b /srv/data/c && echo seed > /srv/data/a/seed")
+        on: node,
+        // c holds data: an empty directory added with --limit before its backup module exists would be
+        // held by the source guard (nothing recorded yet, and the backup cannot be listed).
+        "mkdir -p /srv/data/a /srv/data/b /srv/data/c && echo seed > /srv/data/a/seed && echo seed > /srv/data/c/seed"
+      )
     }
     let before = try fleet.nodes.map { try Self.snapshot(fleet, $0) }
     var captured = ""
