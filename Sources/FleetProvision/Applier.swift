@@ -102,6 +102,8 @@ public struct Applier: Sendable {
       try await host.check(
         "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
     }
+    let dropIns = try Self.removeDropInDirectories(of: deletions)
+    if !dropIns.isEmpty { try await host.check(dropIns, "removing drop-in directories") }
     for action in plan.services where action.kind != .stop {
       let command =
         action.kind == .restart
@@ -136,12 +138,7 @@ public struct Applier: Sendable {
         "rm -f -- " + (try deletions.map(ShellQuote.quote).joined(separator: " ")), "removing files")
     }
     var cleanup = try CreatedDataDirectories.functions()
-    // A unit's drop-in directory goes with its last drop-in.
-    for dropIns in Set(
-      deletions.filter { $0.contains(".service.d/") }.map { String($0[..<$0.lastIndex(of: "/")!]) })
-    {
-      cleanup += "rmdir -- \(try ShellQuote.quote(dropIns)) 2>/dev/null || true\n"
-    }
+    cleanup += try Self.removeDropInDirectories(of: deletions)
     for dir in plan.directories {
       cleanup +=
         dir.data
@@ -156,6 +153,15 @@ public struct Applier: Sendable {
       "rmdir -- /var/lib/fleetsync \(Layout.etc)/rsyncd \(Layout.etc)/watch \(Layout.etc) 2>/dev/null || true\n"
     cleanup += CreatedDataDirectories.verdict
     return CreatedDataDirectories.kept(in: try await host.check(cleanup, "removing directories"))
+  }
+
+  /// Shell lines removing the drop-in directories (`UNIT.service.d`) of the deleted `files`, each
+  /// when it is empty: a unit's drop-in directory goes with its last drop-in.
+  static func removeDropInDirectories(of files: [String]) throws -> String {
+    let directories = Set(
+      files.filter { $0.contains(".service.d/") }.map { String($0[..<$0.lastIndex(of: "/")!]) })
+    return try directories.sorted().map { "rmdir -- \(try ShellQuote.quote($0)) 2>/dev/null || true\n" }
+      .joined()
   }
 
   /// `find` over the places fleetsync uploads to, matching upload temp files.

@@ -278,7 +278,7 @@ final class EventLoop {
           logger.warning("cannot watch \(item.rel): errno \(e)")
         }
       }
-      _ = forEachEntry(cPath) { childName, isDir in
+      _ = forEachEntry(cPath, followLast: item.rel.bytes.isEmpty) { childName, isDir in
         let childRel = item.rel.appending(childName)
         if excludes.isExcluded(childRel.bytes, isDirectory: isDir) { return }
         changes.append(.entry(childRel))

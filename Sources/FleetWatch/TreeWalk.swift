@@ -26,12 +26,21 @@ struct WalkResult {
 /// when `directoriesOnly`, so a walk allocates nothing per file); returns false if the directory
 /// cannot be opened. `cPath` is the NUL-terminated absolute path.
 func forEachEntry(
-  _ cPath: [UInt8], directoriesOnly: Bool = false, _ body: (_ name: [UInt8], _ isDirectory: Bool) -> Void
+  _ cPath: [UInt8], directoriesOnly: Bool = false, followLast: Bool = false,
+  _ body: (_ name: [UInt8], _ isDirectory: Bool) -> Void
 ) -> Bool {
-  let dir: OpaquePointer? = cPath.withUnsafeBufferPointer { buf in
-    buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { opendir($0) }
+  // O_NOFOLLOW: a directory swapped for a symlink between its event and this walk is not listed
+  // (the walk never leaves the source through its last component). `followLast` is for the source
+  // root, which may be configured as a symlink.
+  let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (followLast ? 0 : O_NOFOLLOW)
+  let fd = cPath.withUnsafeBufferPointer { buf in
+    buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { open($0, flags) }
   }
-  guard let dir else { return false }
+  guard fd >= 0 else { return false }
+  guard let dir = fdopendir(fd) else {
+    close(fd)
+    return false
+  }
   defer { closedir(dir) }
   while let ent = readdir(dir) {
     let type = ent.pointee.d_type
@@ -147,7 +156,8 @@ private func watchChildren(
   into result: inout WalkResult
 ) -> [(rel: [UInt8], wd: Int32)] {
   var children: [(rel: [UInt8], wd: Int32)] = []
-  let ok = forEachEntry(absoluteCPath(root: root, rel), directoriesOnly: true) { name, isDir in
+  let ok = forEachEntry(absoluteCPath(root: root, rel), directoriesOnly: true, followLast: rel.isEmpty) {
+    name, isDir in
     guard isDir else { return }
     let childRel = joinRelative(rel, name)
     if excludes.isExcluded(childRel, isDirectory: true) || stopAdding || result.limitReached { return }

@@ -5,6 +5,7 @@ import FleetWatch
 import FleetWire
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 @testable import FleetAgent
@@ -82,21 +83,28 @@ struct HealthCheckTests {
     let server = try await HealthServer.start(
       host: "127.0.0.1", port: port, source: AgentHealthSource(current: current),
       logger: Logger(label: "test"))
-    // The agent's retry loop refreshes the waiting status (and its heartbeat) at every attempt.
-    let beating = Task {
-      while !Task.isCancelled {
+    // The agent's retry loop refreshes the waiting status (and its heartbeat) at every attempt: a
+    // thread of its own does it here, so a busy task pool cannot let the heartbeat go stale.
+    let beating = Beating()
+    let thread = Thread {
+      while beating.on.withLock({ $0 }) {
         current.stillWaiting(
           StartRetry.waitingStatus(
             .waitingForSource, reason: "source /nonexistent/fleetsync-check cannot be watched",
-            settings: settings,
-            retryIn: .seconds(1), now: Date()))
-        try? await Task.sleep(for: .milliseconds(500))
+            settings: settings, retryIn: .seconds(1), now: Date()))
+        usleep(200_000)
       }
     }
+    thread.start()
     let verdict = try await onOwnThread { try HealthCheck.check(settings, timeout: .seconds(30)) }
-    beating.cancel()
+    beating.on.withLock { $0 = false }
     await server.close()
     #expect(verdict.exitStatus == 1, "\(verdict)")
     #expect(verdict.line.contains("findmnt"), "\(verdict.line)")
   }
+}
+
+/// Whether a test's beating thread goes on.
+final class Beating: Sendable {
+  let on = Mutex(true)
 }

@@ -38,8 +38,9 @@ import Testing
     #expect(row.detail.hasSuffix("`fleetsync resume --deletes --limit nfs1 --directory home`"))
   }
 
-  @Test func heldDeletesKeepTheWatcherHealthy() {
+  @Test func heldDeletesKeepTheWatcherHealthyButDegraded() {
     let status = heldStatus()
-    #expect(AgentHealthSource.verdict(for: status, now: status.heartbeat) == .healthy)
+    let verdict = AgentHealthSource.verdict(for: status, now: status.heartbeat)
+    #expect(verdict.isHealthy && verdict.isDegraded)
   }
 }
