@@ -148,6 +148,9 @@ struct TransferDispatcher {
   private var nextID = 0
   /// Set when nothing pending could be placed beside the running transfers; cleared when one ends.
   private var blocked = false
+  /// A full sync is wanted and has not started yet. Cleared when one starts, so that a request
+  /// made while it runs (a second inotify overflow: changes it may have listed too early) gets a
+  /// full sync of its own after it.
   private var needFullSync = true
   private var firstFullSync = true
   private var lastFullSync: UInt64
@@ -207,10 +210,12 @@ struct TransferDispatcher {
     let fullSyncDue = interval.map { lastFullSync.addingReportingOverflow($0) }.map {
       $0.overflow ? UInt64.max : $0.partialValue
     }
-    if let fullSyncDue, now >= fullSyncDue { needFullSync = true }
+    let fullSyncRunning = running.values.contains { $0.isFullSync }
+    if let fullSyncDue, now >= fullSyncDue, !fullSyncRunning { needFullSync = true }
     if let retryAt, now < retryAt { return .at(retryAt) }
-    if needFullSync {
-      if running.isEmpty { startFullSync(&effects) }
+    // A full sync runs alone: nothing else starts while one waits for the running transfers or runs.
+    if needFullSync || fullSyncRunning {
+      if needFullSync && running.isEmpty { startFullSync(&effects) }
       return .onEvent
     }
     let later = fullSyncDue.map { Wake.at($0) } ?? .onEvent
@@ -232,6 +237,7 @@ struct TransferDispatcher {
   private mutating func startFullSync(_ effects: inout [Effect]) {
     if firstFullSync && !degraded { effects.append(.initialSyncStarted) }
     effects.append(.fullSyncStarted)
+    needFullSync = false
     let id = newID()
     running[id] = Running(sends: [], queued: source.takeAll(), generation: generation, isFullSync: true)
     sender.start(Transfer(id: id, work: .fullSync))
@@ -270,10 +276,11 @@ struct TransferDispatcher {
     blocked = false
     if ended.isFullSync { lastFullSync = clock.now }
     let outcome = settlePaths(id, ended, outcome, &effects)
+    // A failed full sync is retried (after the backoff).
+    if ended.isFullSync && outcome.isFailure { needFullSync = true }
     if stopping { return }
     settle(outcome, generation: ended.generation, &effects)
     if ended.isFullSync, !outcome.isFailure {
-      needFullSync = false
       firstFullSync = false
       effects.append(.fullSyncFinished(outcome))
     }

@@ -226,6 +226,28 @@ struct TransferDispatcherTests {
     #expect(degraded.dispatcher.handle(.finished(id: full[0].id, outcome: ok)).wake == .at(end + 60_000 * ms))
   }
 
+  /// A second inotify overflow while a full sync runs: that sync may have listed a directory before
+  /// the lost changes were made, so another full sync follows it; a periodic one does not repeat.
+  @Test func aFullSyncRequestedWhileOneRunsGetsOneOfItsOwn() {
+    var rig = Rig(fullSyncInterval: .seconds(10))
+    rig.initialFullSync()
+    _ = rig.dispatcher.handle(.fullSyncRequested)
+    let first = rig.sender.takeStarted()
+    #expect(first.map(\.work) == [.fullSync])
+    _ = rig.dispatcher.handle(.fullSyncRequested)
+    #expect(rig.sender.started.isEmpty)
+    _ = rig.dispatcher.handle(.finished(id: first[0].id, outcome: ok))
+    let second = rig.sender.takeStarted()
+    #expect(second.map(\.work) == [.fullSync])
+    // Due while it runs, the periodic full sync is the running one: none follows it.
+    rig.clock.advance(ms: 20_000)
+    _ = rig.dispatcher.handle(.wake)
+    #expect(rig.sender.started.isEmpty)
+    let end = rig.clock.now
+    #expect(rig.dispatcher.handle(.finished(id: second[0].id, outcome: ok)).wake == .at(end + 10_000 * ms))
+    #expect(rig.sender.started.isEmpty)
+  }
+
   @Test func aFailureBacksOffOncePerOutageAndRequeues() throws {
     var rig = Rig(workers: 2)
     rig.initialFullSync()
