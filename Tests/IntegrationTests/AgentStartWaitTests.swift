@@ -180,8 +180,12 @@ struct AgentStartWaitTests {
       converged,
       "diff: \((try? treeDifferences(source, daemon.backup)) ?? "?") stderr: \(agent.stderr)")
     try "later".write(toFile: source + "/later.txt", atomically: false, encoding: .utf8)
-    #expect(
-      try await eventually { FileManager.default.fileExists(atPath: daemon.backup + "/later.txt") },
-      "a change after the start is replicated too: \(agent.stderr)")
+    let arrived = try await eventually { FileManager.default.fileExists(atPath: daemon.backup + "/later.txt") }
+    let stuck =
+      arrived
+      ? ""
+      : "status: \((try? AgentIT.get("/status", port: port).body) ?? "-")\nthreads:\n"
+        + AgentIT.threadDump(pid: agent.pid)
+    #expect(arrived, "a change after the start is replicated too: \(agent.stderr)\n\(stuck)")
   }
 }

@@ -93,9 +93,11 @@ enum AgentIT {
     func waitForExit() async throws -> Int32 {
       let exited = try await eventually(every: .milliseconds(50)) { !process.isRunning }
       if !exited {
+        let threads = AgentIT.threadDump(pid: pid)
         kill(pid, SIGKILL)
         process.waitUntilExit()
-        throw Failure("fleetsync-watch did not exit within \(Wait.deadline); stderr:\n\(stderr)")
+        throw Failure(
+          "fleetsync-watch did not exit within \(Wait.deadline); stderr:\n\(stderr)\nthreads:\n\(threads)")
       }
       return process.terminationStatus
     }
@@ -149,6 +151,36 @@ enum AgentIT {
       if line.contains(needle) { found.append("\(entry): \(line)") }
     }
     return found
+  }
+
+  /// What every thread of `pid` is doing, for a test that found it stuck: each thread's kernel state and
+  /// wait channel, and the user-space stacks when gdb is installed.
+  static func threadDump(pid: Int32) -> String {
+    var lines: [String] = []
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    for task in tasks.sorted() {
+      let base = "/proc/\(pid)/task/\(task)"
+      let name = (try? String(contentsOfFile: base + "/comm", encoding: .utf8)) ?? "?"
+      let wchan = (try? String(contentsOfFile: base + "/wchan", encoding: .utf8)) ?? "?"
+      let stat = (try? String(contentsOfFile: base + "/stat", encoding: .utf8)) ?? ""
+      let state = stat.split(separator: ")").last?.split(separator: " ").first ?? "?"
+      lines.append("\(task) \(name.trimmingCharacters(in: .newlines)) state \(state) wchan \(wchan)")
+    }
+    let gdb = "/usr/bin/gdb"
+    guard FileManager.default.isExecutableFile(atPath: gdb) else { return lines.joined(separator: "\n") }
+    let output = Pipe()
+    let run = Process()
+    run.executableURL = URL(fileURLWithPath: gdb)
+    run.arguments = ["-p", "\(pid)", "-batch", "-ex", "thread apply all bt 30"]
+    run.standardOutput = output
+    run.standardError = output
+    guard (try? run.run()) != nil else { return lines.joined(separator: "\n") }
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    run.waitUntilExit()
+    let stacks = String(decoding: data, as: UTF8.self).split(separator: "\n").filter {
+      $0.hasPrefix("#") || $0.hasPrefix("Thread ")
+    }
+    return (lines + stacks.map(String.init)).joined(separator: "\n")
   }
 
   /// Kills process `pid` and its children (SIGKILL) without waiting for them; see ``Agent/crash()``.
