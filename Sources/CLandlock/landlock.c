@@ -70,7 +70,7 @@ struct fleet_failure {
 
 // Runs in the vfork child: async-signal-safe calls only, never returns.
 static void fleet_child(
-    int report, const sigset_t *mask, const char *path, char *const argv[], char *const envp[], int in_fd,
+    int report, const char *path, char *const argv[], char *const envp[], int in_fd,
     int out_fd, int err_fd, int ruleset) {
   struct fleet_failure failure = {FLEET_SPAWN_STDIO, 0};
   struct sigaction dfl;
@@ -89,7 +89,11 @@ static void fleet_child(
   }
   // Nothing but the standard streams reaches the program (best effort on kernels without close_range).
   (void)syscall(SYS_close_range, 3U, ~0U, FLEET_CLOSE_RANGE_CLOEXEC);
-  (void)sigprocmask(SIG_SETMASK, mask, NULL);
+  // The program starts with no signal blocked, whatever the spawning thread blocked (the signals
+  // libdispatch reads through a signalfd are blocked there): rsync must stop on SIGTERM.
+  sigset_t none;
+  sigemptyset(&none);
+  (void)sigprocmask(SIG_SETMASK, &none, NULL);
   failure.step = FLEET_SPAWN_EXEC;
   execve(path, argv, envp);
 fail:
@@ -109,7 +113,7 @@ int fleet_spawn(
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t child = vfork();
-  if (child == 0) fleet_child(report[1], &old, path, argv, envp, in_fd, out_fd, err_fd, ruleset);
+  if (child == 0) fleet_child(report[1], path, argv, envp, in_fd, out_fd, err_fd, ruleset);
   int spawnError = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(report[1]);

@@ -103,7 +103,12 @@ public struct SystemdNotifier: Sendable {
 
   /// Sends newline-separated `KEY=value` assignments in one datagram.
   ///
-  /// - Throws: ``FleetError`` ``FleetError/Code/healthNotify`` when the socket cannot be reached.
+  /// Never waits: it runs on the cooperative pool, and a blocking send to a socket systemd does not
+  /// read (its queue holds `net.unix.max_dgram_qlen` datagrams, 10 by default) would stall every task
+  /// of the agent, transfers and shutdown included. A full queue drops the notification.
+  ///
+  /// - Throws: ``FleetError`` ``FleetError/Code/healthNotify`` when the socket cannot be reached or
+  ///   its queue is full.
   public func send(_ assignments: [String]) throws {
     guard let socketPath else { return }
     let message = Array(assignments.joined(separator: "\n").utf8)
@@ -128,11 +133,18 @@ public struct SystemdNotifier: Sendable {
     let sent = message.withUnsafeBytes { body in
       withUnsafePointer(to: &address) { pointer in
         pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer in
-          sendto(fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL), sockaddrPointer, length)
+          sendto(
+            fd, body.baseAddress, body.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), sockaddrPointer, length)
         }
       }
     }
     guard sent == message.count else {
+      if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+        throw FleetError(
+          .healthNotify,
+          "systemd's NOTIFY_SOCKET \(socketPath) is full (systemd is not reading it); the notification was dropped"
+        )
+      }
       throw Self.posixError("cannot notify systemd at NOTIFY_SOCKET \(socketPath)")
     }
   }

@@ -1,5 +1,6 @@
 import FleetCore
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -46,7 +47,14 @@ public struct SourceIdentity: Sendable, Codable, Equatable {
   }
 
   /// The type of the filesystem on device `dev` (as `st_dev`), from `/proc/self/mountinfo`.
+  ///
+  /// The source guard asks before every transfer, and mountinfo runs to thousands of lines on a host
+  /// with many mounts: types are remembered until the mount table changes (see ``MountTypes``).
   static func filesystemType(device dev: UInt64) -> String {
+    MountTypes.shared.type(of: dev) { readFilesystemType(device: dev) }
+  }
+
+  private static func readFilesystemType(device dev: UInt64) -> String {
     let major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & ~UInt64(0xFFF))
     let minor = (dev & 0xFF) | ((dev >> 12) & ~UInt64(0xFF))
     let wanted = "\(major):\(minor)"
@@ -61,6 +69,36 @@ public struct SourceIdentity: Sendable, Codable, Equatable {
       return String(fields[dash + 1])
     }
     return "unknown"
+  }
+}
+
+/// Filesystem types by device, forgotten whenever this process's mount table changes: the kernel
+/// flags a change to every open `/proc/self/mountinfo` (`poll` reports `POLLPRI`), so a remembered
+/// type is never one of a device number since reused by another mount.
+final class MountTypes: Sendable {
+  static let shared = MountTypes()
+  /// The open mount table (-1 when it cannot be opened: then nothing is remembered) and the types.
+  private let state = Mutex<(fd: Int32, types: [UInt64: String])>((-1, [:]))
+
+  init() {
+    let fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
+    state.withLock { $0.fd = fd }
+  }
+
+  deinit { state.withLock { if $0.fd >= 0 { close($0.fd) } } }
+
+  /// The remembered type of `dev`, or `read()`'s answer (remembered unless "unknown").
+  func type(of dev: UInt64, read: () -> String) -> String {
+    let known: String? = state.withLock { s in
+      guard s.fd >= 0 else { return nil }
+      var entry = pollfd(fd: s.fd, events: Int16(POLLPRI), revents: 0)
+      if poll(&entry, 1, 0) != 0 { s.types = [:] }
+      return s.types[dev]
+    }
+    if let known { return known }
+    let type = read()
+    if type != "unknown" { state.withLock { if $0.fd >= 0 { $0.types[dev] = type } } }
+    return type
   }
 }
 

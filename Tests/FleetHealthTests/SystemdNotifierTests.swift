@@ -1,3 +1,4 @@
+import FleetCore
 import FleetHealth
 import FleetTestSupport
 import Foundation
@@ -77,6 +78,25 @@ struct SystemdNotifierTests {
     #expect(socket.receive() == "READY=1\nSTATUS=watching queue 0")
     try notifier.status("retrying")
     #expect(socket.receive() == "STATUS=retrying")
+    try notifier.stopping()
+    #expect(socket.receive() == "STOPPING=1")
+  }
+
+  /// systemd not reading its socket (its queue holds `net.unix.max_dgram_qlen` datagrams) must never
+  /// block the sender: the agent sends from the cooperative pool, and a blocked send stalled every task
+  /// of it, transfers and shutdown included. A full queue drops the notification and says so.
+  @Test(.timeLimit(.minutes(1))) func aFullSocketDropsInsteadOfBlocking() throws {
+    let socket = try NotifySocket(abstract: false)
+    let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.name])
+    var dropped: FleetError?
+    for _ in 0..<10_000 where dropped == nil {
+      do { try notifier.watchdog() } catch let error as FleetError { dropped = error }
+    }
+    #expect(dropped?.code == .healthNotify)
+    #expect(dropped?.message.contains("is full") == true, "\(String(describing: dropped))")
+    #expect(socket.receiveNow() == "WATCHDOG=1")
+    // Once systemd reads again, notifications arrive again.
+    while socket.receiveNow() != nil {}
     try notifier.stopping()
     #expect(socket.receive() == "STOPPING=1")
   }

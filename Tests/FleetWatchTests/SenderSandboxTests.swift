@@ -1,3 +1,4 @@
+import CLandlock
 import Foundation
 import Testing
 
@@ -114,5 +115,41 @@ struct SenderSandboxTests {
       SenderSandbox.libraryDirectories(inTrace: trace) == [
         "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64",
       ])
+  }
+}
+
+/// What a spawned program inherits from the spawning thread.
+@Suite("Confined spawn")
+struct ConfinedSpawnTests {
+  /// libdispatch blocks the signals it reads through a signalfd in the threads that received one;
+  /// rsync started from such a thread must still stop on SIGTERM.
+  @Test func theProgramStartsWithNoSignalBlocked() throws {
+    var block = sigset_t()
+    sigemptyset(&block)
+    sigaddset(&block, SIGTERM)
+    sigaddset(&block, SIGUSR2)
+    var old = sigset_t()
+    pthread_sigmask(SIG_BLOCK, &block, &old)
+    var out: [Int32] = [-1, -1]
+    #expect(pipe(&out) == 0)
+    let words: [String] = ["/bin/grep", "SigBlk", "/proc/self/status"]
+    let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    var step = FLEET_SPAWN_OK.rawValue
+    let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    let rc = fleet_spawn(&pid, &step, "/bin/grep", argv, environ, devNull, out[1], 2, -1)
+    pthread_sigmask(SIG_SETMASK, &old, nil)
+    close(devNull)
+    close(out[1])
+    #expect(rc == 0)
+    var bytes = [UInt8](repeating: 0, count: 256)
+    let n = read(out[0], &bytes, bytes.count)
+    close(out[0])
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    let line = String(decoding: bytes.prefix(max(0, n)), as: UTF8.self)
+    #expect(line.hasPrefix("SigBlk:"), "\(line)")
+    #expect(line.hasSuffix("0000000000000000\n"), "the child started with signals blocked: \(line)")
   }
 }

@@ -27,19 +27,19 @@ final class AgentNotifySocket {
       }
     }
     guard fd >= 0, bound == 0 else { throw AgentIT.Failure("cannot bind \(path)") }
-    var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
   }
 
   deinit { close(fd) }
 
-  /// Every datagram received so far (each receive waits at most 200 ms).
+  /// Every datagram received so far.
   var received: [String] = []
 
   func drain() {
     var buffer = [UInt8](repeating: 0, count: 4096)
     while true {
-      let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+      // Never waits: callers poll with `eventually`, and a blocking receive would hold a thread of
+      // the test process's small cooperative pool.
+      let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
       if n < 0 { return }
       received.append(String(decoding: buffer[0..<n], as: UTF8.self))
     }
@@ -82,5 +82,36 @@ struct AgentNotifyTests {
     #expect(try await agent.stop() == 0)
     #expect(notify.saw("STOPPING=1"), "\(notify.received)")
     #expect(!agent.stderr.contains(daemon.password))
+  }
+
+  /// A systemd that does not read its notify socket (busy, or stuck) must not stall the agent: with
+  /// the socket's queue full (`net.unix.max_dgram_qlen` datagrams) it still replicates, and stops on
+  /// SIGTERM. Blocking sends once stalled every task of the agent.
+  @Test func anUnreadNotifySocketStallsNothing() async throws {
+    let daemon = try RsyncDaemon()
+    let scratch = try AgentIT.Scratch("notifyfull")
+    defer {
+      daemon.stop()
+      scratch.remove()
+    }
+    let notify = try AgentNotifySocket(in: scratch)
+    let source = try scratch.dir("source")
+    try "one".write(toFile: source + "/one.txt", atomically: false, encoding: .utf8)
+    let agent = try AgentIT.Agent(
+      [
+        "--source", source, "--target", daemon.target.url, "--password-file",
+        try daemon.passwordFile(in: scratch), "--state-dir", scratch.path + "/state",
+      ],
+      scratch: scratch, environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "20000"])
+    defer { if agent.process.isRunning { agent.crash() } }
+    // Pings every 10 ms: the queue is full as soon as the agent runs; nothing reads it from here on.
+    #expect(
+      try await eventually { agent.stderr.contains("is full") }, "the queue never filled: \(agent.stderr)")
+    #expect(try await eventually { FileManager.default.fileExists(atPath: daemon.backup + "/one.txt") })
+    try "later".write(toFile: source + "/later.txt", atomically: false, encoding: .utf8)
+    #expect(
+      try await eventually { FileManager.default.fileExists(atPath: daemon.backup + "/later.txt") },
+      "\(agent.stderr)")
+    #expect(try await agent.stop() == 0, "\(agent.stderr)")
   }
 }
