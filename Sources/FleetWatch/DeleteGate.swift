@@ -135,7 +135,7 @@ final class DeleteGate: Sendable {
       let message =
         "the delete limit's saved tally \(tallyPath) cannot be read (\(error)): the deletes applied "
         + "before this start are unknown, so every delete is held until \(until) (the limit's "
-        + "\(DeleteBudget.windowText) window); check the state directory's disk (`df`, `dmesg`), then "
+        + "window is \(DeleteBudget.windowText)); check the state directory's disk (`df`, `dmesg`), then "
         + "look at what is held in /status and release it with `fleetsync resume --deletes` or "
         + "`fleetsync-watch resume --config CONFIG --deletes`; the file is rewritten at the next change"
       logger.error("\(message)")
