@@ -56,15 +56,18 @@ struct DeleteTallyAgentTests {
     var st = stat()
     #expect(stat(tally, &st) == 0 && st.st_mode & 0o777 == 0o600)
 
-    // A crash and a start: the hold is shown at once, from when it began, and nothing is deleted.
+    // A crash and a start with the backup unreachable, so nothing can be counted anew: the hold
+    // is shown at once, from when it began.
     agent.crash()
+    setup.daemon.stop()
     agent = try await setup.start()
     var status = try setup.status()
     #expect(status["deletesHeld"] as? Int == 2_000, "\(status)")
     #expect(status["deletesHeldSince"] as? String == since)
-    #expect(try AgentIT.get("/healthz", port: setup.healthPort).body.hasPrefix("degraded: 2000 delete(s)"))
+    try setup.daemon.start()
     #expect(
       try await eventually { (try setup.status()["fullSyncs"] as? Int ?? 0) >= 1 }, "stderr: \(agent.stderr)")
+    #expect(try AgentIT.get("/healthz", port: setup.healthPort).body.hasPrefix("degraded: 2000 delete(s)"))
     #expect(setup.backupBulk == 2_000)
 
     // 501 deletes would fit a fresh limit of 1,000, not the 400 the window has left: held too.
