@@ -78,6 +78,22 @@ struct DeleteTallyAgentTests {
     #expect(onBackup(setup, "more") == 500)
     #expect(setup.backupBulk == 2_000)
 
+    // A reload with a larger limit: the new engine's limit applies to the saved tally. 2,500
+    // deletes would fit a fresh 2,600; with 600 applied in the window they are still held.
+    let text = try String(contentsOfFile: setup.config, encoding: .utf8)
+    try text.replacingOccurrences(of: "max-delete = 1000", with: "max-delete = 2600")
+      .write(toFile: setup.config, atomically: true, encoding: .utf8)
+    agent.signal(SIGHUP)
+    #expect(
+      try await eventually {
+        let s = try setup.status()
+        return s["reloads"] as? Int == 1 && s["deleteLimit"] as? Int == 2_600
+          && (s["fullSyncs"] as? Int ?? 0) >= 1
+      }, "stderr: \(agent.stderr)")
+    #expect(try setup.status()["deletesHeld"] as? Int == 2_500)
+    #expect(onBackup(setup, "more") == 500)
+    #expect(setup.backupBulk == 2_000)
+
     // The operator's release still works after the restart.
     let resumed = try setup.resume(["--deletes"])
     #expect(resumed.status == 0, "\(resumed.output)")
