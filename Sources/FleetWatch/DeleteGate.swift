@@ -10,25 +10,38 @@ import Synchronization
   import Musl
 #endif
 
-/// The engine's delete limit: the ``DeleteBudget`` behind a lock, the operator's release request
-/// (`request.release-deletes` in the state directory) and the recount of held deletes.
+/// The engine's delete limit: the ``DeleteBudget`` behind a lock, its tally saved in the state
+/// directory, the operator's release request (`request.release-deletes` in the state directory)
+/// and the recount of held deletes.
 ///
 /// Shared by the transfer workers, which ask it about every count of deletes, and the transfer
 /// loop, which asks it at every wake (at least once a second) whether a whole-tree count is due.
+/// The saved tally is read at the first use, not when the gate is made: a SIGHUP reload makes
+/// the new engine while the old one still runs, and reads what the old one saved last.
 final class DeleteGate: Sendable {
-  private let budget: Mutex<DeleteBudget>
+  private struct State {
+    var budget: DeleteBudget
+    /// The tally as last read or written; nil until read.
+    var saved: DeleteBudget.Tally?
+  }
+
+  private let state: Mutex<State>
   private let logger: Logger
   /// The release request file.
   let requestPath: String
+  /// The saved tally (``DeleteBudget/File``).
+  let tallyPath: String
+  private let boot = DeleteBudget.currentBoot()
   /// How often held deletes are counted again by a full sync.
   let reviewInterval: UInt64
 
   /// The gate for `config`; nil when its limit is `unlimited`.
   init?(config: WatchConfig, logger: Logger, window: UInt64 = DeleteBudget.defaultWindow.saturatingNanos) {
     guard !config.maxDelete.isUnlimited else { return nil }
-    budget = Mutex(DeleteBudget(limit: config.maxDelete, window: window))
+    state = Mutex(State(budget: DeleteBudget(limit: config.maxDelete, window: window)))
     self.logger = logger
     requestPath = config.stateDir + "/" + OperatorRequest.releaseDeletes.fileName
+    tallyPath = config.stateDir + "/" + DeleteBudget.File.name
     reviewInterval = config.deleteReviewInterval.saturatingNanos
   }
 
@@ -36,7 +49,7 @@ final class DeleteGate: Sendable {
   /// request file appeared), or held deletes are due for a recount.
   func countDue(now: UInt64) -> Bool {
     let asked = access(requestPath, F_OK) == 0
-    return budget.withLock { b in
+    return withBudget { b in
       if asked && !b.releaseRequested {
         b.releaseRequested = true
         logger.notice(
@@ -50,13 +63,13 @@ final class DeleteGate: Sendable {
 
   /// A full sync listed `listed` files and created `created`, and counted `deletes`.
   func fullSyncCounted(listed: Int, created: Int, deletes: Int) {
-    budget.withLock { $0.fullSyncCounted(listed: listed, created: created, deletes: deletes) }
+    withBudget { $0.fullSyncCounted(listed: listed, created: created, deletes: deletes) }
   }
 
   /// Decides on `count` counted deletes of `paths` (nil: the whole tree); logs a hold and removes
   /// the release request once a whole-tree count has acted on it.
   func decide(deletes count: Int, paths: [String]?) -> DeleteBudget.Decision {
-    budget.withLock { b in
+    withBudget { b in
       // A request withdrawn meanwhile (`fleetsync-watch resume` gave up waiting) releases nothing.
       if b.releaseRequested && access(requestPath, F_OK) != 0 { b.releaseRequested = false }
       let releasing = paths == nil && b.releaseRequested
@@ -66,8 +79,8 @@ final class DeleteGate: Sendable {
       case .hold:
         let message =
           "deletes held: \(count) file(s) would be deleted on the backup, more than max_delete "
-          + "\(b.limit) allows (\(b.allowed ?? 0) within \(DeleteBudget.windowText), "
-          + "\(b.used(now: monotonicNanos())) used); check why the files are gone, then release with "
+          + "\(b.limit) allows (\(b.allowed ?? 0) within \(DeleteBudget.windowText), \(usage(b))); "
+          + "check why the files are gone, then release with "
           + "`fleetsync resume --deletes` or `fleetsync-watch resume --config CONFIG --deletes`"
         logger.warning(
           "\(message)",
@@ -82,16 +95,71 @@ final class DeleteGate: Sendable {
 
   /// Shows `paths` as examples of what a whole-tree hold keeps.
   func held(examples paths: [String]) {
-    budget.withLock { $0.show(examples: paths) }
+    withBudget { $0.show(examples: paths) }
   }
 
   /// Copies what is held, and the limit in force, into a status snapshot.
   func fill(_ status: inout WatchStatus) {
-    budget.withLock { b in
+    withBudget { b in
       status.deleteLimit = b.allowed
       status.deletesHeld = b.held?.count
       status.deletesHeldSince = b.held?.since
       status.deletesHeldPaths = b.held?.paths
     }
+  }
+
+  /// Runs `body` on the budget, read from the state directory at the first call, and saves the
+  /// tally when `body` changed it (before the caller acts on a decision).
+  private func withBudget<R>(_ body: (inout DeleteBudget) -> R) -> R {
+    state.withLock { s in
+      if s.saved == nil { load(&s) }
+      let result = body(&s.budget)
+      if s.budget.tally != s.saved {
+        save(s.budget.tally)
+        s.saved = s.budget.tally
+      }
+      return result
+    }
+  }
+
+  private func load(_ s: inout State) {
+    let now = DeleteBudget.Moment(monotonic: monotonicNanos(), date: Date())
+    var tally: DeleteBudget.Tally
+    do {
+      tally =
+        try DeleteBudget.loadTally(path: tallyPath, boot: boot, now: now, window: s.budget.window) ?? .init()
+    } catch {
+      // Unknown is not empty: count the window as full, so nothing more is deleted before it passes.
+      tally = DeleteBudget.Tally(fullSince: now)
+      let until = now.date.addingTimeInterval(Double(s.budget.window) / 1e9).formatted(.iso8601)
+      let message =
+        "the delete limit's saved tally \(tallyPath) cannot be read (\(error)): the deletes applied "
+        + "before this start are unknown, so every delete is held until \(until) (the limit's "
+        + "window is \(DeleteBudget.windowText)); check the state directory's disk (`df`, `dmesg`), then "
+        + "look at what is held in /status and release it with `fleetsync resume --deletes` or "
+        + "`fleetsync-watch resume --config CONFIG --deletes`; the file is rewritten at the next change"
+      logger.error("\(message)")
+    }
+    s.budget = DeleteBudget(limit: s.budget.limit, window: s.budget.window, tally: tally)
+    s.saved = tally
+  }
+
+  private func save(_ tally: DeleteBudget.Tally) {
+    do {
+      try DeleteBudget.save(tally, path: tallyPath, boot: boot)
+    } catch {
+      let message =
+        "the delete limit's tally cannot be saved to \(tallyPath) (\(error)): a restart would forget "
+        + "the deletes applied and held in the last \(DeleteBudget.windowText); check that the state "
+        + "directory is writable and not full (`df`, `ls -ld`)"
+      logger.error("\(message)")
+    }
+  }
+
+  /// What the window has used, for the hold's log line.
+  private func usage(_ b: DeleteBudget) -> String {
+    let now = monotonicNanos()
+    if b.windowFull(now: now) { return "counted full: the saved tally could not be read at start" }
+    return "\(b.used(now: now)) used"
   }
 }
