@@ -23,6 +23,8 @@ public struct ServiceStatus: Sendable, Equatable {
   public var failingPathCount = 0
   /// The first of them, with rsync's error.
   public var failingPaths: [WatchStatus.FailingPath] = []
+  /// Whether the watcher's rsync sender runs confined to the source (Landlock); nil when unknown.
+  public var senderConfined: Bool?
 }
 
 /// The state of one host.

@@ -23,6 +23,20 @@ extension StatusTable {
     return lines
   }
 
+  /// Below the table, for each watcher whose rsync sender is not confined to the source: a warning.
+  static func unconfinedLines(_ hosts: [HostStatus]) -> [String] {
+    let watchers = hosts.flatMap { host in
+      host.services.filter { $0.senderConfined == false }.map { "\(host.host) \($0.service)" }
+    }
+    guard !watchers.isEmpty else { return [] }
+    return [
+      "",
+      "not confined to the source (no Landlock on the host; its log says why): \(watchers.joined(separator: ", "))",
+      "  a symlink swapped in while a transfer starts could make rsync read outside the source; "
+        + "see docs/safety.md",
+    ]
+  }
+
   private static func time(_ date: Date) -> String {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withTime, .withColonSeparatorInTime, .withTimeZone]

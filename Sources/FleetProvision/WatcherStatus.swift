@@ -20,6 +20,7 @@ extension ServiceStatus {
     if !healthy, let lag = status.lagProblem { detail = "\(state): \(lag)" }
     failingPathCount = status.failingPathCount ?? 0
     failingPaths = status.failingPaths ?? []
+    senderConfined = status.senderConfined
     if let hold = status.sourceHold { detail = "\(state) (\(hold.kind.rawValue)): \(hold.message)" }
     if let held = Self.heldDeletes(status, instance: service.instance, host: host) { detail += "; " + held }
   }

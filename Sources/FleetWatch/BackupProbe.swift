@@ -1,11 +1,4 @@
 import Foundation
-import Subprocess
-
-#if canImport(System)
-  import System
-#else
-  import SystemPackage
-#endif
 
 /// Whether the backup holds anything, asked cheaply: `rsync --list-only` of the target's top level.
 ///
@@ -22,9 +15,6 @@ struct BackupProbe: Sendable {
     case unknown(WatchStatus.ErrorKind, String)
   }
 
-  /// The most bytes of the listing kept: more means data anyway.
-  static let listingBytes = 64 << 10
-
   /// Arguments for listing the target's top level (not recursive), excluded names left out.
   var arguments: [String] {
     var args = [
@@ -37,22 +27,12 @@ struct BackupProbe: Sendable {
     return args + [command.config.target.destinationArgument]
   }
 
-  /// Lists the target's top level.
+  /// Lists the target's top level, the way every rsync of the engine runs (confined when it can be).
   func contents() async -> Contents {
-    let rsync = command.config.rsyncPath
-    let executable: Executable = rsync.contains("/") ? .path(FilePath(rsync)) : .name(rsync)
-    do {
-      let result = try await Subprocess.run(
-        executable, arguments: Arguments(arguments), input: .none, output: .sequence, error: .sequence
-      ) { execution in
-        async let out = OutputTail.collect(execution.standardOutput, capacity: Self.listingBytes)
-        async let err = OutputTail.collect(execution.standardError, capacity: Self.listingBytes)
-        return try await (out, err.text)
-      }
-      let (out, err) = result.closureResult
-      guard case .exited(let code) = result.terminationStatus else {
-        return .unknown(.rsync, "rsync --list-only was killed")
-      }
+    switch await command.execute(arguments: arguments) {
+    case .ended(let outcome):
+      return .unknown(outcome.errorKind ?? .io, outcome.message ?? "rsync --list-only did not run")
+    case .exited(let code, let out, let err, _):
       if code == 23 && err.contains("No such file or directory") { return .empty }
       guard code == 0 else {
         let outcome = RsyncCommand.classify(
@@ -60,9 +40,8 @@ struct BackupProbe: Sendable {
         return .unknown(
           outcome.errorKind ?? .rsync, outcome.message ?? "rsync --list-only failed with exit \(code)")
       }
-      return out.dropped > 0 || Self.listsEntries(out.text) ? .data : .empty
-    } catch {
-      return .unknown(.io, "cannot run rsync ('\(rsync)') to list the backup: \(error)")
+      // Only the output's tail is kept: a listing long enough to lose its head names entries anyway.
+      return Self.listsEntries(out) ? .data : .empty
     }
   }
 

@@ -25,10 +25,11 @@ struct SourceGate {
   /// Transfers finished when the backup was last listed empty, while the source stayed empty since.
   private var backupEmptyAsOf: UInt64?
 
-  init(core: EngineCore) {
+  /// The gate for `core`'s source; the backup is listed with `command` (the engine's, so confined).
+  init(core: EngineCore, command: RsyncCommand) {
     self.core = core
     excludes = ExcludeMatcher(core.config.excludes)
-    probe = BackupProbe(command: RsyncCommand(config: core.config))
+    probe = BackupProbe(command: command)
   }
 
   /// What a check found.

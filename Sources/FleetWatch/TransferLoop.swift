@@ -64,7 +64,7 @@ struct TransferLoop {
       kind: { Self.kind(of: $0, root: root) })
     // Deadlines a timer task will wake the loop at.
     var timers = Set<UInt64>()
-    var sourceGate = SourceGate(core: core)
+    var sourceGate = SourceGate(core: core, command: command)
     // Whether the status shows quarantined paths; true at first, so that it shows 0 from the start.
     var published = true
 

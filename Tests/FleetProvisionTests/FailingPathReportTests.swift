@@ -55,4 +55,29 @@ import Testing
       lines[4].hasPrefix("  dir/f0  (3 failures, next retry ") && lines[4].contains("Permission denied (13)"))
     #expect(lines.last == "  … and 2 more")
   }
+
+  @Test func statusWarnsAboutAWatcherWhoseSenderIsNotConfined() throws {
+    func row(confined: Bool?) throws -> ServiceStatus {
+      var engine = WatchStatus(state: .watching)
+      engine.senderConfined = confined
+      let document = AgentStatusDocument(
+        engine: engine, source: "/srv/a", target: "rsync://fs-m@bk1:8730/m", healthy: true, reloads: 0,
+        failedReloads: 0)
+      var row = ServiceStatus(
+        service: ServiceName(.watch, "a:bk1:m"), port: 9700, running: true, healthy: true, lagSeconds: nil,
+        queueDepth: nil, detail: "")
+      row.read(watcherStatus: String(decoding: try document.json(), as: UTF8.self))
+      return row
+    }
+    let open = try row(confined: false)
+    #expect(open.senderConfined == false)
+    let lines = StatusTable.render([HostStatus(host: "s1", roles: [.source], error: nil, services: [open])])
+    #expect(lines.contains { $0.hasPrefix("not confined to the source") && $0.contains("s1 watch@a:bk1:m") })
+    for confined in [true, nil] as [Bool?] {
+      let quiet = StatusTable.render([
+        HostStatus(host: "s1", roles: [.source], error: nil, services: [try row(confined: confined)])
+      ])
+      #expect(!quiet.contains { $0.contains("not confined") })
+    }
+  }
 }
