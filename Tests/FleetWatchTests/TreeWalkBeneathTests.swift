@@ -158,6 +158,34 @@ struct TreeWalkBeneathTests {
     #expect(loop.table.count == 3)
   }
 
+  /// The watch goes on the directory that was opened, not on whatever the path leads to by then:
+  /// `n1` is opened, moved away and replaced by another directory before the watch is added.
+  @Test func theWatchIsOnTheDirectoryOpenedNotOnThePath() throws {
+    let tree = try EscapeTree()
+    defer { tree.remove() }
+    let ifd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+    try #require(ifd >= 0)
+    defer { close(ifd) }
+    let root = try #require(SourceRoot(path: b(tree.source)))
+    guard case .directory(let dir) = root.openDirectory(b("n1")) else {
+      Issue.record("n1 was not opened")
+      return
+    }
+    defer { close(dir) }
+    try #require(rename(tree.source + "/n1", tree.source + "/n1-old") == 0)
+    try FileManager.default.createDirectory(atPath: tree.source + "/n1", withIntermediateDirectories: false)
+    let added = addWatch(fd: ifd, openedDirectory: dir, path: { root.cPath(of: b("n1")) })
+    guard case .added = added else {
+      Issue.record("no watch: \(added)")
+      return
+    }
+    try EscapeTree.touch(tree.source + "/n1/in-new")
+    try EscapeTree.touch(tree.source + "/n1-old/in-opened")
+    // Foundation writes through a temporary `.dat…` name first.
+    let names = Set(EscapeTree.pendingEvents(ifd).map(\.name).filter { $0.first != UInt8(ascii: ".") })
+    #expect(names == [b("in-opened")])
+  }
+
   /// Without `/proc`, the watch is added by path (its last component not followed).
   @Test func withoutProcTheWatchIsAddedByPath() throws {
     let tree = try EscapeTree()
