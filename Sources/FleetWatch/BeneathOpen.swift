@@ -55,9 +55,7 @@ final class SourceRoot: Sendable {
 
   /// Opens the directory `relative` (a path below the root, `""` for the root itself).
   func openDirectory(_ relative: [UInt8], method: Method? = nil) -> Opened {
-    if relative.split(separator: UInt8(ascii: "/")).contains([0x2E, 0x2E]) {
-      return .notBeneath(errno: EXDEV)
-    }
+    if Self.goesUp(relative) { return .notBeneath(errno: EXDEV) }
     let useOpenat2 = method.map { $0 == .openat2 } ?? !Self.openat2Refused.load(ordering: .relaxed)
     if useOpenat2 {
       let cPath = relativeCPath(relative)
@@ -72,6 +70,19 @@ final class SourceRoot: Sendable {
       // EAGAIN: a rename or mount raced the lookup; the component walk below has no such retry.
     }
     return openComponentwise(relative)
+  }
+
+  /// Whether `relative` has a `..` component: a way up, refused before any lookup. (A byte scan:
+  /// this runs for every directory of a walk.)
+  private static func goesUp(_ relative: [UInt8]) -> Bool {
+    var start = 0
+    for i in 0...relative.count where i == relative.count || relative[i] == UInt8(ascii: "/") {
+      if i - start == 2 && relative[start] == UInt8(ascii: ".") && relative[start + 1] == UInt8(ascii: ".") {
+        return true
+      }
+      start = i + 1
+    }
+    return false
   }
 
   /// One `openat(O_NOFOLLOW | O_DIRECTORY)` per component, each from the directory opened before.
@@ -114,16 +125,33 @@ final class SourceRoot: Sendable {
   }
 }
 
+/// Where a process's descriptors appear as links to what they are open on.
+private let procSelfFD: [UInt8] = Array("/proc/self/fd/".utf8)
+
 /// Adds a watch on the directory `dir` was opened on (through `/proc/self/fd/N`), not on a path
 /// resolved again: what is watched is what the walk read.
 ///
 /// `IN_DONT_FOLLOW` is left out here, as the magic link must be followed to the directory itself.
-/// Where `procFD` does not exist (no `/proc`), the watch is added by `path()` (the NUL-terminated
+/// Where `procFD` (`/proc/self/fd/`) does not exist (no `/proc`), the watch is added by `path()` (the NUL-terminated
 /// absolute path) with the usual mask, whose last component is never followed.
 func addWatch(
-  fd: Int32, openedDirectory dir: Int32, procFD: String = "/proc/self/fd", path: () -> [UInt8]
+  fd: Int32, openedDirectory dir: Int32, procFD: [UInt8] = procSelfFD,
+  path: () -> [UInt8]
 ) -> AddWatchResult {
-  let wd = inotify_add_watch(fd, "\(procFD)/\(dir)", watchMask & ~UInt32(IN_DONT_FOLLOW))
+  var link = procFD
+  link.reserveCapacity(procFD.count + 12)
+  var digits = UInt32(dir)
+  let first = link.count
+  repeat {
+    link.insert(UInt8(ascii: "0") + UInt8(digits % 10), at: first)
+    digits /= 10
+  } while digits > 0
+  link.append(0)
+  let wd = link.withUnsafeBufferPointer { b in
+    b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) {
+      inotify_add_watch(fd, $0, watchMask & ~UInt32(IN_DONT_FOLLOW))
+    }
+  }
   if wd >= 0 { return .added(wd) }
   switch errno {
   case ENOSPC: return .limitReached

@@ -200,7 +200,7 @@ struct TreeWalkBeneathTests {
     }
     defer { close(dir) }
     let added = addWatch(
-      fd: ifd, openedDirectory: dir, procFD: tree.base + "/no-proc", path: { root.cPath(of: b("n1")) })
+      fd: ifd, openedDirectory: dir, procFD: b(tree.base + "/no-proc/"), path: { root.cPath(of: b("n1")) })
     guard case .added = added else {
       Issue.record("no watch by path: \(added)")
       return
