@@ -54,6 +54,8 @@ final class SourceRoot: Sendable {
   private static let openat2Refused = Atomic<Bool>(false)
 
   /// Opens the directory `relative` (a path below the root, `""` for the root itself).
+  ///
+  /// `method` forces one way of resolving (for tests); by default `openat2`, until it is refused.
   func openDirectory(_ relative: [UInt8], method: Method? = nil) -> Opened {
     if Self.goesUp(relative) { return .notBeneath(errno: EXDEV) }
     let useOpenat2 = method.map { $0 == .openat2 } ?? !Self.openat2Refused.load(ordering: .relaxed)
