@@ -57,11 +57,14 @@ final class SourceRoot: Sendable {
   ///
   /// `method` forces one way of resolving (for tests); by default `openat2`, until it is refused.
   func openDirectory(_ relative: [UInt8], method: Method? = nil) -> Opened {
-    if Self.goesUp(relative) { return .notBeneath(errno: EXDEV) }
     let useOpenat2 = method.map { $0 == .openat2 } ?? !Self.openat2Refused.load(ordering: .relaxed)
     if useOpenat2 {
-      let cPath = relativeCPath(relative)
-      let dir = cPath.withUnsafeBufferPointer { fleet_open_dir_beneath(fd, $0.baseAddress!) }
+      // RESOLVE_BENEATH refuses a `..` that leads out (EXDEV).
+      var cPath = relative.isEmpty ? [UInt8(ascii: ".")] : relative
+      cPath.append(0)
+      let dir = cPath.withUnsafeBufferPointer { b in
+        b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { fleet_open_dir_beneath(fd, $0) }
+      }
       if dir >= 0 { return .directory(dir) }
       let e = errno
       if e == ENOSYS || e == EPERM {
@@ -74,24 +77,13 @@ final class SourceRoot: Sendable {
     return openComponentwise(relative)
   }
 
-  /// Whether `relative` has a `..` component: a way up, refused before any lookup. (A byte scan:
-  /// this runs for every directory of a walk.)
-  private static func goesUp(_ relative: [UInt8]) -> Bool {
-    var start = 0
-    for i in 0...relative.count where i == relative.count || relative[i] == UInt8(ascii: "/") {
-      if i - start == 2 && relative[start] == UInt8(ascii: ".") && relative[start + 1] == UInt8(ascii: ".") {
-        return true
-      }
-      start = i + 1
-    }
-    return false
-  }
-
-  /// One `openat(O_NOFOLLOW | O_DIRECTORY)` per component, each from the directory opened before.
+  /// One `openat(O_NOFOLLOW | O_DIRECTORY)` per component, each from the directory opened before; a
+  /// path with a `..` component is refused (EXDEV), as it could lead out.
   private func openComponentwise(_ relative: [UInt8]) -> Opened {
     var current = fd
     defer { if current != fd { close(current) } }
     for component in relative.split(separator: UInt8(ascii: "/")) where component != [0x2E] {
+      if component == [0x2E, 0x2E] { return .notBeneath(errno: EXDEV) }
       let cName = Array(component).map { CChar(bitPattern: $0) } + [0]
       let next = openat(current, cName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
       guard next >= 0 else { return Self.classify(errno) }
@@ -111,12 +103,6 @@ final class SourceRoot: Sendable {
   /// The NUL-terminated absolute path of `relative`, for what has no `*at` form.
   func cPath(of relative: [UInt8]) -> [UInt8] {
     absoluteCPath(root: path, relative)
-  }
-
-  private func relativeCPath(_ relative: [UInt8]) -> [CChar] {
-    var out = (relative.isEmpty ? [UInt8(ascii: ".")] : relative).map { CChar(bitPattern: $0) }
-    out.append(0)
-    return out
   }
 
   private static func classify(_ e: Int32) -> Opened {

@@ -168,7 +168,7 @@ private func walkDirectory(
   _ item: PendingDir, in source: SourceRoot, fd: Int32, excludes: ExcludeMatcher, stopAdding: Bool,
   into result: inout WalkResult
 ) -> [PendingDir] {
-  let shown = String(decoding: item.rel, as: UTF8.self)
+  var shown: String { String(decoding: item.rel, as: UTF8.self) }
   let dir: Int32
   switch source.openDirectory(item.rel) {
   case .directory(let d): dir = d
