@@ -255,30 +255,38 @@ final class EventLoop {
 
   /// Watches a new directory, THEN lists it, so entries created before the watch are not missed.
   /// Every entry below it is a change (it travels with the directory's tree send); sub-directories
-  /// get the same treatment.
+  /// get the same treatment. Each directory is opened beneath the source root without following a
+  /// symlink, and watched through that descriptor (see ``SourceRoot``).
   func scanNewDirectory(_ rel: RelativePath, parent: Int32, name: [UInt8], into changes: inout [SyncPath]) {
+    guard let source = SourceRoot(path: root) else { return }  // gone: checkRoot() sees to that
     var stack: [(rel: RelativePath, parent: Int32?, name: [UInt8])] = [(rel, parent, name)]
     var scanned = 0
     while let item = stack.popLast() {
       scanned += 1
       if scanned % 1024 == 0 { core.beat() }  // a big tree moved in must not look like a stall
-      let cPath = absoluteCPath(root: root, item.rel.bytes)
+      let dir: Int32
+      switch source.openDirectory(item.rel.bytes) {
+      case .directory(let d): dir = d
+      case .notBeneath: continue
+      case .failed(let e):
+        logger.warning("cannot read directory \(item.rel): errno \(e)")
+        continue
+      }
       var wd: Int32?
       if let parent = item.parent, !core.flags.withLock({ $0.watchLimit }) {
-        let added = cPath.withUnsafeBufferPointer { b in
-          b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
-        }
-        switch added {
+        switch addWatch(fd: fd, openedDirectory: dir, path: { source.cPath(of: item.rel.bytes) }) {
         case .added(let w):
           wd = w
           table.set(w, parent: parent, name: item.name)
-        case .vanished: continue
+        case .vanished:
+          close(dir)
+          continue
         case .limitReached: reportLimit()
         case .failed(let e):
           logger.warning("cannot watch \(item.rel): errno \(e)")
         }
       }
-      _ = forEachEntry(cPath, followLast: item.rel.bytes.isEmpty) { childName, isDir in
+      _ = forEachEntry(dir) { childName, isDir in
         let childRel = item.rel.appending(childName)
         if excludes.isExcluded(childRel.bytes, isDirectory: isDir) { return }
         changes.append(.entry(childRel))

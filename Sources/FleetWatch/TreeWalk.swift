@@ -24,25 +24,20 @@ struct WalkResult {
 ///
 /// Calls `body(name, isDirectory)` for every entry except `.` and `..` (only for directories
 /// when `directoriesOnly`, so a walk allocates nothing per file); returns false if the directory
-/// cannot be opened. `cPath` is the NUL-terminated absolute path.
+/// cannot be read. `dir` is an open directory descriptor (see ``SourceRoot/openDirectory(_:method:)``),
+/// which this closes. An entry of unknown type is looked at with `fstatat` in that directory,
+/// never following a symlink.
 func forEachEntry(
-  _ cPath: [UInt8], directoriesOnly: Bool = false, followLast: Bool = false,
-  _ body: (_ name: [UInt8], _ isDirectory: Bool) -> Void
+  _ dir: Int32, directoriesOnly: Bool = false, _ body: (_ name: [UInt8], _ isDirectory: Bool) -> Void
 ) -> Bool {
-  // O_NOFOLLOW: a directory swapped for a symlink between its event and this walk is not listed
-  // (the walk never leaves the source through its last component). `followLast` is for the source
-  // root, which may be configured as a symlink.
-  let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (followLast ? 0 : O_NOFOLLOW)
-  let fd = cPath.withUnsafeBufferPointer { buf in
-    buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { open($0, flags) }
-  }
-  guard fd >= 0 else { return false }
-  guard let dir = fdopendir(fd) else {
-    close(fd)
+  guard let stream = fdopendir(dir) else {
+    let e = errno
+    close(dir)
+    errno = e
     return false
   }
-  defer { closedir(dir) }
-  while let ent = readdir(dir) {
+  defer { closedir(stream) }
+  while let ent = readdir(stream) {
     let type = ent.pointee.d_type
     if directoriesOnly && type != UInt8(DT_DIR) && type != UInt8(DT_UNKNOWN) { continue }
     let name: [UInt8] = withUnsafePointer(to: &ent.pointee.d_name) { ptr in
@@ -54,13 +49,9 @@ func forEachEntry(
     if name == [0x2E] || name == [0x2E, 0x2E] { continue }
     var isDir = type == UInt8(DT_DIR)
     if type == UInt8(DT_UNKNOWN) {
-      var full = Array(cPath.dropLast())
-      full.append(UInt8(ascii: "/"))
-      full.append(contentsOf: name)
-      full.append(0)
       var st = stat()
-      let rc = full.withUnsafeBufferPointer { b in
-        b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { lstat($0, &st) }
+      let rc = (name.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { b in
+        fstatat(dirfd(stream), b.baseAddress!, &st, AT_SYMLINK_NOFOLLOW)
       }
       isDir = rc == 0 && (st.st_mode & S_IFMT) == S_IFDIR
       if directoriesOnly && !isDir { continue }
@@ -92,42 +83,63 @@ func absoluteCPath(root: [UInt8], _ relative: [UInt8]) -> [UInt8] {
   return out
 }
 
+/// A directory waiting in a walk: where it is, and its watch (`nil` until the walker that reads it
+/// adds it).
+private struct PendingDir: Sendable {
+  var rel: [UInt8]
+  var parent: Int32
+  var name: [UInt8]
+  var wd: Int32?
+}
+
 /// Adds watches for every directory below `startRelative` (whose wd is `startWD`), watch first,
 /// then read, with `threads` walkers sharing one work stack.
 ///
-/// Directories matched by `excludes` are neither watched nor entered. `beat` is called now and then.
+/// Every directory is opened beneath the source root without following a symlink
+/// (``SourceRoot``), and watched through that descriptor, so neither the listing nor the watch
+/// leaves the source when a component is swapped for a symlink during the walk. Directories matched
+/// by `excludes` are neither watched nor entered. `beat` is called now and then.
 func watchTree(
   fd: Int32, root: [UInt8], startRelative: [UInt8], startWD: Int32, excludes: ExcludeMatcher,
   threads: Int, beat: @escaping @Sendable () -> Void
 ) -> WalkResult {
+  guard let source = SourceRoot(path: root) else {
+    var result = WalkResult()
+    let e = errno
+    if e != ENOENT && e != ENOTDIR {
+      result.failures.append("cannot open the source \(String(decoding: root, as: UTF8.self)): errno \(e)")
+    }
+    return result
+  }
   struct Work: Sendable {
-    var stack: [(rel: [UInt8], wd: Int32)]
+    var stack: [PendingDir]
     var active = 0
     var limitReached = false
   }
-  let work = Mutex(Work(stack: [(startRelative, startWD)]))
+  let start = PendingDir(rel: startRelative, parent: DirTable.rootParent, name: [], wd: startWD)
+  let work = Mutex(Work(stack: [start]))
   let results = Mutex(WalkResult())
 
   @Sendable func walker() {
     var local = WalkResult()
     var processed = 0
     while true {
-      let item: (rel: [UInt8], wd: Int32)? = work.withLock { w in
+      let item: PendingDir? = work.withLock { w in
         if let top = w.stack.popLast() {
           w.active += 1
           return top
         }
         return nil
       }
-      guard let (rel, wd) = item else {
+      guard let item else {
         let busy = work.withLock { $0.active > 0 }
         if !busy { break }
         usleep(100)
         continue
       }
       let stopAdding = work.withLock { $0.limitReached }
-      let children = watchChildren(
-        fd: fd, root: root, of: rel, wd: wd, excludes: excludes, stopAdding: stopAdding, into: &local)
+      let children = walkDirectory(
+        item, in: source, fd: fd, excludes: excludes, stopAdding: stopAdding, into: &local)
       let limit = local.limitReached
       work.withLock { w in
         w.stack.append(contentsOf: children)
@@ -148,36 +160,45 @@ func watchTree(
   return results.withLock { $0 }
 }
 
-/// Watches the subdirectories of `rel` (watched as `wd`) that are not excluded, recording them (and any
-/// failure, or the watch limit) in `result`; returns them, to be walked in turn. Adds nothing once
-/// `stopAdding` or the limit was reached.
-private func watchChildren(
-  fd: Int32, root: [UInt8], of rel: [UInt8], wd: Int32, excludes: ExcludeMatcher, stopAdding: Bool,
+/// Opens `item` beneath the source root, watches it through that descriptor (unless it is watched
+/// already), then lists it: returns its subdirectories that are not excluded, to be walked in turn.
+/// Records the watch (or a failure, or the watch limit) in `result`; adds nothing once `stopAdding`
+/// or the limit was reached.
+private func walkDirectory(
+  _ item: PendingDir, in source: SourceRoot, fd: Int32, excludes: ExcludeMatcher, stopAdding: Bool,
   into result: inout WalkResult
-) -> [(rel: [UInt8], wd: Int32)] {
-  var children: [(rel: [UInt8], wd: Int32)] = []
-  let ok = forEachEntry(absoluteCPath(root: root, rel), directoriesOnly: true, followLast: rel.isEmpty) {
-    name, isDir in
-    guard isDir else { return }
-    let childRel = joinRelative(rel, name)
-    if excludes.isExcluded(childRel, isDirectory: true) || stopAdding || result.limitReached { return }
-    let cPath = absoluteCPath(root: root, childRel)
-    let added = cPath.withUnsafeBufferPointer { b in
-      b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { addWatch(fd: fd, cPath: $0) }
-    }
-    switch added {
-    case .added(let childWD):
-      result.dirs.append(WalkedDir(wd: childWD, parent: wd, name: name))
-      children.append((childRel, childWD))
-    case .vanished: break
-    case .limitReached: result.limitReached = true
-    case .failed(let e):
-      result.failures.append("cannot watch \(String(decoding: childRel, as: UTF8.self)): errno \(e)")
-    }
+) -> [PendingDir] {
+  var shown: String { String(decoding: item.rel, as: UTF8.self) }
+  let dir: Int32
+  switch source.openDirectory(item.rel) {
+  case .directory(let d): dir = d
+  case .notBeneath: return []
+  case .failed(let e):
+    result.failures.append("cannot read directory \(shown): errno \(e)")
+    return []
   }
-  if !ok && errno != ENOENT && errno != ENOTDIR {
-    result.failures.append("cannot read directory \(String(decoding: rel, as: UTF8.self)): errno \(errno)")
+  var wd = item.wd ?? -1
+  if item.wd == nil {
+    let added: AddWatchResult =
+      stopAdding || result.limitReached
+      ? .limitReached : addWatch(fd: fd, openedDirectory: dir, path: { source.cPath(of: item.rel) })
+    guard case .added(let w) = added else {
+      close(dir)
+      if case .limitReached = added { result.limitReached = true }
+      if case .failed(let e) = added { result.failures.append("cannot watch \(shown): errno \(e)") }
+      return []
+    }
+    wd = w
+    result.dirs.append(WalkedDir(wd: w, parent: item.parent, name: item.name))
   }
+  var children: [PendingDir] = []
+  let ok = forEachEntry(dir, directoriesOnly: true) { name, isDir in
+    guard isDir, !stopAdding, !result.limitReached else { return }
+    let childRel = joinRelative(item.rel, name)
+    if excludes.isExcluded(childRel, isDirectory: true) { return }
+    children.append(PendingDir(rel: childRel, parent: wd, name: name, wd: nil))
+  }
+  if !ok { result.failures.append("cannot read directory \(shown): errno \(errno)") }
   return children
 }
 

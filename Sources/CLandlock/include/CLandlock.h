@@ -1,4 +1,4 @@
-// Landlock (Linux >= 5.13) and a confined spawn for fleetsync's rsync sender.
+// Landlock (Linux >= 5.13) and a confined spawn for fleetsync's rsync sender; openat2 for the tree walk.
 // Swift's Glibc has no Landlock syscalls, and a ruleset must be applied in the child between fork and
 // exec, where no Swift code may run.
 #ifndef FLEET_CLANDLOCK_H
@@ -54,5 +54,11 @@ enum fleet_spawn_step {
 int fleet_spawn(
     pid_t *pid, int *step, const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
     int err_fd, int ruleset);
+
+/// `openat2(root_fd, path, {O_RDONLY | O_DIRECTORY | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS})` (Linux >= 5.6): the directory `path` beneath `root_fd`, reached without
+/// following any symlink and without leaving it. A descriptor, or -1 with errno (ELOOP: a symlink on
+/// the way, EXDEV: a way out, ENOSYS/EPERM: no openat2 here, EAGAIN: a rename raced the lookup).
+int fleet_open_dir_beneath(int root_fd, const char *path);
 
 #endif
