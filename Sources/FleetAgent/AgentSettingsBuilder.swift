@@ -24,6 +24,7 @@ extension AgentSettings {
     /// `.zero` turns the lag bound off.
     var maxLag: Duration?
     var maxDelete: DeleteLimit?
+    var massChange: MassChangeLimit?
 
     /// Checks and keeps one value; returns what is wrong with it, or nil.
     mutating func set(_ key: WatcherConfigKey, _ value: String) -> String? {
@@ -87,6 +88,14 @@ extension AgentSettings {
         } catch {
           return "\(key.name) `\(value)` is not a limit; write \(DeleteLimit.syntax)"
         }
+      case .massChange:
+        do {
+          massChange = try MassChangeLimit.parse(value)
+        } catch let error as FleetError {
+          return "\(key.name) \(error.message)"
+        } catch {
+          return "\(key.name) `\(value)` is not an alarm setting; write \(MassChangeLimit.syntax)"
+        }
       }
       return nil
     }
@@ -137,6 +146,7 @@ extension AgentSettings {
         if watch.retryInitial > retryMax { watch.retryInitial = retryMax }
       }
       if let maxDelete { watch.maxDelete = maxDelete }
+      if let massChange { watch.massChange = massChange }
       var settings = AgentSettings(watch: watch)
       if let healthAddress { settings.healthAddress = healthAddress }
       settings.healthPort = healthPort

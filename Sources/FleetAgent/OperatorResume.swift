@@ -29,19 +29,22 @@ public enum OperatorResume {
   /// How long to wait for the engine by default.
   public static let defaultWait = Duration.seconds(120)
 
-  /// Writes the requests asked for (release held deletes, accept the source) for the watcher of
+  /// Writes the requests asked for (release held deletes, accept the source, clear the mass-change
+  /// alarm) for the watcher of
   /// `configFile`, waits up to `wait`, prints one line per request to `output`; returns the exit
   /// status (0 all taken, 75 some withdrawn, 64 usage, 1 failure).
   public static func main(
-    configFile: String, releaseDeletes: Bool, acceptSource: Bool, wait: Duration,
-    output: @Sendable (String) -> Void, errorOutput: @Sendable (String) -> Void
+    configFile: String, releaseDeletes: Bool, acceptSource: Bool, clearMassChange: Bool = false,
+    wait: Duration, output: @Sendable (String) -> Void, errorOutput: @Sendable (String) -> Void
   ) async -> Int32 {
     let requests =
       (releaseDeletes ? [OperatorRequest.releaseDeletes] : []) + (acceptSource ? [.acceptSource] : [])
+      + (clearMassChange ? [.clearMassChange] : [])
     guard !requests.isEmpty else {
       errorOutput(
         "fleetsync-watch: error: say what to resume: --deletes (apply the deletes the delete limit holds) "
-          + "and/or --accept-source (accept the source as it is now)")
+          + "and/or --accept-source (accept the source as it is now) and/or --mass-change (clear the "
+          + "mass-change alarm)")
       return AgentExitStatus.usage
     }
     let stateDir: String
@@ -113,6 +116,9 @@ public enum OperatorResume {
         + "(unless many more are gone now: then they are held anew; its /status says)"
     case (.acceptSource, .taken):
       "taken: the watcher accepts the source as it is now"
+    case (.clearMassChange, .taken):
+      "taken: the mass-change alarm is cleared (if one stood) and its prune hold is being removed; "
+        + "its /status says"
     case (_, .withdrawn):
       "not taken within \(wait.components.seconds) s, withdrawn: is the watcher running? "
         + "check `systemctl status 'fleetsync-watch@*'` and its log, then run this again "

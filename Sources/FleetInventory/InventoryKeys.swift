@@ -7,7 +7,7 @@ enum InventoryKeys {
   static let backup = ["address", "groups", "ssh", "rsync", "daemons"]
   static let directory = [
     "path", "to", "excludes", "batch_delay_ms", "workers", "full_sync_interval", "health_port",
-    "max_delete",
+    "max_delete", "mass_change",
   ]
   static let daemon = ["port", "uid", "gid", "max_connections", "modules"]
   static let module = ["path", "secret_file"]
@@ -15,7 +15,9 @@ enum InventoryKeys {
     "user", "port", "identity", "passphrase_file", "known_hosts", "host_key_policy", "connect_timeout",
   ]
   static let inotify = ["max_user_watches", "max_user_instances", "max_queued_events"]
-  static let watch = ["batch_delay_ms", "workers", "excludes", "full_sync_interval", "max_delete"]
+  static let watch = [
+    "batch_delay_ms", "workers", "excludes", "full_sync_interval", "max_delete", "mass_change",
+  ]
   static let rsync = ["uid", "gid", "max_connections"]
   static let secretLike: Set<String> = ["secret", "secrets", "password", "passphrase", "passwd"]
   static let pathForbidden: Set<Unicode.Scalar> = [

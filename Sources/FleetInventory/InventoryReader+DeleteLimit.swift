@@ -19,4 +19,22 @@ extension InventoryReader {
       return nil
     }
   }
+
+  /// A `mass_change` value: `MIN,FACTORx,WINDOW` (`500,10x,5m`) or `off`.
+  mutating func massChangeLimit(_ node: Node, _ what: String) -> MassChangeLimit? {
+    guard let scalar = node.scalar else {
+      issue(
+        node, "\(what) must be a single value, not \(kind(of: node))", hint: "write \(MassChangeLimit.syntax)")
+      return nil
+    }
+    do {
+      return try MassChangeLimit.parse(scalar.string)
+    } catch let error as FleetError {
+      issue(node, "\(what) \(error.message)", hint: "`off` turns the alarm off")
+      return nil
+    } catch {
+      issue(node, "\(what) is not a mass-change setting", hint: "write \(MassChangeLimit.syntax)")
+      return nil
+    }
+  }
 }

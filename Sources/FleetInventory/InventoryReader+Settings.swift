@@ -109,6 +109,9 @@ extension InventoryReader {
     if let n = f["max_delete"], let v = deleteLimit(n.value, "\(what): max_delete") {
       out.append { $0.maxDelete = v }
     }
+    if let n = f["mass_change"], let v = massChangeLimit(n.value, "\(what): mass_change") {
+      out.append { $0.massChange = v }
+    }
     if let n = f["excludes"], let list = excludes(n.value, "\(what): excludes") {
       out.append { $0.excludes = list }
     }

@@ -132,6 +132,8 @@ public struct WatchSettings: Sendable, Equatable, Hashable {
   public var fullSyncInterval: Int = 0
   /// Deletes on the backup a watcher applies without an operator (`max_delete`).
   public var maxDelete: DeleteLimit = .default
+  /// When the watcher raises the mass-change alarm (`mass_change`).
+  public var massChange: MassChangeLimit = .default
 }
 
 /// rsync daemon defaults for backup hosts.

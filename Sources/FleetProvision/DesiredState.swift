@@ -249,6 +249,7 @@ public enum Renderer {
     try file.add(.workers, String(directory.watch.workers))
     try file.add(.fullSyncInterval, String(directory.watch.fullSyncInterval))
     try file.add(.maxDelete, directory.watch.maxDelete.description)
+    try file.add(.massChange, directory.watch.massChange.description)
     for pattern in directory.watch.excludes { try file.add(.exclude, pattern) }
     return Layout.header + "# \(host.name):\(directory.path) -> \(backup.name)/\(module)\n" + file.text
   }

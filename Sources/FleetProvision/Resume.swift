@@ -8,6 +8,8 @@ public struct ResumeRequest: Sendable, Equatable {
   public var releaseDeletes = false
   /// Accept each watcher's source as it is now as the real source.
   public var acceptSource = false
+  /// Clear each watcher's mass-change alarm, so pruning of its versions may resume.
+  public var clearMassChange = false
   /// Only the watchers of these directories (inventory names); empty: every directory.
   public var directories: [String] = []
   /// How long each watcher is waited for, in seconds.
@@ -19,6 +21,7 @@ public struct ResumeRequest: Sendable, Equatable {
   /// The agent's flags for this request.
   var agentFlags: [String] {
     (releaseDeletes ? ["--deletes"] : []) + (acceptSource ? ["--accept-source"] : [])
+      + (clearMassChange ? ["--mass-change"] : [])
       + ["--wait", String(waitSeconds)]
   }
 }
@@ -73,10 +76,11 @@ extension Provisioner {
 
   /// The selected source hosts and the watcher instances the request is for on each.
   func resumeTargets(_ request: ResumeRequest) throws -> [(ref: HostRef, instances: [String])] {
-    guard request.releaseDeletes || request.acceptSource else {
+    guard request.releaseDeletes || request.acceptSource || request.clearMassChange else {
       throw FleetError(
         .invalidInput,
-        "say what to resume: --deletes (apply the deletes the delete limit holds) and/or --accept-source")
+        "say what to resume: --deletes (apply the deletes the delete limit holds), --accept-source and/or "
+          + "--mass-change (clear the mass-change alarm)")
     }
     let sources = selected.compactMap { ref in
       inventory.sources.first { $0.name == ref.name }.map { (ref, $0) }

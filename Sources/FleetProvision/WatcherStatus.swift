@@ -23,5 +23,6 @@ extension ServiceStatus {
     senderConfined = status.senderConfined
     if let hold = status.sourceHold { detail = "\(state) (\(hold.kind.rawValue)): \(hold.message)" }
     if let held = Self.heldDeletes(status, instance: service.instance, host: host) { detail += "; " + held }
+    if let alarm = Self.massChange(status, instance: service.instance, host: host) { detail += "; " + alarm }
   }
 }

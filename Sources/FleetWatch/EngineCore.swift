@@ -57,6 +57,8 @@ final class EngineCore: Sendable, ChangeSource {
   let compactBytes: Int
   /// The delete limit; nil when it is off.
   let deletes: DeleteGate?
+  /// The mass-change alarm; nil when it is off.
+  let massChange: MassChangeGate?
 
   /// Queues `replayed` paths as pending; accepted paths go to `journal`.
   init(
@@ -67,6 +69,7 @@ final class EngineCore: Sendable, ChangeSource {
     self.journal = journal
     self.compactBytes = compactBytes
     self.deletes = DeleteGate(config: config, logger: logger)
+    self.massChange = MassChangeGate(config: config, logger: logger)
     var q = ChangeQueue()
     _ = q.accept(replayed, now: monotonicNanos())
     self.queue = Mutex(q)
@@ -166,6 +169,7 @@ final class EngineCore: Sendable, ChangeSource {
     let (depth, flying, oldest) = queue.withLock { q in (q.pendingCount, q.inFlightCount, q.oldest) }
     var s = statusBox.withLock { $0 }
     deletes?.fill(&s)
+    massChange?.fill(&s)
     s.queueDepth = depth
     s.inFlight = flying
     if let oldest {

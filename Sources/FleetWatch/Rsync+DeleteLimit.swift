@@ -101,6 +101,7 @@ extension RsyncCommand {
     case .ended(let outcome):
       return Counted(outcome: outcome)
     case .exited(let code, let out, let err, let complete):
+      changes?.note(out)
       let skipped = Self.skippedDeletes(err) ?? Self.skippedDeletes(out)
       let settled: Int32 = code == 25 && skipped != nil ? 0 : code
       return Counted(
@@ -116,11 +117,14 @@ extension RsyncCommand {
   /// between) stop at the cap and re-queue the paths, to be counted again.
   func runApplying(_ arguments: [String]) async -> TransferOutcome {
     switch await execute(arguments: arguments) {
-    case .ended(let outcome): outcome
-    case .exited(25, _, _, _):
-      .partial(code: 25, message: "more files to delete than were counted; re-queued to be counted again")
+    case .ended(let outcome): return outcome
+    case .exited(25, let out, _, _):
+      changes?.note(out, overwrites: false)
+      return .partial(code: 25, message: "more files to delete than were counted; re-queued to be counted again")
     case .exited(let code, let out, let err, let complete):
-      Self.classify(
+      // The counting run sent these files already: only the deletes are new.
+      changes?.note(out, overwrites: false)
+      return Self.classify(
         exitCode: code, stdout: out, stderr: err, target: config.target, source: config.source,
         stderrComplete: complete)
     }

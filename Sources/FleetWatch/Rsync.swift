@@ -54,6 +54,8 @@ struct RsyncCommand: Sendable {
   var deletes: DeleteGate? = nil
   /// rsync `--max-delete` for this command's runs, when set.
   var maxDelete: Int? = nil
+  /// The mass-change alarm every run's deletes and overwrites are reported to; nil when it is off.
+  var changes: MassChangeGate? = nil
 
   /// Options both transfer kinds share.
   ///
@@ -200,10 +202,11 @@ struct RsyncCommand: Sendable {
   func run(arguments: [String]) async -> TransferOutcome {
     switch await execute(arguments: arguments) {
     case .exited(let code, let out, let err, let complete):
-      Self.classify(
+      changes?.note(out)
+      return Self.classify(
         exitCode: code, stdout: out, stderr: err, target: config.target, source: config.source,
         stderrComplete: complete)
-    case .ended(let outcome): outcome
+    case .ended(let outcome): return outcome
     }
   }
 

@@ -51,7 +51,8 @@ struct TransferLoop {
   func run() async {
     var wakeups = core.wakeStream.makeAsyncIterator()
     let command = RsyncCommand(
-      config: config, sandbox: SenderSandbox.start(for: core), logger: logger, deletes: core.deletes)
+      config: config, sandbox: SenderSandbox.start(for: core), logger: logger, deletes: core.deletes,
+      changes: core.massChange)
     // Wait for the watches: changes during the initial full sync must not be missed.
     while !core.flags.withLock({ $0.setupDone }) {
       guard await wakeups.next() != nil, !Task.isCancelled else { return }
@@ -76,6 +77,7 @@ struct TransferLoop {
         }
         // The source guard looks right before anything can start: the source must be the source.
         let gate = await sourceGate.check()
+        await core.massChange?.tick(command)
         if gate == .resumed { events.append(.fullSyncRequested) }
         dispatcher.held = gate == .held
         dispatcher.degraded = core.steadyState == .degraded

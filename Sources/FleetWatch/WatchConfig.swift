@@ -40,6 +40,8 @@ public struct WatchConfig: Sendable {
   public var maxDelete: DeleteLimit = .default
   /// How often deletes the limit holds are counted again (a full sync), to apply them once they fit.
   public var deleteReviewInterval: Duration = .seconds(300)
+  /// When the mass-change alarm goes off (`mass-change`); see ``MassChangeDetector``.
+  public var massChange: MassChangeLimit = .default
 
   /// Makes a configuration with default tuning.
   public init(source: String, target: RsyncTarget, stateDir: String) {

@@ -84,6 +84,10 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var deletesHeldPaths: [String]?
   /// The deletes `max-delete` allows now, against the module's files; nil when unlimited.
   public var deleteLimit: Int?
+  /// The mass-change alarm, while it stands; nil otherwise.
+  public var massChangeAlarm: MassChangeAlarm?
+  /// Files deleted or overwritten on the backup within the mass-change window now; nil when the alarm is off.
+  public var massChangeRecent: Int?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {

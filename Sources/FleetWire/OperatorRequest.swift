@@ -11,6 +11,8 @@ public enum OperatorRequest: String, CaseIterable, Sendable {
   case acceptSource = "accept-source"
   /// Apply the deletes the delete limit holds, once.
   case releaseDeletes = "release-deletes"
+  /// Clear the mass-change alarm: pruning of versions may resume.
+  case clearMassChange = "clear-mass-change"
 
   /// The request file's name inside the state directory.
   public var fileName: String { "request." + rawValue }

@@ -21,6 +21,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
   case retryMax = "retry-max"
   case maxLag = "max-lag"
   case maxDelete = "max-delete"
+  case massChange = "mass-change"
 
   /// How the quick form offers a key: `--KEY VALUE`, with this help line.
   public struct Flag: Sendable {
@@ -84,6 +85,14 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
           help:
             "Deletes on the backup allowed without an operator: 1000, 10%, 1000,10% (default) or unlimited."
         ))
+    case .massChange:
+      Row(
+        example: "500,10x,5m",
+        flag: Flag(
+          valueName: "alarm",
+          help:
+            "Mass-change alarm: MIN files deleted or overwritten within WINDOW and FACTOR times the normal "
+            + "rate: 500,10x,5m (default) or off."))
     }
   }
 

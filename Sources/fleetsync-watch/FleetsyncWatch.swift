@@ -83,7 +83,8 @@ struct Check: ParsableCommand {
 /// `fleetsync-watch resume`: asks the running watcher of a config to release what it holds.
 struct Resume: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Ask the running watcher of a config to apply held deletes or accept its source.",
+    abstract:
+      "Ask the running watcher of a config to apply held deletes, accept its source or clear its mass-change alarm.",
     discussion: """
       Writes a request file into the watcher's state directory and waits for the watcher to act on it \
       and remove it. A request not taken within --wait is withdrawn. Exit status: 0 taken, \
@@ -100,6 +101,9 @@ struct Resume: AsyncParsableCommand {
   @Flag(name: .long, help: "Accept the source as it is now as the real source.")
   var acceptSource = false
 
+  @Flag(name: .long, help: "Clear the mass-change alarm, so pruning of versions may resume.")
+  var massChange = false
+
   @Option(name: .long, help: ArgumentHelp("Seconds to wait for the watcher (default 120).", valueName: "s"))
   var wait: Int = 120
 
@@ -109,7 +113,8 @@ struct Resume: AsyncParsableCommand {
 
   func run() async throws {
     let status = await OperatorResume.main(
-      configFile: config, releaseDeletes: deletes, acceptSource: acceptSource, wait: .seconds(wait),
+      configFile: config, releaseDeletes: deletes, acceptSource: acceptSource, clearMassChange: massChange,
+      wait: .seconds(wait),
       output: { print($0) },
       errorOutput: AgentOutput.standardError)
     if status != 0 { throw ExitCode(status) }

@@ -9,7 +9,8 @@ struct ResumeCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "resume",
     abstract:
-      "Ask watchers to apply the deletes they hold (--deletes) or accept their source (--accept-source).",
+      "Ask watchers to apply the deletes they hold (--deletes), accept their source (--accept-source) "
+      + "or clear their mass-change alarm (--mass-change).",
     discussion: """
       Runs `fleetsync-watch resume` over SSH for every watcher of the selected source hosts (--limit) and \
       directories (--directory), and reports per host whether each watcher took the request. A watcher \
@@ -25,6 +26,9 @@ struct ResumeCommand: AsyncParsableCommand {
   @Flag(name: .long, help: "Accept the source as it is now as the real source.")
   var acceptSource = false
 
+  @Flag(name: .long, help: "Clear the mass-change alarm, so pruning of versions may resume.")
+  var massChange = false
+
   @Option(
     name: .long, help: "Only the watchers of this directory (its inventory name; repeat, or comma-separated)."
   )
@@ -37,8 +41,8 @@ struct ResumeCommand: AsyncParsableCommand {
   var json = false
 
   func validate() throws {
-    guard deletes || acceptSource else {
-      throw ValidationError("say what to resume: --deletes and/or --accept-source")
+    guard deletes || acceptSource || massChange else {
+      throw ValidationError("say what to resume: --deletes, --accept-source and/or --mass-change")
     }
     guard (1...3600).contains(wait) else { throw ValidationError("--wait must be 1 to 3600 seconds") }
   }
@@ -49,6 +53,7 @@ struct ResumeCommand: AsyncParsableCommand {
     var request = ResumeRequest()
     request.releaseDeletes = deletes
     request.acceptSource = acceptSource
+    request.clearMassChange = massChange
     request.directories = directory.flatMap { $0.split(separator: ",").map(String.init) }
     request.waitSeconds = wait
     let hosts = try await reportingFailures {
