@@ -59,7 +59,7 @@ final class MassChangeGate: Sendable {
       s.detector.record(files, now: now)
       guard s.record?.alarm == nil, let trigger = s.detector.check(now: now) else { return }
       let alarm = MassChangeAlarm(
-        since: Date(), count: trigger.count, threshold: trigger.threshold, normal: trigger.normal,
+        since: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)), count: trigger.count, threshold: trigger.threshold, normal: trigger.normal,
         windowSeconds: s.detector.limit.windowSeconds, pruneHeld: false)
       s.record?.alarm = alarm
       s.retryAt = 0

@@ -308,3 +308,26 @@ private let base = """
     }
   }
 }
+
+/// `mass_change`: the default, layering, and refusals.
+@Suite struct MassChangeInventoryTests {
+  @Test func massChangeLayersLikeTheOtherWatchSettings() throws {
+    let plain = try Inventory.parse(yaml: base, file: "inv.yaml")
+    #expect(plain.sources[0].directories[0].watch.massChange == .default)
+    let yaml = "defaults:\n  watch:\n    mass_change: \"off\"\n" + base + "\n        mass_change: 2000,5x,10m\n"
+    let layered = try Inventory.parse(yaml: yaml, file: "inv.yaml")
+    #expect(
+      layered.sources[0].directories[0].watch.massChange
+        == MassChangeLimit(minFiles: 2_000, factor: 5, windowSeconds: 600))
+    let global = try Inventory.parse(yaml: "defaults:\n  watch:\n    mass_change: \"off\"\n" + base, file: "i")
+    #expect(global.sources[0].directories[0].watch.massChange.isOff)
+  }
+
+  @Test func aBadMassChangeIsRefusedWithItsLocation() {
+    for value in ["500", "~", "[1]", "500,10,5m", "500,10x,1d"] {
+      let found = issues(base + "\n        mass_change: \(value)\n")
+      #expect(found.count == 1, "\(value): \(found)")
+      #expect(found.first?.line == 15, "\(value): \(found)")
+    }
+  }
+}

@@ -245,6 +245,7 @@ struct WatcherConfigFormatTests {
         workers = 3
         full-sync-interval = 60
         max-delete = 1000,10%
+        mass-change = 500,10x,5m
         exclude = *.tmp
         exclude = x y
 
