@@ -64,7 +64,8 @@ final class RsyncDaemon {
 
   /// `runAs` names a user (and its primary group) the daemon writes as, like a provisioned daemon
   /// (`uid = nobody`); the module directory is then theirs. Otherwise it writes as the test's user.
-  init(password daemonPassword: String? = nil, runAs: String? = nil) throws {
+  /// `moduleLines` are added to the module's section (e.g. ``contractModuleLines``).
+  init(password daemonPassword: String? = nil, runAs: String? = nil, moduleLines: [String] = []) throws {
     dir = try TempDir("fleetwatch-daemon")
     backup = try dir.sub("backup")
     var ids = (uid: getuid(), gid: getgid())
@@ -101,11 +102,18 @@ final class RsyncDaemon {
         secrets file = \(secrets)
         strict modes = yes
         hosts allow = 127.0.0.1
-
+      \(moduleLines.map { "  " + $0 + "\n" }.joined())
       """
     try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
     try start()
   }
+
+  /// The lines issue 10's contract gives every provisioned module: metadata kept in xattrs, and
+  /// versions hidden from clients except the prune-hold markers.
+  static let contractModuleLines = [
+    "fake super = yes",
+    "filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/**",
+  ]
 
   /// The target URL for the engine.
   var target: RsyncTarget {
