@@ -24,7 +24,8 @@ extension InventoryReader {
   mutating func massChangeLimit(_ node: Node, _ what: String) -> MassChangeLimit? {
     guard let scalar = node.scalar else {
       issue(
-        node, "\(what) must be a single value, not \(kind(of: node))", hint: "write \(MassChangeLimit.syntax)")
+        node, "\(what) must be a single value, not \(kind(of: node))", hint: "write \(MassChangeLimit.syntax)"
+      )
       return nil
     }
     do {

@@ -59,7 +59,8 @@ final class MassChangeGate: Sendable {
       s.detector.record(files, now: now)
       guard s.record?.alarm == nil, let trigger = s.detector.check(now: now) else { return }
       let alarm = MassChangeAlarm(
-        since: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)), count: trigger.count, threshold: trigger.threshold, normal: trigger.normal,
+        since: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)), count: trigger.count,
+        threshold: trigger.threshold, normal: trigger.normal,
         windowSeconds: s.detector.limit.windowSeconds, pruneHeld: false)
       s.record?.alarm = alarm
       s.retryAt = 0
@@ -114,10 +115,12 @@ final class MassChangeGate: Sendable {
       if work.place {
         // Cleared meanwhile: the next tick removes it again.
         s.record?.alarm?.pruneHeld = true
-        logger.notice("mass-change prune hold written", metadata: ["marker": "\(marker.destination)\(marker.name)"])
+        logger.notice(
+          "mass-change prune hold written", metadata: ["marker": "\(marker.destination)\(marker.name)"])
       } else if s.record?.alarm == nil {
         s.record?.markerOnBackup = false
-        logger.notice("mass-change prune hold removed", metadata: ["marker": "\(marker.destination)\(marker.name)"])
+        logger.notice(
+          "mass-change prune hold removed", metadata: ["marker": "\(marker.destination)\(marker.name)"])
       }
     }
   }

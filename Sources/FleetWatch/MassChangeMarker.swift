@@ -25,7 +25,8 @@ struct MassChangeMarker: Sendable {
     name = ".hold-" + (config.stateDir.split(separator: "/").last.map(String.init) ?? "watcher")
     scratch = config.stateDir + "/mass-change-marker"
     let t = config.target
-    destination = RsyncTarget(user: t.user, host: t.host, port: t.port, module: t.module).url + "/.fleetsync-versions/"
+    destination =
+      RsyncTarget(user: t.user, host: t.host, port: t.port, module: t.module).url + "/.fleetsync-versions/"
   }
 
   /// rsync's arguments that write the marker (its local copy at `file`).
@@ -35,7 +36,9 @@ struct MassChangeMarker: Sendable {
 
   /// rsync's arguments that delete the marker and nothing else (`empty`: an empty directory).
   func removeArguments(_ command: RsyncCommand, empty: String) -> [String] {
-    options(command) + ["-r", "--delete", "--include=/" + Self.literal(name), "--exclude=*", empty + "/", destination]
+    options(command) + [
+      "-r", "--delete", "--include=/" + Self.literal(name), "--exclude=*", empty + "/", destination,
+    ]
   }
 
   /// Writes the marker, saying why in its content; the problem, or nil when it landed.

@@ -120,7 +120,8 @@ extension RsyncCommand {
     case .ended(let outcome): return outcome
     case .exited(25, let out, _, _):
       changes?.note(out, overwrites: false)
-      return .partial(code: 25, message: "more files to delete than were counted; re-queued to be counted again")
+      return .partial(
+        code: 25, message: "more files to delete than were counted; re-queued to be counted again")
     case .exited(let code, let out, let err, let complete):
       // The counting run sent these files already: only the deletes are new.
       changes?.note(out, overwrites: false)

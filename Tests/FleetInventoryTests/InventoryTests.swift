@@ -314,12 +314,14 @@ private let base = """
   @Test func massChangeLayersLikeTheOtherWatchSettings() throws {
     let plain = try Inventory.parse(yaml: base, file: "inv.yaml")
     #expect(plain.sources[0].directories[0].watch.massChange == .default)
-    let yaml = "defaults:\n  watch:\n    mass_change: \"off\"\n" + base + "\n        mass_change: 2000,5x,10m\n"
+    let yaml =
+      "defaults:\n  watch:\n    mass_change: \"off\"\n" + base + "\n        mass_change: 2000,5x,10m\n"
     let layered = try Inventory.parse(yaml: yaml, file: "inv.yaml")
     #expect(
       layered.sources[0].directories[0].watch.massChange
         == MassChangeLimit(minFiles: 2_000, factor: 5, windowSeconds: 600))
-    let global = try Inventory.parse(yaml: "defaults:\n  watch:\n    mass_change: \"off\"\n" + base, file: "i")
+    let global = try Inventory.parse(
+      yaml: "defaults:\n  watch:\n    mass_change: \"off\"\n" + base, file: "i")
     #expect(global.sources[0].directories[0].watch.massChange.isOff)
   }
 

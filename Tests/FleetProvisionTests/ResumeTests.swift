@@ -37,6 +37,21 @@ import Testing
     #expect(fleet.unknownCommands.isEmpty)
   }
 
+  @Test func massChangeAsksTheAgentToClearTheAlarm() async throws {
+    let fleet = try FakeFleet()
+    _ = try await fleet.up()
+    for host in fleet.hosts.values { host.heal() }
+    var request = ResumeRequest()
+    request.clearMassChange = true
+    request.waitSeconds = 9
+    let hosts = try await fleet.provisioner(limit: ["nfs1"]).resume(request)
+    #expect(hosts.map(\.outcome) == [.ok])
+    #expect(
+      resumes(fleet["nfs1"]) == [
+        .resume(config: Layout.watchConf("home:bk1:home"), flags: ["--mass-change", "--wait", "9"])
+      ])
+  }
+
   @Test func directorySelectorsPickWatchersAndUnknownNamesAreRefusedBeforeAnything() async throws {
     let fleet = try FakeFleet()
     _ = try await fleet.up()

@@ -19,7 +19,8 @@ import Testing
   @Test func theSettingParsesAndRefusesClearly() throws {
     #expect(try MassChangeLimit.parse("500,10x,5m") == .default)
     #expect(try MassChangeLimit.parse("off").isOff)
-    #expect(try MassChangeLimit.parse("20,3x,90s") == MassChangeLimit(minFiles: 20, factor: 3, windowSeconds: 90))
+    #expect(
+      try MassChangeLimit.parse("20,3x,90s") == MassChangeLimit(minFiles: 20, factor: 3, windowSeconds: 90))
     #expect(MassChangeLimit(minFiles: 20, factor: 3, windowSeconds: 3_600).description == "20,3x,1h")
     for bad in ["", "500", "500,10,5m", "0,10x,5m", "500,10x,5", "500,10x,5s", "500,10x,2d", "none"] {
       #expect(throws: FleetError.self, "\(bad)") { try MassChangeLimit.parse(bad) }
@@ -171,9 +172,10 @@ import Testing
     #expect(stat(dir + "/" + MassChangeRecord.fileName, &mode) == 0 && mode.st_mode & 0o777 == 0o600)
 
     // The daemon cannot be reached: the marker is not on the backup, the alarm stands.
-    let command = RsyncCommand(config: WatchConfig(
-      source: "/nonexistent", target: RsyncTarget(user: "u", host: "127.0.0.1", port: 1, module: "m"),
-      stateDir: dir))
+    let command = RsyncCommand(
+      config: WatchConfig(
+        source: "/nonexistent", target: RsyncTarget(user: "u", host: "127.0.0.1", port: 1, module: "m"),
+        stateDir: dir))
     await second.tick(command)
     #expect(status(second).massChangeAlarm?.pruneHeld == false)
 
@@ -201,7 +203,8 @@ import Testing
     #expect(marker.name == ".hold-home:bk1:m")
     #expect(marker.destination == "rsync://u@b:873/m/.fleetsync-versions/")
     let remove = marker.removeArguments(RsyncCommand(config: config), empty: "/e")
-    #expect(Array(remove.suffix(4)) == ["--include=/.hold-home:bk1:m", "--exclude=*", "/e/", marker.destination])
+    #expect(
+      Array(remove.suffix(4)) == ["--include=/.hold-home:bk1:m", "--exclude=*", "/e/", marker.destination])
     #expect(remove.contains("--password-file=/etc/pw"))
     #expect(MassChangeMarker.literal("a*b[c") == "a\\*b\\[c")
     #expect(MassChangeMarker.literal("plain\\name") == "plain\\name")

@@ -32,7 +32,9 @@ struct MassChangeAgentTests {
       scratch = try AgentIT.Scratch(name)
       source = try scratch.dir("source")
       healthPort = LocalPorts.free()
-      for i in 0..<files { try "v1 \(i)".write(toFile: "\(source)/f\(i)", atomically: false, encoding: .utf8) }
+      for i in 0..<files {
+        try "v1 \(i)".write(toFile: "\(source)/f\(i)", atomically: false, encoding: .utf8)
+      }
       config = try scratch.file(
         "watch.conf",
         """
@@ -125,7 +127,8 @@ struct MassChangeAgentTests {
     let resumed = try setup.resume(["--mass-change"])
     #expect(resumed.status == 0, "\(resumed.output)")
     #expect(resumed.output.contains("clear-mass-change: taken"), "\(resumed.output)")
-    #expect(try await eventually { !FileManager.default.fileExists(atPath: setup.marker()) }, "\(agent.stderr)")
+    #expect(
+      try await eventually { !FileManager.default.fileExists(atPath: setup.marker()) }, "\(agent.stderr)")
     #expect(try setup.alarm() == nil)
     #expect(try AgentIT.get("/healthz", port: setup.healthPort).body == "ok\n")
     #expect(FileManager.default.fileExists(atPath: other))
