@@ -147,6 +147,9 @@ struct AgentHealthSource: HealthSource {
       prefix + "failing_paths", help: "paths that cannot be sent to the backup (rsync exit 23)",
       Double(status.failingPathCount ?? 0))
     metrics.recordLevel(
+      prefix + "mass_change_alarm", help: "1 while a mass-change alarm stands (pruning of versions held)",
+      status.massChangeAlarm == nil ? 0 : 1)
+    metrics.recordLevel(
       prefix + "consecutive_failures", help: "transfer failures since the last success",
       Double(status.consecutiveFailures))
     metrics.recordLevel(

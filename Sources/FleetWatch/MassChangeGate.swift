@@ -15,7 +15,8 @@ import Synchronization
 /// backup (``MassChangeMarker``) and the operator's clear request (`request.clear-mass-change`).
 ///
 /// Transfer tasks report each run (``note(_:overwrites:)``); the transfer loop calls
-/// ``tick(_:)`` at every wake, which takes the clear request and writes or removes the marker
+/// ``tick(_:)`` at every wake, which takes the clear request and hands back the job that writes or
+/// removes the marker when one is due; the loop runs it beside the transfers, never in its way,
 /// until it lands (backing off while the daemon refuses).
 final class MassChangeGate: Sendable {
   private struct State {
@@ -25,6 +26,8 @@ final class MassChangeGate: Sendable {
     /// When the marker may be tried again (monotonic ns), and the delay after the next failure.
     var retryAt: UInt64 = 0
     var retryDelay: UInt64 = MassChangeGate.firstRetry
+    /// Whether a marker job runs.
+    var busy = false
   }
 
   static let firstRetry: UInt64 = 1_000_000_000
@@ -74,8 +77,9 @@ final class MassChangeGate: Sendable {
     }
   }
 
-  /// Takes an operator's clear request, and writes or removes the prune-hold marker when it is due.
-  func tick(_ command: RsyncCommand) async {
+  /// Takes an operator's clear request; returns the job that writes or removes the prune-hold
+  /// marker when one is due and none runs.
+  func tick(_ command: RsyncCommand) -> (@Sendable () async -> Void)? {
     let asked = access(requestPath, F_OK) == 0
     let now = monotonicNanos()
     let work: (place: Bool, why: String)? = withRecord { s in
@@ -91,20 +95,32 @@ final class MassChangeGate: Sendable {
         }
         unlink(requestPath)
       }
-      guard let record = s.record, now >= s.retryAt else { return nil }
+      guard let record = s.record, !s.busy, now >= s.retryAt else { return nil }
       if let alarm = record.alarm, !alarm.pruneHeld {
         s.record?.markerOnBackup = true
+        s.busy = true
         return (true, alarm.summary)
       }
-      return record.alarm == nil && record.markerOnBackup ? (false, "") : nil
+      guard record.alarm == nil && record.markerOnBackup else { return nil }
+      s.busy = true
+      return (false, "")
     }
-    guard let work else { return }
-    let problem = work.place ? await marker.place(command, why: work.why) : await marker.remove(command)
+    guard let work else { return nil }
+    return {
+      let problem =
+        work.place ? await self.marker.place(command, why: work.why) : await self.marker.remove(command)
+      self.finished(place: work.place, problem: problem)
+    }
+  }
+
+  /// Records how a marker job ended: the marker landed, or when to try again.
+  private func finished(place: Bool, problem: String?) {
     withRecord { s in
+      s.busy = false
       guard problem == nil else {
         s.retryAt = monotonicNanos() + s.retryDelay
         let message =
-          "the mass-change prune hold cannot be \(work.place ? "written" : "removed") yet: \(problem ?? ""); "
+          "the mass-change prune hold cannot be \(place ? "written" : "removed") yet: \(problem ?? ""); "
           + "retrying in \(s.retryDelay / 1_000_000_000) s; check that the rsync daemon is up and the "
           + "module's filter allows /.fleetsync-versions/.hold-*"
         logger.warning("\(message)")
@@ -112,7 +128,7 @@ final class MassChangeGate: Sendable {
         return
       }
       s.retryDelay = Self.firstRetry
-      if work.place {
+      if place {
         // Cleared meanwhile: the next tick removes it again.
         s.record?.alarm?.pruneHeld = true
         logger.notice(

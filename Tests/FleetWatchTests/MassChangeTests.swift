@@ -176,11 +176,11 @@ import Testing
       config: WatchConfig(
         source: "/nonexistent", target: RsyncTarget(user: "u", host: "127.0.0.1", port: 1, module: "m"),
         stateDir: dir))
-    await second.tick(command)
+    await second.tick(command)?()
     #expect(status(second).massChangeAlarm?.pruneHeld == false)
 
     try Data("asked\n".utf8).write(to: URL(fileURLWithPath: second.requestPath))
-    await second.tick(command)
+    await second.tick(command)?()
     #expect(status(second).massChangeAlarm == nil)
     #expect(access(second.requestPath, F_OK) != 0)
     #expect(status(second).massChangeRecent == 0)

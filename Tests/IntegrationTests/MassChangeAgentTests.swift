@@ -111,6 +111,8 @@ struct MassChangeAgentTests {
     #expect(health.status == 200)
     #expect(health.body.hasPrefix("degraded: mass change: "), "\(health.body)")
     #expect(health.body.contains("fleetsync resume --mass-change"))
+    let metrics = try AgentIT.get("/metrics", port: setup.healthPort).body
+    #expect(metrics.contains("\nfleetsync_watch_mass_change_alarm 1"), "\(metrics)")
     #expect(agent.stderr.contains("mass change: "))
     #expect(try await eventually { setup.onBackup("f79") == "encrypted 79" }, "stderr: \(agent.stderr)")
 
