@@ -100,7 +100,7 @@ struct AgentHealthSource: HealthSource {
     // happen at all: the target is unreachable or refuses the login (until a transfer succeeds).
     let targetDown = status.consecutiveFailures > 0 && status.lastErrorKind?.meansTargetDown == true
     if status.isHealthy(at: now) && !targetDown {
-      let notes = [status.massChangeAlarm?.summary, heldDeletes(status)].compactMap { $0 }
+      let notes = [heldDeletes(status), status.massChangeAlarm?.summary].compactMap { $0 }
       return notes.isEmpty ? .healthy : .degraded(notes.joined(separator: "; also: "))
     }
     var reason = "state \(status.state.rawValue)"
