@@ -57,8 +57,8 @@ final class EngineCore: Sendable, ChangeSource {
   let compactBytes: Int
   /// The delete limit; nil when it is off.
   let deletes: DeleteGate?
-  /// The mass-change alarm; nil when it is off.
-  let massChange: MassChangeGate?
+  /// The mass-change alarm (also when `off`: an alarm that stands must still be cleared).
+  let massChange: MassChangeGate
 
   /// Queues `replayed` paths as pending; accepted paths go to `journal`.
   init(
@@ -169,7 +169,7 @@ final class EngineCore: Sendable, ChangeSource {
     let (depth, flying, oldest) = queue.withLock { q in (q.pendingCount, q.inFlightCount, q.oldest) }
     var s = statusBox.withLock { $0 }
     deletes?.fill(&s)
-    massChange?.fill(&s)
+    massChange.fill(&s)
     s.queueDepth = depth
     s.inFlight = flying
     if let oldest {

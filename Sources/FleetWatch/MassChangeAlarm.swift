@@ -36,6 +36,11 @@ public struct MassChangeAlarm: Sendable, Codable, Equatable {
     let hold =
       pruneHeld
       ? "pruning of versions is held" : "the prune hold is not on the backup yet (retrying; check the daemon)"
+    if threshold == 0 {
+      return
+        "mass-change alarm kept since \(since.formatted(.iso8601)) because its record could not be read "
+        + "(see the log); \(hold); check the source, then clear with `fleetsync resume --mass-change`"
+    }
     return
       "mass change: \(count) file(s) deleted or overwritten on the backup within \(windowSeconds) s "
       + "(alarm at \(threshold); normal \(normal) per window) since \(since.formatted(.iso8601)); "

@@ -40,9 +40,9 @@ final class MassChangeGate: Sendable {
   /// The clear request file.
   let requestPath: String
 
-  /// The gate for `config`; nil when its alarm is `off`.
-  init?(config: WatchConfig, logger: Logger) {
-    guard !config.massChange.isOff else { return nil }
+  /// The gate for `config`. With `off` it raises no alarm, but one that stands (saved before the
+  /// setting changed) is still shown, held and cleared.
+  init(config: WatchConfig, logger: Logger) {
     state = Mutex(State(detector: MassChangeDetector(limit: config.massChange)))
     self.logger = logger
     stateDir = config.stateDir
@@ -146,7 +146,7 @@ final class MassChangeGate: Sendable {
     let now = monotonicNanos()
     withRecord { s in
       status.massChangeAlarm = s.record?.alarm
-      status.massChangeRecent = s.detector.windowCount(now: now)
+      status.massChangeRecent = s.detector.limit.isOff ? nil : s.detector.windowCount(now: now)
     }
   }
 

@@ -77,7 +77,7 @@ struct TransferLoop {
         }
         // The source guard looks right before anything can start: the source must be the source.
         let gate = await sourceGate.check()
-        if let marker = core.massChange?.tick(command) {
+        if let marker = core.massChange.tick(command) {
           group.addTask {
             await marker()
             core.wake.yield()

@@ -143,7 +143,7 @@ import Testing
       stateDir: stateDir)
     config.massChange = try MassChangeLimit.parse(setting)
     config.connectTimeout = .seconds(1)
-    return try #require(MassChangeGate(config: config, logger: Logger(label: "test")))
+    return MassChangeGate(config: config, logger: Logger(label: "test"))
   }
 
   private func status(_ gate: MassChangeGate) -> WatchStatus {
@@ -191,7 +191,28 @@ import Testing
     let dir = try makeTempDir()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     try Data("{not json".utf8).write(to: URL(fileURLWithPath: dir + "/" + MassChangeRecord.fileName))
-    #expect(status(try gate(dir)).massChangeAlarm != nil)
+    let alarm = try #require(status(try gate(dir)).massChangeAlarm)
+    #expect(alarm.summary.contains("its record could not be read"))
+  }
+
+  /// Turning the alarm off raises none, but one that stands stays until an operator clears it.
+  @Test func offKeepsAStandingAlarmUntilCleared() async throws {
+    let dir = try makeTempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try gate(dir).note(tenDeleted)
+    let off = try gate(dir, "off")
+    #expect(status(off).massChangeAlarm != nil)
+    #expect(status(off).massChangeRecent == nil)
+    try Data("asked\n".utf8).write(to: URL(fileURLWithPath: off.requestPath))
+    _ = off.tick(
+      RsyncCommand(
+        config: WatchConfig(
+          source: "/x", target: RsyncTarget(user: "u", host: "127.0.0.1", port: 1, module: "m"), stateDir: dir
+        )))
+    #expect(status(off).massChangeAlarm == nil)
+    off.note(tenDeleted)
+    off.note(tenDeleted)
+    #expect(status(off).massChangeAlarm == nil)
   }
 
   @Test func theMarkerCommandsTouchOnlyTheHold() {
