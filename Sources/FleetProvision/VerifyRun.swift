@@ -14,13 +14,21 @@ struct VerifyRun: Sendable {
 
   /// The result for one instance; never throws: a failure is the result's outcome.
   func verify(_ instance: String) async -> DirectoryVerify {
-    var result = DirectoryVerify(
-      instance: instance, source: "?", target: "?", sample: request.samplePercent, outcome: .failed,
-      detail: "")
     do {
-      let target = try await readTarget(instance)
-      result.source = target.source
-      result.target = target.target.url
+      return await verify(try await readTarget(instance))
+    } catch {
+      return DirectoryVerify(
+        instance: instance, source: "?", target: "?", sample: request.samplePercent, outcome: .failed,
+        detail: "\(error)")
+    }
+  }
+
+  /// The result for one target (its watcher's config already read).
+  func verify(_ target: VerifyTarget) async -> DirectoryVerify {
+    var result = DirectoryVerify(
+      instance: target.instance, source: target.source, target: target.target.url, sample: request.samplePercent,
+      outcome: .failed, detail: "")
+    do {
       let mode: VerifyRsync.Mode = request.samplePercent.map { .sample(percent: $0) } ?? .check
       let found = try await run(target, mode)
       result.found = found
