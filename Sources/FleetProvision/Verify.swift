@@ -93,7 +93,8 @@ extension Provisioner {
   static func verifyOutcome(_ results: [DirectoryVerify]) -> HostOutcome {
     let bad = results.filter { $0.outcome != .clean && $0.outcome != .repaired }
     if !bad.isEmpty {
-      return .failed(bad.map { "\($0.source) → \($0.target): \($0.outcome.rawValue)" }.joined(separator: "; "))
+      return .failed(
+        bad.map { "\($0.source) → \($0.target): \($0.outcome.rawValue)" }.joined(separator: "; "))
     }
     return results.contains { $0.outcome == .repaired } ? .changed : .ok
   }

@@ -23,7 +23,8 @@ enum VerifyRepairGuard {
   /// recorded (an empty mountpoint under an unmounted filesystem has its own inode), when it is
   /// empty while the watcher recorded it holding data, and when it is empty while the backup holds
   /// entries the check counted as extra.
-  static func refusal(_ seen: Observation, tally: VerifyTally, target: VerifyTarget, host: String) -> String? {
+  static func refusal(_ seen: Observation, tally: VerifyTally, target: VerifyTarget, host: String) -> String?
+  {
     let source = target.source
     let directory = target.instance.prefix { $0 != ":" }
     let check =
@@ -42,7 +43,8 @@ enum VerifyRepairGuard {
       return "\(source) is empty but the watcher recorded it holding data; \(check); \(accept)"
     }
     if !seen.hasEntries && tally.extra > 0 {
-      return "\(source) is empty while the backup holds \(tally.extra) entr\(tally.extra == 1 ? "y" : "ies"); "
+      return
+        "\(source) is empty while the backup holds \(tally.extra) entr\(tally.extra == 1 ? "y" : "ies"); "
         + "\(check); \(accept)"
     }
     return nil

@@ -33,7 +33,8 @@ public struct VerifyTarget: Sendable, Equatable {
       guard let value = values[key.name]?.last else {
         throw FleetError(
           .remoteStep,
-          "the watcher config \(Layout.watchConf(instance)) has no \(key.name) (run `fleetsync up` to rewrite it)")
+          "the watcher config \(Layout.watchConf(instance)) has no \(key.name) (run `fleetsync up` to rewrite it)"
+        )
       }
       return value
     }

@@ -26,7 +26,8 @@ struct VerifyRun: Sendable {
   /// The result for one target (its watcher's config already read).
   func verify(_ target: VerifyTarget) async -> DirectoryVerify {
     var result = DirectoryVerify(
-      instance: target.instance, source: target.source, target: target.target.url, sample: request.samplePercent,
+      instance: target.instance, source: target.source, target: target.target.url,
+      sample: request.samplePercent,
       outcome: .failed, detail: "")
     do {
       let mode: VerifyRsync.Mode = request.samplePercent.map { .sample(percent: $0) } ?? .check
@@ -34,13 +35,15 @@ struct VerifyRun: Sendable {
       result.found = found
       guard found.drift else {
         result.outcome = .clean
-        result.detail = found.summary + (request.samplePercent.map { " (a \(Self.percent($0)) sample)" } ?? "")
+        result.detail =
+          found.summary + (request.samplePercent.map { " (a \(Self.percent($0)) sample)" } ?? "")
         return result
       }
       result.outcome = .drift
       result.detail = "the backup differs: \(found.summary)"
       guard request.repair else {
-        result.detail += "; to send the differences: fleetsync verify -i INVENTORY --limit "
+        result.detail +=
+          "; to send the differences: fleetsync verify -i INVENTORY --limit "
           + "\(hostName):\(target.source) --repair (add --delete to also remove the extra entries)"
         return result
       }
@@ -67,7 +70,8 @@ struct VerifyRun: Sendable {
     let keptExtras = request.delete ? 0 : found.extra
     let nothingToSend = found.differing + found.missing + found.attributes == 0
     if keptExtras > 0 && nothingToSend {
-      result.detail = "the backup differs: \(found.extra) extra entr\(found.extra == 1 ? "y" : "ies") kept; "
+      result.detail =
+        "the backup differs: \(found.extra) extra entr\(found.extra == 1 ? "y" : "ies") kept; "
         + "add --delete to remove them (they are kept as versions when the module keeps versions)"
       return
     }

@@ -43,7 +43,9 @@ struct VerifyCommand: AsyncParsableCommand {
   func validate() throws {
     if delete && !repair { throw ValidationError("--delete deletes only with --repair") }
     if let sample {
-      guard sample > 0 && sample <= 100 else { throw ValidationError("--sample must be above 0 and at most 100") }
+      guard sample > 0 && sample <= 100 else {
+        throw ValidationError("--sample must be above 0 and at most 100")
+      }
       guard !repair else { throw ValidationError("--repair compares every file: leave out --sample") }
     }
   }

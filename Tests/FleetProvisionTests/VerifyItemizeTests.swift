@@ -122,7 +122,10 @@ import Testing
   @Test func theCheckIsNiceReadOnlyAndProtectsVersions() throws {
     let target = try VerifyTarget.parse(instance: "data:bk1:data", config: config)
     let args = VerifyRsync.arguments(target, .check)
-    #expect(Array(args.prefix(10)) == ["nice", "-n", "19", "ionice", "-c", "3", "rsync", "-c", "-aAXHS", "--numeric-ids"])
+    #expect(
+      Array(args.prefix(10)) == [
+        "nice", "-n", "19", "ionice", "-c", "3", "rsync", "-c", "-aAXHS", "--numeric-ids",
+      ])
     #expect(args.drop { $0 != "rsync" }.contains("-n") && args.contains("--delete"))
     #expect(args.contains("--filter=P /.fleetsync-versions/"))
     #expect(Array(args.suffix(2)) == ["--exclude=*.tmp", "--exclude=/cache/"])
@@ -162,9 +165,10 @@ import Testing
     passwordFile: "/p", stateDir: "/s", excludes: [], keepsVersions: true)
 
   /// A record as the watcher writes it (`STATE/source-identity.json`).
-  func identity(inode: UInt64, empty: Bool) -> SourceIdentity {
-    let json = #"{"filesystem":4660,"filesystemType":"ext4","device":2049,"inode":\#(inode),"empty":\#(empty)}"#
-    return try! JSONDecoder().decode(SourceIdentity.self, from: Data(json.utf8))
+  func identity(inode: UInt64, empty: Bool) throws -> SourceIdentity {
+    let json =
+      #"{"filesystem":4660,"filesystemType":"ext4","device":2049,"inode":\#(inode),"empty":\#(empty)}"#
+    return try JSONDecoder().decode(SourceIdentity.self, from: Data(json.utf8))
   }
 
   func tally(extra: Int) -> VerifyTally {
@@ -177,8 +181,8 @@ import Testing
     VerifyRepairGuard.refusal(seen, tally: tally(extra: extra), target: target, host: "nfs1")
   }
 
-  @Test func allowsTheRecordedSourceWithData() {
-    #expect(refusal(.init(inode: 2, hasEntries: true, recorded: identity(inode: 2, empty: false))) == nil)
+  @Test func allowsTheRecordedSourceWithData() throws {
+    #expect(refusal(.init(inode: 2, hasEntries: true, recorded: try identity(inode: 2, empty: false))) == nil)
     #expect(refusal(.init(inode: 2, hasEntries: true, recorded: nil), extra: 3) == nil)
   }
 
@@ -189,20 +193,20 @@ import Testing
 
   @Test func refusesAnotherDirectoryThanTheRecordedOne() throws {
     let why = try #require(
-      refusal(.init(inode: 131, hasEntries: true, recorded: identity(inode: 2, empty: false))))
+      refusal(.init(inode: 131, hasEntries: true, recorded: try identity(inode: 2, empty: false))))
     #expect(why.contains("not the directory the watcher recorded"))
     #expect(why.contains("fleetsync resume -i INVENTORY --accept-source --limit nfs1 --directory data"))
   }
 
   @Test func refusesAnEmptySourceThatHeldData() throws {
     let why = try #require(
-      refusal(.init(inode: 2, hasEntries: false, recorded: identity(inode: 2, empty: false))))
+      refusal(.init(inode: 2, hasEntries: false, recorded: try identity(inode: 2, empty: false))))
     #expect(why.contains("is empty but the watcher recorded it holding data"))
   }
 
   @Test func refusesAnEmptySourceWhileTheBackupHasFiles() throws {
     let why = try #require(refusal(.init(inode: 2, hasEntries: false, recorded: nil), extra: 200))
     #expect(why.contains("empty while the backup holds 200 entries"))
-    #expect(refusal(.init(inode: 2, hasEntries: false, recorded: identity(inode: 2, empty: true))) == nil)
+    #expect(refusal(.init(inode: 2, hasEntries: false, recorded: try identity(inode: 2, empty: true))) == nil)
   }
 }

@@ -25,7 +25,9 @@ struct ThisMachine: RemoteHost {
     }
   }
   func write(_ bytes: [UInt8], to path: String, mode: Int) async throws { throw FleetError(.io, "not used") }
-  func upload(localPath: String, to path: String, mode: Int) async throws { throw FleetError(.io, "not used") }
+  func upload(localPath: String, to path: String, mode: Int) async throws {
+    throw FleetError(.io, "not used")
+  }
   func read(_ path: String) async throws -> [UInt8]? { throw FleetError(.io, "not used") }
   func close() async {}
 }
@@ -74,8 +76,11 @@ extension WatchIntegration {
       try "skipped\n".write(toFile: source + "/scratch.tmp", atomically: false, encoding: .utf8)
       let copy = try CLI.runProcess(
         "/usr/bin/rsync",
-        ["-aAXHS", "--numeric-ids", "--exclude=*.tmp", "--password-file=\(daemon.passwordFile)", source + "/",
-          daemon.target.url + "/"])
+        [
+          "-aAXHS", "--numeric-ids", "--exclude=*.tmp", "--password-file=\(daemon.passwordFile)",
+          source + "/",
+          daemon.target.url + "/",
+        ])
       try #require(copy.status == 0, "initial copy: \(copy.stderr)")
     }
 
@@ -206,7 +211,8 @@ extension WatchIntegration {
     @Test func verifyRunsBesideLiveReplication() async throws {
       let fixture = try EngineFixture()
       for index in 0..<200 {
-        try "seed \(index)\n".write(toFile: fixture.src + "/seed-\(index)", atomically: false, encoding: .utf8)
+        try "seed \(index)\n".write(
+          toFile: fixture.src + "/seed-\(index)", atomically: false, encoding: .utf8)
       }
       try await fixture.start()
       let target = VerifyTarget(

@@ -61,12 +61,14 @@ extension ProvisionFleetTests {
     #expect(clean.stdout.contains("s1:/srv/data/a → rsync://"), "\(clean.stdout)")
     #expect(clean.stdout.contains("2 compared, 0 differing, 0 missing, 0 extra"), "\(clean.stdout)")
 
-    // Same size, same mtime: only a checksum sees it. A version on the backup is not extra.
+    // Same size, same mtime: only a checksum sees it. A version on the backup (the daemon's, as the
+    // daemon writes them) is not extra.
     _ = try fleet.run(
       on: backup,
       """
       f='\(module)/sub/in space.txt'; t=$(stat -c %y "$f"); echo 'PRECIOUS DATA' > "$f"; touch -d "$t" "$f"
       mkdir -p \(module)/.fleetsync-versions/2026-11-28T00-05-01.123Z && echo old > \(module)/.fleetsync-versions/2026-11-28T00-05-01.123Z/seed
+      chown -R nobody:nogroup \(module)/.fleetsync-versions
       """)
     let drift = try CLI.run("fleetsync", ["verify", "-i", inv, "--limit", "s1:/srv/data/a"])
     #expect(drift.status == 2, "drift exits 2: \(drift.stdout)\(drift.stderr)")
