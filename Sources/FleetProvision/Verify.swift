@@ -108,8 +108,8 @@ extension Provisioner {
       guard let source = sources.first(where: { $0.0.name == host })?.1 else {
         throw FleetError(.invalidInput, "--limit \(host):…: \(host) is no selected source host")
       }
-      let known = source.directories.flatMap { [$0.name, $0.path] }
-      for name in wanted where !known.contains(name) {
+      let known = source.directories.flatMap { [$0.name, Self.trimmed($0.path)] }
+      for name in wanted where !known.contains(Self.trimmed(name)) {
         let hint = Suggestion.didYouMean(name, among: known).map { "; \($0)" } ?? ""
         throw FleetError(
           .invalidInput,
@@ -118,14 +118,21 @@ extension Provisioner {
       }
     }
     return sources.compactMap { ref, source in
-      let wanted = request.directories[ref.name]
+      let wanted = request.directories[ref.name].map { Set($0.map(Self.trimmed)) }
       let instances = source.directories.filter { directory in
-        wanted.map { $0.contains(directory.name) || $0.contains(directory.path) } ?? true
+        wanted.map { $0.contains(directory.name) || $0.contains(Self.trimmed(directory.path)) } ?? true
       }
       .flatMap { directory in
         directory.destinations.map { Layout.watchInstance(directory: directory.name, to: $0) }
       }
       return instances.isEmpty ? nil : (ref, instances)
     }
+  }
+
+  /// A path without its trailing slashes (`/` stays `/`), so `--limit HOST:/srv/a/` names `/srv/a`.
+  static func trimmed(_ path: String) -> String {
+    var path = path
+    while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+    return path
   }
 }

@@ -112,6 +112,12 @@ struct VerifyRun: Sendable {
   /// What to check for rsync's exit status `status`.
   static func hint(_ status: Int32, _ target: VerifyTarget) -> String {
     switch status {
+    case 4:
+      "; the daemon rejected the options: with --repair, its module's filter must let the directories "
+        + ".fleetsync-versions/STAMP through (`+ /.fleetsync-versions/*/`), or rsync refuses --backup-dir"
+    case 11:
+      "; the backup could not write: is the module's directory, and its .fleetsync-versions, writable by "
+        + "the daemon's uid on \(target.target.host)?"
     case 5:
       "; the daemon refused the login or the module: is the watcher's password file \(target.passwordFile) "
         + "current? `fleetsync up` rewrites it"

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetInventory
 import FleetWatch
 import Foundation
 import Testing
@@ -208,5 +209,40 @@ import Testing
     let why = try #require(refusal(.init(inode: 2, hasEntries: false, recorded: nil), extra: 200))
     #expect(why.contains("empty while the backup holds 200 entries"))
     #expect(refusal(.init(inode: 2, hasEntries: false, recorded: try identity(inode: 2, empty: true))) == nil)
+  }
+}
+
+/// Which watchers `fleetsync verify` checks: `--limit HOST`, `--limit HOST:PATH` (path or name).
+@Suite struct VerifySelectionTests {
+  @Test func limitsPickHostsAndDirectoriesAndUnknownOnesAreRefused() throws {
+    let fleet = try FakeFleet()
+    var request = VerifyRequest()
+    let all = try fleet.provisioner().verifyTargets(request)
+    #expect(all.map(\.ref.name) == ["nfs1", "nfs2"])
+    #expect(all.flatMap(\.instances) == ["home:bk1:home", "proj:bk1:proj"])
+
+    request.directories = ["nfs2": ["/srv/nfs/proj/"]]
+    let one = try fleet.provisioner(limit: ["nfs2"]).verifyTargets(request)
+    #expect(one.map(\.ref.name) == ["nfs2"] && one[0].instances == ["proj:bk1:proj"])
+    request.directories = ["nfs1": ["home"]]
+    #expect(try fleet.provisioner(limit: ["nfs1"]).verifyTargets(request)[0].instances == ["home:bk1:home"])
+
+    request.directories = ["nfs1": ["/srv/nfs/hom"]]
+    #expect {
+      try fleet.provisioner(limit: ["nfs1"]).verifyTargets(request)
+    } throws: { error in
+      let fleetError = error as? FleetError
+      return fleetError?.code.meaning == .invalidInput
+        && fleetError?.message.contains("/srv/nfs/home") == true
+    }
+  }
+
+  @Test func aRepairFromASampleIsRefusedBeforeAnything() async throws {
+    let fleet = try FakeFleet()
+    var request = VerifyRequest()
+    request.repair = true
+    request.samplePercent = 5
+    await #expect(throws: FleetError.self) { try await fleet.provisioner().verify(request) }
+    #expect(fleet.hosts.values.allSatisfy { $0.state.steps.isEmpty })
   }
 }
