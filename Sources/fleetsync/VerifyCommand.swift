@@ -37,10 +37,18 @@ struct VerifyCommand: AsyncParsableCommand {
     help: ArgumentHelp("Compare only this percentage of the files, picked at random.", valueName: "percent"))
   var sample: Double?
 
+  @Option(
+    name: .long,
+    help: ArgumentHelp(
+      "Seconds one directory's comparison (or repair) may take before it is stopped (default: a day).",
+      valueName: "s"))
+  var timeout: Int = 86_400
+
   @Flag(name: .long, help: "Print the outcome as JSON.")
   var json = false
 
   func validate() throws {
+    guard timeout > 0 else { throw ValidationError("--timeout must be 1 second or more") }
     if delete && !repair { throw ValidationError("--delete deletes only with --repair") }
     if let sample {
       guard sample > 0 && sample <= 100 else {
@@ -71,7 +79,9 @@ struct VerifyCommand: AsyncParsableCommand {
     let hosts = try await reportingFailures {
       try await SSHClient.withClient(threads: max(8, min(limitedOptions.forks, 128))) { client in
         let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: limitedOptions)
+          inventory: inventory,
+          connector: SSHHostConnector(client: client, operationTimeout: .seconds(timeout)),
+          options: limitedOptions)
         return try await provisioner.verify(request)
       }
     }
