@@ -176,8 +176,9 @@ extension WatchIntegration {
         "inode":\(info.st_ino)}
         """
       try record.write(toFile: state + "/" + SourceIdentity.fileName, atomically: true, encoding: .utf8)
-      // The source replaced by another directory holding one file (a wrong mount, a restore gone wrong).
-      try FileManager.default.removeItem(atPath: source)
+      // The source replaced by another directory holding one file (a wrong mount, a restore gone
+      // wrong). The old one is moved away, not deleted, so its inode cannot be reused by the new one.
+      try FileManager.default.moveItem(atPath: source, toPath: source + ".old")
       try write(source + "/lonely.txt", "not the data\n")
       let refused = await verify(repair: true, delete: true)
       #expect(refused.outcome == .refused, "\(refused.detail)")

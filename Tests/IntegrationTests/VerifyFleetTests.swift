@@ -88,6 +88,14 @@ extension ProvisionFleetTests {
     let after = try CLI.run("fleetsync", ["verify", "-i", inv])
     #expect(after.status == 0, "\(after.stdout)\(after.stderr)")
     #expect(after.stdout.contains("verify: ok=1 changed=0 failed=0"), "\(after.stdout)")
+    // 2 of the 3 files are picked; the excluded skip.tmp, when picked, is not compared.
+    let sample = try CLI.run("fleetsync", ["verify", "-i", inv, "--sample", "50"])
+    #expect(sample.status == 0, "\(sample.stdout)\(sample.stderr)")
+    #expect(
+      sample.stdout.contains("(a 50% sample)"), "\(sample.stdout)")
+    let bad = try CLI.run("fleetsync", ["verify", "-i", inv, "--sample", "5", "--repair"])
+    #expect(sample.stdout.contains("1 compared") || sample.stdout.contains("2 compared"), "\(sample.stdout)")
+    #expect(bad.status == 64, "a repair from a sample is a usage error: \(bad.stderr)")
 
     let down = try CLI.run("fleetsync", ["down", "-i", inv])
     #expect(down.status == 0, "\(down.stdout)\(down.stderr)")
