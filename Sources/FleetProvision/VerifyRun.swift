@@ -65,16 +65,15 @@ struct VerifyRun: Sendable {
       result.detail = "repair refused: \(why)"
       return
     }
-    let sent = try await run(target, .repair(delete: request.delete))
-    result.repaired = sent
     let keptExtras = request.delete ? 0 : found.extra
-    let nothingToSend = found.differing + found.missing + found.attributes == 0
-    if keptExtras > 0 && nothingToSend {
+    if keptExtras > 0 && found.differing + found.missing + found.attributes == 0 {
       result.detail =
-        "the backup differs: \(found.extra) extra entr\(found.extra == 1 ? "y" : "ies") kept; "
+        "the backup differs: \(found.extra) extra entr\(found.extra == 1 ? "y" : "ies") kept, nothing sent; "
         + "add --delete to remove them (they are kept as versions when the module keeps versions)"
       return
     }
+    let sent = try await run(target, .repair(delete: request.delete))
+    result.repaired = sent
     result.outcome = keptExtras > 0 ? .drift : .repaired
     result.detail =
       "repaired: sent \(sent.differing) differing and \(sent.missing) missing entries, "
