@@ -191,7 +191,9 @@ let package = Package(
     ),
     .testTarget(
       name: "IntegrationTests",
-      dependencies: ["FleetCore", "FleetSSH", "FleetWatch", "FleetAgent", "FleetTestSupport"],
+      dependencies: [
+        "FleetCore", "FleetSSH", "FleetWatch", "FleetAgent", "FleetProvision", "FleetTestSupport",
+      ],
       swiftSettings: strictSettings
     ),
   ]

@@ -7,8 +7,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
   case ok = 0
   /// A local problem stopped the command (secrets or state file unusable, a bug, …).
   case localError = 1
-  /// Some host failed (a step failed, an instance did not become healthy, the login or host key was
-  /// refused); none unreachable.
+  /// Some host failed (a step failed, an instance did not become healthy, `verify` found a backup
+  /// differing from its source, the login or host key was refused); none unreachable.
   case someFailed = 2
   /// Some host unreachable (nothing was done there); none failed.
   case someUnreachable = 3
@@ -60,7 +60,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     switch self {
     case .ok: "every host ok or changed"
     case .localError: "a local problem (secrets or state file unusable, ...)"
-    case .someFailed: "some host failed (a step failed, not healthy, login or host key refused)"
+    case .someFailed: "some host failed (a step failed, not healthy, drift found, login or host key refused)"
     case .someUnreachable: "some host unreachable (nothing was done there), none failed"
     case .failedAndUnreachable: "both failed and unreachable hosts"
     case .usage: "usage error"

@@ -33,9 +33,15 @@ public struct SSHRemoteHost: RemoteHost {
 /// Connects to inventory hosts with their merged SSH settings.
 public struct SSHHostConnector: HostConnector {
   let client: SSHClient
+  /// How long one remote command may run (nil: FleetSSH's default, 300 s).
+  let operationTimeout: Duration?
 
-  /// Uses `client`'s thread pool for every connection.
-  public init(client: SSHClient) { self.client = client }
+  /// Uses `client`'s thread pool for every connection; `operationTimeout` for commands that run long
+  /// (a checksum of a whole tree).
+  public init(client: SSHClient, operationTimeout: Duration? = nil) {
+    self.client = client
+    self.operationTimeout = operationTimeout
+  }
 
   public func connect(_ host: HostRef) async throws -> any RemoteHost {
     let ssh = host.ssh
@@ -52,10 +58,11 @@ public struct SSHHostConnector: HostConnector {
     } else {
       identity = .agent
     }
-    let options = SSHOptions(
+    var options = SSHOptions(
       identity: identity, knownHostsFile: expand(ssh.knownHosts),
       hostKeyPolicy: HostKeyPolicy(rawValue: ssh.hostKeyPolicy) ?? .strict,
       connectTimeout: .seconds(ssh.connectTimeout))
+    if let operationTimeout { options.operationTimeout = operationTimeout }
     let endpoint = SSHEndpoint(host: host.address, port: ssh.port, user: ssh.user)
     return SSHRemoteHost(connection: try await client.connect(endpoint, options: options))
   }

@@ -24,8 +24,15 @@ struct CLI {
   static func run(_ product: String, _ args: [String], environment: [String: String] = [:]) throws
     -> (status: Int32, stdout: String, stderr: String)
   {
+    try runProcess("\(binDir)/\(product)", args, environment: environment)
+  }
+
+  /// Runs the program at `path` and captures its output.
+  static func runProcess(_ path: String, _ args: [String], environment: [String: String] = [:]) throws
+    -> (status: Int32, stdout: String, stderr: String)
+  {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "\(binDir)/\(product)")
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = args
     var env = ProcessInfo.processInfo.environment
     env.merge(environment) { _, new in new }
