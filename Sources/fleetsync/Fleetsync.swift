@@ -9,7 +9,7 @@ struct Fleetsync: AsyncParsableCommand {
     discussion: ExitStatus.helpText,
     subcommands: [
       PlanCommand.self, UpCommand.self, StatusCommand.self, DownCommand.self, ExecCommand.self,
-      PushCommand.self, ResumeCommand.self,
+      PushCommand.self, ResumeCommand.self, RestoreCommand.self, VersionsCommand.self,
     ]
   )
 }
