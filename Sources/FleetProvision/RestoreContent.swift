@@ -37,9 +37,8 @@ extension Provisioner {
     let mirrorKind = try await mirrorKind(place, reader: reader, on: host)
     var held: [(stamp: String, kind: String)] = []
     if at != nil {
-      let listing = try await host.run(try reader.versionsListCommand(sub: place.sub, recursive: false))
-      guard listing.status == 0 else { throw readFailure(place, "listing its versions", listing) }
-      held = BackupReader.stampsHolding(BackupReader.versionEntries(listing.stdout, sub: place.sub), sub: place.sub)
+      let entries = try await versionEntries(place, recursive: false, reader: reader, on: host)
+      held = BackupReader.stampsHolding(entries, sub: place.sub)
     }
     guard let content = BackupContent.decide(mirrorKind: mirrorKind, held: held, at: at) else {
       let path = place.sub.isEmpty ? place.directory.path : "\(place.directory.path)/\(place.sub)"
@@ -51,6 +50,17 @@ extension Provisioner {
           + "a time before the change")
     }
     return content
+  }
+
+  /// The versions of the place (and, with `recursive`, of what is beneath it); none when the module
+  /// has no versions directory yet (the daemon cannot enter it: no transfer has replaced anything).
+  static func versionEntries(_ place: ProtectedPlace, recursive: Bool, reader: BackupReader, on host: any RemoteHost)
+    async throws -> [BackupEntry]
+  {
+    let listing = try await host.run(try reader.versionsListCommand(sub: place.sub, recursive: recursive))
+    if listing.status == 5 && listing.stderr.contains("chdir failed") { return [] }
+    guard listing.status == 0 else { throw readFailure(place, "listing its versions", listing) }
+    return BackupReader.versionEntries(listing.stdout, sub: place.sub)
   }
 
   /// The kind of the place in the mirror, or nil when the mirror does not have it.

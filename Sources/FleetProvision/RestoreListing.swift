@@ -29,6 +29,10 @@ struct BackupReader: Sendable {
   /// The flags every rsync that moves data uses (the team's contract), plus deadlines.
   static let dataFlags = ["-aAXHS", "--numeric-ids", "--timeout=600", "--contimeout=30"]
 
+  /// The module's root shows `.fleetsync-versions/` and its STAMP directories (empty: the daemon
+  /// hides their content); a read of the root leaves them out.
+  func hideVersions(_ sub: String) -> [String] { sub.isEmpty ? ["--exclude=/.fleetsync-versions/"] : [] }
+
   /// Shell words of an rsync run against the daemon (flags, then the password file).
   func rsync(_ args: [String]) throws -> String {
     try ShellQuote.command(["rsync"] + args + ["--password-file=\(passwordFile)"])

@@ -45,7 +45,8 @@ struct RestoreScript: Sendable {
     ]
     if isDirectory { lines.append("mkdir \"$stage\"/t") }
     if fromMirror {
-      let pull = try reader.rsync(BackupReader.dataFlags + ["--", reader.url(reader.mirrorURL, sub, slash: isDirectory)])
+      let pull = try reader.rsync(
+        BackupReader.dataFlags + reader.hideVersions(sub) + ["--", reader.url(reader.mirrorURL, sub, slash: isDirectory)])
       lines.append("\(pull) \(stage) >&2 || \(failed("reading the mirror"))")
     }
     for stamp in overlays {

@@ -44,17 +44,17 @@ extension Provisioner {
     let sub = resolved.sub
     let mirror = try await host.run(
       try reader.rsync(
-        ["--list-only", "--no-h", "-r", "--contimeout=30", "--timeout=600", "--", reader.url(reader.mirrorURL, sub)]))
+        ["--list-only", "--no-h", "-r", "--contimeout=30", "--timeout=600"] + reader.hideVersions(sub)
+          + ["--", reader.url(reader.mirrorURL, sub)]))
     guard mirror.status == 0 || mirror.stderr.contains("No such file or directory") else {
       throw Self.readFailure(resolved, "listing its mirror", mirror)
     }
-    let listing = try await host.run(try reader.versionsListCommand(sub: sub, recursive: true))
-    guard listing.status == 0 else { throw Self.readFailure(resolved, "listing its versions", listing) }
+    let versions = try await Self.versionEntries(resolved, recursive: true, reader: reader, on: host)
     return VersionsListing(
       place: "\(place)", backup: "\(resolved.destination.backup)/\(resolved.destination.module)",
       directory: resolved.directory.path,
       mirror: mirror.status == 0 ? Self.mirrorEntries(mirror.stdout, sub: sub) : [],
-      versions: BackupReader.versionEntries(listing.stdout, sub: sub))
+      versions: versions)
   }
 
   /// Mirror entries with paths relative to the protected directory. Listing `MODULE/a/b` names
