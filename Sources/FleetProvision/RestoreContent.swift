@@ -58,7 +58,9 @@ extension Provisioner {
     async throws -> [BackupEntry]
   {
     let listing = try await host.run(try reader.versionsListCommand(sub: place.sub, recursive: recursive))
-    if listing.status == 5 && listing.stderr.contains("chdir failed") { return [] }
+    if listing.status == 5 && (listing.stderr.contains("chroot failed") || listing.stderr.contains("chdir failed")) {
+      return []
+    }
     guard listing.status == 0 else { throw readFailure(place, "listing its versions", listing) }
     return BackupReader.versionEntries(listing.stdout, sub: place.sub)
   }

@@ -33,9 +33,9 @@ struct BackupReader: Sendable {
   /// hides their content); a read of the root leaves them out.
   func hideVersions(_ sub: String) -> [String] { sub.isEmpty ? ["--exclude=/.fleetsync-versions/"] : [] }
 
-  /// Shell words of an rsync run against the daemon (flags, then the password file).
+  /// Shell words of an rsync run against the daemon: the password file, then `args`.
   func rsync(_ args: [String]) throws -> String {
-    try ShellQuote.command(["rsync"] + args + ["--password-file=\(passwordFile)"])
+    try ShellQuote.command(["rsync", "--password-file=\(passwordFile)"] + args)
   }
 
   /// Lists `sub` in the mirror (itself, not its content): one entry, or none when it is not there.
@@ -97,25 +97,21 @@ struct BackupReader: Sendable {
     }
   }
 
-  /// The entries of a versions listing (names `STAMP/…`): entries under `sub` only, by STAMP then path.
+  /// The entries of a versions listing (names `STAMP/…`): entries under `sub` only, by STAMP then path;
+  /// a STAMP's own directory has the path "" (the protected directory itself).
   static func versionEntries(_ listing: String, sub: String) -> [BackupEntry] {
     parse(listing).compactMap { entry in
-      guard let slash = entry.name.firstIndex(of: "/") else { return nil }
+      let slash = entry.name.firstIndex(of: "/") ?? entry.name.endIndex
       let stamp = String(entry.name[..<slash])
-      let path = String(entry.name[entry.name.index(after: slash)...])
-      guard RestoreTime.isStamp(stamp), !path.isEmpty,
-        sub.isEmpty || path == sub || path.hasPrefix(sub + "/")
-      else { return nil }
+      let path = slash == entry.name.endIndex ? "" : String(entry.name[entry.name.index(after: slash)...])
+      guard RestoreTime.isStamp(stamp), sub.isEmpty || path == sub || path.hasPrefix(sub + "/") else { return nil }
       return BackupEntry(stamp: stamp, path: path, kind: entry.kind, size: entry.size, modified: entry.modified)
     }
   }
 
   /// The STAMPs that hold `sub` itself (not only a directory above it), with the kind it has there.
   static func stampsHolding(_ entries: [BackupEntry], sub: String) -> [(stamp: String, kind: String)] {
-    if sub.isEmpty {
-      return Array(Set(entries.compactMap(\.stamp))).sorted().map { ($0, "directory") }
-    }
-    return entries.filter { $0.path == sub }.compactMap { entry in entry.stamp.map { ($0, entry.kind) } }
+     entries.filter { $0.path == sub }.compactMap { entry in entry.stamp.map { ($0, entry.kind) } }
       .sorted { $0.stamp < $1.stamp }
   }
 }

@@ -54,6 +54,13 @@ struct RestoreScript: Sendable {
       let pull = try reader.rsync(BackupReader.dataFlags + ["--force", "--", source])
       lines.append("\(pull) \(stage) >&2 || \(failed("reading version \(stamp)"))")
     }
+    if isDirectory && fromMirror && !overlays.isEmpty {
+      // A version's top directory is the STAMP directory itself for the whole tree: its owner and
+      // mode are not the tree's. The root's attributes come from the mirror (`--exclude=/*`: the root alone).
+      let root = try reader.rsync(
+        BackupReader.dataFlags + ["--exclude=/*", "--", reader.url(reader.mirrorURL, sub, slash: true)])
+      lines.append("\(root) \(stage) >&2 || \(failed("reading the mirror's top directory"))")
+    }
     if let at {
       // Created (or last written) after --at: it has no version, so it did not exist then.
       lines.append("[ -e \"$stage\"/t ] && find \"$stage\"/t ! -type d -newermt \(at.epochArgument) -exec rm -f {} +")

@@ -37,7 +37,7 @@ enum RestoreOutput {
 
   static func entryLine(_ entry: BackupEntry) -> String {
     let size = String(entry.size)
-    return "  \(entry.modified)  \(String(repeating: " ", count: max(0, 12 - size.count)))\(size)  \(entry.kind.prefix(4))  \(entry.path)"
+    return "  \(entry.modified)  \(String(repeating: " ", count: max(0, 12 - size.count)))\(size)  \(entry.kind.prefix(4))  \(entry.path.isEmpty ? "." : entry.path)"
   }
 
   static func json(_ result: RestoreResult) throws -> String { try encode(result) }
