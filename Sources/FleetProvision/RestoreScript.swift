@@ -68,10 +68,11 @@ struct RestoreScript: Sendable {
     lines.append(
       "[ -e \"$stage\"/t ] || { echo 'nothing to restore: it did not exist at that time' >&2; exit \(Self.emptyStatus); }")
     if delete {
-      // An empty tree with --delete would empty the destination: never worse than no backup.
+      // A tree without a file (only directories) with --delete would empty the destination: never worse
+      // than no backup.
       lines.append(
-        "[ -n \"$(find \"$stage\"/t -mindepth 1 -print -quit)\" ] || { echo 'refusing --delete: the restored tree "
-          + "is empty, so --delete would empty the destination' >&2; exit \(Self.emptyStatus); }")
+        "[ -n \"$(find \"$stage\"/t ! -type d -print -quit)\" ] || { echo 'refusing --delete: the restored tree "
+          + "has no file, so --delete would empty the destination' >&2; exit \(Self.emptyStatus); }")
     }
     let target = try ShellQuote.quote(destination + slash)
     if !dryRun { lines.append("mkdir -p -- \"$(dirname -- \(target))\" || exit 73") }
