@@ -67,8 +67,9 @@ extension Inventory {
         "'\(place.host)' is not a source host of this inventory\(hint) (sources: \(sources.map(\.name).joined(separator: ", ")))"
       )
     }
+    // The inventory refuses overlapping directories, so at most one holds the path.
     let matches = source.directories.compactMap { dir in place.relative(to: dir.path).map { (dir, $0) } }
-    guard let (directory, sub) = matches.min(by: { $0.1.count < $1.1.count }) else {
+    guard let (directory, sub) = matches.first else {
       let list = source.directories.map { "\($0.name): \($0.path)" }.joined(separator: ", ")
       throw FleetError(
         .invalidInput,

@@ -22,7 +22,7 @@ public struct RestoreTime: Sendable, Equatable, CustomStringConvertible {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     let plain = ISO8601DateFormatter()
-    guard let date = formatter.date(from: iso) ?? plain.date(from: iso) else {
+    guard Self.hasDateTimeAndZone(iso), let date = formatter.date(from: iso) ?? plain.date(from: iso) else {
       throw FleetError(
         .invalidInput,
         "--at '\(text)' is not a time: give ISO 8601 with a zone (2026-11-28T00:05:01Z, "
@@ -49,6 +49,18 @@ public struct RestoreTime: Sendable, Equatable, CustomStringConvertible {
     let date = stamp.prefix(11)
     let time = stamp.dropFirst(11).prefix(8).replacingOccurrences(of: "-", with: ":")
     return "\(date)\(time)\(stamp.dropFirst(19))"
+  }
+
+  /// Whether `text` has the `T` between date and time, `:` in the time, and ends with a zone (`Z`, `+HH:MM`, `-HH:MM`):
+  /// a time without a zone would be read in some zone nobody chose.
+  static func hasDateTimeAndZone(_ text: String) -> Bool {
+    let chars = Array(text.utf8)
+    guard chars.count >= 20, chars[10] == UInt8(ascii: "T"), chars[13] == UInt8(ascii: ":"),
+      chars[16] == UInt8(ascii: ":")
+    else { return false }
+    if chars.last == UInt8(ascii: "Z") { return true }
+    let zone = chars.suffix(6)
+    return (zone.first == UInt8(ascii: "+") || zone.first == UInt8(ascii: "-")) && zone.dropFirst(3).first == UInt8(ascii: ":")
   }
 
   /// Whether `name` is a version STAMP (`YYYY-MM-DDTHH-MM-SS.mmmZ`).
