@@ -82,7 +82,8 @@ extension Provisioner {
         other = connected
         lent = try await Self.lendPassword(place, from: sourceHost, to: connected)
       }
-      let reader = BackupReader(mirrorURL: mirrorURL, passwordFile: lent ?? Layout.watchPassword(place.instance))
+      let reader = BackupReader(
+        mirrorURL: mirrorURL, passwordFile: lent ?? Layout.watchPassword(place.instance))
       let result = try await restore(
         request, place: place, target: target, reader: reader, on: other ?? sourceHost, progress: progress)
       await Self.finish(sourceHost, other, lent: lent)
@@ -103,7 +104,8 @@ extension Provisioner {
   }
 
   private func restore(
-    _ request: RestoreRequest, place: ProtectedPlace, target: HostPath, reader: BackupReader, on host: any RemoteHost,
+    _ request: RestoreRequest, place: ProtectedPlace, target: HostPath, reader: BackupReader,
+    on host: any RemoteHost,
     progress: @escaping @Sendable (String) -> Void
   ) async throws -> RestoreResult {
     progress("reading what \(place.destination.backup)/\(place.destination.module) holds")
@@ -134,7 +136,9 @@ extension Provisioner {
     do {
       out = try await host.run(try script.text())
     } catch {
-      try? await Self.resume(paused, on: host)
+      do { try await Self.resume(paused, on: host) } catch let resumeError as FleetError {
+        throw FleetError(.restoreFailed, "the restore stopped (\(error)), and \(resumeError.message)")
+      }
       throw error
     }
     try await Self.resume(paused, on: host)
@@ -151,20 +155,26 @@ extension Provisioner {
   /// Where the stage goes: beside the outermost protected directory holding the target (so no
   /// watcher sees it), else beside the target.
   func stageNear(_ target: HostPath) -> String {
-    let roots = inventory.source(named: target.host)?.directories.map(\.path).filter { target.relative(to: $0) != nil }
+    let roots = inventory.source(named: target.host)?.directories.map(\.path).filter {
+      target.relative(to: $0) != nil
+    }
     let outer = roots?.min { $0.count < $1.count } ?? target.path
-    return outer == "/" ? "/" : String(outer[..<outer.lastIndex(of: "/")!]).isEmpty ? "/" : String(outer[..<outer.lastIndex(of: "/")!])
+    let parent = outer.lastIndex(of: "/").map { String(outer[..<$0]) } ?? ""
+    return parent.isEmpty ? "/" : parent
   }
 
   /// Turns the restore script's exit into a result or an error that says what to do.
-  static func check(_ out: CommandOutput, place: ProtectedPlace, target: HostPath, request: RestoreRequest) throws {
+  static func check(_ out: CommandOutput, place: ProtectedPlace, target: HostPath, request: RestoreRequest)
+    throws
+  {
     let said = out.stderr.split(separator: "\n").suffix(4).joined(separator: " | ")
     switch out.status {
     case 0: return
     case RestoreScript.emptyStatus:
       throw FleetError(
         .restoreNothing,
-        "\(request.place): \(said); see what the backup holds with `fleetsync versions -i INVENTORY \(request.place)`")
+        "\(request.place): \(said); see what the backup holds with `fleetsync versions -i INVENTORY \(request.place)`"
+      )
     default:
       let hint =
         said.contains("access denied")
@@ -172,7 +182,8 @@ extension Provisioner {
           + "restore to \(place.source.name) with --to \(place.source.name):/OTHER/PATH and copy from there)"
         : "; nothing was changed at the destination if a read failed (the stage is removed); check the backup host "
           + "with `fleetsync status` and run the restore again"
-      throw FleetError(.restoreFailed, "restoring \(request.place) to \(target) failed (exit \(out.status)): \(said)\(hint)")
+      throw FleetError(
+        .restoreFailed, "restoring \(request.place) to \(target) failed (exit \(out.status)): \(said)\(hint)")
     }
   }
 
@@ -206,12 +217,15 @@ extension Provisioner {
   }
 
   /// Copies the watcher's password file to a temporary 0600 file on `host`; returns its path.
-  static func lendPassword(_ place: ProtectedPlace, from source: any RemoteHost, to host: any RemoteHost) async throws
+  static func lendPassword(_ place: ProtectedPlace, from source: any RemoteHost, to host: any RemoteHost)
+    async throws
     -> String
   {
-    guard let secret = try await source.read(Layout.watchPassword(place.instance)).map(Secret.init(bytes:)) else {
+    guard let secret = try await source.read(Layout.watchPassword(place.instance)).map(Secret.init(bytes:))
+    else {
       throw FleetError(
-        .restoreFailed, "\(place.source.name) has no password file for watch@\(place.instance) (run `fleetsync up`)")
+        .restoreFailed,
+        "\(place.source.name) has no password file for watch@\(place.instance) (run `fleetsync up`)")
     }
     let path = "\(Layout.run)/restore-\(UUID().uuidString.lowercased()).password"
     try await host.check("mkdir -p \(Layout.run) && chmod 755 \(Layout.run)", "making \(Layout.run)")

@@ -31,7 +31,9 @@ struct BackupContent: Sendable, Equatable {
 
 extension Provisioner {
   /// Reads what the backup holds of the place (one listing of the mirror, one of the versions).
-  static func backupContent(_ place: ProtectedPlace, at: RestoreTime?, reader: BackupReader, on host: any RemoteHost)
+  static func backupContent(
+    _ place: ProtectedPlace, at: RestoreTime?, reader: BackupReader, on host: any RemoteHost
+  )
     async throws -> BackupContent
   {
     let mirrorKind = try await mirrorKind(place, reader: reader, on: host)
@@ -54,11 +56,15 @@ extension Provisioner {
 
   /// The versions of the place (and, with `recursive`, of what is beneath it); none when the module
   /// has no versions directory yet (the daemon cannot enter it: no transfer has replaced anything).
-  static func versionEntries(_ place: ProtectedPlace, recursive: Bool, reader: BackupReader, on host: any RemoteHost)
+  static func versionEntries(
+    _ place: ProtectedPlace, recursive: Bool, reader: BackupReader, on host: any RemoteHost
+  )
     async throws -> [BackupEntry]
   {
     let listing = try await host.run(try reader.versionsListCommand(sub: place.sub, recursive: recursive))
-    if listing.status == 5 && (listing.stderr.contains("chroot failed") || listing.stderr.contains("chdir failed")) {
+    if listing.status == 5
+      && (listing.stderr.contains("chroot failed") || listing.stderr.contains("chdir failed"))
+    {
       return []
     }
     guard listing.status == 0 else { throw readFailure(place, "listing its versions", listing) }
@@ -66,7 +72,9 @@ extension Provisioner {
   }
 
   /// The kind of the place in the mirror, or nil when the mirror does not have it.
-  static func mirrorKind(_ place: ProtectedPlace, reader: BackupReader, on host: any RemoteHost) async throws -> String? {
+  static func mirrorKind(_ place: ProtectedPlace, reader: BackupReader, on host: any RemoteHost) async throws
+    -> String?
+  {
     let probe = try await host.run(try reader.mirrorProbeCommand(sub: place.sub))
     if probe.status != 0 {
       if probe.stderr.contains("No such file or directory") { return nil }
@@ -86,7 +94,8 @@ extension Provisioner {
   }
 
   /// The inode of each protected directory of the target host that the restore touches ("-" when absent).
-  static func directoryInodes(_ inventory: Inventory, _ target: HostPath, on host: any RemoteHost) async throws
+  static func directoryInodes(_ inventory: Inventory, _ target: HostPath, on host: any RemoteHost)
+    async throws
     -> [String: String]
   {
     var out: [String: String] = [:]
@@ -99,7 +108,8 @@ extension Provisioner {
 
   static func touchedDirectories(_ inventory: Inventory, _ target: HostPath) -> [ProtectedDirectory] {
     (inventory.source(named: target.host)?.directories ?? []).filter {
-      target.relative(to: $0.path) != nil || HostPath(unchecked: target.host, $0.path).relative(to: target.path) != nil
+      target.relative(to: $0.path) != nil
+        || HostPath(unchecked: target.host, $0.path).relative(to: target.path) != nil
     }
   }
 

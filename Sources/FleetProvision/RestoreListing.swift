@@ -47,7 +47,8 @@ struct BackupReader: Sendable {
   /// filters keep `STAMP/…/sub` and drop everything else.
   func versionsListCommand(sub: String, recursive: Bool) throws -> String {
     try rsync(
-      ["--list-only", "--no-h", "-r", "--contimeout=30", "--timeout=600"] + Self.filters(sub: sub, recursive: recursive)
+      ["--list-only", "--no-h", "-r", "--contimeout=30", "--timeout=600"]
+        + Self.filters(sub: sub, recursive: recursive)
         + ["--", versionsURL + "/"])
   }
 
@@ -104,14 +105,17 @@ struct BackupReader: Sendable {
       let slash = entry.name.firstIndex(of: "/") ?? entry.name.endIndex
       let stamp = String(entry.name[..<slash])
       let path = slash == entry.name.endIndex ? "" : String(entry.name[entry.name.index(after: slash)...])
-      guard RestoreTime.isStamp(stamp), sub.isEmpty || path == sub || path.hasPrefix(sub + "/") else { return nil }
-      return BackupEntry(stamp: stamp, path: path, kind: entry.kind, size: entry.size, modified: entry.modified)
+      guard RestoreTime.isStamp(stamp), sub.isEmpty || path == sub || path.hasPrefix(sub + "/") else {
+        return nil
+      }
+      return BackupEntry(
+        stamp: stamp, path: path, kind: entry.kind, size: entry.size, modified: entry.modified)
     }
   }
 
   /// The STAMPs that hold `sub` itself (not only a directory above it), with the kind it has there.
   static func stampsHolding(_ entries: [BackupEntry], sub: String) -> [(stamp: String, kind: String)] {
-     entries.filter { $0.path == sub }.compactMap { entry in entry.stamp.map { ($0, entry.kind) } }
+    entries.filter { $0.path == sub }.compactMap { entry in entry.stamp.map { ($0, entry.kind) } }
       .sorted { $0.stamp < $1.stamp }
   }
 }

@@ -73,7 +73,8 @@ extension Inventory {
       let list = source.directories.map { "\($0.name): \($0.path)" }.joined(separator: ", ")
       throw FleetError(
         .invalidInput,
-        "\(place) is not under a protected directory of \(source.name), so it has no backup (protected: \(list))")
+        "\(place) is not under a protected directory of \(source.name), so it has no backup (protected: \(list))"
+      )
     }
     let destination: Destination
     if let from {

@@ -46,7 +46,9 @@ struct RestoreScript: Sendable {
     if isDirectory { lines.append("mkdir \"$stage\"/t") }
     if fromMirror {
       let pull = try reader.rsync(
-        BackupReader.dataFlags + reader.hideVersions(sub) + ["--", reader.url(reader.mirrorURL, sub, slash: isDirectory)])
+        BackupReader.dataFlags + reader.hideVersions(sub) + [
+          "--", reader.url(reader.mirrorURL, sub, slash: isDirectory),
+        ])
       lines.append("\(pull) \(stage) >&2 || \(failed("reading the mirror"))")
     }
     for stamp in overlays {
@@ -63,10 +65,12 @@ struct RestoreScript: Sendable {
     }
     if let at {
       // Created (or last written) after --at: it has no version, so it did not exist then.
-      lines.append("[ -e \"$stage\"/t ] && find \"$stage\"/t ! -type d -newermt \(at.epochArgument) -exec rm -f {} +")
+      lines.append(
+        "[ -e \"$stage\"/t ] && find \"$stage\"/t ! -type d -newermt \(at.epochArgument) -exec rm -f {} +")
     }
     lines.append(
-      "[ -e \"$stage\"/t ] || { echo 'nothing to restore: it did not exist at that time' >&2; exit \(Self.emptyStatus); }")
+      "[ -e \"$stage\"/t ] || { echo 'nothing to restore: it did not exist at that time' >&2; exit \(Self.emptyStatus); }"
+    )
     if delete {
       // A tree without a file (only directories) with --delete would empty the destination: never worse
       // than no backup.
@@ -77,7 +81,8 @@ struct RestoreScript: Sendable {
     let target = try ShellQuote.quote(destination + slash)
     if !dryRun { lines.append("mkdir -p -- \"$(dirname -- \(target))\" || exit 73") }
     let move =
-      ["rsync"] + BackupReader.dataFlags.prefix(2) + ["-i"] + (delete ? ["--delete"] : []) + (dryRun ? ["-n"] : [])
+      ["rsync"] + BackupReader.dataFlags.prefix(2) + ["-i"] + (delete ? ["--delete"] : [])
+      + (dryRun ? ["-n"] : [])
     lines.append("\(try ShellQuote.command(Array(move))) -- \(stage) \(target)")
     return lines.joined(separator: "\n") + "\n"
   }

@@ -26,7 +26,8 @@ public struct RestoreTime: Sendable, Equatable, CustomStringConvertible {
       throw FleetError(
         .invalidInput,
         "--at '\(text)' is not a time: give ISO 8601 with a zone (2026-11-28T00:05:01Z, "
-          + "2026-11-28T01:05:01+01:00) or a version stamp as `fleetsync versions` prints it (2026-11-28T00-05-01.123Z)")
+          + "2026-11-28T01:05:01+01:00) or a version stamp as `fleetsync versions` prints it (2026-11-28T00-05-01.123Z)"
+      )
     }
     milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
   }
@@ -60,7 +61,8 @@ public struct RestoreTime: Sendable, Equatable, CustomStringConvertible {
     else { return false }
     if chars.last == UInt8(ascii: "Z") { return true }
     let zone = chars.suffix(6)
-    return (zone.first == UInt8(ascii: "+") || zone.first == UInt8(ascii: "-")) && zone.dropFirst(3).first == UInt8(ascii: ":")
+    return (zone.first == UInt8(ascii: "+") || zone.first == UInt8(ascii: "-"))
+      && zone.dropFirst(3).first == UInt8(ascii: ":")
   }
 
   /// Whether `name` is a version STAMP (`YYYY-MM-DDTHH-MM-SS.mmmZ`).
@@ -73,7 +75,9 @@ public struct RestoreTime: Sendable, Equatable, CustomStringConvertible {
       chars[16] == UInt8(ascii: "-"), chars[19] == UInt8(ascii: "."), chars[23] == UInt8(ascii: "Z")
     else { return nil }
     let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22]
-    guard digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(chars[$0]) }) else { return nil }
+    guard digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(chars[$0]) }) else {
+      return nil
+    }
     var out = chars
     out[13] = UInt8(ascii: ":")
     out[16] = UInt8(ascii: ":")

@@ -32,15 +32,19 @@ struct RestoreCommand: AsyncParsableCommand {
   @Argument(help: ArgumentHelp("What to restore.", valueName: "HOST:PATH"))
   var place: String
 
-  @Option(name: .long, help: ArgumentHelp("Restore the state as of this time (see above).", valueName: "TIME"))
+  @Option(
+    name: .long, help: ArgumentHelp("Restore the state as of this time (see above).", valueName: "TIME"))
   var at: String?
 
-  @Option(name: .long, help: ArgumentHelp("Restore to this path (any host of the inventory).", valueName: "HOST:PATH"))
+  @Option(
+    name: .long,
+    help: ArgumentHelp("Restore to this path (any host of the inventory).", valueName: "HOST:PATH"))
   var to: String?
 
   @Option(
     name: .long,
-    help: ArgumentHelp("The backup module to read when the directory has several.", valueName: "BACKUP/MODULE"))
+    help: ArgumentHelp(
+      "The backup module to read when the directory has several.", valueName: "BACKUP/MODULE"))
   var from: String?
 
   @Flag(name: .long, help: "List what would change; change nothing.")
@@ -102,7 +106,8 @@ struct VersionsCommand: AsyncParsableCommand {
 
   @Option(
     name: .long,
-    help: ArgumentHelp("The backup module to read when the directory has several.", valueName: "BACKUP/MODULE"))
+    help: ArgumentHelp(
+      "The backup module to read when the directory has several.", valueName: "BACKUP/MODULE"))
   var from: String?
 
   @Flag(name: .long, help: "Print the listing as JSON.")

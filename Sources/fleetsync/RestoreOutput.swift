@@ -13,7 +13,8 @@ enum RestoreOutput {
     out.append(
       result.changes.isEmpty
         ? "nothing to change: the destination already holds that state"
-        : "\(result.changes.count) change\(result.changes.count == 1 ? "" : "s")\(result.dryRun ? " (dry run: nothing was changed)" : ""):")
+        : "\(result.changes.count) change\(result.changes.count == 1 ? "" : "s")\(result.dryRun ? " (dry run: nothing was changed)" : ""):"
+    )
     out += result.changes.map { "  " + $0 }
     if !result.paused.isEmpty {
       out.append("paused and resumed: " + result.paused.map { "watch@\($0)" }.joined(separator: ", "))
@@ -37,7 +38,8 @@ enum RestoreOutput {
 
   static func entryLine(_ entry: BackupEntry) -> String {
     let size = String(entry.size)
-    return "  \(entry.modified)  \(String(repeating: " ", count: max(0, 12 - size.count)))\(size)  \(entry.kind.prefix(4))  \(entry.path.isEmpty ? "." : entry.path)"
+    return
+      "  \(entry.modified)  \(String(repeating: " ", count: max(0, 12 - size.count)))\(size)  \(entry.kind.prefix(4))  \(entry.path.isEmpty ? "." : entry.path)"
   }
 
   static func json(_ result: RestoreResult) throws -> String { try encode(result) }

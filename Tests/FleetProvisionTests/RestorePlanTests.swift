@@ -43,7 +43,9 @@ import Testing
       try inventory.protectedPlace(HostPath(parsing: "nfs1:/srv/nfs/homework/x"))
     }
     #expect(outside?.message.contains("not under a protected directory") == true)
-    #expect(throws: FleetError.self) { try inventory.protectedPlace(HostPath(parsing: "bk1:/srv/backup/home")) }
+    #expect(throws: FleetError.self) {
+      try inventory.protectedPlace(HostPath(parsing: "bk1:/srv/backup/home"))
+    }
     #expect(throws: FleetError.self) {
       try inventory.protectedPlace(HostPath(parsing: "nfs1:/srv/nfs/home/x"), from: "bk1/other")
     }
@@ -63,7 +65,8 @@ import Testing
   @Test func filtersKeepOnlyThePathInEveryStampWithWildcardsEscaped() {
     #expect(
       BackupReader.filters(sub: "a*/b", recursive: true) == [
-        "--include=/*/", "--include=/*/a\\*/", "--include=/*/a\\*/b", "--include=/*/a\\*/b/***", "--exclude=*",
+        "--include=/*/", "--include=/*/a\\*/", "--include=/*/a\\*/b", "--include=/*/a\\*/b/***",
+        "--exclude=*",
       ])
     #expect(BackupReader.filters(sub: "", recursive: false) == ["--include=/*/", "--exclude=*"])
   }
@@ -95,10 +98,14 @@ import Testing
     #expect(
       content
         == BackupContent(
-          fromMirror: true, overlays: ["2026-11-28T00-07-00.000Z", "2026-11-28T00-06-00.000Z"], isDirectory: false))
+          fromMirror: true, overlays: ["2026-11-28T00-07-00.000Z", "2026-11-28T00-06-00.000Z"],
+          isDirectory: false))
     // A file replaced by a directory after the time: the version (a file) wins; the mirror is not used.
-    let replaced = BackupContent.decide(mirrorKind: "directory", held: [("2026-11-28T00-06-00.000Z", "file")], at: at)
-    #expect(replaced == BackupContent(fromMirror: false, overlays: ["2026-11-28T00-06-00.000Z"], isDirectory: false))
+    let replaced = BackupContent.decide(
+      mirrorKind: "directory", held: [("2026-11-28T00-06-00.000Z", "file")], at: at)
+    #expect(
+      replaced == BackupContent(fromMirror: false, overlays: ["2026-11-28T00-06-00.000Z"], isDirectory: false)
+    )
     #expect(BackupContent.decide(mirrorKind: nil, held: held.map { ($0.0, $0.1) }, at: nil) == nil)
     #expect(BackupContent.decide(mirrorKind: "directory", held: [], at: nil)?.isDirectory == true)
   }

@@ -34,7 +34,8 @@ struct RestoreFleetTests {
     let before = Moment(Date())
     Thread.sleep(forTimeInterval: 1.1)  // the changes below are written after `before` (their mtimes too)
     try rig.must(
-      rig.source, "cd /srv/data/a && echo changed > o.txt && rm y.txt && rm -rf z && echo fresh > docs/new.txt")
+      rig.source,
+      "cd /srv/data/a && echo changed > o.txt && rm y.txt && rm -rf z && echo fresh > docs/new.txt")
     let first = Moment(before.date + 2)
     try rig.contractSync("a", stamp: first.stamp)
     try rig.must(rig.source, "echo changed-again > /srv/data/a/o.txt")
@@ -50,11 +51,14 @@ struct RestoreFleetTests {
     #expect(listing.mirror.map(\.size) == [14], "the mirror holds changed-again: \(listed.stdout)")
 
     // The whole directory as it was, to a new path: identical in content and metadata.
-    let whole = try rig.fleetsync(["restore", "s1:/srv/data/a", "--at", before.iso, "--to", "s1:/srv/restored/a"])
+    let whole = try rig.fleetsync([
+      "restore", "s1:/srv/data/a", "--at", before.iso, "--to", "s1:/srv/restored/a",
+    ])
     try #require(whole.status == 0, "restore: \(whole.stdout)\(whole.stderr)")
     #expect(try rig.manifest("/srv/restored/a") == original, "\(whole.stdout)")
-    #expect(try rig.must(rig.source, "stat -c '%a %u:%g' /srv/restored/a /srv/data/a") == "755 0:0\n755 0:0\n")
-    #expect(try rig.must(rig.source, "ls -a /srv/restored /srv") .contains(".fleetsync-restore") == false)
+    #expect(
+      try rig.must(rig.source, "stat -c '%a %u:%g' /srv/restored/a /srv/data/a") == "755 0:0\n755 0:0\n")
+    #expect(try rig.must(rig.source, "ls -a /srv/restored /srv").contains(".fleetsync-restore") == false)
 
     // A dry run lists what would change and changes nothing, not even directory times.
     let current = try rig.manifest("/srv/data/a", directoryTimes: true)
@@ -62,7 +66,9 @@ struct RestoreFleetTests {
     try #require(dry.status == 0, "dry run: \(dry.stdout)\(dry.stderr)")
     #expect(dry.stdout.contains(">f.st...... o.txt"), "\(dry.stdout)")
     #expect(dry.stdout.contains("*deleting   docs/new.txt"), "\(dry.stdout)")
-    #expect(!dry.stdout.contains(" ./\n") || dry.stdout.contains(".d..t...... ./"), "only the root's time differs: \(dry.stdout)")
+    #expect(
+      !dry.stdout.contains(" ./\n") || dry.stdout.contains(".d..t...... ./"),
+      "only the root's time differs: \(dry.stdout)")
     #expect(try rig.manifest("/srv/data/a", directoryTimes: true) == current, "a dry run changed the source")
 
     // A sub-path removed with rm -rf, and single files, in place.
@@ -95,7 +101,8 @@ struct RestoreFleetTests {
     #expect(try rig.manifest("/srv/data/a", directoryTimes: true) == current)
 
     let outside = try rig.fleetsync(["restore", "s1:/etc/passwd"])
-    #expect(outside.status == 64 && outside.stderr.contains("not under a protected directory"), "\(outside.stderr)")
+    #expect(
+      outside.status == 64 && outside.stderr.contains("not under a protected directory"), "\(outside.stderr)")
     let badTime = try rig.fleetsync(["restore", "s1:/srv/data/a", "--at", "yesterday"])
     #expect(badTime.status == 64 && badTime.stderr.contains("ISO 8601"), "\(badTime.stderr)")
     let gone = try rig.fleetsync(["restore", "s1:/srv/data/a/never-there"])
@@ -104,8 +111,10 @@ struct RestoreFleetTests {
 
   /// A restore into a watched directory pauses its watcher: the restored file is not sent back
   /// (the mirror's copy keeps its inode), and the watcher runs again after.
-  @Test func restoreIntoAWatchedDirectoryIsNotEchoed() throws {
-    let rig = try RestoreRig.make(id: Self.fleetID, seed: "true")
+  ///
+  /// Both ways a watcher runs are covered: a systemd unit, and the pid-file supervisor.
+  @Test(arguments: [true, false]) func restoreIntoAWatchedDirectoryIsNotEchoed(systemd: Bool) throws {
+    let rig = try RestoreRig.make(id: Self.fleetID, seed: "true", systemd: systemd)
     defer { rig.down() }
     try rig.must(rig.source, "echo keep > /srv/data/b/keep")
     try waitForBlocking("keep on the backup") {
@@ -126,7 +135,8 @@ struct RestoreFleetTests {
     try waitForBlocking("marker2 on the backup") {
       try rig.fleet.run(on: rig.backup, "test -f /srv/backup/s1/b/marker2").status == 0
     }
-    #expect(try rig.must(rig.backup, "stat -c %i /srv/backup/s1/b/keep") == inode, "the restore was sent back")
+    #expect(
+      try rig.must(rig.backup, "stat -c %i /srv/backup/s1/b/keep") == inode, "the restore was sent back")
   }
 }
 

@@ -61,8 +61,11 @@ struct RestoreRig {
   static let fleetAddressPlaceholder = "@SOURCE@"
 
   /// Brings up the fleet, seeds the sources, runs `up`, and adds the contract's lines to the daemon.
-  static func make(id: Int, seed: String) throws -> RestoreRig {
-    let fleet = try TestFleet.up(id: id, nodes: 2, systemd: TestFleet.systemdSupported ? 2 : 0)
+  ///
+  /// With `systemd` (where the machine can), both nodes boot systemd; otherwise instances run
+  /// under fleetsync's pid-file supervisor.
+  static func make(id: Int, seed: String, systemd: Bool = true) throws -> RestoreRig {
+    let fleet = try TestFleet.up(id: id, nodes: 2, systemd: systemd && TestFleet.systemdSupported ? 2 : 0)
     let dir = NSTemporaryDirectory() + "fleetsync-restore-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let rig = RestoreRig(fleet: fleet, inventory: dir + "/fleet.yaml", workDir: dir)
@@ -95,7 +98,9 @@ struct RestoreRig {
   @discardableResult
   func must(_ node: TestFleet.Node, _ command: String) throws -> String {
     let out = try fleet.run(on: node, command)
-    guard out.status == 0 else { throw RigError("on \(node): `\(command)` exited \(out.status): \(out.output)") }
+    guard out.status == 0 else {
+      throw RigError("on \(node): `\(command)` exited \(out.status): \(out.output)")
+    }
     return out.output
   }
 
