@@ -90,8 +90,20 @@ extension Provisioner {
       return result
     } catch {
       await Self.finish(sourceHost, other, lent: lent)
-      throw error
+      throw sameHost ? error : Self.explainRefusal(error, place: place, host: target.host)
     }
+  }
+
+  /// A daemon answers a host outside its `hosts allow` as if the module did not exist: say why.
+  static func explainRefusal(_ error: any Error, place: ProtectedPlace, host: String) -> any Error {
+    guard let error = error as? FleetError, error.code == .restoreFailed,
+      error.message.contains("Unknown module") || error.message.contains("access denied")
+    else { return error }
+    return FleetError(
+      .restoreFailed,
+      "\(error.message); the daemon on \(place.destination.backup) admits only the hosts that send to "
+        + "\(place.destination.module), not \(host): restore to \(place.source.name) with "
+        + "--to \(place.source.name):/OTHER/PATH and copy from there")
   }
 
   /// Removes a lent password file and closes the connections (`other`: the target host, when not the source).
@@ -177,11 +189,8 @@ extension Provisioner {
       )
     default:
       let hint =
-        said.contains("access denied")
-        ? " (the daemon on \(place.destination.backup) admits only the hosts that send to \(place.destination.module); "
-          + "restore to \(place.source.name) with --to \(place.source.name):/OTHER/PATH and copy from there)"
-        : "; nothing was changed at the destination if a read failed (the stage is removed); check the backup host "
-          + "with `fleetsync status` and run the restore again"
+        "; nothing was changed at the destination if a read failed (the stage is removed); check the backup host "
+        + "with `fleetsync status` and run the restore again"
       throw FleetError(
         .restoreFailed, "restoring \(request.place) to \(target) failed (exit \(out.status)): \(said)\(hint)")
     }

@@ -21,8 +21,9 @@ struct RestoreCommand: AsyncParsableCommand {
       TIME is ISO 8601 with a zone (2026-11-28T00:05:01Z, 2026-11-28T01:05:01+01:00) or a version \
       stamp as `fleetsync versions` prints it (2026-11-28T00-05-01.123Z).
 
-      Exit statuses: 0 restored (or listed, with --dry-run); 2 a step failed on the host; 3 the host \
-      could not be reached; 64 bad arguments, a path under no protected directory, or nothing to restore.
+      For a restore: 0 done (or listed, with --dry-run); 2 a step failed on the host; 3 the host could \
+      not be reached; 64 bad arguments, a path under no protected directory, nothing to restore, or \
+      --delete refused.
 
       """ + ExitStatus.helpText)
 

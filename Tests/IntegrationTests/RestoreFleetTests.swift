@@ -105,6 +105,11 @@ struct RestoreFleetTests {
       outside.status == 64 && outside.stderr.contains("not under a protected directory"), "\(outside.stderr)")
     let badTime = try rig.fleetsync(["restore", "s1:/srv/data/a", "--at", "yesterday"])
     #expect(badTime.status == 64 && badTime.stderr.contains("ISO 8601"), "\(badTime.stderr)")
+    // Another host gets a temporary copy of the password, removed after; the daemon admits only senders.
+    let elsewhere = try rig.fleetsync(["restore", "s1:/srv/data/a/o.txt", "--to", "bk1:/srv/elsewhere/o.txt"])
+    #expect(
+      elsewhere.status == 2 && elsewhere.stderr.contains("admits only the hosts"), "\(elsewhere.stderr)")
+    #expect(try rig.must(rig.backup, "ls /run/fleetsync; ls -a /srv").contains("restore-") == false)
     let gone = try rig.fleetsync(["restore", "s1:/srv/data/a/never-there"])
     #expect(gone.status == 64 && gone.stderr.contains("fleetsync versions"), "\(gone.stderr)")
   }
