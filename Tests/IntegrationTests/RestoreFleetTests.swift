@@ -110,6 +110,11 @@ struct RestoreFleetTests {
     #expect(
       elsewhere.status == 2 && elsewhere.stderr.contains("admits only the hosts"), "\(elsewhere.stderr)")
     #expect(try rig.must(rig.backup, "ls /run/fleetsync; ls -a /srv").contains("restore-") == false)
+    // A destination that cannot be written: the restore fails and leaves no stage behind.
+    try rig.must(rig.source, "echo file > /srv/blocker")
+    let blocked = try rig.fleetsync(["restore", "s1:/srv/data/a", "--to", "s1:/srv/blocker/a"])
+    #expect(blocked.status == 2, "\(blocked.stdout)\(blocked.stderr)")
+    #expect(try rig.must(rig.source, "ls -a /srv /srv/data").contains(".fleetsync-restore") == false)
     let gone = try rig.fleetsync(["restore", "s1:/srv/data/a/never-there"])
     #expect(gone.status == 64 && gone.stderr.contains("fleetsync versions"), "\(gone.stderr)")
   }
