@@ -55,18 +55,17 @@ extension Provisioner {
   }
 
   /// The versions of the place (and, with `recursive`, of what is beneath it); none when the module
-  /// has no versions directory yet (the daemon cannot enter it: no transfer has replaced anything).
+  /// has no versions directory yet (no transfer has replaced anything) or no versions module.
   static func versionEntries(
     _ place: ProtectedPlace, recursive: Bool, reader: BackupReader, on host: any RemoteHost
   )
     async throws -> [BackupEntry]
   {
     let listing = try await host.run(try reader.versionsListCommand(sub: place.sub, recursive: recursive))
-    if listing.status == 5
-      && (listing.stderr.contains("chroot failed") || listing.stderr.contains("chdir failed"))
-    {
-      return []
-    }
+    // The mirror was read first through the same daemon and `hosts allow`, so an unknown versions
+    // module is one the daemon does not have (`keep_versions: 0`), not a refusal.
+    let none = ["chroot failed", "chdir failed", "Unknown module '\(place.destination.module).versions'"]
+    if listing.status == 5 && none.contains(where: listing.stderr.contains) { return [] }
     guard listing.status == 0 else { throw readFailure(place, "listing its versions", listing) }
     return BackupReader.versionEntries(listing.stdout, sub: place.sub)
   }
