@@ -85,6 +85,18 @@ struct RestoreFleetTests {
     let exact = try rig.fleetsync(["restore", "s1:/srv/data/a", "--at", before.iso, "--delete"])
     try #require(exact.status == 0, "--delete: \(exact.stdout)\(exact.stderr)")
     #expect(try rig.manifest("/srv/data/a") == original)
+    #expect(
+      !exact.stdout.contains("accept-source"), "a restore into the directory keeps its inode: \(exact.stdout)"
+    )
+
+    // The whole protected directory gone: restored, made anew, and the note says how to accept it.
+    try rig.must(rig.source, "rm -rf /srv/data/a")
+    let anew = try rig.fleetsync(["restore", "s1:/srv/data/a", "--at", before.iso])
+    try #require(anew.status == 0, "\(anew.stdout)\(anew.stderr)")
+    #expect(try rig.manifest("/srv/data/a") == original)
+    #expect(
+      anew.stdout.contains("fleetsync resume -i INVENTORY --accept-source --directory a --limit s1"),
+      "\(anew.stdout)")
   }
 
   @Test func refusalsChangeNothing() throws {
