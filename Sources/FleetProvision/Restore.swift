@@ -131,7 +131,7 @@ extension Provisioner {
     let script = RestoreScript(
       reader: reader, sub: place.sub, isDirectory: content.isDirectory, fromMirror: content.fromMirror,
       overlays: content.overlays, at: request.at, destination: target.path,
-      stageNear: stageNear(target), delete: request.delete, dryRun: request.dryRun)
+      stageNear: stageNear(target, dryRun: request.dryRun), delete: request.delete, dryRun: request.dryRun)
     let identities = try await Self.directoryInodes(inventory, target, on: host)
     var paused: [String] = []
     for instance in watched {
@@ -164,14 +164,16 @@ extension Provisioner {
     return result
   }
 
-  /// Where the stage goes: beside the outermost protected directory holding the target (so no
-  /// watcher sees it), else beside the target.
-  func stageNear(_ target: HostPath) -> String {
+  /// Where the stage goes: inside the outermost protected directory holding the target, on its
+  /// filesystem (its watchers are paused, and the move leaves the stage alone); for a dry run, whose
+  /// watchers run, beside that directory; beside the target when no protected directory holds it.
+  func stageNear(_ target: HostPath, dryRun: Bool) -> String {
     let roots = inventory.source(named: target.host)?.directories.map(\.path).filter {
       target.relative(to: $0) != nil
     }
-    let outer = roots?.min { $0.count < $1.count } ?? target.path
-    let parent = outer.lastIndex(of: "/").map { String(outer[..<$0]) } ?? ""
+    if let outer = roots?.min(by: { $0.count < $1.count }), !dryRun { return outer }
+    let beside = roots?.min { $0.count < $1.count } ?? target.path
+    let parent = beside.lastIndex(of: "/").map { String(beside[..<$0]) } ?? ""
     return parent.isEmpty ? "/" : parent
   }
 

@@ -19,12 +19,15 @@ struct RestoreScript: Sendable {
   var at: RestoreTime?
   /// Where the tree goes on the destination host.
   var destination: String
-  /// The stage is made beside the nearest existing directory of this path (outside any watched tree).
+  /// The stage is made in the nearest existing directory of this path (``Provisioner/stageNear(_:dryRun:)``).
   var stageNear: String
   /// Delete at the destination what the restored tree does not have.
   var delete: Bool
   /// List what would change and change nothing.
   var dryRun: Bool
+
+  /// The name the stage starts with; the move neither copies nor deletes such a name at the top.
+  static let stagePrefix = ".fleetsync-restore."
 
   /// Exit status when there is nothing to restore, or the tree is empty and `--delete` was asked.
   static let emptyStatus: Int32 = 66
@@ -39,7 +42,7 @@ struct RestoreScript: Sendable {
       "set -u", "umask 077",
       "near=\(try ShellQuote.quote(stageNear))",
       "while [ ! -d \"$near\" ]; do near=$(dirname \"$near\"); done",
-      "stage=$(mktemp -d \"$near/.fleetsync-restore.XXXXXX\") || "
+      "stage=$(mktemp -d \"$near/\(Self.stagePrefix)XXXXXX\") || "
         + "{ echo \"cannot make a staging directory in $near: is there room, is it writable?\" >&2; exit 73; }",
       "trap 'rm -rf \"$stage\"' EXIT", "trap 'exit 130' INT TERM HUP",
     ]
@@ -81,7 +84,8 @@ struct RestoreScript: Sendable {
     let target = try ShellQuote.quote(destination + slash)
     if !dryRun { lines.append("mkdir -p -- \"$(dirname -- \(target))\" || exit 73") }
     let move =
-      ["rsync"] + BackupReader.dataFlags.prefix(2) + ["-i"] + (delete ? ["--delete"] : [])
+      ["rsync"] + BackupReader.dataFlags.prefix(2) + ["-i", "--exclude=/\(Self.stagePrefix)*"]
+      + (delete ? ["--delete"] : [])
       + (dryRun ? ["-n"] : [])
     lines.append("\(try ShellQuote.command(Array(move))) -- \(stage) \(target)")
     return lines.joined(separator: "\n") + "\n"
