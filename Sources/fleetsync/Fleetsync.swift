@@ -9,7 +9,7 @@ struct Fleetsync: AsyncParsableCommand {
     discussion: ExitStatus.helpText,
     subcommands: [
       PlanCommand.self, UpCommand.self, StatusCommand.self, DownCommand.self, ExecCommand.self,
-      PushCommand.self, ResumeCommand.self, VerifyCommand.self,
+      PushCommand.self, ResumeCommand.self, VerifyCommand.self, RestoreCommand.self, VersionsCommand.self,
     ]
   )
 }
