@@ -189,7 +189,7 @@ private func read(_ path: String) -> String? {
 }
 
 private func fileType(_ path: String) -> mode_t? {
-  var st = stat()
+  var st = Glibc.stat()
   return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : nil
 }
 
