@@ -24,6 +24,7 @@ extension AgentSettings {
     /// `.zero` turns the lag bound off.
     var maxLag: Duration?
     var maxDelete: DeleteLimit?
+    var keepVersions: Int?
 
     /// Checks and keeps one value; returns what is wrong with it, or nil.
     mutating func set(_ key: WatcherConfigKey, _ value: String) -> String? {
@@ -87,6 +88,11 @@ extension AgentSettings {
         } catch {
           return "\(key.name) `\(value)` is not a limit; write \(DeleteLimit.syntax)"
         }
+      case .keepVersions:
+        guard let days = Int(value), (0...3650).contains(days) else {
+          return "keep-versions must be whole days from 0 (a plain mirror) to 3650, not \"\(value)\""
+        }
+        keepVersions = days
       }
       return nil
     }
@@ -137,6 +143,7 @@ extension AgentSettings {
         if watch.retryInitial > retryMax { watch.retryInitial = retryMax }
       }
       if let maxDelete { watch.maxDelete = maxDelete }
+      if let keepVersions { watch.keepVersions = keepVersions }
       var settings = AgentSettings(watch: watch)
       if let healthAddress { settings.healthAddress = healthAddress }
       settings.healthPort = healthPort

@@ -9,14 +9,14 @@ enum InventoryKeys {
     "path", "to", "excludes", "batch_delay_ms", "workers", "full_sync_interval", "health_port",
     "max_delete",
   ]
-  static let daemon = ["port", "uid", "gid", "max_connections", "modules"]
-  static let module = ["path", "secret_file"]
+  static let daemon = ["port", "uid", "gid", "max_connections", "keep_versions", "modules"]
+  static let module = ["path", "secret_file", "keep_versions"]
   static let ssh = [
     "user", "port", "identity", "passphrase_file", "known_hosts", "host_key_policy", "connect_timeout",
   ]
   static let inotify = ["max_user_watches", "max_user_instances", "max_queued_events"]
   static let watch = ["batch_delay_ms", "workers", "excludes", "full_sync_interval", "max_delete"]
-  static let rsync = ["uid", "gid", "max_connections"]
+  static let rsync = ["uid", "gid", "max_connections", "keep_versions"]
   static let secretLike: Set<String> = ["secret", "secrets", "password", "passphrase", "passwd"]
   static let pathForbidden: Set<Unicode.Scalar> = [
     ";", "&", "|", "$", "`", "'", "\"", "<", ">", "(", ")", "{", "}", "[", "]", "*", "?", "!", "\\", "#",

@@ -21,6 +21,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
   case retryMax = "retry-max"
   case maxLag = "max-lag"
   case maxDelete = "max-delete"
+  case keepVersions = "keep-versions"
 
   /// How the quick form offers a key: `--KEY VALUE`, with this help line.
   public struct Flag: Sendable {
@@ -83,6 +84,13 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
           valueName: "limit",
           help:
             "Deletes on the backup allowed without an operator: 1000, 10%, 1000,10% (default) or unlimited."
+        ))
+    case .keepVersions:
+      Row(
+        example: "7",
+        flag: Flag(
+          valueName: "days",
+          help: "Keep what transfers overwrite or delete as versions on the backup (default 0: a plain mirror)."
         ))
     }
   }
