@@ -73,11 +73,15 @@ extension FakeRemoteHost {
     switch step {
     case .facts: return CommandOutput(status: 0, stdout: factsOutput(m), stderr: "")
     case .makeDirectories:
-      for match in command.matches(of: #/mkdir -p '([^']+)'/#) { makeDirectory(String(match.1), &m) }
-      for match in command.matches(of: #/fleetsync_create_data_dir '([^']+)'/#)
-      where !m.directories.contains(String(match.1)) {
-        makeDirectory(String(match.1), &m)
-        m.createdData.insert(String(match.1))
+      // In script order, as the shell runs it: a data directory, then what is made inside it.
+      for match in command.matches(of: #/(mkdir -p|fleetsync_create_data_dir) '([^']+)'/#) {
+        let path = String(match.2)
+        if match.1 == "mkdir -p" {
+          makeDirectory(path, &m)
+        } else if !m.directories.contains(path) {
+          makeDirectory(path, &m)
+          m.createdData.insert(path)
+        }
       }
       return ok
     case .applySysctl:
@@ -204,6 +208,7 @@ extension FakeRemoteHost {
     path.hasPrefix("/etc/fleetsync/") || path.hasPrefix("/var/lib/fleetsync/bin/") || path == Layout.sysctl
       || path == Layout.bootScript
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service"))
+      || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".timer"))
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service.d/fleetsync-source.conf"))
   }
 
