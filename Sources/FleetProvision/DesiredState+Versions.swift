@@ -5,16 +5,8 @@ import FleetWire
 // Versions on backup hosts: what each module's daemon config says about them, the read-only module
 // restores read them through, and the pruning of expired versions (FleetWire's `VersionsLayout`).
 extension Renderer {
-  /// The daemon `filter` of every module: clients can neither list, read nor write what is inside
-  /// a version (`STAMP/…`), so a source cannot read or destroy the versions.
-  ///
-  /// Not `- /.fleetsync-versions/**`: rsync checks a client's `--backup-dir` against the daemon's
-  /// filter and rejects the transfer ("Your options have been rejected by the server") when the
-  /// directory itself is excluded; its content may be. The STAMP directories' names stay visible,
-  /// empty; `.hold-*` markers may be written by the watcher.
-  static let versionsFilter =
-    "filter = + /\(VersionsLayout.directory)/ + /\(VersionsLayout.directory)/\(VersionsLayout.holdPrefix)* "
-    + "- /\(VersionsLayout.directory)/*/**"
+  /// The daemon `filter` of every module (``FleetWire/VersionsLayout/daemonFilter``).
+  static let versionsFilter = VersionsLayout.daemonFilter
 
   /// The read-only module `[NAME.versions]` that serves a module's versions to restores.
   static func versionsModule(_ module: RsyncModule, daemon: RsyncDaemon, allow: [String]) -> String {

@@ -14,6 +14,16 @@ public enum VersionsLayout {
   /// The name prefix of a prune-hold marker in ``directory``.
   public static let holdPrefix = ".hold-"
 
+  /// The daemon `filter` line of every backup module: clients can neither list, read nor write
+  /// what is inside a version (`STAMP/…`), so a source cannot read or destroy the versions.
+  ///
+  /// Not `- /.fleetsync-versions/**`: rsync checks a client's `--backup-dir` against the daemon's
+  /// filter and rejects the whole transfer ("Your options have been rejected by the server") when
+  /// that directory is excluded; its content may be. So the STAMP directories' names stay visible
+  /// (empty) to clients; `.hold-*` markers may be written by the watcher.
+  public static let daemonFilter =
+    "filter = + /\(directory)/ + /\(directory)/\(holdPrefix)* - /\(directory)/*/**"
+
   /// The STAMP of a run started at `date`: `2026-11-28T00-05-01.123Z`.
   public static func stamp(_ date: Date) -> String {
     let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
