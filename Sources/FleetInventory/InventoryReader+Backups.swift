@@ -114,7 +114,9 @@ extension InventoryReader {
       secretFile = resolveLocal(p)
     }
     var keep = keepVersions
-    if let n = body["keep_versions"], let v = self.keepVersions(n.value, "\(what): keep_versions") { keep = v }
+    if let n = body["keep_versions"], let v = self.keepVersions(n.value, "\(what): keep_versions") {
+      keep = v
+    }
     return RsyncModule(name: name, path: path, secretFile: secretFile, keepVersions: keep)
   }
 

@@ -90,7 +90,8 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
         example: "7",
         flag: Flag(
           valueName: "days",
-          help: "Keep what transfers overwrite or delete as versions on the backup (default 0: a plain mirror)."
+          help:
+            "Keep what transfers overwrite or delete as versions on the backup (default 0: a plain mirror)."
         ))
     }
   }

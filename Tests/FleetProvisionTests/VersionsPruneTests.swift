@@ -41,7 +41,8 @@ import Testing
   }
 
   func withRoot(_ body: (String) throws -> Void) throws {
-    let root = FileManager.default.temporaryDirectory.appendingPathComponent("prune-\(UUID().uuidString)").path
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("prune-\(UUID().uuidString)")
+      .path
     try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: root) }
     try body(root)
@@ -57,7 +58,8 @@ import Testing
       #expect(home.stamps[2...].allSatisfy(home.exists), "\(out.stdout)")
       #expect(plain.exists(plain.stamps[0]), "keep_versions 0 removes nothing")
       #expect(FileManager.default.fileExists(atPath: "\(home.path)/file"), "the mirror is never touched")
-      #expect(out.stdout.contains("removed \(home.path)/.fleetsync-versions/\(home.stamps[0]) (older than 7 days)"))
+      #expect(
+        out.stdout.contains("removed \(home.path)/.fleetsync-versions/\(home.stamps[0]) (older than 7 days)"))
       #expect(out.stdout.contains("\(home.path): 2 expired version(s) removed, keeping 7 days"))
     }
   }
@@ -67,12 +69,14 @@ import Testing
       let held = try Module(root, "held", ages: [30 * Self.day, 20 * Self.day])
       let free = try Module(root, "free", ages: [30 * Self.day])
       FileManager.default.createFile(
-        atPath: "\(held.path)/\(VersionsLayout.directory)/\(VersionsLayout.holdPrefix)home:bk1:held", contents: nil)
+        atPath: "\(held.path)/\(VersionsLayout.directory)/\(VersionsLayout.holdPrefix)home:bk1:held",
+        contents: nil)
       let out = try prune(root, list: "7 \(held.path)\n7 \(free.path)\n")
       #expect(out.status == 0, "\(out)")
       #expect(held.stamps.allSatisfy(held.exists), "\(out.stdout)")
       #expect(!free.exists(free.stamps[0]), "another module is pruned as usual")
-      #expect(out.stdout.contains("\(held.path): held by \(held.path)/.fleetsync-versions/.hold-home:bk1:held"))
+      #expect(
+        out.stdout.contains("\(held.path): held by \(held.path)/.fleetsync-versions/.hold-home:bk1:held"))
       #expect(out.stdout.contains("fleetsync resume"))
     }
   }
@@ -86,12 +90,14 @@ import Testing
       // An old-looking STAMP that is a link to a directory outside: the link goes, not its target.
       let linkStamp = VersionsLayout.stamp(Date(timeIntervalSince1970: 0))
       try FileManager.default.createSymbolicLink(
-        atPath: "\(versions)/\(linkStamp)", withDestinationPath: "\(outside.path)/\(VersionsLayout.directory)")
+        atPath: "\(versions)/\(linkStamp)", withDestinationPath: "\(outside.path)/\(VersionsLayout.directory)"
+      )
       // A versions directory that is a link is skipped, with a message.
       let linked = "\(root)/linked"
       try FileManager.default.createDirectory(atPath: linked, withIntermediateDirectories: true)
       try FileManager.default.createSymbolicLink(
-        atPath: "\(linked)/\(VersionsLayout.directory)", withDestinationPath: "\(outside.path)/\(VersionsLayout.directory)")
+        atPath: "\(linked)/\(VersionsLayout.directory)",
+        withDestinationPath: "\(outside.path)/\(VersionsLayout.directory)")
       let out = try prune(root, list: "7 \(home.path)\n7 \(linked)\n")
       #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "\(versions)/\(linkStamp)")) == nil)
       #expect(outside.exists(outside.stamps[0]), "\(out)")
@@ -102,7 +108,8 @@ import Testing
   @Test func aBadClockIsRefused() throws {
     try withRoot { root in
       let out = try LocalShellHost.runNow(
-        "printf '%s' \(try ShellQuote.quote(VersionsPrune.script)) > \(root)/p; FLEETSYNC_NOW=soon sh \(root)/p")
+        "printf '%s' \(try ShellQuote.quote(VersionsPrune.script)) > \(root)/p; FLEETSYNC_NOW=soon sh \(root)/p"
+      )
       #expect(out.status == 64 && out.stderr.contains("FLEETSYNC_NOW must be seconds since the epoch"))
     }
   }

@@ -12,7 +12,8 @@ extension WatchIntegration {
   struct VersionsTests {
     /// The STAMP directories under the backup's versions directory, sorted.
     static func stamps(_ backup: String) -> [String] {
-      let names = (try? FileManager.default.contentsOfDirectory(atPath: "\(backup)/\(VersionsLayout.directory)"))
+      let names =
+        (try? FileManager.default.contentsOfDirectory(atPath: "\(backup)/\(VersionsLayout.directory)"))
       return (names ?? []).filter { !$0.hasPrefix(".") }.sorted()
     }
 

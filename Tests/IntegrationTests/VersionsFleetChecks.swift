@@ -1,0 +1,46 @@
+import FleetTestSupport
+import Foundation
+import Testing
+
+/// Versions on a real fleet after `fleetsync up` with the default `keep_versions` (7 days): a file
+/// changed on a source leaves a version on its backup node, the backup node's prune timer runs, and
+/// its prune script removes a version only once it is older than the retention, and none while a
+/// hold marker exists. Called by ``ProvisionFleetTests`` once its fleet replicates.
+enum VersionsFleetChecks {
+  static func check(
+    _ fleet: TestFleet, source: TestFleet.Node, backup: TestFleet.Node,
+    sourceLocation: SourceLocation = #_sourceLocation
+  ) throws {
+    let versions = "/srv/backup/s1/a/.fleetsync-versions"
+    _ = try fleet.run(on: source, "echo changed > /srv/data/a/new-0.txt")
+    try waitForBlocking("the replaced new-0.txt kept as a version on \(backup.name)") {
+      try fleet.run(on: backup, "grep -qx hello-0 \(versions)/*/new-0.txt").status == 0
+    }
+    if backup.systemd {
+      let timer = try fleet.run(on: backup, "systemctl is-active fleetsync-prune@main.timer").output
+      #expect(timer.hasPrefix("active"), "the prune timer: \(timer)", sourceLocation: sourceLocation)
+      let run = try fleet.run(
+        on: backup,
+        "systemctl start fleetsync-prune@main.service && systemctl show -p Result --value fleetsync-prune@main.service"
+      )
+      #expect(
+        run.status == 0 && run.output.hasPrefix("success"), "\(run.output)", sourceLocation: sourceLocation)
+    }
+    let prune = "/var/lib/fleetsync/bin/fleetsync-prune /etc/fleetsync/rsyncd/main.versions"
+    let inEightDays = "FLEETSYNC_NOW=$(( $(date +%s) + 8 * 86400 ))"
+    let kept = try fleet.run(on: backup, "FLEETSYNC_NOW=$(( $(date +%s) + 6 * 86400 )) \(prune)")
+    #expect(kept.status == 0, "\(kept.output)", sourceLocation: sourceLocation)
+    #expect(try fleet.run(on: backup, "ls \(versions)/*/new-0.txt").status == 0, "within 7 days: kept")
+    _ = try fleet.run(on: backup, "touch \(versions)/.hold-a:bk1:s1-a")
+    let held = try fleet.run(on: backup, "\(inEightDays) \(prune)")
+    #expect(held.output.contains("held by"), "\(held.output)", sourceLocation: sourceLocation)
+    #expect(try fleet.run(on: backup, "ls \(versions)/*/new-0.txt").status == 0, "held: kept")
+    _ = try fleet.run(on: backup, "rm \(versions)/.hold-a:bk1:s1-a")
+    let expired = try fleet.run(on: backup, "\(inEightDays) \(prune)")
+    #expect(
+      expired.output.contains("removed \(versions)/"), "\(expired.output)", sourceLocation: sourceLocation)
+    #expect(try fleet.run(on: backup, "ls \(versions)/*/new-0.txt").status != 0, "expired: removed")
+    #expect(
+      try fleet.run(on: backup, "grep -qx changed /srv/backup/s1/a/new-0.txt").status == 0, "mirror kept")
+  }
+}
