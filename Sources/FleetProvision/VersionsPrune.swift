@@ -10,6 +10,11 @@ import FleetWire
 /// directory that is one is skipped; a STAMP that is one is removed as a link. What it removes or
 /// skips is logged on standard output (the journal). `FLEETSYNC_NOW` (seconds since the epoch)
 /// replaces the clock, for tests.
+///
+/// Each run also records the size of each module's mirror and versions (`du`, KiB) in
+/// `/run/fleetsync/sizes/DAEMON` (`MIRROR VERSIONS EPOCH PATH` lines; `FLEETSYNC_SIZES_DIR`
+/// elsewhere), which `fleetsync status` shows: a `du` of a large tree takes seconds, too slow for
+/// every `status`, and cheap once an hour at idle I/O priority.
 public enum VersionsPrune {
   /// The script.
   public static let script = #"""
@@ -58,16 +63,33 @@ public enum VersionsPrune {
       echo "fleetsync-prune: $module: $removed expired version(s) removed, keeping $days days"
     }
 
+    # Sizes in KiB of a module's mirror and versions, for `fleetsync status` (one du per module per run).
+    record_sizes() {
+      [ -d "$1" ] || return 0
+      total=$(du -skx -- "$1" 2>/dev/null | cut -f1)
+      versions=0
+      if [ -d "$1/.fleetsync-versions" ] && [ ! -L "$1/.fleetsync-versions" ]; then
+        versions=$(du -skx -- "$1/.fleetsync-versions" 2>/dev/null | cut -f1)
+      fi
+      echo "$((${total:-0} - ${versions:-0})) ${versions:-0} $now $1"
+    }
+
+    sizes=${FLEETSYNC_SIZES_DIR:-/run/fleetsync/sizes}
+    mkdir -p "$sizes" 2>/dev/null || true
     for list in "$@"; do
       if [ ! -r "$list" ]; then
         echo "fleetsync-prune: cannot read the prune list $list; run fleetsync up again" >&2
         status=1
         continue
       fi
+      name=${list##*/}; name=${name%.versions}
+      : >"$sizes/.$name.new" 2>/dev/null || true
       while read -r days path; do
         case $days in '#'* | '') continue ;; esac
         prune_module "$days" "$path"
+        record_sizes "$path" >>"$sizes/.$name.new" 2>/dev/null || true
       done <"$list"
+      mv -f "$sizes/.$name.new" "$sizes/$name" 2>/dev/null || true
     done
     exit $status
 

@@ -18,4 +18,8 @@ extension RsyncCommand {
     }
     return args
   }
+
+  /// Leaves the versions out of a listing of the backup: a backup that holds only versions holds
+  /// no data of the source's (the daemon shows the versions directory and its STAMP names).
+  static let versionsUnlisted = "--exclude=/\(VersionsLayout.directory)/"
 }

@@ -112,5 +112,20 @@ extension WatchIntegration {
       #expect(Self.stamps(fixture.daemon.backup) == ["2026-01-01T00-00-00.000Z"], "no versions when off")
       try await fixture.stop()
     }
+
+    @Test("a first start with an empty source is not held by a backup that holds only versions")
+    func versionsAreNotBackupData() async throws {
+      let fixture = try EngineFixture(versions: true)
+      fixture.config.keepVersions = 7
+      let old = "\(fixture.daemon.backup)/\(VersionsLayout.directory)/2026-01-01T00-00-00.000Z"
+      try FileManager.default.createDirectory(atPath: old, withIntermediateDirectories: true)
+      try "kept".write(toFile: old + "/f", atomically: false, encoding: .utf8)
+      try await fixture.start()
+      #expect(fixture.engine.status().state != .sourceHeld)
+      try FS.write(fixture.src, "new.txt", "new")
+      try await fixture.expectConverged(excludes: ["/\(VersionsLayout.directory)/"])
+      #expect((try? String(contentsOfFile: old + "/f", encoding: .utf8)) == "kept")
+      try await fixture.stop()
+    }
   }
 }
