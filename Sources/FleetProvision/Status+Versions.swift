@@ -67,7 +67,8 @@ extension StatusTable {
       value /= 1024
       unit += 1
     }
-    return unit == 0 || value >= 10 ? "\(Int(value.rounded())) \(units[unit])" : String(format: "%.1f %@", value, units[unit])
+    return unit == 0 || value >= 10
+      ? "\(Int(value.rounded())) \(units[unit])" : String(format: "%.1f %@", value, units[unit])
   }
 
   /// `42 s`, `12 min`, `3 h`.

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetInventory
 import FleetWire
 import Foundation
 import Testing
@@ -37,7 +38,8 @@ import Testing
   func prune(_ root: String, list: String, now: Int = now) throws -> CommandOutput {
     try VersionsPrune.script.write(toFile: "\(root)/prune", atomically: false, encoding: .utf8)
     try list.write(toFile: "\(root)/list", atomically: false, encoding: .utf8)
-    return try LocalShellHost.runNow("FLEETSYNC_NOW=\(now) sh \(root)/prune \(root)/list")
+    return try LocalShellHost.runNow(
+      "FLEETSYNC_NOW=\(now) FLEETSYNC_SIZES_DIR=\(root)/sizes sh \(root)/prune \(root)/list")
   }
 
   func withRoot(_ body: (String) throws -> Void) throws {
@@ -112,5 +114,40 @@ import Testing
       )
       #expect(out.status == 64 && out.stderr.contains("FLEETSYNC_NOW must be seconds since the epoch"))
     }
+  }
+
+  @Test func recordsEachModulesMirrorAndVersionsSizesForStatus() throws {
+    try withRoot { root in
+      let home = try Module(root, "home", ages: [60])
+      try String(repeating: "x", count: 200_000).write(
+        toFile: "\(home.path)/big", atomically: false, encoding: .utf8)
+      let bare = try Module(root, "bare", ages: [])
+      let out = try prune(root, list: "7 \(home.path)\n0 \(bare.path)\n")
+      #expect(out.status == 0, "\(out)")
+      let text = try String(contentsOfFile: "\(root)/sizes/list", encoding: .utf8)
+      let sizes = ModuleSize.parse(text)
+      #expect(sizes.map(\.path) == [home.path, bare.path], "\(text)")
+      #expect(sizes.first.map { $0.mirrorKiB >= 196 && $0.versionsKiB > 0 } == true, "\(text)")
+      #expect(sizes.last?.versionsKiB == 0, "\(text)")
+      #expect(sizes.allSatisfy { $0.measured == Date(timeIntervalSince1970: TimeInterval(Self.now)) })
+      let status = HostStatus(host: "bk1", roles: [.backup], error: nil, services: [], moduleSizes: sizes)
+      let lines = StatusTable.render([status])
+      #expect(lines.contains { $0.hasPrefix("bk1 modules (measured ") }, "\(lines)")
+      #expect(
+        lines.contains { $0.contains(home.path) && $0.contains(" mirror ") && $0.contains(" versions ") },
+        "\(lines)")
+    }
+  }
+
+  @Test func sizesReadFromAHostSkipWhatIsNotASizeLine() {
+    let sizes = ModuleSize.parse("12 3 1795000000 /srv/backup/a b\ngarbage\n\n1 x 2 /p\n")
+    #expect(
+      sizes == [
+        ModuleSize(
+          path: "/srv/backup/a b", mirrorKiB: 12, versionsKiB: 3,
+          measured: Date(timeIntervalSince1970: 1_795_000_000))
+      ])
+    #expect(StatusTable.bytes(kib: 3) == "3 KiB" && StatusTable.bytes(kib: 1536) == "1.5 MiB")
+    #expect(StatusTable.bytes(kib: 20 << 20) == "20 GiB")
   }
 }
