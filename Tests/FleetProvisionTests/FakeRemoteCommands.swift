@@ -9,6 +9,7 @@ extension FakeRemoteHost {
   /// Which step a command is.
   static func classify(_ command: String) -> FakeStep {
     if command == HostFacts.script { return .facts }
+    if command == ModuleSize.command { return .read(ModuleSize.directory) }
     if command.hasPrefix("L=\((try? ShellQuote.quote(NodeLease.path)) ?? "")") { return .lease }
     if command == PidFileServices.enableBootScript { return .bootScript(enabled: true) }
     if command == PidFileServices.disableBootScript { return .bootScript(enabled: false) }
@@ -116,6 +117,10 @@ extension FakeRemoteHost {
       guard !enabled || m.files[Layout.bootScript] != nil else { return failure("update-rc.d: no script") }
       m.bootEnabled = enabled
       return ok
+    case .read(ModuleSize.directory):
+      let sizes = m.files.filter { $0.key.hasPrefix(ModuleSize.directory + "/") }.sorted { $0.key < $1.key }
+      return CommandOutput(
+        status: 0, stdout: String(decoding: sizes.flatMap(\.value), as: UTF8.self), stderr: "")
     case .reloadUnits, .read, .write, .lease, .unknown: return ok
     }
   }
