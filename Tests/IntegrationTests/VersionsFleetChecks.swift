@@ -8,7 +8,7 @@ import Testing
 /// hold marker exists. Called by ``ProvisionFleetTests`` once its fleet replicates.
 enum VersionsFleetChecks {
   static func check(
-    _ fleet: TestFleet, source: TestFleet.Node, backup: TestFleet.Node,
+    _ fleet: TestFleet, inventory: String, source: TestFleet.Node, backup: TestFleet.Node,
     sourceLocation: SourceLocation = #_sourceLocation
   ) throws {
     let versions = "/srv/backup/s1/a/.fleetsync-versions"
@@ -25,6 +25,12 @@ enum VersionsFleetChecks {
       )
       #expect(
         run.status == 0 && run.output.hasPrefix("success"), "\(run.output)", sourceLocation: sourceLocation)
+      // That run measured the modules: `fleetsync status` shows their sizes.
+      let status = try CLI.run("fleetsync", ["status", "-i", inventory])
+      let sizes = status.stdout.split(separator: "\n").first { $0.contains("/srv/backup/s1/a ") }
+      #expect(
+        status.stdout.contains("\(backup.name) modules (measured ") && sizes?.contains(" mirror ") == true
+          && sizes?.contains(" versions ") == true, "\(status.stdout)", sourceLocation: sourceLocation)
     }
     let prune = "/var/lib/fleetsync/bin/fleetsync-prune /etc/fleetsync/rsyncd/main.versions"
     let inEightDays = "FLEETSYNC_NOW=$(( $(date +%s) + 8 * 86400 ))"
