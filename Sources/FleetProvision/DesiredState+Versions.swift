@@ -39,7 +39,8 @@ extension Renderer {
   }
 
   /// Installs the pruning of a daemon's modules: its prune list, the prune script and, with
-  /// systemd, the timer template the daemon's unit starts (``Units/pruneTimer``).
+  /// systemd, the timer template the daemon's unit starts (``Units/pruneTimer``); without, an
+  /// hourly cron entry (``VersionsPrune/cron``).
   static func addPruning(_ out: inout DesiredHost, daemon: RsyncDaemon, systemd: Bool) {
     out.files.append(
       DesiredFile(
@@ -50,7 +51,15 @@ extension Renderer {
       DesiredFile(
         path: Layout.pruneScript, content: .bytes(Array(VersionsPrune.script.utf8)), mode: 0o755,
         secret: false))
-    guard systemd else { return }
+    guard systemd else {
+      // Made when missing (no cron installed yet); `down` removes it only when empty.
+      out.directories.append(DesiredDirectory(path: "/etc/cron.d", owner: nil, mode: 0o755, data: false))
+      out.files.append(
+        DesiredFile(
+          path: Layout.pruneCron, content: .bytes(Array(VersionsPrune.cron.utf8)), mode: 0o644, secret: false)
+      )
+      return
+    }
     for (name, text) in [("service", Units.pruneService), ("timer", Units.pruneTimer)] {
       out.files.append(
         DesiredFile(
@@ -63,6 +72,8 @@ extension Renderer {
 extension Layout {
   /// The script that removes expired versions on a backup host (``VersionsPrune``).
   public static let pruneScript = "/var/lib/fleetsync/bin/fleetsync-prune"
+  /// The hourly prune on hosts without systemd.
+  public static let pruneCron = "/etc/cron.d/fleetsync-prune"
   /// The prune list of an rsync daemon instance: `DAYS PATH` per module.
   public static func pruneList(_ instance: String) -> String { "\(etc)/rsyncd/\(instance).versions" }
 }

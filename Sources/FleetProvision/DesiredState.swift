@@ -254,7 +254,10 @@ public enum Renderer {
     try file.add(.workers, String(directory.watch.workers))
     try file.add(.fullSyncInterval, String(directory.watch.fullSyncInterval))
     try file.add(.maxDelete, directory.watch.maxDelete.description)
-    try file.add(.keepVersions, String(backup.module(named: module)?.module.keepVersions ?? 0))
+    guard let (_, target) = backup.module(named: module) else {
+      throw FleetError(.internal, "no module \(module) on \(backup.name)")
+    }
+    try file.add(.keepVersions, String(target.keepVersions))
     for pattern in directory.watch.excludes { try file.add(.exclude, pattern) }
     return Layout.header + "# \(host.name):\(directory.path) -> \(backup.name)/\(module)\n" + file.text
   }

@@ -96,6 +96,17 @@ public enum VersionsPrune {
     """#
 }
 
+extension VersionsPrune {
+  /// The cron entry that prunes hourly on hosts without systemd (cron must run there), every
+  /// daemon's modules, logging to `/var/log/fleetsync/prune.log`.
+  public static let cron = """
+    # Managed by fleetsync: edits are overwritten by `fleetsync up` and removed by `fleetsync down`.
+    # Removes expired versions of this host's backup modules (see docs/provisioning.md, Versions).
+    17 * * * * root nice -n 10 \(Layout.pruneScript) /etc/fleetsync/rsyncd/*.versions >>/var/log/fleetsync/prune.log 2>&1
+
+    """
+}
+
 extension Units {
   /// systemd template of the pruning of an rsync daemon instance's modules (`%i` = daemon name).
   public static let pruneService = """

@@ -214,6 +214,7 @@ extension FakeRemoteHost {
       || path == Layout.bootScript
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service"))
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".timer"))
+      || path == Layout.pruneCron
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service.d/fleetsync-source.conf"))
   }
 

@@ -150,4 +150,20 @@ import Testing
     #expect(StatusTable.bytes(kib: 3) == "3 KiB" && StatusTable.bytes(kib: 1536) == "1.5 MiB")
     #expect(StatusTable.bytes(kib: 20 << 20) == "20 GiB")
   }
+
+  @Test func upInstallsTheScheduleOfItsInitAndDownRemovesIt() async throws {
+    for systemd in [false, true] {
+      let fleet = try FakeFleet(systemd: systemd ? ["bk1"] : [])
+      _ = try await fleet.up()
+      let files = fleet["bk1"].state.files
+      let list = String(decoding: files[Layout.pruneList("main")] ?? [], as: UTF8.self)
+      #expect(list.hasSuffix("7 /srv/backup/home\n7 /srv/backup/proj\n"), "\(list)")
+      #expect(files[Layout.pruneScript] == Array(VersionsPrune.script.utf8))
+      #expect((files[Layout.pruneCron] != nil) == !systemd)
+      #expect((files["\(Layout.units)/fleetsync-prune@.timer"] != nil) == systemd)
+      _ = try await fleet.provisioner().down()
+      let left = fleet["bk1"].state.files.keys.filter { $0.contains("prune") }
+      #expect(left.isEmpty, "\(left)")
+    }
+  }
 }

@@ -9,8 +9,9 @@ import Testing
 enum VersionsFleetChecks {
   static func check(
     _ fleet: TestFleet, inventory: String, source: TestFleet.Node, backup: TestFleet.Node,
-    sourceLocation: SourceLocation = #_sourceLocation
+    withoutSystemd: TestFleet.Node, sourceLocation: SourceLocation = #_sourceLocation
   ) throws {
+    try checkCron(fleet, on: withoutSystemd, sourceLocation: sourceLocation)
     let versions = "/srv/backup/s1/a/.fleetsync-versions"
     _ = try fleet.run(on: source, "echo changed > /srv/data/a/new-0.txt")
     try waitForBlocking("the replaced new-0.txt kept as a version on \(backup.name)") {
@@ -29,7 +30,7 @@ enum VersionsFleetChecks {
       let status = try CLI.run("fleetsync", ["status", "-i", inventory])
       let sizes = status.stdout.split(separator: "\n").first { $0.contains("/srv/backup/s1/a ") }
       #expect(
-        status.stdout.contains("\(backup.name) modules (measured ") && sizes?.contains(" mirror ") == true
+        status.stdout.contains("bk1 modules (measured ") && sizes?.contains(" mirror ") == true
           && sizes?.contains(" versions ") == true, "\(status.stdout)", sourceLocation: sourceLocation)
     }
     let prune = "/var/lib/fleetsync/bin/fleetsync-prune /etc/fleetsync/rsyncd/main.versions"
@@ -48,5 +49,18 @@ enum VersionsFleetChecks {
     #expect(try fleet.run(on: backup, "ls \(versions)/*/new-0.txt").status != 0, "expired: removed")
     #expect(
       try fleet.run(on: backup, "grep -qx changed /srv/backup/s1/a/new-0.txt").status == 0, "mirror kept")
+  }
+
+  /// A backup node without systemd prunes from cron: the entry's command runs and measures.
+  static func checkCron(_ fleet: TestFleet, on node: TestFleet.Node, sourceLocation: SourceLocation) throws {
+    guard !node.systemd else { return }
+    let entry = try fleet.run(on: node, "grep -v '^#' /etc/cron.d/fleetsync-prune | grep .").output
+    let prefix = "17 * * * * root "
+    #expect(entry.hasPrefix(prefix), "\(entry)", sourceLocation: sourceLocation)
+    let ran = try fleet.run(on: node, String(entry.dropFirst(prefix.count)))
+    #expect(ran.status == 0, "\(ran.output)", sourceLocation: sourceLocation)
+    let log = try fleet.run(on: node, "cat /var/log/fleetsync/prune.log; cat /run/fleetsync/sizes/main")
+      .output
+    #expect(log.contains("expired version(s) removed") && log.contains(" /srv/backup/s3/a"), "\(log)")
   }
 }
