@@ -25,6 +25,7 @@ extension AgentSettings {
     var maxLag: Duration?
     var maxDelete: DeleteLimit?
     var massChange: MassChangeLimit?
+    var keepVersions: Int?
 
     /// Checks and keeps one value; returns what is wrong with it, or nil.
     mutating func set(_ key: WatcherConfigKey, _ value: String) -> String? {
@@ -96,6 +97,11 @@ extension AgentSettings {
         } catch {
           return "\(key.name) `\(value)` is not an alarm setting; write \(MassChangeLimit.syntax)"
         }
+      case .keepVersions:
+        guard let days = Int(value), (0...3650).contains(days) else {
+          return "keep-versions must be whole days from 0 (a plain mirror) to 3650, not \"\(value)\""
+        }
+        keepVersions = days
       }
       return nil
     }
@@ -147,6 +153,7 @@ extension AgentSettings {
       }
       if let maxDelete { watch.maxDelete = maxDelete }
       if let massChange { watch.massChange = massChange }
+      if let keepVersions { watch.keepVersions = keepVersions }
       var settings = AgentSettings(watch: watch)
       if let healthAddress { settings.healthAddress = healthAddress }
       settings.healthPort = healthPort

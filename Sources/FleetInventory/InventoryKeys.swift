@@ -9,8 +9,8 @@ enum InventoryKeys {
     "path", "to", "excludes", "batch_delay_ms", "workers", "full_sync_interval", "health_port",
     "max_delete", "mass_change",
   ]
-  static let daemon = ["port", "uid", "gid", "max_connections", "modules"]
-  static let module = ["path", "secret_file"]
+  static let daemon = ["port", "uid", "gid", "max_connections", "keep_versions", "modules"]
+  static let module = ["path", "secret_file", "keep_versions"]
   static let ssh = [
     "user", "port", "identity", "passphrase_file", "known_hosts", "host_key_policy", "connect_timeout",
   ]
@@ -18,7 +18,7 @@ enum InventoryKeys {
   static let watch = [
     "batch_delay_ms", "workers", "excludes", "full_sync_interval", "max_delete", "mass_change",
   ]
-  static let rsync = ["uid", "gid", "max_connections"]
+  static let rsync = ["uid", "gid", "max_connections", "keep_versions"]
   static let secretLike: Set<String> = ["secret", "secrets", "password", "passphrase", "passwd"]
   static let pathForbidden: Set<Unicode.Scalar> = [
     ";", "&", "|", "$", "`", "'", "\"", "<", ">", "(", ")", "{", "}", "[", "]", "*", "?", "!", "\\", "#",

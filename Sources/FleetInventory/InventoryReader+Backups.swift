@@ -69,7 +69,10 @@ extension InventoryReader {
           continue
         }
         names.modules[moduleName] = m.key
-        guard let module = self.module(moduleName, m.value, what: "\(what)/\(moduleName)") else { continue }
+        guard
+          let module = self.module(
+            moduleName, m.value, what: "\(what)/\(moduleName)", keepVersions: settings.keepVersions)
+        else { continue }
         if let first = names.paths[module.path] {
           issue(
             m.value,
@@ -95,10 +98,10 @@ extension InventoryReader {
     return RsyncDaemon(name: name, port: port, settings: settings, modules: modules)
   }
 
-  mutating func module(_ name: String, _ node: Node, what: String) -> RsyncModule? {
+  mutating func module(_ name: String, _ node: Node, what: String, keepVersions: Int) -> RsyncModule? {
     if node.scalar != nil {
       guard let path = dataPath(node, "\(what): path") else { return nil }
-      return RsyncModule(name: name, path: path, secretFile: nil)
+      return RsyncModule(name: name, path: path, secretFile: nil, keepVersions: keepVersions)
     }
     guard let body = mapping(node, what, keys: InventoryKeys.module) else { return nil }
     guard let pathNode = body["path"] else {
@@ -110,7 +113,11 @@ extension InventoryReader {
     if let s = body["secret_file"], let p = string(s.value, "\(what): secret_file") {
       secretFile = resolveLocal(p)
     }
-    return RsyncModule(name: name, path: path, secretFile: secretFile)
+    var keep = keepVersions
+    if let n = body["keep_versions"], let v = self.keepVersions(n.value, "\(what): keep_versions") {
+      keep = v
+    }
+    return RsyncModule(name: name, path: path, secretFile: secretFile, keepVersions: keep)
   }
 
   /// Every `to:` names a declared backup host and module, and no module receives two directories.

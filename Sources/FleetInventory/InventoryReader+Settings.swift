@@ -137,12 +137,32 @@ extension InventoryReader {
     return ok ? list : nil
   }
 
+  /// A `keep_versions` value: whole days, 0 (plain mirror) to ten years.
+  mutating func keepVersions(_ node: Node, _ what: String) -> Int? {
+    guard node.scalar != nil, let value = node.int else {
+      issue(
+        node, "\(what) must be a whole number of days, not \(kind(of: node))",
+        hint: "write e.g. `keep_versions: 7` (days), or 0 to keep no versions (a plain mirror)")
+      return nil
+    }
+    guard (0...RsyncModule.maxKeepVersions).contains(value) else {
+      issue(
+        node, "\(what) is \(value) days, out of range",
+        hint: "use 0 (a plain mirror, no versions) to \(RsyncModule.maxKeepVersions) days")
+      return nil
+    }
+    return value
+  }
+
   mutating func rsyncSetters(_ f: Fields, _ what: String) -> [(inout RsyncSettings) -> Void] {
     var out: [(inout RsyncSettings) -> Void] = []
     if let n = f["uid"], let v = name(n.value, "uid") { out.append { $0.uid = v } }
     if let n = f["gid"], let v = name(n.value, "gid") { out.append { $0.gid = v } }
     if let n = f["max_connections"], let v = int(n.value, "\(what): max_connections", range: 1...10_000) {
       out.append { $0.maxConnections = v }
+    }
+    if let n = f["keep_versions"], let v = keepVersions(n.value, "\(what): keep_versions") {
+      out.append { $0.keepVersions = v }
     }
     return out
   }

@@ -144,6 +144,8 @@ public struct RsyncSettings: Sendable, Equatable, Hashable {
   public var gid: String = "nogroup"
   /// `max connections` per instance.
   public var maxConnections: Int = 64
+  /// Days the versions of overwritten and deleted files are kept (`keep_versions`); 0 = plain mirror.
+  public var keepVersions: Int = RsyncModule.defaultKeepVersions
 }
 
 /// An NFS server with the directories it protects.
@@ -232,12 +234,21 @@ public struct RsyncModule: Sendable, Equatable {
   /// A file holding this module's secret, when the user supplies it instead of letting
   /// fleetsync generate one.
   public var secretFile: String?
+  /// Days the backup keeps the versions of files a transfer overwrites or deletes (`keep_versions`,
+  /// from the module, its daemon, the host, its groups or `defaults.rsync`); 0 = plain mirror.
+  public var keepVersions: Int
+
+  /// `keep_versions` when no level of the inventory sets it.
+  public static let defaultKeepVersions = 7
+  /// The largest `keep_versions` accepted (ten years).
+  public static let maxKeepVersions = 3650
 
   /// Makes a module.
-  public init(name: String, path: String, secretFile: String?) {
+  public init(name: String, path: String, secretFile: String?, keepVersions: Int = defaultKeepVersions) {
     self.name = name
     self.path = path
     self.secretFile = secretFile
+    self.keepVersions = keepVersions
   }
 }
 

@@ -119,7 +119,9 @@ public enum Renderer {
           DesiredDirectory(
             path: module.path, owner: "\(daemon.settings.uid):\(daemon.settings.gid)", mode: 0o755, data: true
           ))
+        out.directories.append(versionsDirectory(module, daemon: daemon))
       }
+      addPruning(&out, daemon: daemon, systemd: systemd)
       let confBytes = Array(conf.utf8)
       let secretBytes = Array(secretsText.utf8)
       out.files.append(
@@ -130,7 +132,9 @@ public enum Renderer {
           path: Layout.rsyncdSecrets(daemon.name), content: .bytes(secretBytes), mode: 0o600, secret: true))
       // rsync re-reads its config (and secrets) on every connection: only a new port or a new
       // supervisor needs a restart; module edits take effect without one.
-      let hash = Digest.sha256Hex(Array("\(port) \(systemd ? "systemd" : "pidfile")".utf8))
+      // With systemd, the daemon's unit starts the prune timer: a new timer restarts it once.
+      let supervision = systemd ? "systemd " + Digest.sha256Hex(Array(Units.pruneTimer.utf8)) : "pidfile"
+      let hash = Digest.sha256Hex(Array("\(port) \(supervision)".utf8))
       out.services.append(
         DesiredService(name: service, port: port, configHash: hash))
     }
@@ -171,8 +175,9 @@ public enum Renderer {
       secrets file = \(Layout.rsyncdSecrets(daemon.name))
       hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))
       hosts deny = *
+      \(versionsFilter)
 
-    """
+    """ + versionsModule(module, daemon: daemon, allow: allow)
   }
 
   /// The desired state of a source host.
@@ -250,6 +255,10 @@ public enum Renderer {
     try file.add(.fullSyncInterval, String(directory.watch.fullSyncInterval))
     try file.add(.maxDelete, directory.watch.maxDelete.description)
     try file.add(.massChange, directory.watch.massChange.description)
+    guard let (_, target) = backup.module(named: module) else {
+      throw FleetError(.internal, "no module \(module) on \(backup.name)")
+    }
+    try file.add(.keepVersions, String(target.keepVersions))
     for pattern in directory.watch.excludes { try file.add(.exclude, pattern) }
     return Layout.header + "# \(host.name):\(directory.path) -> \(backup.name)/\(module)\n" + file.text
   }

@@ -39,6 +39,7 @@ public struct HostFacts: Sendable, Equatable {
     echo @@hash
     { find /etc/fleetsync /var/lib/fleetsync/bin -type f 2>/dev/null
       ls -d /etc/sysctl.d/60-fleetsync.conf /etc/init.d/fleetsync /etc/systemd/system/fleetsync-*.service \
+        /etc/systemd/system/fleetsync-*.timer /etc/cron.d/fleetsync-prune \
         /etc/systemd/system/fleetsync-*.service.d/fleetsync-source.conf 2>/dev/null; } | xargs -r sha256sum
     echo @@listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
     echo @@running

@@ -37,6 +37,8 @@ public struct HostStatus: Sendable {
   public var error: FleetError?
   /// Instances fleetsync runs there (from the manifest).
   public var services: [ServiceStatus]
+  /// Its modules' mirror and versions sizes (backup hosts), as last measured there.
+  public var moduleSizes: [ModuleSize] = []
 }
 
 extension Provisioner {
@@ -87,7 +89,9 @@ extension Provisioner {
         }
         return row
       }
-      return HostStatus(host: ref.name, roles: ref.roles, error: nil, services: rows)
+      var status = HostStatus(host: ref.name, roles: ref.roles, error: nil, services: rows)
+      if ref.roles.contains(.backup) { status.moduleSizes = await ModuleSize.read(on: host) }
+      return status
     } catch {
       return HostStatus(
         host: ref.name, roles: ref.roles,

@@ -27,7 +27,7 @@ public enum StatusTable {
     let widths = (0..<header.count).map { col in all.map { $0[col].count }.max() ?? 0 }
     return all.map { row in
       zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-    } + failingPathLines(hosts) + unconfinedLines(hosts)
+    } + failingPathLines(hosts) + unconfinedLines(hosts) + moduleSizeLines(hosts)
   }
 
   /// A host is ok when it could be read and every instance on it is healthy.

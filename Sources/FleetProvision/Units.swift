@@ -8,7 +8,7 @@ public enum Units {
     Description=fleetsync rsync daemon instance %i
     Documentation=https://github.com/fleetsync/fleetsync/blob/main/docs/provisioning.md
     After=network-online.target
-    Wants=network-online.target
+    Wants=network-online.target fleetsync-prune@%i.timer
     StartLimitIntervalSec=300
     StartLimitBurst=10
 

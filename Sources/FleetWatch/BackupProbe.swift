@@ -24,7 +24,7 @@ struct BackupProbe: Sendable {
     ]
     if let pw = command.config.passwordFile { args.append("--password-file=\(pw)") }
     for e in command.config.excludes { args.append("--exclude=\(e)") }
-    return args + [command.config.target.destinationArgument]
+    return args + [RsyncCommand.versionsUnlisted, command.config.target.destinationArgument]
   }
 
   /// Lists the target's top level, the way every rsync of the engine runs (confined when it can be).

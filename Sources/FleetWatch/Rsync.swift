@@ -75,6 +75,7 @@ struct RsyncCommand: Sendable {
     ]
     if let pw = config.passwordFile { args.append("--password-file=\(pw)") }
     if let maxDelete { args.append("--max-delete=\(maxDelete)") }
+    args += versionArguments()
     for e in config.excludes { args.append("--exclude=\(e)") }
     return args
   }

@@ -38,6 +38,9 @@ public struct WatchConfig: Sendable {
   public var maxBatchPaths: Int = 1_000
   /// How many files the engine may delete on the backup without an operator (`max-delete`).
   public var maxDelete: DeleteLimit = .default
+  /// Days the backup keeps what transfers overwrite or delete, as versions (`keep-versions`); 0, the
+  /// engine's default, is a plain mirror. Pruning is the backup host's job (`fleetsync up` installs it).
+  public var keepVersions: Int = 0
   /// How often deletes the limit holds are counted again (a full sync), to apply them once they fit.
   public var deleteReviewInterval: Duration = .seconds(300)
   /// When the mass-change alarm goes off (`mass-change`); see ``MassChangeDetector``.

@@ -22,6 +22,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
   case maxLag = "max-lag"
   case maxDelete = "max-delete"
   case massChange = "mass-change"
+  case keepVersions = "keep-versions"
 
   /// How the quick form offers a key: `--KEY VALUE`, with this help line.
   public struct Flag: Sendable {
@@ -93,6 +94,14 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
           help:
             "Mass-change alarm: MIN files deleted or overwritten within WINDOW and FACTOR times the normal "
             + "rate: 500,10x,5m (default) or off."))
+    case .keepVersions:
+      Row(
+        example: "7",
+        flag: Flag(
+          valueName: "days",
+          help:
+            "Keep what transfers overwrite or delete as versions on the backup (default 0: a plain mirror)."
+        ))
     }
   }
 

@@ -9,6 +9,7 @@ extension FakeRemoteHost {
   /// Which step a command is.
   static func classify(_ command: String) -> FakeStep {
     if command == HostFacts.script { return .facts }
+    if command == ModuleSize.command { return .read(ModuleSize.directory) }
     if command.hasPrefix("L=\((try? ShellQuote.quote(NodeLease.path)) ?? "")") { return .lease }
     if command == PidFileServices.enableBootScript { return .bootScript(enabled: true) }
     if command == PidFileServices.disableBootScript { return .bootScript(enabled: false) }
@@ -73,11 +74,15 @@ extension FakeRemoteHost {
     switch step {
     case .facts: return CommandOutput(status: 0, stdout: factsOutput(m), stderr: "")
     case .makeDirectories:
-      for match in command.matches(of: #/mkdir -p '([^']+)'/#) { makeDirectory(String(match.1), &m) }
-      for match in command.matches(of: #/fleetsync_create_data_dir '([^']+)'/#)
-      where !m.directories.contains(String(match.1)) {
-        makeDirectory(String(match.1), &m)
-        m.createdData.insert(String(match.1))
+      // In script order, as the shell runs it: a data directory, then what is made inside it.
+      for match in command.matches(of: #/(mkdir -p|fleetsync_create_data_dir) '([^']+)'/#) {
+        let path = String(match.2)
+        if match.1 == "mkdir -p" {
+          makeDirectory(path, &m)
+        } else if !m.directories.contains(path) {
+          makeDirectory(path, &m)
+          m.createdData.insert(path)
+        }
       }
       return ok
     case .applySysctl:
@@ -112,6 +117,10 @@ extension FakeRemoteHost {
       guard !enabled || m.files[Layout.bootScript] != nil else { return failure("update-rc.d: no script") }
       m.bootEnabled = enabled
       return ok
+    case .read(ModuleSize.directory):
+      let sizes = m.files.filter { $0.key.hasPrefix(ModuleSize.directory + "/") }.sorted { $0.key < $1.key }
+      return CommandOutput(
+        status: 0, stdout: String(decoding: sizes.flatMap(\.value), as: UTF8.self), stderr: "")
     case .reloadUnits, .read, .write, .lease, .unknown: return ok
     }
   }
@@ -204,6 +213,8 @@ extension FakeRemoteHost {
     path.hasPrefix("/etc/fleetsync/") || path.hasPrefix("/var/lib/fleetsync/bin/") || path == Layout.sysctl
       || path == Layout.bootScript
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service"))
+      || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".timer"))
+      || path == Layout.pruneCron
       || (path.hasPrefix("\(Layout.units)/fleetsync-") && path.hasSuffix(".service.d/fleetsync-source.conf"))
   }
 

@@ -38,10 +38,32 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11
       hosts deny = *
+      filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
+
+    [home.versions]
+      path = /srv/backup/home/.fleetsync-versions
+      comment = versions of home, managed by fleetsync
+      read only = yes
+      fake super = yes
+      auth users = fs-home
+      secrets file = /etc/fleetsync/rsyncd/main.secrets
+      hosts allow = 10.0.0.11
+      hosts deny = *
 
     [proj]
       path = /srv/backup/proj
       comment = managed by fleetsync
+      auth users = fs-proj
+      secrets file = /etc/fleetsync/rsyncd/main.secrets
+      hosts allow = 10.0.0.12
+      hosts deny = *
+      filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
+
+    [proj.versions]
+      path = /srv/backup/proj/.fleetsync-versions
+      comment = versions of proj, managed by fleetsync
+      read only = yes
+      fake super = yes
       auth users = fs-proj
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.12

@@ -29,7 +29,7 @@ private let backups = """
     bk2:
       address: "fd00::22"
       daemons:
-        a: { modules: { home: /srv/b2/home, proj: /srv/b2/proj } }
+        a: { keep_versions: 3, modules: { home: /srv/b2/home, proj: { path: /srv/b2/proj, keep_versions: 0 } } }
         b: { port: 9873, modules: { odd: /srv/b2/odd } }
 
   """
@@ -179,7 +179,7 @@ struct WatcherConfigFormatTests {
     }
     let settings = try AgentSettings.parse(String(decoding: bytes, as: UTF8.self), file: path)
     let backup = try #require(context.inventory.backup(named: destination.backup))
-    let daemon = try #require(backup.module(named: destination.module)).daemon
+    let (daemon, module) = try #require(backup.module(named: destination.module))
     let rsyncPort = try #require(context.ports.ports["\(backup.name)/\(ServiceName(.rsyncd, daemon.name))"])
     let healthPort = context.ports.ports["\(source.name)/\(ServiceName(.watch, instance))"]
     let watch = settings.watch
@@ -194,6 +194,7 @@ struct WatcherConfigFormatTests {
     #expect(watch.excludes == directory.watch.excludes)
     #expect(watch.batchDelay == .milliseconds(directory.watch.batchDelayMs))
     #expect(watch.workers == directory.watch.workers)
+    #expect(watch.keepVersions == module.keepVersions)
     let interval = directory.watch.fullSyncInterval
     #expect(watch.fullSyncInterval == (interval == 0 ? nil : .seconds(interval)))
     #expect(settings.healthAddress == "127.0.0.1")
@@ -246,6 +247,7 @@ struct WatcherConfigFormatTests {
         full-sync-interval = 60
         max-delete = 1000,10%
         mass-change = 500,10x,5m
+        keep-versions = 3
         exclude = *.tmp
         exclude = x y
 

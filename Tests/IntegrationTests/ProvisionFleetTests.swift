@@ -218,6 +218,10 @@ struct ProvisionFleetTests {
         "excluded file sent")
     }
 
+    try VersionsFleetChecks.check(
+      fleet, inventory: inv, source: sources[0], backup: fleet.nodes[Self.bk1],
+      withoutSystemd: fleet.nodes[Self.bk2])
+
     // A second up changes nothing and restarts nothing.
     let pidsBefore = try sources.map { try Self.pids(fleet, $0) }
     let again = try CLI.run("fleetsync", ["up", "-i", inv])

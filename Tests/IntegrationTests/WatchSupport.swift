@@ -1,5 +1,6 @@
 import FleetTestSupport
 import FleetWatch
+import FleetWire
 import Foundation
 import Logging
 import Testing
@@ -65,7 +66,14 @@ final class RsyncDaemon {
   /// `runAs` names a user (and its primary group) the daemon writes as, like a provisioned daemon
   /// (`uid = nobody`); the module directory is then theirs. Otherwise it writes as the test's user.
   /// `moduleLines` are added to the module's section (e.g. ``contractModuleLines``).
-  init(password daemonPassword: String? = nil, runAs: String? = nil, moduleLines: [String] = []) throws {
+  ///
+  /// `versions` adds the module lines `fleetsync up` renders for versions: `fake super`, the
+  /// daemon filter (``FleetWire/VersionsLayout/daemonFilter``) and the read-only module
+  /// ``versionsModule`` over the versions directory.
+  init(
+    password daemonPassword: String? = nil, runAs: String? = nil, moduleLines: [String] = [],
+    versions: Bool = false
+  ) throws {
     dir = try TempDir("fleetwatch-daemon")
     backup = try dir.sub("backup")
     var ids = (uid: getuid(), gid: getgid())
@@ -103,17 +111,32 @@ final class RsyncDaemon {
         strict modes = yes
         hosts allow = 127.0.0.1
       \(moduleLines.map { "  " + $0 + "\n" }.joined())
-      """
+      """ + (versions ? Self.versionsLines(module: module, path: backup, secrets: secrets, user: user) : "")
     try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
     try start()
   }
 
   /// The lines issue 10's contract gives every provisioned module: metadata kept in xattrs, and
   /// versions hidden from clients except the prune-hold markers.
-  static let contractModuleLines = [
-    "fake super = yes",
-    "filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/**",
-  ]
+  static let contractModuleLines = ["fake super = yes", VersionsLayout.daemonFilter]
+  /// The read-only module over the versions directory (`[backup.versions]`).
+  var versionsModule: String { "\(module).versions" }
+
+  static func versionsLines(module: String, path: String, secrets: String, user: String) -> String {
+    """
+      fake super = yes
+      \(VersionsLayout.daemonFilter)
+    [\(module).versions]
+      path = \(path)/\(VersionsLayout.directory)
+      read only = yes
+      fake super = yes
+      auth users = \(user)
+      secrets file = \(secrets)
+      strict modes = yes
+      hosts allow = 127.0.0.1
+
+    """
+  }
 
   /// The target URL for the engine.
   var target: RsyncTarget {
@@ -272,10 +295,11 @@ final class EngineFixture {
   var config: WatchConfig
   private var running: RunningEngine?
 
-  /// Starts a daemon (wanting `daemonPassword` if given, see ``RsyncDaemon/init(password:)``)
-  /// and makes the directories and the config; no engine runs yet.
-  init(daemonPassword: String? = nil) throws {
-    daemon = try RsyncDaemon(password: daemonPassword)
+  /// Starts a daemon (wanting `daemonPassword` if given, with the versions module lines if
+  /// `versions`, see ``RsyncDaemon/init(password:runAs:versions:)``) and makes the directories
+  /// and the config; no engine runs yet.
+  init(daemonPassword: String? = nil, versions: Bool = false) throws {
+    daemon = try RsyncDaemon(password: daemonPassword, versions: versions)
     tmp = try TempDir()
     do {
       src = try tmp.sub("src")
