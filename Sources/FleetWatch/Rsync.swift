@@ -70,8 +70,6 @@ struct RsyncCommand: Sendable {
       "--contimeout=\(Self.seconds(config.connectTimeout))",
       "--stats",
       "--no-human-readable",
-      // Issue 10's contract: a `--delete` never touches the versions or the prune-hold markers.
-      "--filter=P /.fleetsync-versions/",
     ]
     if let pw = config.passwordFile { args.append("--password-file=\(pw)") }
     if let maxDelete { args.append("--max-delete=\(maxDelete)") }
