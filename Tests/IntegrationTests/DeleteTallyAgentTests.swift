@@ -4,6 +4,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
+  import CoreFoundation
   import Glibc
 #elseif canImport(Musl)
   import Musl

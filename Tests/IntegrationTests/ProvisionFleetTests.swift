@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
+  import CoreFoundation
   import Glibc
 #endif
 

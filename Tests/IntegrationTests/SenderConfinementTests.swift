@@ -5,6 +5,7 @@ import Testing
 @testable import FleetWatch
 
 #if canImport(Glibc)
+  import CoreFoundation
   import Glibc
 #endif
 
@@ -189,7 +190,7 @@ private func read(_ path: String) -> String? {
 }
 
 private func fileType(_ path: String) -> mode_t? {
-  var st = Glibc.stat()
+  var st = stat()
   return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : nil
 }
 

@@ -7,6 +7,7 @@ import Testing
 @testable import FleetProvision
 
 #if canImport(Glibc)
+  import CoreFoundation
   import Glibc
 #endif
 
@@ -88,7 +89,7 @@ extension WatchIntegration {
     /// checksum sees the change.
     func corruptKeepingSizeAndTime(_ relative: String) throws {
       let path = daemon.backup + "/" + relative
-      var info = Glibc.stat()
+      var info = stat()
       try #require(stat(path, &info) == 0)
       let original = try String(contentsOfFile: path, encoding: .utf8)
       try String(original.reversed()).write(toFile: path, atomically: false, encoding: .utf8)
@@ -169,7 +170,7 @@ extension WatchIntegration {
     @Test func aRepairFromAnotherDirectoryThanTheWatchersSourceIsRefused() async throws {
       defer { tmp.remove() }
       try makeTree()
-      var info = Glibc.stat()
+      var info = stat()
       try #require(stat(source, &info) == 0)
       let record = """
         {"device":\(info.st_dev),"empty":false,"filesystem":\(info.st_dev),"filesystemType":"ext4",\

@@ -4,6 +4,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
+  import CoreFoundation
   import Glibc
 #endif
 
@@ -244,12 +245,12 @@ extension WatchIntegration {
       try FS.write(src, "top.txt", "top")
       try await fixture.start()
       try await fixture.expectConverged()
-      var before = Glibc.stat()
+      var before = stat()
       #expect(stat(backup + "/top.txt", &before) == 0)
       #expect(chmod(src, 0o711) == 0)
       var mode: mode_t = 0
       let arrived = try await eventually(every: .milliseconds(50)) {
-        var st = Glibc.stat()
+        var st = stat()
         if stat(backup, &st) == 0 { mode = st.st_mode & 0o7777 }
         return mode == 0o711
       }
@@ -260,7 +261,7 @@ extension WatchIntegration {
         return s.queueDepth == 0 && s.inFlight == 0
       }
       // Only the root went: the file at the top was not sent again (same inode, not rewritten).
-      var after = Glibc.stat()
+      var after = stat()
       #expect(stat(backup + "/top.txt", &after) == 0)
       #expect(after.st_ino == before.st_ino)
       #expect(fixture.engine.status().fullSyncs == 1)
