@@ -60,9 +60,15 @@ struct RsyncCommand: Sendable {
   /// `--sockopts=TCP_NODELAY`: without it, Nagle's algorithm and delayed ACKs add about 40 ms at
   /// two points of every daemon session (90 ms per rsync run on loopback, measured).
   ///
-  /// `-aAXHS --numeric-ids` (``metadataArguments``): what a restore needs to give back.
+  /// `-aAXHS --numeric-ids`: the metadata a restore must give back: owner and group by number,
+  /// mode, times, ACLs (`-A`), extended attributes (`-X`), hard links (`-H`), holes (`-S`). `-H`
+  /// links only what one run sends: a batch that lists one name of a link set sends it as a file
+  /// of its own, and the next full sync (which lists every name) links the set again on the
+  /// backup. `-S` writes runs of zeros as holes: a file that was not sparse comes back sparse.
   var commonArguments: [String] {
-    var args = Self.metadataArguments + [
+    var args = [
+      "-aAXHS",
+      "--numeric-ids",
       "--force",
       "--sockopts=TCP_NODELAY",
       "--timeout=\(Self.seconds(config.ioTimeout))",
@@ -75,14 +81,6 @@ struct RsyncCommand: Sendable {
     for e in config.excludes { args.append("--exclude=\(e)") }
     return args
   }
-
-  /// The metadata every data-moving rsync keeps: owner and group by number, mode, times, ACLs
-  /// (`-A`), extended attributes (`-X`), hard links (`-H`) and holes (`-S`).
-  ///
-  /// `-H` links only what one run sends: a batch that lists one name of a link set sends it as a
-  /// file of its own, and the next full sync (which lists every name) links the set again on the
-  /// backup. `-S` writes runs of zeros as holes; a file that was not sparse comes back sparse.
-  static let metadataArguments = ["-aAXHS", "--numeric-ids"]
 
   /// Arguments for sending the NUL-separated path list in `listFile`.
   ///
