@@ -65,10 +65,13 @@ struct RsyncCommand: Sendable {
   /// links only what one run sends: a batch that lists one name of a link set sends it as a file
   /// of its own, and the next full sync (which lists every name) links the set again on the
   /// backup. `-S` writes runs of zeros as holes: a file that was not sparse comes back sparse.
+  /// `--modify-window=-1` compares mtimes to the nanosecond, so a directory or symlink whose time
+  /// changed within the second the backup's copy was made gets its time too.
   var commonArguments: [String] {
     var args = [
       "-aAXHS",
       "--numeric-ids",
+      "--modify-window=-1",
       "--force",
       "--sockopts=TCP_NODELAY",
       "--timeout=\(Self.seconds(config.ioTimeout))",
@@ -94,7 +97,7 @@ struct RsyncCommand: Sendable {
 
   /// Arguments for a reconciling full sync of the whole tree (mtimes compared to the nanosecond).
   var fullArguments: [String] {
-    commonArguments + ["--delete", "--modify-window=-1"] + endpoints
+    commonArguments + ["--delete"] + endpoints
   }
 
   var endpoints: [String] {

@@ -45,43 +45,32 @@ struct TreeMetadataTests {
     let damages: [(String, (String) throws -> Void)] = [
       ("owner", { chown($0 + "/data/report.txt", 0, 2345) }),
       ("mode", { chmod($0 + "/shared", 0o775) }),
-      ("xattr user.origin", { try Self.shell("setfattr -x user.origin \($0)/data/report.txt") }),
-      ("access ACL", { try Self.shell("setfacl -x u:1234 \($0)/acl") }),
-      ("default ACL", { try Self.shell("setfacl -k \($0)/acl") }),
+      ("xattr user.origin", { try shell("setfattr -x user.origin \($0)/data/report.txt") }),
+      ("access ACL", { try shell("setfacl -x u:1234 \($0)/acl") }),
+      ("default ACL", { try shell("setfacl -k \($0)/acl") }),
       (
         "hard-link sets",
-        { try Self.shell("cp -p \($0)/data/linked \($0)/x && mv \($0)/x \($0)/data/linked") }
+        { try shell("cp -p \($0)/data/linked \($0)/x && mv \($0)/x \($0)/data/linked") }
       ),
       (
         "allocated blocks",
         {
-          try Self.shell(
+          try shell(
             "cp -p --sparse=never \($0)/data/sparse.img \($0)/x; mv \($0)/x \($0)/data/sparse.img")
         }
       ),
-      ("mtime", { try Self.shell("touch -h -d @1 \($0)/data/report.link") }),
-      ("sha256", { try Self.shell("printf 'QUARTERLY numbers\\n' > \($0)/data/report.txt") }),
-      ("missing", { try Self.shell("rmdir \($0)/empty") }),
-      ("kind", { try Self.shell("rm \($0)/data/pipe && touch \($0)/data/pipe") }),
+      ("mtime", { try shell("touch -h -d @1 \($0)/data/report.link") }),
+      ("sha256", { try shell("printf 'QUARTERLY numbers\\n' > \($0)/data/report.txt") }),
+      ("missing", { try shell("rmdir \($0)/empty") }),
+      ("kind", { try shell("rm \($0)/data/pipe && touch \($0)/data/pipe") }),
     ]
     for (index, (aspect, damage)) in damages.enumerated() {
       let copy = try tmp.sub("copy\(index)")
-      try Self.shell("rsync -aAXHS --numeric-ids \(root)/ \(copy)/")
+      try shell("rsync -aAXHS --numeric-ids \(root)/ \(copy)/")
       #expect(try TreeSnapshot.capture(copy).differences(from: original) == [], "rsync -aAXHS copy")
       try damage(copy)
       let found = try TreeSnapshot.capture(copy).differences(from: original)
       #expect(found.contains { $0.contains(aspect) }, "\(aspect) not seen: \(found)")
-    }
-  }
-
-  static func shell(_ command: String) throws {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-ec", command]
-    try p.run()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else {
-      throw POSIXErrorBox(EIO, "`\(command)` exited \(p.terminationStatus)")
     }
   }
 }

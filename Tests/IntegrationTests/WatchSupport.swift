@@ -64,7 +64,8 @@ final class RsyncDaemon {
 
   /// `runAs` names a user (and its primary group) the daemon writes as, like a provisioned daemon
   /// (`uid = nobody`); the module directory is then theirs. Otherwise it writes as the test's user.
-  init(password daemonPassword: String? = nil, runAs: String? = nil) throws {
+  /// `fakeSuper` keeps owners, groups, modes and special files in xattrs, as provisioned modules do.
+  init(password daemonPassword: String? = nil, runAs: String? = nil, fakeSuper: Bool = false) throws {
     dir = try TempDir("fleetwatch-daemon")
     backup = try dir.sub("backup")
     var ids = (uid: getuid(), gid: getgid())
@@ -101,6 +102,7 @@ final class RsyncDaemon {
         secrets file = \(secrets)
         strict modes = yes
         hosts allow = 127.0.0.1
+        fake super = \(fakeSuper ? "yes" : "no")
 
       """
     try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
@@ -264,10 +266,10 @@ final class EngineFixture {
   var config: WatchConfig
   private var running: RunningEngine?
 
-  /// Starts a daemon (wanting `daemonPassword` if given, see ``RsyncDaemon/init(password:)``)
+  /// Starts a daemon (wanting `daemonPassword` if given, see ``RsyncDaemon/init(password:runAs:fakeSuper:)``)
   /// and makes the directories and the config; no engine runs yet.
-  init(daemonPassword: String? = nil) throws {
-    daemon = try RsyncDaemon(password: daemonPassword)
+  init(daemonPassword: String? = nil, runAs: String? = nil, fakeSuper: Bool = false) throws {
+    daemon = try RsyncDaemon(password: daemonPassword, runAs: runAs, fakeSuper: fakeSuper)
     tmp = try TempDir()
     do {
       src = try tmp.sub("src")
