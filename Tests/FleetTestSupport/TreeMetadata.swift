@@ -138,7 +138,7 @@ public struct TreeSnapshot: Sendable, Equatable {
     }
     for name in Set(have.xattrs.keys).union(want.xattrs.keys).sorted()
     where have.xattrs[name] != want.xattrs[name] {
-      let show = { (v: [UInt8]?) in v.map { String(decoding: $0, as: UTF8.self) } ?? "none" }
+      let show = { (v: [UInt8]?) in v.map { "\"\(String(decoding: $0, as: UTF8.self))\"" } ?? "(absent)" }
       lines.append("xattr \(name): \(show(have.xattrs[name])) ≠ \(show(want.xattrs[name]))")
     }
     return lines
