@@ -80,7 +80,7 @@ enum ModuleXattrCheck {
       switch verdicts[module.path] ?? .ok {
       case .ok: continue
       case .unsupported(let detail):
-        refused.append("module \(module.name) (\(module.path)): \(detail)")
+        refused.append("module \(module.name) (\(module.path); rsync --fake-super said: \(detail))")
       case .unknown(let detail):
         warnings.append(
           "could not check that module \(module.name)'s filesystem (\(module.path)) stores user xattrs "
@@ -90,10 +90,10 @@ enum ModuleXattrCheck {
     guard refused.isEmpty else {
       throw FleetError(
         .noUserXattrs,
-        "the filesystem of \(refused.joined(separator: "; ")) cannot store user extended attributes, "
-          + "where the rsync daemon keeps owners, groups, modes and ACLs (fake super); nothing was changed "
-          + "on \(backup.name). Put the module on a filesystem that has them (ext4, XFS, btrfs, tmpfs on "
-          + "Linux ≥ 6.6), check with `touch F && setfattr -n user.test -v 1 F` there, then run "
+        "\(refused.joined(separator: "; ")) is on a filesystem that cannot store user extended "
+          + "attributes, where the rsync daemon keeps owners, groups, modes and ACLs (fake super); nothing "
+          + "was changed on \(backup.name). Put the module on a filesystem that has them (ext4, XFS, btrfs, "
+          + "tmpfs on Linux ≥ 6.6), check with `touch F && setfattr -n user.test -v 1 F` there, then run "
           + "`fleetsync up` again")
     }
     return warnings

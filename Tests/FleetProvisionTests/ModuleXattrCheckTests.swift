@@ -14,7 +14,7 @@ import Testing
     let reports = try await fleet.up()
     let failure = reports["bk1"]?.failure ?? ""
     #expect(reports["bk1"]?.outcome.succeeded == false)
-    #expect(failure.contains("module proj (/srv/backup/proj)"), "\(failure)")
+    #expect(failure.contains("module proj (/srv/backup/proj; rsync --fake-super said:"), "\(failure)")
     #expect(failure.contains("cannot store user extended attributes") && failure.contains("fleetsync up"))
     #expect(!failure.contains("module home"))
     let bk1 = fleet["bk1"].state
