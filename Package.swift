@@ -158,7 +158,7 @@ let package = Package(
     // Test helpers: the multi-host test fleet (network namespaces, sshd per node).
     .target(
       name: "FleetTestSupport",
-      dependencies: ["FleetCore", "FleetSSH"],
+      dependencies: ["FleetCore", "FleetSSH", .product(name: "Crypto", package: "swift-crypto")],
       path: "Tests/FleetTestSupport",
       swiftSettings: strictSettings
     ),

@@ -110,7 +110,11 @@ extension Provisioner {
     }
     do {
       try checkRecordedName(ref, facts: opened.facts)
-      let desired = try render(ref, context: run.context, facts: opened.facts)
+      var desired = try render(ref, context: run.context, facts: opened.facts)
+      // `plan` writes nothing, not even the check's temporary file.
+      if run.apply, let backup = inventory.backup(named: ref.name), ref.roles.contains(.backup) {
+        desired.warnings += try await ModuleXattrCheck.require(backup, on: opened.host)
+      }
       var plan = Planner.up(desired: desired, facts: opened.facts)
       guard run.apply else {
         try await addDiffs(&plan, host: opened.host)

@@ -165,12 +165,17 @@ public enum Renderer {
   }
 
   /// One module's section of an rsync daemon instance's config; only `allow` may connect.
+  ///
+  /// `fake super = yes`: the daemon, not root, keeps owner, group, mode and special files in
+  /// `user.rsync.%stat` xattrs (ACLs and xattrs in `user.rsync.*` too); the module's filesystem
+  /// must store user xattrs (``ModuleXattrCheck``).
   static func rsyncdModule(_ module: RsyncModule, daemon: RsyncDaemon, allow: [String]) -> String {
     """
 
     [\(module.name)]
       path = \(module.path)
       comment = managed by fleetsync
+      fake super = yes
       auth users = \(Layout.authUser(module: module.name))
       secrets file = \(Layout.rsyncdSecrets(daemon.name))
       hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))

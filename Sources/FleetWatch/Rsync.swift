@@ -61,9 +61,19 @@ struct RsyncCommand: Sendable {
   ///
   /// `--sockopts=TCP_NODELAY`: without it, Nagle's algorithm and delayed ACKs add about 40 ms at
   /// two points of every daemon session (90 ms per rsync run on loopback, measured).
+  ///
+  /// `-aAXHS --numeric-ids`: the metadata a restore must give back: owner and group by number,
+  /// mode, times, ACLs (`-A`), extended attributes (`-X`), hard links (`-H`), holes (`-S`). `-H`
+  /// links only what one run sends: a batch that lists one name of a link set sends it as a file
+  /// of its own, and the next full sync (which lists every name) links the set again on the
+  /// backup. `-S` writes runs of zeros as holes: a file that was not sparse comes back sparse.
+  /// `--modify-window=-1` compares mtimes to the nanosecond, so a directory or symlink whose time
+  /// changed within the second the backup's copy was made gets its time too.
   var commonArguments: [String] {
     var args = [
-      "-a",
+      "-aAXHS",
+      "--numeric-ids",
+      "--modify-window=-1",
       "--force",
       "--sockopts=TCP_NODELAY",
       "--timeout=\(Self.seconds(config.ioTimeout))",
@@ -90,7 +100,7 @@ struct RsyncCommand: Sendable {
 
   /// Arguments for a reconciling full sync of the whole tree (mtimes compared to the nanosecond).
   var fullArguments: [String] {
-    commonArguments + ["--delete", "--modify-window=-1"] + endpoints
+    commonArguments + ["--delete"] + endpoints
   }
 
   var endpoints: [String] {

@@ -13,7 +13,7 @@ import Testing
     var manifestWrites = 0
     return steps.compactMap { step -> String? in
       switch step {
-      case .facts, .read, .status, .lease, .resume, .unknown: return nil
+      case .facts, .read, .status, .lease, .resume, .xattrCheck, .unknown: return nil
       case .makeDirectories: return "1 directories"
       case .write(Layout.manifest):
         manifestWrites += 1

@@ -10,6 +10,7 @@ extension FakeRemoteHost {
   static func classify(_ command: String) -> FakeStep {
     if command == HostFacts.script { return .facts }
     if command == ModuleSize.command { return .read(ModuleSize.directory) }
+    if command.hasPrefix(ModuleXattrCheck.marker) { return .xattrCheck }
     if command.hasPrefix("L=\((try? ShellQuote.quote(NodeLease.path)) ?? "")") { return .lease }
     if command == PidFileServices.enableBootScript { return .bootScript(enabled: true) }
     if command == PidFileServices.disableBootScript { return .bootScript(enabled: false) }
@@ -107,6 +108,14 @@ extension FakeRemoteHost {
     case .health: return CommandOutput(status: 0, stdout: healthOutput(command, m), stderr: "")
     case .status: return CommandOutput(status: 0, stdout: statusOutput(command, m), stderr: "")
     case .resume(let config, _): return resumeOutput(config: config, m)
+    case .xattrCheck:
+      let lines = command.matches(of: #/fleetsync_xattr_check '([^']+)'/#).map { match in
+        m.noUserXattrs.contains(String(match.1))
+          ? "unsupported\t\(match.1)\tfailed to write xattr user.rsync.%stat: Operation not supported (95)"
+          : "ok\t\(match.1)\t"
+      }
+      return CommandOutput(
+        status: 0, stdout: "@@xattr\n" + lines.joined(separator: "\n") + "\n@@end\n", stderr: "")
     case .stop(let name):
       m.running[name] = nil
       return ok

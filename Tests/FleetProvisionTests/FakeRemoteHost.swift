@@ -39,13 +39,15 @@ enum FakeStep: Equatable, Sendable {
   case bootScript(enabled: Bool)
   /// `fleetsync-watch resume` ran for this watcher config, with these flags.
   case resume(config: String, flags: [String])
+  /// The backup modules' user xattr check ran (``ModuleXattrCheck``).
+  case xattrCheck
   /// A command the fake does not know (a test that sees one fails).
   case unknown(String)
 
   /// Whether the step changes the host (the lease is the run's bookkeeping, not a change).
   var mutates: Bool {
     switch self {
-    case .facts, .read, .health, .status, .lease, .resume, .unknown: false
+    case .facts, .read, .health, .status, .lease, .resume, .xattrCheck, .unknown: false
     default: true
     }
   }
@@ -70,6 +72,8 @@ final class FakeRemoteHost: RemoteHost {
     ]
     /// /proc/sys is read-only (a container): writing a kernel setting fails.
     var sysctlReadOnly = false
+    /// Module paths whose filesystem cannot store user xattrs (``ModuleXattrCheck``).
+    var noUserXattrs: Set<String> = []
     /// The node's record of the data directories fleetsync created (``CreatedDataDirectories``).
     var createdData: Set<String> = []
     /// Ports other programs listen on.

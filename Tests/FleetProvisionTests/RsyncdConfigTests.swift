@@ -34,6 +34,7 @@ import Testing
     [home]
       path = /srv/backup/home
       comment = managed by fleetsync
+      fake super = yes
       auth users = fs-home
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11
@@ -53,6 +54,7 @@ import Testing
     [proj]
       path = /srv/backup/proj
       comment = managed by fleetsync
+      fake super = yes
       auth users = fs-proj
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.12

@@ -69,10 +69,11 @@ final class RsyncDaemon {
   ///
   /// `versions` adds the module lines `fleetsync up` renders for versions: `fake super`, the
   /// daemon filter (``FleetWire/VersionsLayout/daemonFilter``) and the read-only module
-  /// ``versionsModule`` over the versions directory.
+  /// ``versionsModule`` over the versions directory. `fakeSuper` keeps owners, groups, modes and
+  /// special files in xattrs, as provisioned modules do.
   init(
     password daemonPassword: String? = nil, runAs: String? = nil, moduleLines: [String] = [],
-    versions: Bool = false
+    versions: Bool = false, fakeSuper: Bool = false
   ) throws {
     dir = try TempDir("fleetwatch-daemon")
     backup = try dir.sub("backup")
@@ -110,6 +111,7 @@ final class RsyncDaemon {
         secrets file = \(secrets)
         strict modes = yes
         hosts allow = 127.0.0.1
+        fake super = \(fakeSuper ? "yes" : "no")
       \(moduleLines.map { "  " + $0 + "\n" }.joined())
       """ + (versions ? Self.versionsLines(module: module, path: backup, secrets: secrets, user: user) : "")
     try conf.write(toFile: confPath, atomically: true, encoding: .utf8)
@@ -295,11 +297,14 @@ final class EngineFixture {
   var config: WatchConfig
   private var running: RunningEngine?
 
-  /// Starts a daemon (wanting `daemonPassword` if given, with the versions module lines if
-  /// `versions`, see ``RsyncDaemon/init(password:runAs:versions:)``) and makes the directories
+  /// Starts a daemon (wanting `daemonPassword` if given, writing as `runAs`, with the versions
+  /// module lines if `versions` and fake super if `fakeSuper`, see
+  /// ``RsyncDaemon/init(password:runAs:moduleLines:versions:fakeSuper:)``) and makes the directories
   /// and the config; no engine runs yet.
-  init(daemonPassword: String? = nil, versions: Bool = false) throws {
-    daemon = try RsyncDaemon(password: daemonPassword, versions: versions)
+  init(daemonPassword: String? = nil, runAs: String? = nil, fakeSuper: Bool = false, versions: Bool = false)
+    throws
+  {
+    daemon = try RsyncDaemon(password: daemonPassword, runAs: runAs, versions: versions, fakeSuper: fakeSuper)
     tmp = try TempDir()
     do {
       src = try tmp.sub("src")
