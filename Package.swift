@@ -8,6 +8,15 @@ let strictSettings: [SwiftSetting] = [
   .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+/// The integration tests use Glibc's `struct stat`, which several clang modules of their large
+/// dependency graph (Glibc, CoreFoundation, CDispatch, …) declare; which one the compiler takes as
+/// its owner varies between builds, and `MemberImportVisibility` then asks for an import of that
+/// one. The rest of the strict settings apply.
+let integrationTestSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+]
+
 let package = Package(
   name: "fleetsync",
   platforms: [.macOS(.v15)],
@@ -194,7 +203,7 @@ let package = Package(
       dependencies: [
         "FleetCore", "FleetSSH", "FleetWatch", "FleetAgent", "FleetProvision", "FleetTestSupport",
       ],
-      swiftSettings: strictSettings
+      swiftSettings: integrationTestSettings
     ),
   ]
 )

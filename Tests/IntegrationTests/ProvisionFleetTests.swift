@@ -5,7 +5,6 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-  import CoreFoundation
   import Glibc
 #endif
 

@@ -5,7 +5,6 @@ import Testing
 @testable import FleetWatch
 
 #if canImport(Glibc)
-  import CoreFoundation
   import Glibc
 #endif
 

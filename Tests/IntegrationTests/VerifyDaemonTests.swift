@@ -7,7 +7,6 @@ import Testing
 @testable import FleetProvision
 
 #if canImport(Glibc)
-  import CoreFoundation
   import Glibc
 #endif
 

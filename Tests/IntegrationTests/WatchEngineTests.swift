@@ -4,7 +4,6 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-  import CoreFoundation
   import Glibc
 #endif
 
