@@ -48,9 +48,6 @@ public struct VerifyTarget: Sendable, Equatable {
 
 /// The rsync runs of verify and repair, as shell commands for the source host.
 enum VerifyRsync {
-  /// The versions directory inside a module (the team's contract).
-  static let versionsDirectory = ".fleetsync-versions"
-
   /// What one run does.
   enum Mode: Equatable {
     /// Compare only (`-n`), every file, extras included.
@@ -66,7 +63,7 @@ enum VerifyRsync {
   static func arguments(_ target: VerifyTarget, _ mode: Mode) -> [String] {
     var args = [
       "nice", "-n", "19", "ionice", "-c", "3", "rsync", "-c", "-aAXHS", "--numeric-ids", "--omit-dir-times",
-      "--no-human-readable", "--stats", VerifyItemize.outFormat, "--filter=P /\(versionsDirectory)/",
+      "--no-human-readable", "--stats", VerifyItemize.outFormat, "--filter=P /\(VersionsLayout.directory)/",
       "--timeout=600", "--contimeout=30", "--password-file=\(target.passwordFile)",
     ]
     switch mode {
@@ -91,7 +88,7 @@ enum VerifyRsync {
       guard target.keepsVersions else { return "\(rsync) \(source) \(destination)" }
       return """
         stamp=$(date -u +%Y-%m-%dT%H-%M-%S.%3NZ) && \
-        \(rsync) --backup "--backup-dir=\(versionsDirectory)/$stamp" \(source) \(destination)
+        \(rsync) --backup "--backup-dir=\(VersionsLayout.directory)/$stamp" \(source) \(destination)
         """
     case .sample(let percent):
       return """
