@@ -169,7 +169,7 @@ struct AgentConfigTests {
         "batch-delay", "workers", "rsync-path",
       ])
     #expect(options.values.filter { $0.key == .exclude }.map(\.value) == ["x", "-y"])
-    #expect(WatcherConfigKey.allCases.compactMap(\.flag).count == 12)
+    #expect(WatcherConfigKey.allCases.compactMap(\.flag).count == 13)
   }
 
   /// Bad command lines: every problem at once, each saying what to write.

@@ -54,10 +54,17 @@ public struct SharedResourceTrait: TestTrait, SuiteTrait, TestScoping {
     return !exclusive && changes ? nil : self
   }
 
-  /// Runs the test case while holding the resource (once, however many enclosing traits ask for it).
+  /// Runs the test case while holding the resource (once, however many enclosing traits ask for it),
+  /// off the cooperative pool (see ``BlockingWorkExecutor``): these tests wait for processes.
   public func provideScope(
     for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
   ) async throws {
+    try await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+      try await holding(performing: function)
+    }
+  }
+
+  private func holding(performing function: @Sendable () async throws -> Void) async throws {
     if let holds = Self.held[resource] {
       // Held by an enclosing scope (a suite's trait and a nested suite's): hold it once.
       precondition(holds || !exclusive, "a test cannot change \(resource) inside a scope that only uses it")

@@ -72,7 +72,8 @@ extension ProvisionFleetTests {
       set -e
       rm -rf /srv/pulled
       t=$(sed -n 's/^target = //p' /etc/fleetsync/watch/\(instance).conf)
-      rsync -aAXHS --numeric-ids --password-file=/etc/fleetsync/watch/\(instance).password "$t/" /srv/pulled/
+      rsync -aAXHS --numeric-ids --exclude=/.fleetsync-versions/ \
+        --password-file=/etc/fleetsync/watch/\(instance).password "$t/" /srv/pulled/
       """
     let original = try fleet.run(on: source, Self.describe("/srv/data/a")).output
     #expect(original.contains("user:1234:rwx") && original.contains("user.origin"), "\(original)")
