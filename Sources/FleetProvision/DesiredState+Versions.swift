@@ -8,6 +8,12 @@ extension Renderer {
   /// The daemon `filter` of every module (``FleetWire/VersionsLayout/daemonFilter``).
   static let versionsFilter = VersionsLayout.daemonFilter
 
+  /// The `pre-xfer exec` line of a module that keeps versions (none for a plain mirror): every write
+  /// into it must keep what it replaces (``VersionsXferCheck``).
+  static func xferCheck(_ module: RsyncModule) -> String {
+    module.keepVersions > 0 ? "\n  pre-xfer exec = \(Layout.xferCheckScript)" : ""
+  }
+
   /// The read-only module `[NAME.versions]` that serves a module's versions to restores.
   static func versionsModule(_ module: RsyncModule, daemon: RsyncDaemon, allow: [String]) -> String {
     """
@@ -51,6 +57,10 @@ extension Renderer {
       DesiredFile(
         path: Layout.pruneScript, content: .bytes(Array(VersionsPrune.script.utf8)), mode: 0o755,
         secret: false))
+    out.files.append(
+      DesiredFile(
+        path: Layout.xferCheckScript, content: .bytes(Array(VersionsXferCheck.script.utf8)), mode: 0o755,
+        secret: false))
     guard systemd else {
       // Made when missing (no cron installed yet); `down` removes it only when empty.
       out.directories.append(DesiredDirectory(path: "/etc/cron.d", owner: nil, mode: 0o755, data: false))
@@ -70,6 +80,8 @@ extension Renderer {
 }
 
 extension Layout {
+  /// The daemon's `pre-xfer exec` of modules that keep versions (``VersionsXferCheck``).
+  public static let xferCheckScript = "/var/lib/fleetsync/bin/fleetsync-xfer-check"
   /// The script that removes expired versions on a backup host (``VersionsPrune``).
   public static let pruneScript = "/var/lib/fleetsync/bin/fleetsync-prune"
   /// The hourly prune on hosts without systemd.

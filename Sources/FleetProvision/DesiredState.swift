@@ -180,7 +180,7 @@ public enum Renderer {
       secrets file = \(Layout.rsyncdSecrets(daemon.name))
       hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))
       hosts deny = *
-      \(versionsFilter)
+      \(versionsFilter)\(xferCheck(module))
 
     """ + versionsModule(module, daemon: daemon, allow: allow)
   }

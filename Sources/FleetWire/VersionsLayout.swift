@@ -26,7 +26,11 @@ public enum VersionsLayout {
 
   /// The STAMP of a run started at `date`: `2026-11-28T00-05-01.123Z`.
   public static func stamp(_ date: Date) -> String {
-    let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    stamp(millis: Int64((date.timeIntervalSince1970 * 1000).rounded(.down)))
+  }
+
+  /// The STAMP of `millis` milliseconds since the epoch.
+  public static func stamp(millis: Int64) -> String {
     var seconds = time_t(millis / 1000)
     var parts = tm()
     gmtime_r(&seconds, &parts)
@@ -38,4 +42,7 @@ public enum VersionsLayout {
 
   /// The rsync `--backup-dir` of a run started at `date`, relative to the module's root.
   public static func backupDirectory(_ date: Date) -> String { "\(directory)/\(stamp(date))" }
+
+  /// The rsync `--backup-dir` of a run started `millis` milliseconds after the epoch.
+  public static func backupDirectory(millis: Int64) -> String { "\(directory)/\(stamp(millis: millis))" }
 }

@@ -40,6 +40,7 @@ import Testing
       hosts allow = 10.0.0.11
       hosts deny = *
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
+      pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
     [home.versions]
       path = /srv/backup/home/.fleetsync-versions
@@ -60,6 +61,7 @@ import Testing
       hosts allow = 10.0.0.12
       hosts deny = *
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
+      pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
     [proj.versions]
       path = /srv/backup/proj/.fleetsync-versions

@@ -299,12 +299,16 @@ final class EngineFixture {
 
   /// Starts a daemon (wanting `daemonPassword` if given, writing as `runAs`, with the versions
   /// module lines if `versions` and fake super if `fakeSuper`, see
-  /// ``RsyncDaemon/init(password:runAs:moduleLines:versions:fakeSuper:)``) and makes the directories
+  /// ``RsyncDaemon/init(password:runAs:moduleLines:versions:fakeSuper:)``; `moduleLines` go into the
+  /// module's section) and makes the directories
   /// and the config; no engine runs yet.
-  init(daemonPassword: String? = nil, runAs: String? = nil, fakeSuper: Bool = false, versions: Bool = false)
-    throws
-  {
-    daemon = try RsyncDaemon(password: daemonPassword, runAs: runAs, versions: versions, fakeSuper: fakeSuper)
+  init(
+    daemonPassword: String? = nil, runAs: String? = nil, fakeSuper: Bool = false, versions: Bool = false,
+    moduleLines: [String] = []
+  ) throws {
+    daemon = try RsyncDaemon(
+      password: daemonPassword, runAs: runAs, moduleLines: moduleLines, versions: versions,
+      fakeSuper: fakeSuper)
     tmp = try TempDir()
     do {
       src = try tmp.sub("src")
