@@ -126,10 +126,11 @@ struct RestoreRig {
     return (value("target"), value("password-file"))
   }
 
-  /// A transfer as the contract's watcher makes it: metadata flags, `--delete`, versions in `STAMP`.
+  /// A transfer as the watcher makes it: metadata flags, `--delete`, versions in `STAMP` (a new one
+  /// of now when nil: the daemon refuses a write that keeps no versions).
   func contractSync(_ name: String, stamp: String?) throws {
     let (url, password) = try watcherTarget(name)
-    let backup = stamp.map { "--backup --backup-dir=.fleetsync-versions/\($0) " } ?? ""
+    let backup = "--backup --backup-dir=.fleetsync-versions/\(stamp ?? Moment(Date()).stamp) "
     try must(
       source,
       "rsync -aAXHS --numeric-ids --delete \(backup)--filter='P /.fleetsync-versions/' "
