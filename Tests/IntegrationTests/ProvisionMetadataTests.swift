@@ -8,44 +8,9 @@ extension ProvisionFleetTests {
   /// backup keeps each file's owner in its `user.rsync.%stat` xattr, and a tree pulled back through
   /// the daemon as root on the source has the owners, modes, ACLs, xattrs, hard links and holes.
   @Test func provisionedBackupKeepsOwnersAndACLs() throws {
-    let fleet = try TestFleet.up(id: Self.fleetID, nodes: 2)
-    defer { try? fleet.down() }
-    let sysctlKeys = ["max_user_watches", "max_user_instances", "max_queued_events"]
-    let sysctlBefore = sysctlKeys.map {
-      (try? String(contentsOfFile: "/proc/sys/fs/inotify/\($0)", encoding: .utf8)) ?? ""
-    }
-    defer {
-      for (key, value) in zip(sysctlKeys, sysctlBefore) where !value.isEmpty {
-        try? value.write(toFile: "/proc/sys/fs/inotify/\(key)", atomically: false, encoding: .utf8)
-      }
-    }
-    let (backup, source) = (fleet.nodes[0], fleet.nodes[1])
-    let dir = NSTemporaryDirectory() + "fleetsync-metadata-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let inv = dir + "/fleet.yaml"
-    try """
-    defaults:
-      ssh:
-        identity: \(fleet.clientKey)
-        known_hosts: \(fleet.knownHosts)
-        connect_timeout: 30
-      watch:
-        batch_delay_ms: 50
-    backups:
-      bk1:
-        address: \(backup.address)
-        daemons:
-          main:
-            modules:
-              s1-a: /srv/backup/s1/a
-    sources:
-      s1:
-        address: \(source.address)
-        directories:
-          a: { path: /srv/data/a, to: [bk1/s1-a] }
-
-    """.write(toFile: inv, atomically: true, encoding: .utf8)
+    let setup = try TwoNodeFleet("metadata")
+    defer { setup.tearDown() }
+    let (fleet, backup, source, inv) = (setup.fleet, setup.backup, setup.source, setup.inventory)
     _ = try fleet.run(on: source, Self.metadataTree)
 
     let up = try CLI.run("fleetsync", ["up", "-i", inv, "--health-timeout", "90"])

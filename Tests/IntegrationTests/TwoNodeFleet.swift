@@ -1,0 +1,65 @@
+import FleetTestSupport
+import Foundation
+
+/// Two nodes of the provisioning fleet (``ProvisionFleetTests/fleetID``): `bk1` (node 0) keeps the
+/// directory `/srv/data/a` of `s1` (node 1) in module `s1-a` of daemon `main`, as the inventory
+/// written to ``inventory`` says. ``tearDown()`` takes the fleet down and puts back the machine's
+/// inotify limits, which `up` raises.
+final class TwoNodeFleet {
+  let fleet: TestFleet
+  let backup: TestFleet.Node
+  let source: TestFleet.Node
+  /// The inventory file, in a directory of its own.
+  let inventory: String
+  private let directory: String
+  private let sysctlBefore: [(key: String, value: String)]
+
+  /// Boots the nodes and writes the inventory; `directoryOptions` are added to directory `a`'s entry
+  /// (e.g. `, excludes: ["*.tmp"]`).
+  init(_ label: String, directoryOptions: String = "") throws {
+    sysctlBefore = ["max_user_watches", "max_user_instances", "max_queued_events"].map {
+      ($0, (try? String(contentsOfFile: "/proc/sys/fs/inotify/\($0)", encoding: .utf8)) ?? "")
+    }
+    fleet = try TestFleet.up(id: ProvisionFleetTests.fleetID, nodes: 2)
+    (backup, source) = (fleet.nodes[0], fleet.nodes[1])
+    directory = NSTemporaryDirectory() + "fleetsync-\(label)-\(UUID().uuidString)"
+    inventory = directory + "/fleet.yaml"
+    do {
+      try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+      try """
+      defaults:
+        ssh:
+          identity: \(fleet.clientKey)
+          known_hosts: \(fleet.knownHosts)
+          connect_timeout: 30
+        watch:
+          batch_delay_ms: 50
+      backups:
+        bk1:
+          address: \(backup.address)
+          daemons:
+            main:
+              modules:
+                s1-a: /srv/backup/s1/a
+      sources:
+        s1:
+          address: \(source.address)
+          directories:
+            a: { path: /srv/data/a, to: [bk1/s1-a]\(directoryOptions) }
+
+      """.write(toFile: inventory, atomically: true, encoding: .utf8)
+    } catch {
+      tearDown()
+      throw error
+    }
+  }
+
+  /// Takes the fleet down, restores the inotify limits and removes the inventory.
+  func tearDown() {
+    try? fleet.down()
+    for (key, value) in sysctlBefore where !value.isEmpty {
+      try? value.write(toFile: "/proc/sys/fs/inotify/\(key)", atomically: false, encoding: .utf8)
+    }
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+}
