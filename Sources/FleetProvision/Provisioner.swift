@@ -223,6 +223,25 @@ public struct Provisioner: Sendable {
     return Dictionary(zip(refs.map(\.name), results), uniquingKeysWith: { a, _ in a })
   }
 
+  /// Connects to each host (``forEachHost``), runs `body` on the connection and closes it; a host
+  /// that cannot be reached gives `unreachable`'s result instead.
+  func forEachConnectedHost<T: Sendable>(
+    _ refs: [HostRef], unreachable: @escaping @Sendable (HostRef, FleetError) -> T,
+    _ body: @escaping @Sendable (HostRef, any RemoteHost) async -> T
+  ) async -> [T] {
+    await forEachHost(refs) { ref in
+      let host: any RemoteHost
+      do {
+        host = try await self.connector.connect(ref)
+      } catch {
+        return unreachable(ref, FleetError.wrap(error, code: .remoteStep, "failed"))
+      }
+      let result = await body(ref, host)
+      await host.close()
+      return result
+    }
+  }
+
   /// Runs `body` for each host with at most `forks` at once; results in input order.
   func forEachHost<T: Sendable>(_ refs: [HostRef], _ body: @escaping @Sendable (HostRef) async -> T) async
     -> [T]

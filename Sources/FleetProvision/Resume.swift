@@ -53,20 +53,16 @@ extension Provisioner {
   ///   names a directory no selected source has; nothing is run then.
   public func resume(_ request: ResumeRequest) async throws -> [HostResume] {
     let targets = try resumeTargets(request)
-    return await forEachHost(targets.map(\.ref)) { ref -> HostResume in
-      let instances = targets.first { $0.ref == ref }?.instances ?? []
-      let host: any RemoteHost
-      do {
-        host = try await self.connector.connect(ref)
-      } catch {
-        let failure = FleetError.wrap(error, code: .remoteStep, "failed")
-        return HostResume(host: ref.name, outcome: HostOutcome(failure), instances: [])
+    return await forEachConnectedHost(
+      targets.map(\.ref),
+      unreachable: { ref, failure in HostResume(host: ref.name, outcome: HostOutcome(failure), instances: [])
       }
+    ) { ref, host -> HostResume in
+      let instances = targets.first { $0.ref == ref }?.instances ?? []
       var results: [InstanceResume] = []
       for instance in instances {
         results.append(await Self.resume(instance, request, on: host))
       }
-      await host.close()
       let notDone = results.filter { $0.outcome != "taken" }.map { "\($0.instance): \($0.outcome)" }
       return HostResume(
         host: ref.name, outcome: notDone.isEmpty ? .ok : .failed(notDone.joined(separator: "; ")),

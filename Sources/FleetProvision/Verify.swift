@@ -71,20 +71,17 @@ extension Provisioner {
       throw FleetError(.invalidInput, "--repair compares every file: leave out --sample")
     }
     let targets = try verifyTargets(request)
-    return await forEachHost(targets.map(\.ref)) { ref -> HostVerify in
-      let instances = targets.first { $0.ref == ref }?.instances ?? []
-      let host: any RemoteHost
-      do {
-        host = try await self.connector.connect(ref)
-      } catch {
-        let failure = FleetError.wrap(error, code: .remoteStep, "failed")
-        return HostVerify(host: ref.name, outcome: HostOutcome(failure), directories: [])
+    return await forEachConnectedHost(
+      targets.map(\.ref),
+      unreachable: { ref, failure in
+        HostVerify(host: ref.name, outcome: HostOutcome(failure), directories: [])
       }
+    ) { ref, host -> HostVerify in
+      let instances = targets.first { $0.ref == ref }?.instances ?? []
       var results: [DirectoryVerify] = []
       for instance in instances {
         results.append(await VerifyRun(host: host, hostName: ref.name, request: request).verify(instance))
       }
-      await host.close()
       return HostVerify(host: ref.name, outcome: Self.verifyOutcome(results), directories: results)
     }
   }
