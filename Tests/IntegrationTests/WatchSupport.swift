@@ -183,11 +183,15 @@ final class RsyncDaemon {
 
 /// Differences between `source` and `backup` as rsync sees them (content by checksum, type,
 /// permissions, symlinks, deletions); empty when the backup is an exact copy.
+///
+/// The backup's `/.fleetsync-versions/` is never part of the mirror (versions, and the prune hold a
+/// mass-change alarm writes there), so it is left out, as `fleetsync verify` leaves it out.
 func treeDifferences(_ source: String, _ backup: String, excludes: [String] = []) throws -> String {
   let p = Process()
   p.executableURL = URL(fileURLWithPath: "/usr/bin/rsync")
   p.arguments =
-    ["-rcn", "-lp", "--delete", "--itemize-changes"] + excludes.map { "--exclude=\($0)" } + [
+    ["-rcn", "-lp", "--delete", "--itemize-changes", "--exclude=/.fleetsync-versions/"]
+    + excludes.map { "--exclude=\($0)" } + [
       source + "/", backup + "/",
     ]
   let out = Pipe()
