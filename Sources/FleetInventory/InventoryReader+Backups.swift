@@ -1,4 +1,5 @@
 import FleetCore
+import FleetWire
 import Yams
 
 // Backup hosts: their rsync daemons and modules, and the check that every `to:` names one.
@@ -69,6 +70,13 @@ extension InventoryReader {
           continue
         }
         names.modules[moduleName] = m.key
+        let views = [VersionsLayout.mirrorModuleSuffix, VersionsLayout.versionsModuleSuffix]
+        if let suffix = views.first(where: { moduleName.hasSuffix($0) }) {
+          issue(
+            m.key, "module name `\(moduleName)` ends in `\(suffix)`, which names a module's read-only view",
+            hint: "choose a name that does not end in \(views.map { "`\($0)`" }.joined(separator: " or "))")
+          continue
+        }
         guard
           let module = self.module(
             moduleName, m.value, what: "\(what)/\(moduleName)", keepVersions: settings.keepVersions)

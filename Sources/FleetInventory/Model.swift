@@ -46,6 +46,16 @@ public struct Inventory: Sendable, Equatable {
   /// The source called `name`.
   public func source(named name: String) -> SourceHost? { sources.first { $0.name == name } }
 
+  /// The addresses of every host of the inventory, sources then backups, each once: the `hosts allow`
+  /// of a module's read-only views, which `restore --to` any inventory host reads through.
+  public var addresses: [String] {
+    var out: [String] = []
+    for address in sources.map(\.address) + backups.map(\.address) where !out.contains(address) {
+      out.append(address)
+    }
+    return out
+  }
+
   /// The addresses of the sources that send to `module` on backup host `backup` (for `hosts allow`).
   public func senders(backup: String, module: String) -> [String] {
     var out: [String] = []

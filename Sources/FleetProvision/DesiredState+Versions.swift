@@ -2,8 +2,8 @@ import FleetCore
 import FleetInventory
 import FleetWire
 
-// Versions on backup hosts: what each module's daemon config says about them, the read-only module
-// restores read them through, and the pruning of expired versions (FleetWire's `VersionsLayout`).
+// Versions on backup hosts: what each module's daemon config says about them, the read-only views
+// restores read through, and the pruning of expired versions (FleetWire's `VersionsLayout`).
 extension Renderer {
   /// The daemon `filter` of every module (``FleetWire/VersionsLayout/daemonFilter``).
   static let versionsFilter = VersionsLayout.daemonFilter
@@ -14,21 +14,35 @@ extension Renderer {
     module.keepVersions > 0 ? "\n  pre-xfer exec = \(Layout.xferCheckScript)" : ""
   }
 
-  /// The read-only module `[NAME.versions]` that serves a module's versions to restores.
-  static func versionsModule(_ module: RsyncModule, daemon: RsyncDaemon, allow: [String]) -> String {
-    """
+  /// A module's read-only views, which `restore` and `versions` read through: `[NAME.mirror]` (the
+  /// mirror without its versions) and `[NAME.versions]` (the versions).
+  ///
+  /// Reading through a view, a restore can never write the backup. The views admit `readers`, every
+  /// host of the inventory, so `restore --to` reaches any of them; the module's secret, which only its
+  /// senders hold (and a restore lends for its run), is what keeps other readers out.
+  static func readViews(_ module: RsyncModule, daemon: RsyncDaemon, readers: [String]) -> String {
+    let views = [
+      (
+        VersionsLayout.mirrorModuleSuffix, module.path, "mirror",
+        "\n  exclude = /\(VersionsLayout.directory)/"
+      ),
+      (VersionsLayout.versionsModuleSuffix, "\(module.path)/\(VersionsLayout.directory)", "versions", ""),
+    ]
+    return views.map { suffix, path, what, exclude in
+      """
 
-    [\(module.name).versions]
-      path = \(module.path)/\(VersionsLayout.directory)
-      comment = versions of \(module.name), managed by fleetsync
-      read only = yes
-      fake super = yes
-      auth users = \(Layout.authUser(module: module.name))
-      secrets file = \(Layout.rsyncdSecrets(daemon.name))
-      hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))
-      hosts deny = *
+      [\(module.name)\(suffix)]
+        path = \(path)
+        comment = \(what) of \(module.name), read only, managed by fleetsync
+        read only = yes
+        fake super = yes
+        auth users = \(Layout.authUser(module: module.name))
+        secrets file = \(Layout.rsyncdSecrets(daemon.name))
+        hosts allow = \(readers.isEmpty ? "127.0.0.1" : readers.joined(separator: " "))
+        hosts deny = *\(exclude)
 
-    """
+      """
+    }.joined()
   }
 
   /// The module's versions directory, made by `up` (the read-only module needs it) and owned by

@@ -113,7 +113,8 @@ public enum Renderer {
           throw FleetError(.internal, "no secret for module \(key)")
         }
         conf += rsyncdModule(
-          module, daemon: daemon, allow: context.inventory.senders(backup: host.name, module: module.name))
+          module, daemon: daemon, allow: context.inventory.senders(backup: host.name, module: module.name),
+          readers: context.inventory.addresses)
         secretsText += "\(Layout.authUser(module: module.name)):\(secret.revealed)\n"
         out.directories.append(
           DesiredDirectory(
@@ -164,12 +165,16 @@ public enum Renderer {
       """
   }
 
-  /// One module's section of an rsync daemon instance's config; only `allow` may connect.
+  /// One module's section of an rsync daemon instance's config, and its read-only views.
   ///
   /// `fake super = yes`: the daemon, not root, keeps owner, group, mode and special files in
   /// `user.rsync.%stat` xattrs (ACLs and xattrs in `user.rsync.*` too); the module's filesystem
   /// must store user xattrs (``ModuleXattrCheck``).
-  static func rsyncdModule(_ module: RsyncModule, daemon: RsyncDaemon, allow: [String]) -> String {
+  ///
+  /// Only `allow` (its senders) may write; its read-only views admit `readers` (``readViews``).
+  static func rsyncdModule(
+    _ module: RsyncModule, daemon: RsyncDaemon, allow: [String], readers: [String]
+  ) -> String {
     """
 
     [\(module.name)]
@@ -182,7 +187,7 @@ public enum Renderer {
       hosts deny = *
       \(versionsFilter)\(xferCheck(module))
 
-    """ + versionsModule(module, daemon: daemon, allow: allow)
+    """ + readViews(module, daemon: daemon, readers: readers)
   }
 
   /// The desired state of a source host.

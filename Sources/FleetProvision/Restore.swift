@@ -63,12 +63,7 @@ extension Provisioner {
   {
     let place = try inventory.protectedPlace(request.place, from: request.from)
     let target = request.to ?? request.place
-    guard let targetRef = inventory.hosts.first(where: { $0.name == target.host }) else {
-      throw FleetError(.invalidInput, "--to \(target): '\(target.host)' is not a host of this inventory")
-    }
-    if request.delete && target.path == "/" {
-      throw FleetError(.invalidInput, "refusing --delete into / (restore into a directory)")
-    }
+    let targetRef = try restoreTarget(target, delete: request.delete)
     let sourceRef = inventory.hosts.first { $0.name == place.source.name }!
     progress("connecting to \(sourceRef.name)")
     let sourceHost = try await connector.connect(sourceRef)
@@ -76,34 +71,65 @@ extension Provisioner {
     var other: (any RemoteHost)?
     var lent: String?
     do {
-      let mirrorURL = try await Self.watcherTarget(place, on: sourceHost)
+      let moduleURL = try await Self.watcherTarget(place, on: sourceHost)
       if !sameHost {
         let connected = try await connector.connect(targetRef)
         other = connected
         lent = try await Self.lendPassword(place, from: sourceHost, to: connected)
       }
       let reader = BackupReader(
-        mirrorURL: mirrorURL, passwordFile: lent ?? Layout.watchPassword(place.instance))
+        moduleURL: moduleURL, passwordFile: lent ?? Layout.watchPassword(place.instance))
       let result = try await restore(
         request, place: place, target: target, reader: reader, on: other ?? sourceHost, progress: progress)
       await Self.finish(sourceHost, other, lent: lent)
       return result
     } catch {
       await Self.finish(sourceHost, other, lent: lent)
-      throw sameHost ? error : Self.explainRefusal(error, place: place, host: target.host)
+      throw Self.explainRefusal(error, place: place, host: target.host)
     }
   }
 
-  /// A daemon answers a host outside its `hosts allow` as if the module did not exist: say why.
+  /// The host to restore to, when `target` is a place a restore may write: a host of the inventory,
+  /// outside every backup module there (a restore into one would overwrite the backup itself), and not
+  /// `/` with `--delete`.
+  func restoreTarget(_ target: HostPath, delete: Bool) throws -> HostRef {
+    guard let ref = inventory.hosts.first(where: { $0.name == target.host }) else {
+      throw FleetError(.invalidInput, "--to \(target): '\(target.host)' is not a host of this inventory")
+    }
+    let modules = inventory.backup(named: target.host)?.daemons.flatMap(\.modules) ?? []
+    if let module = modules.first(where: {
+      target.relative(to: $0.path) != nil
+        || HostPath(unchecked: target.host, $0.path).relative(to: target.path) != nil
+    }) {
+      throw FleetError(
+        .invalidInput,
+        "--to \(target): \(target.path) holds or is inside backup module \(module.name) (\(module.path)); a "
+          + "restore there would overwrite the backup itself: restore to a path outside every module")
+    }
+    if delete && target.path == "/" {
+      throw FleetError(.invalidInput, "refusing --delete into / (restore into a directory)")
+    }
+    return ref
+  }
+
+  /// A daemon answers a host outside its `hosts allow`, and a config without the read-only views,
+  /// as if the module did not exist: say why, and what to do.
   static func explainRefusal(_ error: any Error, place: ProtectedPlace, host: String) -> any Error {
-    guard let error = error as? FleetError, error.code == .restoreFailed,
-      error.message.contains("Unknown module") || error.message.contains("access denied")
-    else { return error }
+    guard let error = error as? FleetError, error.code == .restoreFailed else { return error }
+    let module = place.destination.module
+    if error.message.contains("Unknown module") {
+      return FleetError(
+        .restoreFailed,
+        "\(error.message); the daemon on \(place.destination.backup) has no read-only view of \(module) "
+          + "(\(module)\(VersionsLayout.mirrorModuleSuffix), \(module)\(VersionsLayout.versionsModuleSuffix)): "
+          + "its config predates them; run `fleetsync up` to add them")
+    }
+    guard error.message.contains("access denied") else { return error }
     return FleetError(
       .restoreFailed,
-      "\(error.message); the daemon on \(place.destination.backup) admits only the hosts that send to "
-        + "\(place.destination.module), not \(host): restore to \(place.source.name) with "
-        + "--to \(place.source.name):/OTHER/PATH and copy from there")
+      "\(error.message); the daemon on \(place.destination.backup) admits the inventory's addresses, and "
+        + "\(host) reached it from another one (NAT, a second interface): restore to \(place.source.name) "
+        + "and copy from there, or give \(host) the address the daemon sees")
   }
 
   /// Removes a lent password file and closes the connections (`other`: the target host, when not the source).

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetWire
 import Foundation
 
 /// One entry of an `rsync --list-only` listing of a backup module or its versions module.
@@ -15,23 +16,24 @@ public struct BackupEntry: Sendable, Equatable, Codable {
   public var modified: String
 }
 
-/// How `restore` and `versions` talk to a backup module from a host: the module's URLs, the password
-/// file on that host, and the listings they read.
+/// How `restore` and `versions` talk to a backup module from a host: the URLs of the module's
+/// read-only views, the password file on that host, and the listings they read.
+///
+/// Every read goes through a read-only view, never the module the watcher writes: the daemon
+/// refuses any write through it, and admits every host of the inventory (`restore --to`).
 struct BackupReader: Sendable {
-  /// `rsync://USER@HOST:PORT/MODULE`, as the watcher's config names it.
-  var mirrorURL: String
+  /// `rsync://USER@HOST:PORT/MODULE`, as the watcher's config names it (written, never read here).
+  var moduleURL: String
   /// The password file on the host that runs rsync (never its content in argv).
   var passwordFile: String
 
-  /// The contract's read-only versions module: `MODULE.versions`.
-  var versionsURL: String { mirrorURL + ".versions" }
+  /// The read-only view of the mirror: `MODULE.mirror` (its versions directory left out).
+  var mirrorURL: String { moduleURL + VersionsLayout.mirrorModuleSuffix }
+  /// The read-only view of the versions: `MODULE.versions`.
+  var versionsURL: String { moduleURL + VersionsLayout.versionsModuleSuffix }
 
   /// The flags every rsync that moves data uses (the team's contract), plus deadlines.
   static let dataFlags = ["-aAXHS", "--numeric-ids", "--timeout=600", "--contimeout=30"]
-
-  /// The module's root shows `.fleetsync-versions/` and its STAMP directories (empty: the daemon
-  /// hides their content); a read of the root leaves them out.
-  func hideVersions(_ sub: String) -> [String] { sub.isEmpty ? ["--exclude=/.fleetsync-versions/"] : [] }
 
   /// Shell words of an rsync run against the daemon: the password file, then `args`.
   func rsync(_ args: [String]) throws -> String {

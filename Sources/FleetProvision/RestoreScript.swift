@@ -49,7 +49,7 @@ struct RestoreScript: Sendable {
     if isDirectory { lines.append("mkdir \"$stage\"/t") }
     if fromMirror {
       let pull = try reader.rsync(
-        BackupReader.dataFlags + reader.hideVersions(sub) + [
+        BackupReader.dataFlags + [
           "--", reader.url(reader.mirrorURL, sub, slash: isDirectory),
         ])
       lines.append("\(pull) \(stage) >&2 || \(failed("reading the mirror"))")

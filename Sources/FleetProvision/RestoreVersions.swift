@@ -39,12 +39,12 @@ extension Provisioner {
     -> VersionsListing
   {
     let reader = BackupReader(
-      mirrorURL: try await Self.watcherTarget(resolved, on: host),
+      moduleURL: try await Self.watcherTarget(resolved, on: host),
       passwordFile: Layout.watchPassword(resolved.instance))
     let sub = resolved.sub
     let mirror = try await host.run(
       try reader.rsync(
-        ["--list-only", "--no-h", "-r", "--contimeout=30", "--timeout=600"] + reader.hideVersions(sub)
+        ["--list-only", "--no-h", "-r", "--contimeout=30", "--timeout=600"]
           + ["--", reader.url(reader.mirrorURL, sub)]))
     guard mirror.status == 0 || mirror.stderr.contains("No such file or directory") else {
       throw Self.readFailure(resolved, "listing its mirror", mirror)

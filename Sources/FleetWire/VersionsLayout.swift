@@ -24,6 +24,11 @@ public enum VersionsLayout {
   public static let daemonFilter =
     "filter = + /\(directory)/ + /\(directory)/\(holdPrefix)* - /\(directory)/*/**"
 
+  /// The name suffix of a module's read-only view of its versions: `[NAME.versions]`.
+  public static let versionsModuleSuffix = ".versions"
+  /// The name suffix of a module's read-only view of its mirror (without the versions): `[NAME.mirror]`.
+  public static let mirrorModuleSuffix = ".mirror"
+
   /// The STAMP of a run started at `date`: `2026-11-28T00-05-01.123Z`.
   public static func stamp(_ date: Date) -> String {
     stamp(millis: Int64((date.timeIntervalSince1970 * 1000).rounded(.down)))

@@ -236,6 +236,10 @@ private let base = """
         of: "home: /srv/backup/home\n", with: "home: /srv/backup/home\n          all: /srv/backup\n"),
       expect: "so it would wipe /srv/backup/home", line: 8),
     Case(
+      name: "module named like a read-only view",
+      yaml: base.replacingOccurrences(of: "home: /srv/backup/home", with: "home.mirror: /srv/backup/home"),
+      expect: "ends in `.mirror`, which names a module's read-only view", line: 7),
+    Case(
       name: "module in fleetsync's own state",
       yaml: base.replacingOccurrences(of: "home: /srv/backup/home", with: "home: /var/lib/fleetsync/home"),
       expect: "overlaps /var/lib/fleetsync, where fleetsync keeps its own files", line: 7),

@@ -5,7 +5,8 @@ import Testing
 
 @testable import FleetProvision
 
-/// The rsync daemon config the controller renders for a backup host, byte for byte.
+/// The rsync daemon config the controller renders for a backup host, byte for byte: only a module's
+/// senders may write it; its read-only views admit every host of the inventory (`restore --to`).
 @Suite struct RsyncdConfigTests {
   @Test func renderedTextIsStable() async throws {
     let fleet = try FakeFleet()
@@ -42,14 +43,25 @@ import Testing
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
       pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
-    [home.versions]
-      path = /srv/backup/home/.fleetsync-versions
-      comment = versions of home, managed by fleetsync
+    [home.mirror]
+      path = /srv/backup/home
+      comment = mirror of home, read only, managed by fleetsync
       read only = yes
       fake super = yes
       auth users = fs-home
       secrets file = /etc/fleetsync/rsyncd/main.secrets
-      hosts allow = 10.0.0.11
+      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
+      hosts deny = *
+      exclude = /.fleetsync-versions/
+
+    [home.versions]
+      path = /srv/backup/home/.fleetsync-versions
+      comment = versions of home, read only, managed by fleetsync
+      read only = yes
+      fake super = yes
+      auth users = fs-home
+      secrets file = /etc/fleetsync/rsyncd/main.secrets
+      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
 
     [proj]
@@ -63,14 +75,25 @@ import Testing
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
       pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
-    [proj.versions]
-      path = /srv/backup/proj/.fleetsync-versions
-      comment = versions of proj, managed by fleetsync
+    [proj.mirror]
+      path = /srv/backup/proj
+      comment = mirror of proj, read only, managed by fleetsync
       read only = yes
       fake super = yes
       auth users = fs-proj
       secrets file = /etc/fleetsync/rsyncd/main.secrets
-      hosts allow = 10.0.0.12
+      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
+      hosts deny = *
+      exclude = /.fleetsync-versions/
+
+    [proj.versions]
+      path = /srv/backup/proj/.fleetsync-versions
+      comment = versions of proj, read only, managed by fleetsync
+      read only = yes
+      fake super = yes
+      auth users = fs-proj
+      secrets file = /etc/fleetsync/rsyncd/main.secrets
+      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
 
     """

@@ -4,8 +4,8 @@ import Testing
 
 /// `fleetsync restore` and `fleetsync versions` on a fleet of real hosts: a source with a tree of
 /// several owners, modes, ACLs, xattrs, hard links, a sparse file and a symlink, backed up to a real
-/// daemon with the contract's versions module; versions are made by transfers with the contract's
-/// flags (the watcher's own versions come with the versions branch).
+/// daemon with its read-only views; versions are made by transfers with the watcher's flags (the
+/// watcher's own versions are tested in VersionsTests).
 @Suite(.serialized, .dependsOnInotifyLimits, .enabled(if: TestFleet.isSupported))
 struct RestoreFleetTests {
   static let fleetID = 9
@@ -59,6 +59,15 @@ struct RestoreFleetTests {
     #expect(
       try rig.must(rig.source, "stat -c '%a %u:%g' /srv/restored/a /srv/data/a") == "755 0:0\n755 0:0\n")
     #expect(try rig.must(rig.source, "ls -a /srv/restored /srv").contains(".fleetsync-restore") == false)
+
+    // The same to another host of the inventory (here the backup host itself, outside its modules): it
+    // reads through the module's read-only views with a lent password, removed after.
+    let elsewhere = try rig.fleetsync([
+      "restore", "s1:/srv/data/a", "--at", before.iso, "--to", "bk1:/srv/elsewhere/a",
+    ])
+    try #require(elsewhere.status == 0, "restore --to bk1: \(elsewhere.stdout)\(elsewhere.stderr)")
+    #expect(try rig.manifest("/srv/elsewhere/a", on: rig.backup) == original, "\(elsewhere.stdout)")
+    #expect(try rig.must(rig.backup, "ls /run/fleetsync").contains("restore-") == false)
 
     // A dry run lists what would change and changes nothing, not even directory times.
     let current = try rig.manifest("/srv/data/a", directoryTimes: true)
@@ -117,10 +126,14 @@ struct RestoreFleetTests {
       outside.status == 64 && outside.stderr.contains("not under a protected directory"), "\(outside.stderr)")
     let badTime = try rig.fleetsync(["restore", "s1:/srv/data/a", "--at", "yesterday"])
     #expect(badTime.status == 64 && badTime.stderr.contains("ISO 8601"), "\(badTime.stderr)")
-    // Another host gets a temporary copy of the password, removed after; the daemon admits only senders.
-    let elsewhere = try rig.fleetsync(["restore", "s1:/srv/data/a/o.txt", "--to", "bk1:/srv/elsewhere/o.txt"])
-    #expect(
-      elsewhere.status == 2 && elsewhere.stderr.contains("admits only the hosts"), "\(elsewhere.stderr)")
+    // Into a backup module (the mirror itself, or a directory holding one): refused before any host is touched.
+    let mirrorCopy = try rig.manifest("/srv/backup/s1/a", on: rig.backup)
+    for into in ["bk1:/srv/backup/s1/a/o.txt", "bk1:/srv/backup"] {
+      let module = try rig.fleetsync(["restore", "s1:/srv/data/a/o.txt", "--to", into])
+      #expect(
+        module.status == 64 && module.stderr.contains("backup module s1-a"), "\(into): \(module.stderr)")
+    }
+    #expect(try rig.manifest("/srv/backup/s1/a", on: rig.backup) == mirrorCopy)
     #expect(try rig.must(rig.backup, "ls /run/fleetsync; ls -a /srv").contains("restore-") == false)
     // A destination that cannot be written: the restore fails and leaves no stage behind.
     try rig.must(rig.source, "echo file > /srv/blocker")

@@ -2,8 +2,8 @@ import FleetTestSupport
 import Foundation
 import Testing
 
-/// A source and a backup host on a test fleet, provisioned by `fleetsync up`, whose daemon carries the
-/// team contract's module lines for versions and metadata, for `restore` and `versions` tests.
+/// A source and a backup host on a test fleet, provisioned by `fleetsync up` (versions, metadata and
+/// the read-only views as `up` writes them), for `restore` and `versions` tests.
 struct RestoreRig {
   let fleet: TestFleet
   let inventory: String
@@ -41,26 +41,8 @@ struct RestoreRig {
     """
   }
 
-  /// The contract's lines for module `name` at `path` (with the daemon filter that lets the
-  /// receiver's `--backup-dir` through: see docs/restore.md).
-  static func contractLines(_ name: String, path: String) -> String {
-    """
-      fake super = yes
-      filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* + /.fleetsync-versions/*/ - /.fleetsync-versions/**
-    [\(name).versions]
-      path = \(path)/.fleetsync-versions
-      read only = yes
-      fake super = yes
-      auth users = fs-\(name)
-      secrets file = /etc/fleetsync/rsyncd/main.secrets
-      hosts allow = \(fleetAddressPlaceholder)
-      hosts deny = *
-
-    """
-  }
-  static let fleetAddressPlaceholder = "@SOURCE@"
-
-  /// Brings up the fleet, seeds the sources, runs `up`, and adds the contract's lines to the daemon.
+  /// Brings up the fleet, seeds the sources and runs `up` (which writes the daemon's versions lines
+  /// and read-only views).
   ///
   /// With `systemd` (where the machine can), both nodes boot systemd; otherwise instances run
   /// under fleetsync's pid-file supervisor.
@@ -73,18 +55,6 @@ struct RestoreRig {
     try rig.must(rig.source, "mkdir -p /srv/data/a /srv/data/b && cd /srv/data/a && \(seed)")
     let up = try CLI.run("fleetsync", ["up", "-i", rig.inventory])
     try #require(up.status == 0, "up failed:\n\(up.stdout)\n\(up.stderr)")
-    // Each module's block gets the contract's lines (rsync reads its config at every connection).
-    let conf = "/etc/fleetsync/rsyncd/main.conf"
-    var text = try rig.must(rig.backup, "cat \(conf)")
-    for module in ["s1-a", "s1-b"] {
-      let lines = contractLines(module, path: "/srv/backup/s1/\(module.dropFirst(3))")
-        .replacingOccurrences(of: fleetAddressPlaceholder, with: rig.source.address)
-      let header = "[\(module)]\n"
-      guard let range = text.range(of: header) else { throw RigError("no [\(module)] in \(conf)") }
-      let end = text[range.upperBound...].range(of: "\n\n")?.lowerBound ?? text.endIndex
-      text.insert(contentsOf: "\n" + lines, at: end)
-    }
-    try rig.must(rig.backup, "cat > \(conf) <<'FLEETSYNC_EOF'\n\(text)\nFLEETSYNC_EOF")
     return rig
   }
 
@@ -140,10 +110,11 @@ struct RestoreRig {
   /// Content and metadata of every entry under `path`, one line each: type, mode, owner, size,
   /// mtime (not of directories, unless `directoryTimes`), link count, checksum, allocated size, link
   /// target, ACL and xattrs.
-  func manifest(_ path: String, directoryTimes: Bool = false) throws -> String {
+  func manifest(_ path: String, directoryTimes: Bool = false, on node: TestFleet.Node? = nil) throws -> String
+  {
     let dirFormat = directoryTimes ? "%F %a %u:%g %Y" : "%F %a %u:%g"
     return try must(
-      source,
+      node ?? source,
       """
       cd '\(path)' && find . -mindepth 1 | LC_ALL=C sort | while IFS= read -r p; do
         if [ -L "$p" ]; then t="$(stat -c '%F %u:%g' "$p") -> $(readlink "$p")"
