@@ -44,6 +44,18 @@ struct TransferLoop {
     }
   }
 
+  /// Whether a full sync starting now makes the baseline: no source identity is recorded yet, so it
+  /// is this instance's first. What it overwrites or deletes on the backup (a backup seeded by another
+  /// tool, or from an archive) is not a change of the source, and does not count toward the
+  /// mass-change alarm; every later run counts.
+  func baselineRun() -> Bool {
+    guard core.sourceRecord.withLock({ $0 == nil }) else { return false }
+    logger.notice(
+      "the first full sync makes the baseline: what it overwrites or deletes on the backup does not count toward the mass-change alarm"
+    )
+    return true
+  }
+
   struct MonotonicClock: DispatchClock {
     var now: UInt64 { monotonicNanos() }
   }
@@ -53,6 +65,11 @@ struct TransferLoop {
     let command = RsyncCommand(
       config: config, sandbox: SenderSandbox.start(for: core), logger: logger, deletes: core.deletes,
       changes: core.massChange)
+    let baseline = {
+      var uncounted = command
+      uncounted.changes = nil
+      return uncounted
+    }()
     // Wait for the watches: changes during the initial full sync must not be missed.
     while !core.flags.withLock({ $0.setupDone }) {
       guard await wakeups.next() != nil, !Task.isCancelled else { return }
@@ -94,11 +111,12 @@ struct TransferLoop {
           sourceGate.fullSyncFinished()
         }
         for transfer in launches.takeAll() {
+          let runner = transfer.work == .fullSync && baselineRun() ? baseline : command
           group.addTask {
             let outcome: TransferOutcome =
               switch transfer.work {
-              case .paths(let paths): await command.send(paths)
-              case .fullSync: await command.fullSync()
+              case .paths(let paths): await runner.send(paths)
+              case .fullSync: await runner.fullSync()
               }
             inbox.post(Completion(id: transfer.id, outcome: outcome))
             core.wake.yield()

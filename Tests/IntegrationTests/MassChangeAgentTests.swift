@@ -13,7 +13,7 @@ import Testing
 /// configured with the contract's module lines (`fake super`, the versions filter): many files
 /// rewritten at once raise the alarm (degraded, `/status`, the prune-hold marker on the backup), a
 /// restart keeps it, `resume --mass-change` clears it and removes only this watcher's marker; a
-/// trickle below the threshold does not alarm.
+/// trickle below the threshold does not alarm, nor does the first full sync over a seeded backup.
 @Suite(
   "mass-change alarm", .serialized, .dependsOnInotifyLimits,
   .enabled(if: AgentIT.canRun, "needs /usr/bin/rsync and the built binary"))
@@ -138,6 +138,32 @@ struct MassChangeAgentTests {
     try setup.write("after", "after")
     #expect(try await eventually { setup.onBackup("after") == "after" }, "stderr: \(agent.stderr)")
     #expect(try setup.alarm() == nil)
+    #expect(try await agent.stop() == 0)
+  }
+
+  /// A backup seeded by another tool, every file of it different from the source: the first full
+  /// sync overwrites all 80 (more than the threshold of 50), and that is the baseline, not an alarm.
+  /// Once the baseline is made, a rewrite of every file still raises it.
+  @Test func aPreSeededBackupIsTheBaselineNotAnAlarm() async throws {
+    let setup = try Setup("masschange-seeded", files: 80)
+    defer { setup.remove() }
+    for i in 0..<80 {
+      try "seeded by another tool \(i)".write(
+        toFile: setup.daemon.backup + "/f\(i)", atomically: false, encoding: .utf8)
+    }
+    let agent = try await setup.start()
+    #expect(
+      try await eventually {
+        let fullSyncs = try setup.status()["fullSyncs"] as? Int ?? 0
+        return fullSyncs >= 1 && (0..<80).allSatisfy { setup.onBackup("f\($0)") == "v1 \($0)" }
+      }, "stderr: \(agent.stderr)")
+    #expect(try setup.alarm() == nil, "\(agent.stderr)")
+    #expect(try AgentIT.get("/healthz", port: setup.healthPort).body == "ok\n")
+    #expect(!FileManager.default.fileExists(atPath: setup.marker()))
+    #expect(agent.stderr.contains("the first full sync makes the baseline"), "\(agent.stderr)")
+
+    for i in 0..<80 { try setup.write("f\(i)", "encrypted \(i)") }
+    #expect(try await eventually { try setup.alarm() != nil }, "stderr: \(agent.stderr)")
     #expect(try await agent.stop() == 0)
   }
 
