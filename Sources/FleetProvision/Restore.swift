@@ -154,7 +154,7 @@ extension Provisioner {
       : Self.touchedDirectories(inventory, target).flatMap { dir in
         dir.destinations.map { Layout.watchInstance(directory: dir.name, to: $0) }
       }
-    let script = RestoreScript(
+    var script = RestoreScript(
       reader: reader, sub: place.sub, isDirectory: content.isDirectory, fromMirror: content.fromMirror,
       overlays: content.overlays, at: request.at, destination: target.path,
       stageNear: stageNear(target, dryRun: request.dryRun), delete: request.delete, dryRun: request.dryRun)
@@ -172,6 +172,7 @@ extension Provisioner {
     progress(request.dryRun ? "listing what would change" : "restoring into \(target)")
     let out: CommandOutput
     do {
+      script.stampsFile = try await Self.uploadStamps(content.overlays, to: host)
       out = try await host.run(try script.text())
     } catch {
       do { try await Self.resume(paused, on: host) } catch let resumeError as FleetError {
@@ -251,6 +252,17 @@ extension Provisioner {
       if case .setting(.target, let value) = line.content { return value }
     }
     throw FleetError(.restoreFailed, "\(place.source.name):\(path) names no target (run `fleetsync up`)")
+  }
+
+  /// Writes the STAMPs a restore lays over the mirror to a temporary file on `host`, one per line in
+  /// their order; returns its path (nil when there are none). The restore script removes it, and
+  /// reads it instead of carrying thousands of STAMPs in its own text.
+  static func uploadStamps(_ stamps: [String], to host: any RemoteHost) async throws -> String? {
+    guard !stamps.isEmpty else { return nil }
+    let path = "\(Layout.run)/restore-\(UUID().uuidString.lowercased()).stamps"
+    try await host.check("mkdir -p \(Layout.run) && chmod 755 \(Layout.run)", "making \(Layout.run)")
+    try await host.write(Array(stamps.map { $0 + "\n" }.joined().utf8), to: path, mode: 0o600)
+    return path
   }
 
   /// Copies the watcher's password file to a temporary 0600 file on `host`; returns its path.

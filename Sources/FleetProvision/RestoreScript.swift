@@ -15,6 +15,9 @@ struct RestoreScript: Sendable {
   var fromMirror: Bool
   /// The version STAMPs to lay over the mirror, newest first (so the oldest is applied last and wins).
   var overlays: [String]
+  /// The file on the destination host that lists ``overlays``, one per line, in that order
+  /// (``Provisioner/uploadStamps(_:to:)``); the script removes it. Required when there are overlays.
+  var stampsFile: String?
   /// `--at`, or nil for the latest state.
   var at: RestoreTime?
   /// Where the tree goes on the destination host.
@@ -38,13 +41,14 @@ struct RestoreScript: Sendable {
   func text() throws -> String {
     let slash = isDirectory ? "/" : ""
     let stage = "\"$stage\"/t" + slash
-    var lines = [
-      "set -u", "umask 077",
+    var lines = ["set -u", "umask 077", "stamps=\(try ShellQuote.quote(stampsFile ?? ""))"]
+    if stampsFile != nil { lines.append("trap 'rm -f \"$stamps\"' EXIT") }
+    lines += [
       "near=\(try ShellQuote.quote(stageNear))",
       "while [ ! -d \"$near\" ]; do near=$(dirname \"$near\"); done",
       "stage=$(mktemp -d \"$near/\(Self.stagePrefix)XXXXXX\") || "
         + "{ echo \"cannot make a staging directory in $near: is there room, is it writable?\" >&2; exit 73; }",
-      "trap 'rm -rf \"$stage\"' EXIT", "trap 'exit 130' INT TERM HUP",
+      "trap 'rm -rf \"$stage\" ${stamps:+\"$stamps\"}' EXIT", "trap 'exit 130' INT TERM HUP",
     ]
     if isDirectory { lines.append("mkdir \"$stage\"/t") }
     if fromMirror {
@@ -54,11 +58,7 @@ struct RestoreScript: Sendable {
         ])
       lines.append("\(pull) \(stage) >&2 || \(failed("reading the mirror"))")
     }
-    for stamp in overlays {
-      let source = reader.url(reader.versionsURL + "/" + stamp, sub, slash: isDirectory)
-      let pull = try reader.rsync(BackupReader.dataFlags + ["--force", "--", source])
-      lines.append("\(pull) \(stage) >&2 || \(failed("reading version \(stamp)"))")
-    }
+    if !overlays.isEmpty { lines += try overlayLines(stage: stage) }
     if isDirectory && fromMirror && !overlays.isEmpty {
       // A version's top directory is the STAMP directory itself for the whole tree: its owner and
       // mode are not the tree's. The root's attributes come from the mirror (`--exclude=/*`: the root alone).
@@ -89,6 +89,33 @@ struct RestoreScript: Sendable {
       + (dryRun ? ["-n"] : [])
     lines.append("\(try ShellQuote.command(Array(move))) -- \(stage) \(target)")
     return lines.joined(separator: "\n") + "\n"
+  }
+
+  /// Lays the versions over the stage: one rsync from the daemon fetches `STAMP/sub` of every
+  /// overlay (`--files-from`), however many; then a local rsync per STAMP, newest first, lays each
+  /// over the tree (`--force`: a kind that changed replaces what is there; `--ignore-times`: a version
+  /// replaces what is there even with the same size and time).
+  private func overlayLines(stage: String) throws -> [String] {
+    guard stampsFile != nil else {
+      throw FleetError(.internal, "a restore with versions needs its stamps file")
+    }
+    let fetch =
+      try reader.rsync(BackupReader.dataFlags + ["-r", "--from0"])
+      + " --files-from=\"$stage\"/files -- \(try ShellQuote.quote(reader.versionsURL + "/"))"
+    let lay = try ShellQuote.command(
+      Array(["rsync"] + BackupReader.dataFlags.prefix(2) + ["--force", "--ignore-times", "--"]))
+    let slash = isDirectory ? "/" : ""
+    return [
+      "sub=\(try ShellQuote.quote(sub))",
+      "while IFS= read -r stamp; do printf '%s\\0' \"$stamp${sub:+/$sub}\"; done <\"$stamps\" >\"$stage\"/files "
+        + "|| exit 73",
+      "mkdir \"$stage\"/v || exit 73",
+      "\(fetch) \"$stage\"/v/ >&2 || \(failed("reading the versions"))",
+      "while IFS= read -r stamp; do",
+      "  \(lay) \"$stage/v/$stamp${sub:+/$sub}\(slash)\" \(stage) >&2 || \(failed("laying version $stamp over the tree"))",
+      "done <\"$stamps\"",
+      "rm -rf \"$stage\"/v",
+    ]
   }
 
   private func failed(_ what: String) -> String {

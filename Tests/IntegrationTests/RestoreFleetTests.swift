@@ -108,6 +108,41 @@ struct RestoreFleetTests {
       "\(anew.stdout)")
   }
 
+  /// A file rewritten many times: the hundreds of versions after `--at` come from the daemon in one
+  /// read (not one connection each), and are laid over the mirror newest first, so the oldest, the
+  /// content at `--at`, wins.
+  @Test func hundredsOfVersionsAreReadInOneRun() throws {
+    let rig = try RestoreRig.make(id: Self.fleetID, seed: "echo now > hist.txt")
+    defer { rig.down() }
+    try rig.watcher("a", running: false)
+    try rig.contractSync("a", stamp: nil)
+    let before = Moment(Date())
+    let epoch = Int(before.date.timeIntervalSince1970)
+    // What a transfer at each STAMP (one second apart, after `before`) kept: hist.txt as it was.
+    try rig.must(
+      rig.backup,
+      """
+      cd /srv/backup/s1/a/.fleetsync-versions && for i in $(seq 0 399); do
+        d=$(date -u -d "@$((\(epoch) + 1 + i))" +%Y-%m-%dT%H-%M-%S.000Z) && mkdir "$d" && echo "v$i" > "$d/hist.txt" \
+          && touch -d "@\(epoch - 60)" "$d/hist.txt" || exit 1
+      done
+      """)
+    let log = "/var/log/fleetsync/rsyncd-main.log"
+    let linesBefore = Int(
+      try rig.must(rig.backup, "wc -l < \(log)").trimmingCharacters(in: .whitespacesAndNewlines))!
+    let restored = try rig.fleetsync([
+      "restore", "s1:/srv/data/a/hist.txt", "--at", before.iso, "--to", "s1:/srv/restored/hist.txt", "--json",
+    ])
+    try #require(restored.status == 0, "\(restored.stdout)\(restored.stderr)")
+    #expect(try rig.must(rig.source, "cat /srv/restored/hist.txt") == "v0\n")
+    let result = try JSONSerialization.jsonObject(with: Data(restored.stdout.utf8)) as? [String: Any]
+    #expect((result?["versions"] as? [String])?.count == 400, "\(restored.stdout.prefix(400))")
+    let reads = try rig.must(
+      rig.backup, "tail -n +\(linesBefore + 1) \(log) | grep -c 'rsync on s1-a.versions/' || true")
+    #expect(reads.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "a listing and one read: \(reads)")
+    #expect(try rig.must(rig.source, "ls /run/fleetsync").contains("restore-") == false)
+  }
+
   @Test func refusalsChangeNothing() throws {
     let rig = try RestoreRig.make(id: Self.fleetID, seed: Self.seed)
     defer { rig.down() }
