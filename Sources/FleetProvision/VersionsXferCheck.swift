@@ -50,13 +50,17 @@ public enum VersionsXferCheck {
     if [ -e "$RSYNC_MODULE_PATH/$dir" ] || [ -L "$RSYNC_MODULE_PATH/$dir" ]; then
       refuse "--backup-dir $dir exists: the versions kept there would be overwritten"
     fi
-    now=${FLEETSYNC_NOW:-$(date +%s)}
+    # One `date` reads the STAMP's time and the clock (it runs before every write: forks cost).
     stamp=${dir#.fleetsync-versions/}
     stamp=${stamp%.*}
-    low=$(date -u -d "@$((now - 3600))" +%Y-%m-%dT%H-%M-%S) || refuse "cannot read the clock"
-    high=$(date -u -d "@$((now + 3600))" +%Y-%m-%dT%H-%M-%S) || refuse "cannot read the clock"
-    if expr "x$stamp" \< "x$low" >/dev/null || expr "x$stamp" \> "x$high" >/dev/null; then
-      refuse "STAMP $stamp is more than an hour away from this host's clock ($(date -u -d "@$now" +%Y-%m-%dT%H-%M-%S))"
+    day=${stamp%%T*} hms=${stamp#*T}
+    h=${hms%%-*} ms=${hms#*-}
+    clock=now
+    [ -n "${FLEETSYNC_NOW:-}" ] && clock="@$FLEETSYNC_NOW"
+    set -- $(printf '%s %s:%s:%s\n%s\n' "$day" "$h" "${ms%-*}" "${ms#*-}" "$clock" | date -u -f - +%s) ""
+    [ -n "${2:-}" ] || refuse "cannot read the clock or STAMP $stamp"
+    if [ $(($1 - $2)) -gt 3600 ] || [ $(($2 - $1)) -gt 3600 ]; then
+      refuse "STAMP $stamp is more than an hour away from this host's clock ($(date -u -d "@$2" +%Y-%m-%dT%H-%M-%S))"
     fi
     exit 0
     """#

@@ -63,6 +63,25 @@ import Testing
     }
   }
 
+  /// A STAMP within an hour of the clock passes either way; beyond it, or one that is no time, does not.
+  @Test(arguments: [(-3_540, true), (3_540, true), (-3_660, false), (3_660, false)])
+  func theHourWindowHoldsBothWays(offset: Int, passes: Bool) throws {
+    try withModule { root in
+      let stamp = VersionsLayout.stamp(Date(timeIntervalSince1970: TimeInterval(Self.now + offset)))
+      let result = try check(["-blogDtpre.iLsfxCIvu", "--backup-dir=.fleetsync-versions/\(stamp)"], in: root)
+      #expect((result.status == 0) == passes, "\(offset) s: \(result)")
+      if !passes { #expect(result.stdout.contains("an hour away"), "\(result)") }
+    }
+  }
+
+  @Test func aStampThatIsNoTimeIsRefused() throws {
+    try withModule { root in
+      let result = try check(
+        ["-blogDtpre.iLsfxCIvu", "--backup-dir=.fleetsync-versions/2026-13-45T25-61-00.000Z"], in: root)
+      #expect(result.status != 0 && result.stdout.contains("cannot read the clock or STAMP"), "\(result)")
+    }
+  }
+
   @Test func readsDryRunsAndPruneHoldMarkersPass() throws {
     try withModule { root in
       let read = try check(["--sender", "-logDtpre.iLsfxCIvu", ".", "m/"], in: root)
