@@ -5,7 +5,9 @@ import FleetWire
 ///
 /// `fleetsync-prune LIST...` reads each prune list (``Renderer/pruneList(_:)``: `DAYS PATH` per
 /// module) and, for each module with DAYS > 0, removes the STAMP directories of its versions whose
-/// stamp is older than DAYS days. A module whose versions directory holds a `.hold-*` marker (a
+/// stamp is older than DAYS days. Then, while a module's filesystem is more than 90 % used, it
+/// removes the oldest versions of the list's modules first, whatever their age: versions give way
+/// to the mirror, which a full disk would stop. A module whose versions directory holds a `.hold-*` marker (a
 /// mass-change alarm stands) is skipped, and says so. It never follows a symlink: a versions
 /// directory that is one is skipped; a STAMP that is one is removed as a link. What it removes or
 /// skips is logged on standard output (the journal). `FLEETSYNC_NOW` (seconds since the epoch)
@@ -63,6 +65,36 @@ public enum VersionsPrune {
       echo "fleetsync-prune: $module: $removed expired version(s) removed, keeping $days days"
     }
 
+    # Versions never fill the backup: while a module's filesystem is more than $full % used, the oldest
+    # versions of the list's modules go first, one STAMP at a time, whatever their age or retention (a full
+    # disk would stop the mirror itself). Modules held by a mass-change alarm keep theirs.
+    full=90
+    make_room() {
+      while read -r days path; do
+        case $days in '#'* | '') continue ;; esac
+        dir=$path/.fleetsync-versions
+        [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+        for hold in "$dir"/.hold-*; do [ -e "$hold" ] || [ -L "$hold" ] && continue 2; done
+        for version in "$dir"/[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]-[0-9][0-9]-[0-9][0-9].[0-9][0-9][0-9]Z; do
+          [ -d "$version" ] && [ ! -L "$version" ] && printf '%s %s\n' "${version##*/}" "$version"
+        done
+      done <"$1" | sort | while read -r stamp version; do
+        module=${version%/.fleetsync-versions/*}
+        case $roomy in *"|$module|"*) continue ;; esac
+        used=$(df -P -- "$module" 2>/dev/null | awk 'NR == 2 { sub("%", "", $5); print $5 }')
+        if [ "${used:-0}" -le "$full" ] 2>/dev/null; then
+          roomy="$roomy|$module|"
+          continue
+        fi
+        if rm -rf --one-file-system -- "$version"; then
+          echo "fleetsync-prune: removed $version: the filesystem of $module is $used% used (versions give way above $full%)"
+        else
+          echo "fleetsync-prune: could not remove $version; see the error above" >&2
+        fi
+      done
+    }
+    roomy=''
+
     # Sizes in KiB of a module's mirror and versions, for `fleetsync status` (one du per module per run).
     record_sizes() {
       [ -d "$1" ] || return 0
@@ -87,6 +119,10 @@ public enum VersionsPrune {
       while read -r days path; do
         case $days in '#'* | '') continue ;; esac
         prune_module "$days" "$path"
+      done <"$list"
+      make_room "$list"
+      while read -r days path; do
+        case $days in '#'* | '') continue ;; esac
         record_sizes "$path" >>"$sizes/.$name.new" 2>/dev/null || true
       done <"$list"
       mv -f "$sizes/.$name.new" "$sizes/$name" 2>/dev/null || true

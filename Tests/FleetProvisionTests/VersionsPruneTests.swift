@@ -35,11 +35,12 @@ import Testing
     }
   }
 
-  func prune(_ root: String, list: String, now: Int = now) throws -> CommandOutput {
+  /// Runs the script on `list`; `env` goes before it (`PATH=…` for a stand-in `df`).
+  func prune(_ root: String, list: String, now: Int = now, env: String = "") throws -> CommandOutput {
     try VersionsPrune.script.write(toFile: "\(root)/prune", atomically: false, encoding: .utf8)
     try list.write(toFile: "\(root)/list", atomically: false, encoding: .utf8)
     return try LocalShellHost.runNow(
-      "FLEETSYNC_NOW=\(now) FLEETSYNC_SIZES_DIR=\(root)/sizes sh \(root)/prune \(root)/list")
+      "\(env) FLEETSYNC_NOW=\(now) FLEETSYNC_SIZES_DIR=\(root)/sizes sh \(root)/prune \(root)/list")
   }
 
   func withRoot(_ body: (String) throws -> Void) throws {
