@@ -35,7 +35,8 @@ extension VersionsPruneTests {
       #expect(home.exists(home.stamps[1]) && home.exists(home.stamps[2]), "\(out.stdout)")
       #expect(
         out.stdout.contains(
-          "removed \(proj.path)/.fleetsync-versions/\(proj.stamps[0]): the filesystem of \(proj.path) is 105% used"),
+          "removed \(proj.path)/.fleetsync-versions/\(proj.stamps[0]): the filesystem of \(proj.path) is 105% used"
+        ),
         "\(out.stdout)")
       #expect(FileManager.default.fileExists(atPath: "\(home.path)/file"), "the mirror is never touched")
     }
