@@ -158,6 +158,7 @@ extension Provisioner {
       reader: reader, sub: place.sub, isDirectory: content.isDirectory, fromMirror: content.fromMirror,
       overlays: content.overlays, at: request.at, destination: target.path,
       stageNear: stageNear(target, dryRun: request.dryRun), delete: request.delete, dryRun: request.dryRun)
+    try await RestoreMountGuard.check(inventory, target, on: host)
     let identities = try await Self.directoryInodes(inventory, target, on: host)
     var paused: [String] = []
     for instance in watched {

@@ -161,6 +161,17 @@ struct RestoreFleetTests {
       outside.status == 64 && outside.stderr.contains("not under a protected directory"), "\(outside.stderr)")
     let badTime = try rig.fleetsync(["restore", "s1:/srv/data/a", "--at", "yesterday"])
     #expect(badTime.status == 64 && badTime.stderr.contains("ISO 8601"), "\(badTime.stderr)")
+    // The source's filesystem gone from under the directory (here another one mounted over it, as an
+    // unmounted data disk leaves the mountpoint's): refused, nothing written there.
+    try rig.must(
+      rig.source, "test -s '/var/lib/fleetsync/watch/\(RestoreRig.instance("a"))/source-identity.json'")
+    try rig.must(rig.source, "mount -t tmpfs -o size=1m fleetsync-test /srv/data/a")
+    let unmounted = try rig.fleetsync(["restore", "s1:/srv/data/a/o.txt"])
+    let written = try rig.must(rig.source, "ls -A /srv/data/a; umount /srv/data/a")
+    #expect(unmounted.status == 2 && unmounted.stderr.contains("looks unmounted"), "\(unmounted.stderr)")
+    #expect(unmounted.stderr.contains("--accept-source --directory a --limit s1"), "\(unmounted.stderr)")
+    #expect(written.isEmpty, "the restore wrote into the wrong filesystem: \(written)")
+
     // Into a backup module (the mirror itself, or a directory holding one): refused before any host is touched.
     let mirrorCopy = try rig.manifest("/srv/backup/s1/a", on: rig.backup)
     for into in ["bk1:/srv/backup/s1/a/o.txt", "bk1:/srv/backup"] {
