@@ -125,6 +125,20 @@ enum AgentIT {
     return (status, agent.stderr)
   }
 
+  /// Runs `fleetsync-watch resume --config CONFIG ARGS` to completion: exit status and output.
+  static func resume(config: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: AgentIT.binary!)
+    p.arguments = ["resume", "--config", config] + arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+  }
+
   /// `GET path` on the health endpoint: status code and body.
   static func get(_ path: String, port: Int) throws -> (status: Int, body: String) {
     let response = try HTTPTestClient.request("GET", path, port: port)

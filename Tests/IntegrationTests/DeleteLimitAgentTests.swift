@@ -65,16 +65,7 @@ struct DeleteLimitAgentTests {
 
     /// Runs `fleetsync-watch resume --config CONFIG ARGS`: exit status and output.
     func resume(_ arguments: [String]) throws -> (status: Int32, output: String) {
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: AgentIT.binary!)
-      p.arguments = ["resume", "--config", config] + arguments
-      let out = Pipe()
-      p.standardOutput = out
-      p.standardError = out
-      try p.run()
-      let data = out.fileHandleForReading.readDataToEndOfFile()
-      p.waitUntilExit()
-      return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+      try AgentIT.resume(config: config, arguments)
     }
 
     func remove() {

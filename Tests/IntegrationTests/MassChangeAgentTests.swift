@@ -70,16 +70,7 @@ struct MassChangeAgentTests {
     func marker(_ name: String = ".hold-alarm-w") -> String { daemon.backup + "/.fleetsync-versions/" + name }
 
     func resume(_ arguments: [String]) throws -> (status: Int32, output: String) {
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: AgentIT.binary!)
-      p.arguments = ["resume", "--config", config] + arguments
-      let out = Pipe()
-      p.standardOutput = out
-      p.standardError = out
-      try p.run()
-      let data = out.fileHandleForReading.readDataToEndOfFile()
-      p.waitUntilExit()
-      return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+      try AgentIT.resume(config: config, arguments)
     }
 
     func remove() {

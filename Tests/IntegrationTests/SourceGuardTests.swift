@@ -14,13 +14,8 @@ extension WatchIntegration {
   struct SourceGuardTests {
     @Test("restart on an empty mountpoint: backup untouched, held, resumes when the data is mounted again")
     func restartOnEmptyMountpoint() async throws {
-      let fixture = try EngineFixture()
-      let data = try fixture.tmp.sub("data")
-      try fill(data, files: 200)
-      let mount = try TestMount.bind(data, on: fixture.src)
+      let (fixture, data, mount) = try await startOnMountedData()
       defer { try? mount.unmount() }
-      try await fixture.start()
-      try await fixture.expectConverged()
       try await fixture.stop()
 
       try mount.unmount()  // the data filesystem is not mounted: the source is an empty directory
@@ -47,13 +42,8 @@ extension WatchIntegration {
 
     @Test("a bind-mounted source unmounted while running: held, resumes and watches again when mounted")
     func unmountedWhileRunning() async throws {
-      let fixture = try EngineFixture()
-      let data = try fixture.tmp.sub("data")
-      try fill(data, files: 200)
-      let mount = try TestMount.bind(data, on: fixture.src)
+      let (fixture, data, mount) = try await startOnMountedData()
       defer { try? mount.unmount() }
-      try await fixture.start()
-      try await fixture.expectConverged()
       let before = fixture.engine.status().fullSyncs
 
       try mount.unmount()
@@ -222,6 +212,22 @@ extension WatchIntegration {
 
 /// Writes `files` files over four sub-directories `d0`...`d3` of `dir`: `dK/fN.txt`, same content
 /// for the same name every time.
+/// An engine whose source is a bind mount of `data` (200 files), started and converged.
+private func startOnMountedData() async throws -> (EngineFixture, data: String, TestMount) {
+  let fixture = try EngineFixture()
+  let data = try fixture.tmp.sub("data")
+  try fill(data, files: 200)
+  let mount = try TestMount.bind(data, on: fixture.src)
+  do {
+    try await fixture.start()
+    try await fixture.expectConverged()
+  } catch {
+    try? mount.unmount()
+    throw error
+  }
+  return (fixture, data, mount)
+}
+
 private func fill(_ dir: String, files: Int) throws {
   for i in 0..<files {
     try FS.mkdir(dir, "d\(i % 4)")
