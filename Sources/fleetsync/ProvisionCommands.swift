@@ -224,6 +224,11 @@ struct StatusCommand: AsyncParsableCommand {
     discussion: "A host with an instance that is not healthy counts as failed.\n\n" + ExitStatus.helpText)
 
   @OptionGroup var common: InventoryOptions
+  @Flag(
+    help: ArgumentHelp(
+      "Print every host and instance as JSON instead of the table.",
+      discussion: "The fields are described in docs/provisioning.md; the exit status is the same."))
+  var json = false
 
   func run() async throws {
     let inventory = try common.load()
@@ -235,7 +240,11 @@ struct StatusCommand: AsyncParsableCommand {
         return await provisioner.status()
       }
     }
-    for line in StatusTable.render(hosts) { print(line) }
+    if json {
+      print(try StatusDocument(hosts).json())
+    } else {
+      for line in StatusTable.render(hosts) { print(line) }
+    }
     try ExitStatus(hosts.map(StatusTable.outcome)).throwIfNotOK()
   }
 }

@@ -138,6 +138,17 @@ struct NonSystemdRestartTests {
     let waiting = try Self.watcherPid(fleet)
     let status = try CLI.run("fleetsync", ["status", "-i", inv])
     #expect(status.stdout.contains("waitingForSource"), "\(status.stdout)")
+    let json = try CLI.run("fleetsync", ["status", "-i", inv, "--json"])
+    #expect(json.status != 0, "an unhealthy instance fails its host: \(json.stdout)")
+    let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+    let watcher = (document?["hosts"] as? [[String: Any]] ?? []).flatMap {
+      $0["instances"] as? [[String: Any]] ?? []
+    }
+    .first { $0["kind"] as? String == "watch" }
+    #expect(document?["ok"] as? Bool == false, "\(json.stdout)")
+    #expect(
+      watcher?["state"] as? String == "unhealthy" && watcher?["running"] as? Bool == true, "\(json.stdout)")
+    #expect((watcher?["detail"] as? String)?.contains("waitingForSource") == true, "\(json.stdout)")
     _ = try fleet.run(on: fleet.node(1), "mv /srv/data/a.late /srv/data/a")
     try waitForBlocking("the file written during the outage on the backup") {
       try fleet.run(on: fleet.node(2), "test -f /srv/backup/s/a/during").status == 0

@@ -236,6 +236,15 @@ struct ProvisionFleetTests {
     captured += status.stdout + status.stderr
     #expect(status.status == 0, "\(status.stdout)\(status.stderr)")
     #expect(status.stdout.components(separatedBy: " healthy").count - 1 == 8, "\(status.stdout)")
+    let json = try CLI.run("fleetsync", ["status", "-i", inv, "--json"])
+    #expect(json.status == 0, "\(json.stdout)\(json.stderr)")
+    let document = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+    let instances = (document?["hosts"] as? [[String: Any]] ?? []).flatMap {
+      $0["instances"] as? [[String: Any]] ?? []
+    }
+    #expect(document?["ok"] as? Bool == true, "\(json.stdout)")
+    #expect(
+      instances.count == 8 && instances.allSatisfy { $0["state"] as? String == "healthy" }, "\(json.stdout)")
 
     // Inventory edits touch only the affected instances.
     try Self.inventory(fleet, extraDirectory: true, dropDirectory: true, excludes: "[\"*.tmp\", \"*.log\"]")
