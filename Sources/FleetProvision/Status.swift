@@ -25,6 +25,9 @@ public struct ServiceStatus: Sendable, Equatable {
   public var failingPaths: [WatchStatus.FailingPath] = []
   /// Whether the watcher's rsync sender runs confined to the source (Landlock); nil when unknown.
   public var senderConfined: Bool?
+
+  /// The detail of an instance whose process runs but does not answer its health check.
+  public static let notAnswering = "not answering"
 }
 
 /// The state of one host.
@@ -85,7 +88,7 @@ extension Provisioner {
         } else if !row.running {
           row.detail = "not running"
         } else if !row.healthy {
-          row.detail = "not answering"
+          row.detail = ServiceStatus.notAnswering
         }
         return row
       }

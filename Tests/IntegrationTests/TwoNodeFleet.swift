@@ -15,12 +15,12 @@ final class TwoNodeFleet {
   private let sysctlBefore: [(key: String, value: String)]
 
   /// Boots the nodes and writes the inventory; `directoryOptions` are added to directory `a`'s entry
-  /// (e.g. `, excludes: ["*.tmp"]`).
-  init(_ label: String, directoryOptions: String = "") throws {
+  /// (e.g. `, excludes: ["*.tmp"]`). With `systemd`, both nodes boot systemd.
+  init(_ label: String, directoryOptions: String = "", systemd: Bool = false) throws {
     sysctlBefore = ["max_user_watches", "max_user_instances", "max_queued_events"].map {
       ($0, (try? String(contentsOfFile: "/proc/sys/fs/inotify/\($0)", encoding: .utf8)) ?? "")
     }
-    fleet = try TestFleet.up(id: ProvisionFleetTests.fleetID, nodes: 2)
+    fleet = try TestFleet.up(id: ProvisionFleetTests.fleetID, nodes: 2, systemd: systemd ? 2 : 0)
     (backup, source) = (fleet.nodes[0], fleet.nodes[1])
     directory = NSTemporaryDirectory() + "fleetsync-\(label)-\(UUID().uuidString)"
     inventory = directory + "/fleet.yaml"

@@ -1,0 +1,151 @@
+import FleetCore
+import FleetInventory
+import Foundation
+
+/// What `fleetsync heal` does with one instance, and why.
+public struct HealAction: Sendable, Equatable, Codable {
+  /// `start`, `restart` or `leave`.
+  public var action: String
+  /// The instance, as `status` names it (`watch@DIR:BACKUP:MODULE`, `rsyncd@NAME`).
+  public var instance: String
+  /// Why, for people.
+  public var reason: String
+  /// Whether it answered healthy once the pass was over (always false for `leave`).
+  public var healthyAfter: Bool
+}
+
+/// One host's heal pass.
+public struct HealReport: Sendable {
+  /// Host name.
+  public var host: String
+  /// `ok` (nothing to do), `changed` (repaired, all healthy now), or why not.
+  public var outcome: HostOutcome
+  /// What was done or left, instance by instance; empty when everything was healthy.
+  public var actions: [HealAction]
+}
+
+/// The policy of `heal`: which instance to start, which to restart, which to leave.
+///
+/// A restart fixes a process, not its surroundings: an instance that runs and answers its health
+/// check says why it is unhealthy (the backup is down, the source is held, deletes are held), and a
+/// restart would only add a full sync to that, so it is left and reported. An instance that does not
+/// run is started (systemd gave up on it, or it was stopped); one that runs but does not answer is
+/// hung (stopped, deadlocked) and is restarted.
+enum HealPolicy {
+  enum Decision: Equatable {
+    case none
+    case start(String)
+    case restart(String)
+    case leave(String)
+  }
+
+  static func decide(_ s: ServiceStatus) -> Decision {
+    if s.healthy { return .none }
+    if !s.running { return .start("not running") }
+    if s.detail == ServiceStatus.notAnswering {
+      return .restart("runs but does not answer its health check: hung")
+    }
+    return .leave("answers but is unhealthy, which a restart does not fix: \(s.detail)")
+  }
+
+  /// The shell command that restarts (or starts) `service` on its host, systemd or not: a stopped
+  /// process is continued first so that it can stop cleanly; systemd forgets that it gave up.
+  static func command(_ service: ServiceName) throws -> String {
+    let unit = try ShellQuote.quote(service.unit)
+    let pid = try ShellQuote.quote(Layout.pidFile(service))
+    let log = try ShellQuote.quote(Layout.logFile(service))
+    let start: String
+    switch service.kind {
+    case .rsyncd:
+      start = PidFileServices.startRsyncd(
+        pid: pid, log: log, conf: try ShellQuote.quote(Layout.rsyncdConf(service.instance)))
+    case .watch:
+      start = try PidFileServices.startWatch(
+        pid: pid, log: log, conf: try ShellQuote.quote(Layout.watchConf(service.instance)))
+    }
+    return """
+      if [ -d /run/systemd/system ]; then
+        systemctl kill --signal=SIGCONT \(unit) 2>/dev/null
+        systemctl reset-failed \(unit) 2>/dev/null
+        systemctl restart \(unit)
+      else
+        [ -f \(pid) ] && kill -CONT "$(cat \(pid))" 2>/dev/null
+      \(PidFileServices.stop(pid: pid))
+      \(start)
+      fi
+      """
+  }
+}
+
+extension Provisioner {
+  /// One pass over the selected hosts: reads every instance's health, starts what does not run,
+  /// restarts what runs but does not answer, and leaves (and reports) what answers unhealthy.
+  ///
+  /// After its repairs a host is read again until each repaired instance answers healthy or
+  /// `deadline` seconds pass.
+  public func heal(deadline: Int = 60) async -> [HealReport] {
+    await forEachConnectedHost(selected) { ref, error in
+      HealReport(host: ref.name, outcome: HostOutcome(error), actions: [])
+    } _: { ref, host in
+      await self.heal(ref, on: host, deadline: deadline)
+    }
+  }
+
+  private func heal(_ ref: HostRef, on host: any RemoteHost, deadline: Int) async -> HealReport {
+    let before = await status(of: ref, on: host)
+    if let error = before.error {
+      return HealReport(host: ref.name, outcome: HostOutcome(error), actions: [])
+    }
+    var actions: [HealAction] = []
+    var repaired: [String] = []
+    for service in before.services {
+      let name = service.service.description
+      switch HealPolicy.decide(service) {
+      case .none: continue
+      case .leave(let why):
+        actions.append(HealAction(action: "leave", instance: name, reason: why, healthyAfter: false))
+      case .start(let why), .restart(let why):
+        let verb = service.running ? "restart" : "start"
+        do {
+          let out = try await host.run(try HealPolicy.command(service.service))
+          let failed = out.status == 0 ? "" : "; the \(verb) failed (exit \(out.status)): \(out.stderr)"
+          actions.append(HealAction(action: verb, instance: name, reason: why + failed, healthyAfter: false))
+          repaired.append(name)
+        } catch {
+          actions.append(
+            HealAction(action: verb, instance: name, reason: "\(why); \(error)", healthyAfter: false))
+        }
+      }
+    }
+    if !repaired.isEmpty {
+      let healthy = await waitHealthy(Set(repaired), ref: ref, on: host, deadline: deadline)
+      for index in actions.indices where healthy.contains(actions[index].instance) {
+        actions[index].healthyAfter = true
+      }
+    }
+    return HealReport(host: ref.name, outcome: Self.outcome(actions), actions: actions)
+  }
+
+  /// Reads the host until every instance in `names` answers healthy or `deadline` seconds pass;
+  /// returns those that did.
+  private func waitHealthy(_ names: Set<String>, ref: HostRef, on host: any RemoteHost, deadline: Int) async
+    -> Set<String>
+  {
+    let end = Date().addingTimeInterval(TimeInterval(deadline))
+    var healthy: Set<String> = []
+    while true {
+      let now = await status(of: ref, on: host)
+      healthy = Set(now.services.filter { $0.healthy }.map(\.service.description)).intersection(names)
+      if healthy == names || Date() >= end { return healthy }
+      try? await Task.sleep(for: .seconds(1))
+    }
+  }
+
+  static func outcome(_ actions: [HealAction]) -> HostOutcome {
+    let bad = actions.filter { !$0.healthyAfter }
+    if !bad.isEmpty {
+      return .failed(bad.map { "\($0.instance): \($0.reason)" }.joined(separator: "; "))
+    }
+    return actions.isEmpty ? .ok : .changed
+  }
+}

@@ -1,0 +1,84 @@
+import FleetTestSupport
+import Foundation
+import Testing
+
+extension ProvisionFleetTests {
+  /// `fleetsync heal` (issue 11) on real hosts, with systemd and with the pid-file supervisor: a hung
+  /// watcher (SIGSTOP) is restarted, a stopped one started, and one that is unhealthy because its
+  /// backup is down is left alone while the backup's daemon, which does not run, is started.
+  @Test(arguments: [false, true])
+  func healRestartsWhatHangsStartsWhatIsDownAndLeavesWhatARestartCannotFix(systemd: Bool) throws {
+    guard !systemd || TestFleet.systemdSupported else { return }
+    let setup = try TwoNodeFleet("heal", systemd: systemd)
+    defer { setup.tearDown() }
+    func fleetsync(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+      try CLI.run("fleetsync", args + ["-i", setup.inventory])
+    }
+    func on(_ node: TestFleet.Node, _ command: String) throws -> String {
+      let out = try setup.fleet.run(on: node, command)
+      try #require(out.status == 0, "on \(node): \(command): \(out.output)")
+      return out.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    func watcherPid() throws -> String {
+      try on(setup.source, "pgrep -f '[f]leetsync-watch run' | head -n 1")
+    }
+    func arrives(_ name: String) throws {
+      _ = try on(setup.source, "echo \(name) > /srv/data/a/\(name)")
+      try waitForBlocking("\(name) on the backup") {
+        try setup.fleet.run(on: setup.backup, "test -f /srv/backup/s1/a/\(name)").status == 0
+      }
+    }
+    _ = try on(setup.source, "mkdir -p /srv/data/a")
+    let up = try fleetsync(["up"])
+    try #require(up.status == 0, "\(up.stdout)\(up.stderr)")
+    #expect(try fleetsync(["heal"]).stdout.contains("heal: ok=2"), "all healthy: nothing to do")
+
+    // Hung: the process runs, its health port answers nothing.
+    let hung = try watcherPid()
+    _ = try on(setup.source, "kill -STOP \(hung)")
+    try waitForBlocking("status sees the hung watcher") {
+      try fleetsync(["status"]).stdout.contains("not answering")
+    }
+    let restarted = try fleetsync(["heal", "--json"])
+    #expect(restarted.status == 0, "\(restarted.stdout)\(restarted.stderr)")
+    #expect(restarted.stdout.contains(#""action" : "restart""#), "\(restarted.stdout)")
+    #expect(restarted.stdout.contains(#""healthyAfter" : true"#), "\(restarted.stdout)")
+    #expect(try watcherPid() != hung)
+    try arrives("after-hang")
+
+    // Stopped, and nothing starts it again.
+    let unit = "'fleetsync-watch@a:bk1:s1-a.service'"
+    let pidFile = "'/run/fleetsync/watch-a:bk1:s1-a.pid'"
+    _ = try on(setup.source, systemd ? "systemctl stop \(unit)" : "kill \"$(cat \(pidFile))\"")
+    try waitForBlocking("the watcher is gone") {
+      try setup.fleet.run(on: setup.source, "pgrep -f '[f]leetsync-watch run'").status != 0
+    }
+    let started = try fleetsync(["heal"])
+    #expect(started.status == 0 && started.stdout.contains("start"), "\(started.stdout)\(started.stderr)")
+    try arrives("after-stop")
+
+    // The backup's daemon stopped: the watcher says its target is unreachable, and a restart of it
+    // would not help; heal starts the daemon instead.
+    let daemonUnit = "'fleetsync-rsyncd@main.service'"
+    _ = try on(
+      setup.backup,
+      systemd ? "systemctl stop \(daemonUnit)" : "kill \"$(cat /run/fleetsync/rsyncd-main.pid)\"")
+    let before = try watcherPid()
+    _ = try on(setup.source, "echo pending > /srv/data/a/pending")
+    var seen = ""
+    let down = try? waitForBlocking("status sees the target down") {
+      seen = try fleetsync(["status", "--limit", "s1"]).stdout
+      return seen.contains("cannot reach the rsync daemon")
+    }
+    try #require(down != nil, "\(seen)")
+    let left = try fleetsync(["heal", "--limit", "s1"])
+    #expect(left.status != 0 && left.stdout.contains("leave"), "\(left.stdout)\(left.stderr)")
+    #expect(try watcherPid() == before, "a watcher whose backup is down is not restarted")
+    let daemon = try fleetsync(["heal", "--limit", "bk1"])
+    #expect(daemon.status == 0 && daemon.stdout.contains("start"), "\(daemon.stdout)\(daemon.stderr)")
+    try waitForBlocking("the pending file on the backup") {
+      try setup.fleet.run(on: setup.backup, "test -f /srv/backup/s1/a/pending").status == 0
+    }
+    #expect(try watcherPid() == before)
+  }
+}
