@@ -19,8 +19,16 @@ extension ProvisionFleetTests {
       try #require(out.status == 0, "on \(node): \(command): \(out.output)")
       return out.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
+    // The instance's own processes: a node without systemd shares the machine's pid namespace, where
+    // other tests' watchers run too.
+    let unit = "'fleetsync-watch@a:bk1:s1-a.service'"
+    let pidFile = "'/run/fleetsync/watch-a:bk1:s1-a.pid'"
     func watcherPid() throws -> String {
-      try on(setup.source, "pgrep -f '[f]leetsync-watch run' | head -n 1")
+      try on(
+        setup.source,
+        systemd
+          ? "systemctl show -p MainPID --value \(unit)"
+          : "pgrep -P \"$(cat \(pidFile))\" -f '[f]leetsync-watch run' | head -n 1")
     }
     func arrives(_ name: String) throws {
       _ = try on(setup.source, "echo \(name) > /srv/data/a/\(name)")
@@ -33,9 +41,19 @@ extension ProvisionFleetTests {
     try #require(up.status == 0, "\(up.stdout)\(up.stderr)")
     #expect(try fleetsync(["heal"]).stdout.contains("heal: ok=2"), "all healthy: nothing to do")
 
-    // Hung: the process runs, its health port answers nothing.
+    // Hung: the process runs, its health port answers nothing. The instance's own watchdog (systemd's
+    // WatchdogSec, the supervisor's checks) would restart it after 30 s; this test is about heal, so
+    // systemd's is turned off and the supervisor is stopped along with its watcher.
+    if systemd {
+      _ = try on(
+        setup.source,
+        "mkdir -p /run/systemd/system/\(unit).d && printf '[Service]\\nWatchdogSec=0\\n' "
+          + ">/run/systemd/system/\(unit).d/heal-test.conf && systemctl daemon-reload && systemctl restart \(unit)"
+      )
+      try waitForBlocking("the watcher healthy again") { try fleetsync(["status"]).status == 0 }
+    }
     let hung = try watcherPid()
-    _ = try on(setup.source, "kill -STOP \(hung)")
+    _ = try on(setup.source, systemd ? "kill -STOP \(hung)" : "kill -STOP \(hung) \"$(cat \(pidFile))\"")
     try waitForBlocking("status sees the hung watcher") {
       try fleetsync(["status"]).stdout.contains("not answering")
     }
@@ -47,12 +65,8 @@ extension ProvisionFleetTests {
     try arrives("after-hang")
 
     // Stopped, and nothing starts it again.
-    let unit = "'fleetsync-watch@a:bk1:s1-a.service'"
-    let pidFile = "'/run/fleetsync/watch-a:bk1:s1-a.pid'"
     _ = try on(setup.source, systemd ? "systemctl stop \(unit)" : "kill \"$(cat \(pidFile))\"")
-    try waitForBlocking("the watcher is gone") {
-      try setup.fleet.run(on: setup.source, "pgrep -f '[f]leetsync-watch run'").status != 0
-    }
+    try waitForBlocking("the watcher is gone") { try fleetsync(["status"]).stdout.contains("not running") }
     let started = try fleetsync(["heal"])
     #expect(started.status == 0 && started.stdout.contains("start"), "\(started.stdout)\(started.stderr)")
     try arrives("after-stop")
