@@ -66,7 +66,7 @@ public final class ControllerLock: Sendable {
     while flock(fd, LOCK_EX | LOCK_NB) != 0 {
       let busy = errno == EWOULDBLOCK
       guard busy, ContinuousClock.now < deadline, !Task.isCancelled else {
-        let holder = busy ? readHolder(fd) : nil
+        let holder = busy ? await awaitHolder(fd) : nil
         close(fd)
         if !busy { throw FleetError(.localState, "cannot lock \(path): \(String(cString: strerror(errno)))") }
         throw heldError(path: path, holder: holder, waited: wait)
@@ -111,6 +111,16 @@ public final class ControllerLock: Sendable {
       _ = ftruncate(fd, 0)
       _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
     }
+  }
+
+  /// The holder of a busy lock. A run writes who it is just after it takes the lock, so a file that
+  /// does not say yet is read again for up to a second before the holder counts as unknown.
+  private static func awaitHolder(_ fd: Int32) async -> Holder? {
+    for _ in 0..<20 {
+      if let holder = readHolder(fd) { return holder }
+      try? await Task.sleep(for: .milliseconds(50))
+    }
+    return readHolder(fd)
   }
 
   private static func readHolder(_ fd: Int32) -> Holder? {

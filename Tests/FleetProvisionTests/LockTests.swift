@@ -74,6 +74,26 @@ import Testing
     #expect(report.hosts.allSatisfy { $0.outcome == .changed })
   }
 
+  /// A run refused in the instant between the holder's `flock` and its writing who it is still
+  /// names the holder (it used to say "a run that has not yet said who it is").
+  @Test func aHolderThatHasNotWrittenYetIsStillNamed() async throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("lock-\(UUID().uuidString)").path
+    defer { unlink(path) }
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    try #require(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+    defer { close(fd) }
+    let late = Task {
+      try await Task.sleep(for: .milliseconds(300))
+      let text =
+        #"{"pid":4242,"host":"elsewhere","command":"fleetsync up -i late","since":"2026-11-28T03:00:00Z"}"#
+      _ = Array(text.utf8).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+    let error = try #require(
+      await Self.error { _ = try await ControllerLock.acquire(path: path, command: "second") })
+    try await late.value
+    #expect(error.message.contains("pid 4242 on elsewhere (`fleetsync up -i late`)"), "\(error.message)")
+  }
+
   /// A holder that dies (SIGKILL, no clean-up) leaves nothing locked: the kernel drops its flock.
   @Test func aKilledHolderLeavesTheLockFree() async throws {
     let fleet = try FakeFleet()
