@@ -141,6 +141,21 @@ let package = Package(
       swiftSettings: strictSettings
     ),
 
+    // The controller's supervisor: heal passes on an interval, restart budget, /metrics.
+    .target(
+      name: "FleetSupervise",
+      dependencies: [
+        "FleetCore",
+        "FleetInventory",
+        "FleetProvision",
+        "FleetHealth",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strictSettings
+    ),
+
     // Thin executables.
     .executableTarget(
       name: "fleetsync",
@@ -149,6 +164,10 @@ let package = Package(
         "FleetSSH",
         "FleetInventory",
         "FleetProvision",
+        "FleetSupervise",
+        "FleetHealth",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -179,6 +198,9 @@ let package = Package(
       dependencies: ["FleetProvision", "FleetInventory", "FleetCore"],
       swiftSettings: strictSettings
     ),
+    .testTarget(
+      name: "FleetSuperviseTests", dependencies: ["FleetSupervise", "FleetProvision"],
+      swiftSettings: strictSettings),
     .testTarget(
       name: "FleetSSHTests", dependencies: ["FleetSSH", "FleetTestSupport"], swiftSettings: strictSettings),
     .testTarget(

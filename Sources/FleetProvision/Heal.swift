@@ -22,7 +22,12 @@ public struct HealReport: Sendable {
   public var outcome: HostOutcome
   /// What was done or left, instance by instance; empty when everything was healthy.
   public var actions: [HealAction]
+  /// The host as last read (after the repairs, when there were any); nil when it could not be read.
+  public var status: HostStatus?
 }
+
+/// Whether `heal` may start or restart an instance now; the reason when not (a restart budget spent).
+public typealias HealGate = @Sendable (_ host: String, _ instance: String) -> String?
 
 /// The policy of `heal`: which instance to start, which to restart, which to leave.
 ///
@@ -83,18 +88,34 @@ extension Provisioner {
   ///
   /// After its repairs a host is read again until each repaired instance answers healthy or
   /// `deadline` seconds pass.
-  public func heal(deadline: Int = 60) async -> [HealReport] {
-    await forEachConnectedHost(selected) { ref, error in
-      HealReport(host: ref.name, outcome: HostOutcome(error), actions: [])
+  ///
+  /// - Parameters:
+  ///   - hosts: only these of the selected hosts (nil: all of them).
+  ///   - gate: asked before each start or restart; an instance it refuses is left, with its reason.
+  ///
+  /// Holds the controller's lock on the inventory throughout, as `up` and `down` do, so a pass never
+  /// starts what an `up` is stopping.
+  ///
+  /// - Throws: ``FleetError/Code/controllerLocked`` when another run holds the lock after
+  ///   ``ProvisionOptions/lockWait``.
+  public func heal(
+    deadline: Int = 60, hosts: Set<String>? = nil, gate: @escaping HealGate = { _, _ in nil }
+  ) async throws -> [HealReport] {
+    let lock = try await ControllerLock.acquire(path: lockFile, command: commandLine, wait: options.lockWait)
+    defer { lock.release() }
+    return await forEachConnectedHost(selected.filter { hosts?.contains($0.name) ?? true }) { ref, error in
+      HealReport(host: ref.name, outcome: HostOutcome(error), actions: [], status: nil)
     } _: { ref, host in
-      await self.heal(ref, on: host, deadline: deadline)
+      await self.heal(ref, on: host, deadline: deadline, gate: gate)
     }
   }
 
-  private func heal(_ ref: HostRef, on host: any RemoteHost, deadline: Int) async -> HealReport {
+  private func heal(_ ref: HostRef, on host: any RemoteHost, deadline: Int, gate: HealGate) async
+    -> HealReport
+  {
     let before = await status(of: ref, on: host)
     if let error = before.error {
-      return HealReport(host: ref.name, outcome: HostOutcome(error), actions: [])
+      return HealReport(host: ref.name, outcome: HostOutcome(error), actions: [], status: nil)
     }
     var actions: [HealAction] = []
     var repaired: [String] = []
@@ -106,37 +127,42 @@ extension Provisioner {
         actions.append(HealAction(action: "leave", instance: name, reason: why, healthyAfter: false))
       case .start(let why), .restart(let why):
         let verb = service.running ? "restart" : "start"
+        if let refused = gate(ref.name, name) {
+          actions.append(
+            HealAction(action: "leave", instance: name, reason: "\(why); not now: \(refused)", healthyAfter: false))
+          continue
+        }
         do {
           let out = try await host.run(try HealPolicy.command(service.service))
           let failed = out.status == 0 ? "" : "; the \(verb) failed (exit \(out.status)): \(out.stderr)"
           actions.append(HealAction(action: verb, instance: name, reason: why + failed, healthyAfter: false))
           repaired.append(name)
         } catch {
-          actions.append(
-            HealAction(action: verb, instance: name, reason: "\(why); \(error)", healthyAfter: false))
+          actions.append(HealAction(action: verb, instance: name, reason: "\(why); \(error)", healthyAfter: false))
         }
       }
     }
+    var after = before
     if !repaired.isEmpty {
-      let healthy = await waitHealthy(Set(repaired), ref: ref, on: host, deadline: deadline)
+      after = await waitHealthy(Set(repaired), ref: ref, on: host, deadline: deadline)
+      let healthy = Set(after.services.filter(\.healthy).map(\.service.description))
       for index in actions.indices where healthy.contains(actions[index].instance) {
         actions[index].healthyAfter = true
       }
     }
-    return HealReport(host: ref.name, outcome: Self.outcome(actions), actions: actions)
+    return HealReport(host: ref.name, outcome: Self.outcome(actions), actions: actions, status: after)
   }
 
   /// Reads the host until every instance in `names` answers healthy or `deadline` seconds pass;
-  /// returns those that did.
+  /// returns the last reading.
   private func waitHealthy(_ names: Set<String>, ref: HostRef, on host: any RemoteHost, deadline: Int) async
-    -> Set<String>
+    -> HostStatus
   {
     let end = Date().addingTimeInterval(TimeInterval(deadline))
-    var healthy: Set<String> = []
     while true {
       let now = await status(of: ref, on: host)
-      healthy = Set(now.services.filter { $0.healthy }.map(\.service.description)).intersection(names)
-      if healthy == names || Date() >= end { return healthy }
+      let healthy = Set(now.services.filter(\.healthy).map(\.service.description))
+      if names.isSubset(of: healthy) || Date() >= end || Task.isCancelled { return now }
       try? await Task.sleep(for: .seconds(1))
     }
   }

@@ -17,6 +17,7 @@ struct HealCommand: AsyncParsableCommand {
       """ + ExitStatus.helpText)
 
   @OptionGroup var common: InventoryOptions
+  @OptionGroup var lock: LockOptions
   @Option(help: "Seconds to wait for repaired instances to answer healthy.")
   var deadline = 60
   @Flag(
@@ -27,13 +28,14 @@ struct HealCommand: AsyncParsableCommand {
 
   func run() async throws {
     let inventory = try common.load()
-    let options = common.options()
+    var options = common.options()
+    options.lockWait = .seconds(lock.waitLock)
     let deadline = max(1, deadline)
     let reports = try await reportingFailures {
       try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
         let provisioner = try Provisioner(
           inventory: inventory, connector: SSHHostConnector(client: client), options: options)
-        return await provisioner.heal(deadline: deadline)
+        return try await provisioner.heal(deadline: deadline)
       }
     }
     if json {

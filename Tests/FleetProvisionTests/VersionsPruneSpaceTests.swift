@@ -46,7 +46,7 @@ extension VersionsPruneTests {
     try withRoot { root in
       let held = try Module(root, "held", ages: [9 * Self.day / 2, 4 * Self.day, 3 * Self.day])
       let free = try Module(root, "free", ages: [60])
-      FileManager.default.createFile(
+      _ = FileManager.default.createFile(
         atPath: "\(held.path)/\(VersionsLayout.directory)/\(VersionsLayout.holdPrefix)w", contents: nil)
       let out = try prune(root, list: "7 \(held.path)\n7 \(free.path)\n", env: try fakeDF(root))
       #expect(held.stamps.allSatisfy(held.exists), "\(out.stdout)")

@@ -71,7 +71,7 @@ import Testing
     try withRoot { root in
       let held = try Module(root, "held", ages: [30 * Self.day, 20 * Self.day])
       let free = try Module(root, "free", ages: [30 * Self.day])
-      FileManager.default.createFile(
+      _ = FileManager.default.createFile(
         atPath: "\(held.path)/\(VersionsLayout.directory)/\(VersionsLayout.holdPrefix)home:bk1:held",
         contents: nil)
       let out = try prune(root, list: "7 \(held.path)\n7 \(free.path)\n")

@@ -80,11 +80,13 @@ extension ProvisionFleetTests {
     let before = try watcherPid()
     _ = try on(setup.source, "echo pending > /srv/data/a/pending")
     var seen = ""
-    let down = try? waitForBlocking("status sees the target down") {
+    var down = false
+    try? waitForBlocking("status sees the target down") {
       seen = try fleetsync(["status", "--limit", "s1"]).stdout
-      return seen.contains("cannot reach the rsync daemon")
+      down = seen.contains("cannot reach the rsync daemon")
+      return down
     }
-    try #require(down != nil, "\(seen)")
+    try #require(down, "\(seen)")
     let left = try fleetsync(["heal", "--limit", "s1"])
     #expect(left.status != 0 && left.stdout.contains("leave"), "\(left.stdout)\(left.stderr)")
     #expect(try watcherPid() == before, "a watcher whose backup is down is not restarted")
