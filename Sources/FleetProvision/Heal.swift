@@ -129,7 +129,8 @@ extension Provisioner {
         let verb = service.running ? "restart" : "start"
         if let refused = gate(ref.name, name) {
           actions.append(
-            HealAction(action: "leave", instance: name, reason: "\(why); not now: \(refused)", healthyAfter: false))
+            HealAction(
+              action: "leave", instance: name, reason: "\(why); not now: \(refused)", healthyAfter: false))
           continue
         }
         do {
@@ -138,7 +139,8 @@ extension Provisioner {
           actions.append(HealAction(action: verb, instance: name, reason: why + failed, healthyAfter: false))
           repaired.append(name)
         } catch {
-          actions.append(HealAction(action: verb, instance: name, reason: "\(why); \(error)", healthyAfter: false))
+          actions.append(
+            HealAction(action: verb, instance: name, reason: "\(why); \(error)", healthyAfter: false))
         }
       }
     }
