@@ -127,16 +127,8 @@ enum AgentIT {
 
   /// Runs `fleetsync-watch resume --config CONFIG ARGS` to completion: exit status and output.
   static func resume(config: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: AgentIT.binary!)
-    p.arguments = ["resume", "--config", config] + arguments
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    let run = try CLI.runProcess(AgentIT.binary!, ["resume", "--config", config] + arguments)
+    return (run.status, run.stdout + run.stderr)
   }
 
   /// `GET path` on the health endpoint: status code and body.
