@@ -24,12 +24,12 @@ public struct SecretStore: Sendable {
     self.secrets = [:]
     self.existed = FileManager.default.fileExists(atPath: path)
     guard existed else { return }
-    var info = stat()
-    if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
+    let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+    let mode = (attributes?[.posixPermissions] as? NSNumber)?.intValue ?? 0
+    if mode & 0o077 != 0 {
       throw FleetError(
         .localState,
-        "secrets file \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)"
-      )
+        "secrets file \(path) is readable by others (mode \(String(mode & 0o777, radix: 8))); run: chmod 600 \(path)")
     }
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw FleetError(.localState, "cannot read secrets file \(path)")
