@@ -29,7 +29,8 @@ public struct SecretStore: Sendable {
     if mode & 0o077 != 0 {
       throw FleetError(
         .localState,
-        "secrets file \(path) is readable by others (mode \(String(mode & 0o777, radix: 8))); run: chmod 600 \(path)")
+        "secrets file \(path) is readable by others (mode \(String(mode & 0o777, radix: 8))); run: chmod 600 \(path)"
+      )
     }
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw FleetError(.localState, "cannot read secrets file \(path)")
