@@ -77,13 +77,7 @@ struct ProvisionFleetTests {
   ) -> String {
     let n = fleet.nodes
     var text = """
-      defaults:
-        ssh:
-          identity: \(fleet.clientKey)
-          known_hosts: \(fleet.knownHosts)
-          connect_timeout: 30
-        watch:
-          batch_delay_ms: 50
+      \(fleet.inventoryDefaults)
       backups:
         bk1:
           address: \(n[bk1].address)

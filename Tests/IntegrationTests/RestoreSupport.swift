@@ -16,13 +16,7 @@ struct RestoreRig {
 
   static func inventory(_ fleet: TestFleet) -> String {
     """
-    defaults:
-      ssh:
-        identity: \(fleet.clientKey)
-        known_hosts: \(fleet.knownHosts)
-        connect_timeout: 30
-      watch:
-        batch_delay_ms: 50
+    \(fleet.inventoryDefaults)
     backups:
       bk1:
         address: \(fleet.nodes[0].address)

@@ -27,13 +27,7 @@ final class TwoNodeFleet {
     do {
       try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
       try """
-      defaults:
-        ssh:
-          identity: \(fleet.clientKey)
-          known_hosts: \(fleet.knownHosts)
-          connect_timeout: 30
-        watch:
-          batch_delay_ms: 50
+      \(fleet.inventoryDefaults)
       backups:
         bk1:
           address: \(backup.address)
@@ -61,5 +55,21 @@ final class TwoNodeFleet {
       try? value.write(toFile: "/proc/sys/fs/inotify/\(key)", atomically: false, encoding: .utf8)
     }
     try? FileManager.default.removeItem(atPath: directory)
+  }
+}
+
+extension TestFleet {
+  /// The `defaults` section of the fleet tests' inventories: this fleet's client key and known hosts,
+  /// and a short batch delay.
+  var inventoryDefaults: String {
+    """
+    defaults:
+      ssh:
+        identity: \(clientKey)
+        known_hosts: \(knownHosts)
+        connect_timeout: 30
+      watch:
+        batch_delay_ms: 50
+    """
   }
 }
