@@ -62,7 +62,14 @@ struct CLI {
 /// raises them and `down` must restore what the test read before, so no test may change them meanwhile.
 @Suite(.serialized, .dependsOnInotifyLimits, .enabled(if: TestFleet.isSupported))
 struct ProvisionFleetTests {
-  static let fleetID = 3
+  /// 3, or `FLEETSYNC_PROVISION_FLEET_ID` (0...9) when set: two checkouts on one machine can then run
+  /// these tests at once (give each a free id; the full suite takes every id, see `TestFleet.fallbackIDs`).
+  static let fleetID: Int = {
+    guard let text = ProcessInfo.processInfo.environment["FLEETSYNC_PROVISION_FLEET_ID"], let id = Int(text),
+      (0...9).contains(id)
+    else { return 3 }
+    return id
+  }()
 
   /// Node roles: bk1 and s1 boot systemd (units path), the others do not (supervisor path).
   static let bk1 = 0
