@@ -36,8 +36,7 @@ enum StartRetry {
     _ state: WatchStatus.State, reason: String, settings: AgentSettings, retryIn: Duration, now: Date
   ) -> WatchStatus {
     var status = WatchStatus(state: state, heartbeat: now)
-    status.lastErrorKind = .io
-    status.lastError = reason + "; " + hint(state, settings: settings)
+    status.recordError(.io, reason + "; " + hint(state, settings: settings), at: now)
     status.nextRetryAt = now.addingTimeInterval(retryIn.inSeconds)
     return status
   }

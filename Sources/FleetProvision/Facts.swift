@@ -28,37 +28,62 @@ public struct HostFacts: Sendable, Equatable {
   }
 
   /// The script that prints the facts, in `@@section` blocks.
-  static let script = #"""
-    echo @@systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi
-    echo @@manifest; cat /etc/fleetsync/manifest.json 2>/dev/null; echo
-    echo @@sysctl
-    for k in max_user_watches max_user_instances max_queued_events; do
-      echo "fs.inotify.$k $(cat /proc/sys/fs/inotify/$k)"
-    done
-    echo @@sysctl-writable; if [ -w /proc/sys/fs/inotify/max_user_watches ]; then echo yes; else echo no; fi
-    echo @@hash
-    { find /etc/fleetsync /var/lib/fleetsync/bin -type f 2>/dev/null
-      ls -d /etc/sysctl.d/60-fleetsync.conf /etc/init.d/fleetsync /etc/systemd/system/fleetsync-*.service \
-        /etc/systemd/system/fleetsync-*.timer /etc/cron.d/fleetsync-prune \
-        /etc/systemd/system/fleetsync-*.service.d/fleetsync-source.conf 2>/dev/null; } | xargs -r sha256sum
-    echo @@listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
-    echo @@running
-    if [ -d /run/systemd/system ]; then
-      systemctl list-units --state=active --plain --no-legend 'fleetsync-*' 2>/dev/null |
-        sed -n 's/^fleetsync-\([a-z]*\)@\([^ ]*\)\.service .*/\1@\2/p'
-    fi
-    for f in /run/fleetsync/*.pid; do
-      [ -f "$f" ] || continue
-      p=$(cat "$f" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null || continue
-      n=${f##*/}; n=${n%.pid}; echo "${n%%-*}@${n#*-}"
-    done
-    echo @@machine; cat /proc/sys/kernel/random/boot_id 2>/dev/null; stat -c %d:%i /etc 2>/dev/null
-    echo @@end
-    """#
+  static let script = [
+    Part.systemd, Part.manifest, Part.sysctl, Part.hashes, Part.listening, Part.running, Part.machine,
+    Part.end,
+  ].joined()
+
+  /// The facts script's sections, each printed by its own lines; other scripts (the status probe)
+  /// print the ones they need, and ``parse(_:)`` reads whichever are present.
+  enum Part {
+    static let systemd = "echo @@systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi\n"
+    static let manifest = "echo @@manifest; cat \(Layout.manifest) 2>/dev/null; echo\n"
+    static let sysctl = #"""
+      echo @@sysctl
+      for k in max_user_watches max_user_instances max_queued_events; do
+        echo "fs.inotify.$k $(cat /proc/sys/fs/inotify/$k)"
+      done
+      echo @@sysctl-writable; if [ -w /proc/sys/fs/inotify/max_user_watches ]; then echo yes; else echo no; fi
+
+      """#
+    static let hashes = #"""
+      echo @@hash
+      { find /etc/fleetsync /var/lib/fleetsync/bin -type f 2>/dev/null
+        ls -d /etc/sysctl.d/60-fleetsync.conf /etc/init.d/fleetsync /etc/systemd/system/fleetsync-*.service \
+          /etc/systemd/system/fleetsync-*.timer /etc/cron.d/fleetsync-prune \
+          /etc/systemd/system/fleetsync-*.service.d/fleetsync-source.conf 2>/dev/null; } | xargs -r sha256sum
+
+      """#
+    static let listening = "echo @@listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null\n"
+    static let running = #"""
+      echo @@running
+      if [ -d /run/systemd/system ]; then
+        systemctl list-units --state=active --plain --no-legend 'fleetsync-*' 2>/dev/null |
+          sed -n 's/^fleetsync-\([a-z]*\)@\([^ ]*\)\.service .*/\1@\2/p'
+      fi
+      for f in /run/fleetsync/*.pid; do
+        [ -f "$f" ] || continue
+        p=$(cat "$f" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null || continue
+        n=${f##*/}; n=${n%.pid}; echo "${n%%-*}@${n#*-}"
+      done
+
+      """#
+    static let machine =
+      "echo @@machine; cat /proc/sys/kernel/random/boot_id 2>/dev/null; stat -c %d:%i /etc 2>/dev/null\n"
+    /// The last line: output without it was cut short.
+    static let end = "echo @@end\n"
+  }
 
   /// Reads the facts of `host`.
   public static func gather(from host: any RemoteHost) async throws -> HostFacts {
-    let out = try await host.run(script)
+    try parse(output: try await host.run(script))
+  }
+
+  /// Parses the output of ``script``, or of another script that prints some of its ``Part``s and
+  /// ends with ``Part/end``.
+  ///
+  /// - Throws: when the script failed or its output was cut short.
+  static func parse(output out: CommandOutput) throws -> HostFacts {
     guard out.status == 0, out.stdout.contains("@@end") else {
       throw FleetError(
         .remoteStep, "reading the host's state failed (exit \(out.status)): \(out.stderr.suffix(300))")

@@ -55,9 +55,13 @@ enum HealPolicy {
 
   /// The shell command that restarts (or starts) `service` on its host, systemd or not: a stopped
   /// process is continued first so that it can stop cleanly; systemd forgets that it gave up.
+  ///
+  /// The restart is counted in ``Layout/restartsFile(_:)``, with systemd's own count of restarts
+  /// (`NRestarts`), which the reset and the restart set back to 0.
   static func command(_ service: ServiceName) throws -> String {
     let unit = try ShellQuote.quote(service.unit)
     let pid = try ShellQuote.quote(Layout.pidFile(service))
+    let restarts = try ShellQuote.quote(Layout.restartsFile(service))
     let log = try ShellQuote.quote(Layout.logFile(service))
     let start: String
     switch service.kind {
@@ -69,6 +73,10 @@ enum HealPolicy {
         pid: pid, log: log, conf: try ShellQuote.quote(Layout.watchConf(service.instance)))
     }
     return """
+      mkdir -p \(Layout.run); n=0; c=$(cat \(restarts) 2>/dev/null)
+      [ -d /run/systemd/system ] && n=$(systemctl show -p NRestarts --value \(unit) 2>/dev/null)
+      case "$n" in ''|*[!0-9]*) n=0;; esac; case "$c" in ''|*[!0-9]*) c=0;; esac
+      echo $((c + n + 1)) >\(restarts)
       if [ -d /run/systemd/system ]; then
         systemctl kill --signal=SIGCONT \(unit) 2>/dev/null
         systemctl reset-failed \(unit) 2>/dev/null

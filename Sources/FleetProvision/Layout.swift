@@ -42,6 +42,11 @@ public enum Layout {
   public static func pidFile(_ service: ServiceName) -> String {
     "\(run)/\(service.kind.rawValue)-\(service.instance).pid"
   }
+  /// Restarts of a service instance since boot by its supervisor (the pid-file supervisor, or
+  /// `heal` for both kinds; systemd's own count, `NRestarts`, is added to it when `heal` resets it).
+  public static func restartsFile(_ service: ServiceName) -> String {
+    "\(run)/\(service.kind.rawValue)-\(service.instance).restarts"
+  }
   /// Log file of a service instance.
   public static func logFile(_ service: ServiceName) -> String {
     "\(log)/\(service.kind.rawValue)-\(service.instance).log"

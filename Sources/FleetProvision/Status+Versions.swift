@@ -30,12 +30,6 @@ public struct ModuleSize: Sendable, Equatable {
         measured: Date(timeIntervalSince1970: TimeInterval(epoch)))
     }
   }
-
-  /// Reads the recorded sizes of a backup host; none when it has not measured yet or cannot say.
-  static func read(on host: any RemoteHost) async -> [ModuleSize] {
-    guard let out = try? await host.run(command), out.status == 0 else { return [] }
-    return parse(out.stdout)
-  }
 }
 
 extension StatusTable {

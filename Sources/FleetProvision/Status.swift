@@ -25,6 +25,16 @@ public struct ServiceStatus: Sendable, Equatable {
   public var failingPaths: [WatchStatus.FailingPath] = []
   /// Whether the watcher's rsync sender runs confined to the source (Landlock); nil when unknown.
   public var senderConfined: Bool?
+  /// Restarts since the host booted (by systemd, the pid-file supervisor or `heal`); nil when unknown.
+  public var restarts: Int?
+  /// Seconds since its process started; nil when it does not run or the host did not say.
+  public var uptimeSeconds: Int?
+  /// When the watcher last sent something successfully.
+  public var lastSuccess: Date?
+  /// The watcher's last error, for people (it may be over: see ``lastSuccess``).
+  public var lastError: String?
+  /// When ``lastError`` happened, when the watcher says.
+  public var lastErrorAt: Date?
 
   /// The detail of an instance whose process runs but does not answer its health check.
   public static let notAnswering = "not answering"
@@ -63,43 +73,61 @@ extension Provisioner {
     }
   }
 
+  /// Reads one host's instances in one remote command (two when the host has instances this
+  /// controller's port book does not know; see ``StatusProbe``).
   func status(of ref: HostRef, on host: any RemoteHost) async -> HostStatus {
     do {
-      let facts = try await HostFacts.gather(from: host)
+      let book = (try? PortBook.load(path: stateFile)) ?? PortBook()
+      let expected = StatusProbe.expected(on: ref.name, book: book)
+      let out = try await host.run(
+        StatusProbe.script(expected: expected, backup: ref.roles.contains(.backup)))
+      let facts = try HostFacts.parse(output: out)
       guard let manifest = facts.manifest else {
         return HostStatus(host: ref.name, roles: ref.roles, error: nil, services: [])
       }
-      let services = manifest.services.keys.sorted().compactMap { key -> (name: ServiceName, port: Int)? in
+      let services = manifest.services.keys.sorted().compactMap { key -> StatusProbe.Instance? in
         guard let name = Planner.parseService(key), let entry = manifest.services[key] else { return nil }
         return (name, entry.port)
       }
-      let out =
-        services.isEmpty
-        ? CommandOutput(status: 0, stdout: "", stderr: "")
-        : try await host.run(HealthProbe.statusScript(services))
-      let blocks = SectionedOutput(out.stdout)
-      let rows = services.map { name, port -> ServiceStatus in
-        let lines = blocks[name.description] ?? []
-        var row = ServiceStatus(
-          service: name, port: port, running: facts.running.contains(name.description),
-          healthy: lines.contains("healthy"), lagSeconds: nil, queueDepth: nil, detail: "")
-        if let json = lines.first(where: { $0.hasPrefix("{") }) {
-          row.read(watcherStatus: json, host: ref.name)
-        } else if !row.running {
-          row.detail = "not running"
-        } else if !row.healthy {
-          row.detail = ServiceStatus.notAnswering
-        }
-        return row
+      var sections = [SectionedOutput(out.stdout)]
+      let missed = services.filter { sections[0][StatusProbe.section($0)] == nil }
+      if !missed.isEmpty {
+        sections.append(SectionedOutput(try await host.run(StatusProbe.probes(missed)).stdout))
+      }
+      let rows = services.map { instance -> ServiceStatus in
+        let reading = sections.lazy.compactMap { StatusProbe.reading(instance, in: $0) }.first
+        return ServiceStatus(
+          instance, reading: reading ?? StatusProbe.Reading(),
+          running: facts.running.contains(instance.name.description), host: ref.name)
       }
       var status = HostStatus(host: ref.name, roles: ref.roles, error: nil, services: rows)
-      if ref.roles.contains(.backup) { status.moduleSizes = await ModuleSize.read(on: host) }
+      if ref.roles.contains(.backup) {
+        status.moduleSizes = ModuleSize.parse((sections[0]["sizes"] ?? []).joined(separator: "\n"))
+      }
       return status
     } catch {
       return HostStatus(
         host: ref.name, roles: ref.roles,
         error: FleetError.wrap(error, code: .remoteStep, "failed"),
         services: [])
+    }
+  }
+}
+
+extension ServiceStatus {
+  /// The row of `instance` from what its section said.
+  init(_ instance: StatusProbe.Instance, reading: StatusProbe.Reading, running: Bool, host: String) {
+    self.init(
+      service: instance.name, port: instance.port, running: running, healthy: reading.healthy,
+      lagSeconds: nil, queueDepth: nil, detail: "")
+    restarts = reading.restarts
+    uptimeSeconds = running ? reading.uptimeSeconds : nil
+    if let json = reading.statusJSON {
+      read(watcherStatus: json, host: host)
+    } else if !running {
+      detail = "not running"
+    } else if !healthy {
+      detail = Self.notAnswering
     }
   }
 }

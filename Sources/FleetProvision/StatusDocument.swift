@@ -33,6 +33,16 @@ public struct StatusDocument: Sendable, Equatable, Codable {
     public var failingPaths: Int?
     /// Whether the watcher's rsync sender runs confined to the source; absent when unknown.
     public var senderConfined: Bool?
+    /// Restarts since the host booted, by systemd, the pid-file supervisor or `heal`.
+    public var restarts: Int?
+    /// Seconds since the instance's process started; absent when it does not run.
+    public var uptimeSeconds: Int?
+    /// When a transfer last succeeded (watchers), seconds since the epoch.
+    public var lastSuccess: Int?
+    /// The watcher's last error (it may be over: compare ``lastErrorAt`` with ``lastSuccess``).
+    public var lastError: String?
+    /// When ``lastError`` happened, seconds since the epoch.
+    public var lastErrorAt: Int?
   }
 
   /// A backup module's sizes, as last measured on its host.
@@ -83,7 +93,7 @@ public struct StatusDocument: Sendable, Equatable, Codable {
       modules: status.moduleSizes.map {
         Module(
           path: $0.path, mirrorKiB: $0.mirrorKiB, versionsKiB: $0.versionsKiB,
-          measuredAt: Int($0.measured.timeIntervalSince1970))
+          measuredAt: epoch($0.measured))
       })
   }
 
@@ -94,7 +104,18 @@ public struct StatusDocument: Sendable, Equatable, Codable {
       state: s.healthy ? "healthy" : (s.running ? "unhealthy" : "down"), running: s.running,
       healthy: s.healthy, lagSeconds: s.lagSeconds ?? (watcher && s.healthy ? 0 : nil),
       queueDepth: s.queueDepth, detail: s.detail, failingPaths: watcher ? s.failingPathCount : nil,
-      senderConfined: s.senderConfined)
+      senderConfined: s.senderConfined, restarts: s.restarts, uptimeSeconds: s.uptimeSeconds,
+      lastSuccess: s.lastSuccess.map(epoch), lastError: s.lastError, lastErrorAt: s.lastErrorAt.map(epoch))
+  }
+
+  /// Seconds since the epoch.
+  static func epoch(_ date: Date) -> Int { Int(date.timeIntervalSince1970) }
+
+  /// The document as one line of JSON with sorted keys (one reading of `status --watch --json`).
+  public func jsonLine() throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(self), as: UTF8.self)
   }
 
   /// The document as pretty-printed JSON with sorted keys.

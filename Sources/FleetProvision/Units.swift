@@ -85,7 +85,8 @@ public enum Units {
   /// `FLEETSYNC_CHECK_FAILURES` (3) answers in a row of "hung" (no answer, or a stalled event loop)
   /// it stops the watcher (TERM, KILL after `FLEETSYNC_STOP_GRACE` seconds, 10) and starts it again.
   /// A watcher that answers but is unhealthy (waiting for its source, backup down) is left alone:
-  /// a restart would not help. It records its own pid and stops the watcher on TERM.
+  /// a restart would not help. It records its own pid and stops the watcher on TERM, and counts
+  /// each restart in ``Layout/restartsFile(_:)``.
   public static let supervisor = #"""
     #!/bin/sh
     # Managed by fleetsync: edits are overwritten by `fleetsync up` and removed by `fleetsync down`.
@@ -137,6 +138,7 @@ public enum Units {
       kill "$checker" 2>/dev/null
       child=; checker=
       say "the watcher exited with status $status; restarting in ${delay}s"
+      n=$(cat "${pidfile%.pid}.restarts" 2>/dev/null); echo $(( ${n:-0} + 1 )) >"${pidfile%.pid}.restarts"
       [ $(( $(date +%s) - started )) -ge 60 ] && delay=1
       sleep "$delay" & wait $!
       [ "$delay" -lt 30 ] && delay=$((delay * 2))

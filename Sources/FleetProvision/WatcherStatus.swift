@@ -21,6 +21,9 @@ extension ServiceStatus {
     failingPathCount = status.failingPathCount ?? 0
     failingPaths = status.failingPaths ?? []
     senderConfined = status.senderConfined
+    lastSuccess = status.lastSuccess
+    lastError = status.lastError
+    lastErrorAt = status.lastErrorAt
     if let hold = status.sourceHold { detail = "\(state) (\(hold.kind.rawValue)): \(hold.message)" }
     if let held = Self.heldDeletes(status, instance: service.instance, host: host) { detail += "; " + held }
     if let alarm = Self.massChange(status, instance: service.instance, host: host) { detail += "; " + alarm }

@@ -139,10 +139,7 @@ final class EngineCore: Sendable, ChangeSource {
   }
 
   func recordError(kind: WatchStatus.ErrorKind, message: String) {
-    statusBox.withLock {
-      $0.lastError = message
-      $0.lastErrorKind = kind
-    }
+    statusBox.withLock { $0.recordError(kind, message) }
   }
 
   func requestFullSync() {

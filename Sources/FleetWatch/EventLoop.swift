@@ -325,8 +325,7 @@ final class EventLoop {
     logger.warning("\(message)")
     core.update {
       $0.overflows += 1
-      $0.lastError = message
-      $0.lastErrorKind = .overflow
+      $0.recordError(.overflow, message)
     }
     if !core.flags.withLock({ $0.watchLimit }) {
       let core = self.core

@@ -108,8 +108,7 @@ struct SourceGate {
     case .unknown(let kind, let why):
       // A failed attempt to reach the backup, as a failed transfer would be: the status says why.
       core.update {
-        $0.lastError = why
-        $0.lastErrorKind = kind
+        $0.recordError(kind, why)
         $0.consecutiveFailures += 1
       }
       return (.backupUnknown, "Listing the backup failed: \(why)")

@@ -207,16 +207,13 @@ struct TransferLoop {
         s.consecutiveFailures = 0
       case .partial(_, let message):
         s.lastSuccess = Date()
-        s.lastError = message
-        s.lastErrorKind = .partial
+        s.recordError(.partial, message)
       case .incomplete(_, let message):
-        s.lastError = message
-        s.lastErrorKind = .partial
+        s.recordError(.partial, message)
       case .failed(let kind, let message):
         s.failedTransfers += 1
         s.consecutiveFailures += 1
-        s.lastError = message
-        s.lastErrorKind = kind
+        s.recordError(kind, message)
       }
     }
     if case .partial(let code, let message) = outcome {

@@ -51,6 +51,8 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var lastError: String?
   /// What kind of problem ``lastError`` is.
   public var lastErrorKind: ErrorKind?
+  /// When ``lastError`` happened (absent in the status of agents older than this field).
+  public var lastErrorAt: Date?
   /// Failed transfers since the last success.
   public var consecutiveFailures: Int
   /// When the next retry runs, while retrying.
@@ -104,6 +106,13 @@ public struct WatchStatus: Sendable, Codable, Equatable {
     self.overflows = 0
     self.fullSyncs = 0
     self.heartbeat = heartbeat
+  }
+
+  /// Records an error: its message, its kind and when it happened (now).
+  public mutating func recordError(_ kind: ErrorKind, _ message: String, at now: Date = Date()) {
+    lastError = message
+    lastErrorKind = kind
+    lastErrorAt = now
   }
 
   /// Failures in a row after which retrying no longer counts as healthy.

@@ -218,37 +218,6 @@ struct DownCommand: AsyncParsableCommand {
   }
 }
 
-struct StatusCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(
-    commandName: "status", abstract: "Show every instance of the fleet: running, healthy, replication lag.",
-    discussion: "A host with an instance that is not healthy counts as failed.\n\n" + ExitStatus.helpText)
-
-  @OptionGroup var common: InventoryOptions
-  @Flag(
-    help: ArgumentHelp(
-      "Print every host and instance as JSON instead of the table.",
-      discussion: "The fields are described in docs/provisioning.md; the exit status is the same."))
-  var json = false
-
-  func run() async throws {
-    let inventory = try common.load()
-    let options = common.options()
-    let hosts = try await reportingFailures {
-      try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
-        return await provisioner.status()
-      }
-    }
-    if json {
-      print(try StatusDocument(hosts).json())
-    } else {
-      for line in StatusTable.render(hosts) { print(line) }
-    }
-    try ExitStatus(hosts.map(StatusTable.outcome)).throwIfNotOK()
-  }
-}
-
 /// Runs a provisioner over SSH with progress output; maps bad input to clear errors.
 func runProvisioner(
   _ inventory: Inventory, _ options: ProvisionOptions, _ body: (Provisioner) async throws -> RunReport

@@ -9,7 +9,6 @@ extension FakeRemoteHost {
   /// Which step a command is.
   static func classify(_ command: String) -> FakeStep {
     if command == HostFacts.script { return .facts }
-    if command == ModuleSize.command { return .read(ModuleSize.directory) }
     if command.hasPrefix(ModuleXattrCheck.marker) { return .xattrCheck }
     if command.hasPrefix("L=\((try? ShellQuote.quote(NodeLease.path)) ?? "")") { return .lease }
     if command == PidFileServices.enableBootScript { return .bootScript(enabled: true) }
@@ -23,7 +22,7 @@ extension FakeRemoteHost {
     }
     if let resume = resumeStep(command) { return resume }
     if command.contains("until probe ") { return .health }
-    if command.contains("probe ") && command.contains("@@") { return .status }
+    if command.hasPrefix(StatusProbe.header) { return .status }
     if command.contains("rmdir -- ") { return .removeDirectories }
     if let service = serviceName(in: command) {
       let starts = ["systemctl enable --now", "rsync --daemon", "setsid "].contains { command.contains($0) }
@@ -126,10 +125,6 @@ extension FakeRemoteHost {
       guard !enabled || m.files[Layout.bootScript] != nil else { return failure("update-rc.d: no script") }
       m.bootEnabled = enabled
       return ok
-    case .read(ModuleSize.directory):
-      let sizes = m.files.filter { $0.key.hasPrefix(ModuleSize.directory + "/") }.sorted { $0.key < $1.key }
-      return CommandOutput(
-        status: 0, stdout: String(decoding: sizes.flatMap(\.value), as: UTF8.self), stderr: "")
     case .reloadUnits, .read, .write, .lease, .unknown: return ok
     }
   }
@@ -234,10 +229,19 @@ extension FakeRemoteHost {
       .map { "\($0) not answering\n" }.joined()
   }
 
-  /// The status probe's answer: a section per instance, with `healthy` when it runs.
+  /// The status probe's answer: the facts (when asked), the recorded module sizes, and a section
+  /// per instance probed, with `healthy` when it runs.
   static func statusOutput(_ command: String, _ m: Machine) -> String {
-    command.matches(of: #/@@([^'"\s]+)/#).map { String($0.1) }
-      .map { "@@\($0)\n" + (m.running[$0] == nil ? "" : "healthy\n") }.joined()
+    var out = ""
+    if command.contains(HostFacts.Part.manifest) {
+      let sizes = m.files.filter { $0.key.hasPrefix(ModuleSize.directory + "/") }.sorted { $0.key < $1.key }
+      out = factsOutput(m) + "@@sizes\n" + String(decoding: sizes.flatMap(\.value), as: UTF8.self)
+    }
+    out += command.matches(of: #/@@([^'"\s]+) ([0-9]+)'/#).map { match in
+      "@@\(match.1) \(match.2)\n"
+        + (m.running[String(match.1)] == nil ? "" : "healthy\nrestarts 0\nuptime 5\n")
+    }.joined()
+    return out + "@@end\n"
   }
 }
 

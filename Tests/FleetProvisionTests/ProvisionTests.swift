@@ -259,13 +259,30 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
 
 @Suite struct HealthProbeTests {
   @Test func statusScriptHasASectionPerInstance() throws {
-    let script = try HealthProbe.statusScript([
+    let script = try StatusProbe.probes([
       (ServiceName(.rsyncd, "main"), 8730), (ServiceName(.watch, "home:bk1:home"), 9700),
     ])
-    #expect(script.hasPrefix(HealthProbe.functions))
-    #expect(script.contains("echo '@@rsyncd@main'\nprobe rsyncd 8730 && echo healthy\n"))
+    #expect(script.hasPrefix(StatusProbe.header + HealthProbe.functions + StatusProbe.infoFunction))
+    #expect(script.contains("echo '@@rsyncd@main 8730'\nprobe rsyncd 8730 && echo healthy\ninfo "))
     #expect(
-      script.hasSuffix("echo '@@watch@home:bk1:home'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"))
+      script.contains(
+        "echo '@@watch@home:bk1:home 9700'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"
+          + "info 'fleetsync-watch@home:bk1:home.service' '/run/fleetsync/watch-home:bk1:home' watch\n"))
+  }
+
+  @Test func statusReadingsComeFromTheirOwnSectionAndPort() {
+    let output = SectionedOutput(
+      "@@watch@a:bk1:m 9700\nhealthy\n{\"state\":\"watching\"}\nrestarts 3\nuptime 42\n@@rsyncd@bk1 8730\nrestarts 0\n"
+    )
+    let watcher = StatusProbe.reading((ServiceName(.watch, "a:bk1:m"), 9700), in: output)
+    #expect(
+      watcher
+        == StatusProbe.Reading(
+          healthy: true, statusJSON: "{\"state\":\"watching\"}", restarts: 3, uptimeSeconds: 42))
+    #expect(
+      StatusProbe.reading((ServiceName(.rsyncd, "bk1"), 8730), in: output)
+        == StatusProbe.Reading(healthy: false, statusJSON: nil, restarts: 0, uptimeSeconds: nil))
+    #expect(StatusProbe.reading((ServiceName(.watch, "a:bk1:m"), 9701), in: output) == nil, "another port")
   }
 
   @Test func waitScriptReportsWhatDidNotAnswer() {

@@ -24,6 +24,8 @@ import Testing
     let daemon = try #require(hosts["bk1"]?.instances.first)
     #expect(daemon.kind == "rsyncd" && daemon.port == 8730 && daemon.state == "healthy")
     #expect(daemon.failingPaths == nil && daemon.queueDepth == nil)
+    #expect(daemon.restarts == 0 && daemon.uptimeSeconds == 5, "as the fake node answers: \(daemon)")
+    #expect(down.uptimeSeconds == nil, "an instance that does not run has no uptime: \(down)")
 
     let text = try document.json()
     #expect(try JSONDecoder().decode(StatusDocument.self, from: Data(text.utf8)) == document)
@@ -37,5 +39,24 @@ import Testing
     let document = StatusDocument(try await fleet.provisioner().status())
     #expect(document.ok, "\(document)")
     #expect(document.hosts.flatMap(\.instances).allSatisfy { $0.state == "healthy" })
+  }
+
+  /// One remote command per host when the controller's port book knows the host's instances; a
+  /// second one only for instances it does not know (its state file was lost).
+  @Test func aStatusPassIsOneCommandPerHost() async throws {
+    let fleet = try FakeFleet(systemd: ["bk1"])
+    _ = try await fleet.up()
+    for host in fleet.hosts.values { host.heal() }
+    func statusCommands() async throws -> [String: Int] {
+      let before = fleet.hosts.mapValues { $0.state.steps.count }
+      _ = try await fleet.provisioner().status()
+      return fleet.hosts.mapValues { $0.state.steps.count }.merging(before) { $0 - $1 }
+    }
+    #expect(try await statusCommands().values.allSatisfy { $0 == 1 })
+    try FileManager.default.removeItem(atPath: try fleet.provisioner().stateFile)
+    let again = try await statusCommands()
+    #expect(again["nfs1"] == 2 && again["bk1"] == 2, "\(again)")
+    let document = StatusDocument(try await fleet.provisioner().status())
+    #expect(document.ok, "the second command probed what the book did not know: \(document)")
   }
 }

@@ -40,13 +40,46 @@ import Testing
   @Test func showsEveryInstanceWithLagAndQueueDepth() throws {
     let lines = StatusTable.render(hosts)
     #expect(lines.count == 5)
-    #expect(cells(lines[0]) == ["HOST", "INSTANCE", "PORT", "STATE", "LAG", "QUEUE", "DETAIL"])
     #expect(
-      cells(lines[1]) == ["nfs1", "watch@home:bk1:home", "9700", "healthy", "1.5s", "1234", "watching"])
+      cells(lines[0]) == [
+        "HOST", "INSTANCE", "PORT", "STATE", "RESTARTS", "UPTIME", "LAG", "QUEUE", "LAST OK", "LAST ERROR",
+        "DETAIL",
+      ])
     #expect(
-      cells(lines[2]) == ["nfs1", "watch@proj:bk1:proj", "9701", "down", "0s", "-", "not running"])
-    #expect(cells(lines[3]) == ["bk1", "rsyncd@main", "8730", "healthy"])
+      cells(lines[1]) == [
+        "nfs1", "watch@home:bk1:home", "9700", "healthy", "-", "-", "1.5s", "1234", "-", "-", "watching",
+      ])
+    #expect(
+      cells(lines[2]) == [
+        "nfs1", "watch@proj:bk1:proj", "9701", "down", "-", "-", "0s", "-", "-", "-", "not running",
+      ])
+    #expect(cells(lines[3]) == ["bk1", "rsyncd@main", "8730", "healthy", "-", "-"])
     #expect(cells(lines[4]) == ["bk2", "-", "-", "unreachable", "cannot connect"])
+  }
+
+  @Test func showsRestartsUptimeAndWhenTheLastTransferAndErrorWere() {
+    let now = Date(timeIntervalSince1970: 1_000_000)
+    var watcher = hosts[0].services[0]
+    watcher.restarts = 2
+    watcher.uptimeSeconds = 3 * 86400 + 5
+    watcher.lastSuccess = now.addingTimeInterval(-4)
+    watcher.lastError = "rsync: connection refused"
+    watcher.lastErrorAt = now.addingTimeInterval(-3 * 3600)
+    var daemon = hosts[1].services[0]
+    daemon.restarts = 0
+    daemon.uptimeSeconds = 600
+    let lines = StatusTable.render(
+      [HostStatus(host: "nfs1", roles: [.source], error: nil, services: [watcher, daemon])], now: now)
+    #expect(
+      cells(lines[1]) == [
+        "nfs1", "watch@home:bk1:home", "9700", "healthy", "2", "3d", "1.5s", "1234", "4s ago", "3h ago",
+        "watching",
+      ])
+    #expect(cells(lines[2]) == ["nfs1", "rsyncd@main", "8730", "healthy", "0", "10m"])
+    #expect(
+      StatusTable.span(119) == "119s" && StatusTable.span(7199) == "119m"
+        && StatusTable.span(172_799) == "47h")
+    #expect(StatusTable.summary(hosts) == "2/3 instances healthy; not read: bk2")
   }
 
   @Test func aHostIsOkOnlyWhenItWasReadAndEveryInstanceIsHealthy() {
