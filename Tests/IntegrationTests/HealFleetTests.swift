@@ -36,6 +36,14 @@ extension ProvisionFleetTests {
         try setup.fleet.run(on: setup.backup, "test -f /srv/backup/s1/a/\(name)").status == 0
       }
     }
+    /// The watcher's instance in `status --json`.
+    func watcherStatus() throws -> [String: Any] {
+      let out = try fleetsync(["status", "--json", "--limit", "s1"])
+      let document = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]
+      let hosts = document?["hosts"] as? [[String: Any]] ?? []
+      let instances = hosts.flatMap { $0["instances"] as? [[String: Any]] ?? [] }
+      return try #require(instances.first { $0["instance"] as? String == "a:bk1:s1-a" }, "\(out.stdout)")
+    }
     _ = try on(setup.source, "mkdir -p /srv/data/a")
     let up = try fleetsync(["up"])
     try #require(up.status == 0, "\(up.stdout)\(up.stderr)")
@@ -63,6 +71,10 @@ extension ProvisionFleetTests {
     #expect(restarted.stdout.contains(#""healthyAfter" : true"#), "\(restarted.stdout)")
     #expect(try watcherPid() != hung)
     try arrives("after-hang")
+    // `status` counts the restart, and shows how long the new process has run and when it last sent.
+    let counted = try watcherStatus()
+    #expect((counted["restarts"] as? Int ?? 0) >= 1, "\(counted)")
+    #expect(counted["uptimeSeconds"] is Int && counted["lastSuccess"] is Int, "\(counted)")
 
     // Stopped, and nothing starts it again.
     _ = try on(setup.source, systemd ? "systemctl stop \(unit)" : "kill \"$(cat \(pidFile))\"")
@@ -70,6 +82,7 @@ extension ProvisionFleetTests {
     let started = try fleetsync(["heal"])
     #expect(started.status == 0 && started.stdout.contains("start"), "\(started.stdout)\(started.stderr)")
     try arrives("after-stop")
+    #expect((try watcherStatus()["restarts"] as? Int ?? 0) >= 2, "the start counts too")
 
     // The backup's daemon stopped: the watcher says its target is unreachable, and a restart of it
     // would not help; heal starts the daemon instead.

@@ -55,5 +55,26 @@ extension ProvisionFleetTests {
       shown().contains("health endpoint listening")
     }
     follower.terminate()
+
+    // status --watch off a terminal: one reading after another, with --json one document per line.
+    let readings = NSTemporaryDirectory() + "status-watch-\(UUID().uuidString).txt"
+    _ = FileManager.default.createFile(atPath: readings, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: readings) }
+    let statusWatch = Process()
+    statusWatch.executableURL = URL(fileURLWithPath: CLI.binDir + "/fleetsync")
+    statusWatch.arguments = ["status", "--watch", "--json", "--interval", "0.5", "-i", setup.inventory]
+    statusWatch.standardOutput = FileHandle(forWritingAtPath: readings)
+    try statusWatch.run()
+    defer { if statusWatch.isRunning { kill(statusWatch.processIdentifier, SIGKILL) } }
+    func lines() -> [String] {
+      ((try? String(contentsOfFile: readings, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+    try waitForBlocking("two readings") { lines().count >= 2 }
+    #expect(statusWatch.isRunning, "--watch keeps reading")
+    for line in lines().prefix(2) {
+      let document = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+      #expect((document?["hosts"] as? [Any])?.count == 2, "\(line)")
+    }
+    statusWatch.terminate()
   }
 }
