@@ -40,6 +40,7 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11
       hosts deny = *
+      temp dir = /.fleetsync-versions/.tmp
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
       pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
@@ -63,6 +64,7 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
+      exclude = /.tmp/
 
     [proj]
       path = /srv/backup/proj
@@ -72,6 +74,7 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.12
       hosts deny = *
+      temp dir = /.fleetsync-versions/.tmp
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
       pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
@@ -95,6 +98,7 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
+      exclude = /.tmp/
 
     """
 }
