@@ -36,6 +36,12 @@ public struct SSHHostConnector: HostConnector {
   /// How long one remote command may run (nil: FleetSSH's default, 300 s).
   let operationTimeout: Duration?
 
+  /// How long one remote command of `status`, `heal` and `supervise` may run: a host cut off in the
+  /// middle of a command is given up after it (and reported), instead of holding a pass (and so the
+  /// other hosts' repairs) for FleetSSH's default of 300 s. Their longest command, a restart, stops
+  /// an instance within 10 s (or systemd's stop timeout) and waits 5 s for it to start.
+  public static let checkTimeout: Duration = .seconds(60)
+
   /// Uses `client`'s thread pool for every connection; `operationTimeout` for commands that run long
   /// (a checksum of a whole tree).
   public init(client: SSHClient, operationTimeout: Duration? = nil) {

@@ -65,18 +65,23 @@ enum StatusProbe {
   }
 
   /// The probes of `instances` alone (the second command, for instances the book did not expect).
+  ///
+  /// They run at once, each into a file of its own, printed in order when all are done: a host takes
+  /// as long as its slowest instance (each probe gives up after 2 s), however many it has.
   static func probes(_ instances: [Instance]) throws -> String {
     var script = header + HealthProbe.functions + infoFunction
-    for instance in instances {
+    script += "d=$(mktemp -d /tmp/fleetsync-status.XXXXXX) || exit 1\n"
+    for (index, instance) in instances.enumerated() {
       let name = instance.name
       let prefix = "\(Layout.run)/\(name.kind.rawValue)-\(name.instance)"
-      script += try SectionedOutput.marker(section(instance)) + "\n"
+      script += "{\n" + (try SectionedOutput.marker(section(instance))) + "\n"
       script += "probe \(name.kind.rawValue) \(instance.port) && echo healthy\n"
       if name.kind == .watch { script += "status_body \(instance.port)\n" }
       script +=
         "info \(try ShellQuote.quote(name.unit)) \(try ShellQuote.quote(prefix)) \(name.kind.rawValue)\n"
+      script += "} >\"$d/\(String(format: "%06d", index))\" 2>/dev/null &\n"
     }
-    return script
+    return script + "wait; cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n"
   }
 
   /// What `instance`'s section in `output` said; nil when the output has no such section.

@@ -34,7 +34,9 @@ struct HealCommand: AsyncParsableCommand {
     let reports = try await reportingFailures {
       try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
         let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
+          inventory: inventory,
+          connector: SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout),
+          options: options)
         return try await provisioner.heal(deadline: deadline)
       }
     }

@@ -50,7 +50,9 @@ struct StatusCommand: AsyncParsableCommand {
     let last = try await reportingFailures {
       try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
         let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
+          inventory: inventory,
+          connector: SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout),
+          options: options)
         var hosts = await provisioner.status()
         while watch {
           try show(hosts, screen: screen)

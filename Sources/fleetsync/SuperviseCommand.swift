@@ -53,7 +53,9 @@ struct SuperviseCommand: AsyncParsableCommand {
     try await reportingFailures {
       try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
         let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
+          inventory: inventory,
+          connector: SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout),
+          options: options)
         let supervisor = Supervisor(
           provisioner: provisioner, interval: .seconds(interval), deadline: deadline, logger: logger)
         let server = try await HealthServer.start(

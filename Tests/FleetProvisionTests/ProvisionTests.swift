@@ -263,11 +263,31 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
       (ServiceName(.rsyncd, "main"), 8730), (ServiceName(.watch, "home:bk1:home"), 9700),
     ])
     #expect(script.hasPrefix(StatusProbe.header + HealthProbe.functions + StatusProbe.infoFunction))
-    #expect(script.contains("echo '@@rsyncd@main 8730'\nprobe rsyncd 8730 && echo healthy\ninfo "))
+    #expect(script.contains("{\necho '@@rsyncd@main 8730'\nprobe rsyncd 8730 && echo healthy\ninfo "))
     #expect(
       script.contains(
-        "echo '@@watch@home:bk1:home 9700'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"
-          + "info 'fleetsync-watch@home:bk1:home.service' '/run/fleetsync/watch-home:bk1:home' watch\n"))
+        "{\necho '@@watch@home:bk1:home 9700'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"
+          + "info 'fleetsync-watch@home:bk1:home.service' '/run/fleetsync/watch-home:bk1:home' watch\n"
+          + "} >\"$d/000001\" 2>/dev/null &\n"))
+    #expect(script.hasSuffix("wait; cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n"))
+  }
+
+  /// Run for real (nothing listening): every instance's section comes back whole and in order.
+  ///
+  /// Under bash: the test runner's threads block SIGCHLD, which their children inherit, and dash's
+  /// `wait` then never returns (sshd starts a remote command with no signal blocked).
+  @Test func statusProbesRunAtOnceAndPrintInOrder() throws {
+    let instances: [StatusProbe.Instance] = (0..<12).map { (ServiceName(.watch, "d\($0):bk1:m"), 1 + $0) }
+    let out = try LocalShellHost.runNow(
+      "exec bash -c " + (try ShellQuote.quote(try StatusProbe.probes(instances))))
+    #expect(out.status == 0, "\(out)")
+    let sections = SectionedOutput(out.stdout)
+    for instance in instances {
+      let reading = StatusProbe.reading(instance, in: sections)
+      #expect(reading?.healthy == false && reading?.restarts == 0, "\(instance.name): \(out.stdout)")
+    }
+    let markers = out.stdout.split(separator: "\n").filter { $0.hasPrefix("@@") }.map(String.init)
+    #expect(markers == instances.map { "@@" + StatusProbe.section($0) })
   }
 
   @Test func statusReadingsComeFromTheirOwnSectionAndPort() {
