@@ -17,6 +17,17 @@ extension Provisioner {
     var watchers: [WatcherSwitch] = []
   }
 
+  /// What the switch works from: the open hosts, the secret files as read before it, and the store
+  /// with the pending secrets.
+  struct SwitchInputs: Sendable {
+    var opened: [String: Result<Session, FleetError>]
+    /// The daemons' secrets files, by `BACKUP/DAEMON`.
+    var daemons: [String: [UInt8]]
+    /// The watchers' password files, by instance (absent: could not be read).
+    var passwords: [String: [UInt8]]
+    var store: SecretStore
+  }
+
   /// A watcher that holds its module's new secret now, and what its password file held before.
   struct WatcherSwitch: Sendable {
     var watcher: RotationModule.Watcher
@@ -27,18 +38,14 @@ extension Provisioner {
 
   /// Switches `modules` (all on one backup host) one by one: the daemon's line first, then at once
   /// every watcher of the module, so the time a watcher is refused is one write long.
-  func switchModules(
-    _ modules: [RotationModule], _ opened: [String: Result<Session, FleetError>],
-    _ daemons: [String: [UInt8]],
-    _ store: SecretStore
-  ) async -> BackupSwitch {
+  func switchModules(_ modules: [RotationModule], _ inputs: SwitchInputs) async -> BackupSwitch {
     guard let backup = modules.first?.backup else { return BackupSwitch(backup: "") }
     var out = BackupSwitch(backup: backup)
-    guard case .success(let session) = opened[backup] else { return out }
+    guard case .success(let session) = inputs.opened[backup] else { return out }
     for module in modules {
       let path = Layout.rsyncdSecrets(module.daemon)
-      guard let fresh = store.pending(module.key),
-        let current = out.daemonFiles[module.daemon] ?? daemons["\(backup)/\(module.daemon)"],
+      guard let fresh = inputs.store.pending(module.key),
+        let current = out.daemonFiles[module.daemon] ?? inputs.daemons["\(backup)/\(module.daemon)"],
         let updated = SecretFiles.replacingDaemonSecret(module: module.module, with: fresh, in: current)
       else {
         out.ledger.finish(module, .failed, "internal: \(path) or the new secret went missing")
@@ -49,29 +56,29 @@ extension Provisioner {
           try await session.host.write(updated, to: path, mode: 0o600)
           out.ledger.changed(backup, "\(module.daemonService): \(module.module)")
         } catch {
-          out.ledger.failed(backup, "\(module.daemonService): writing \(path): \(error)")
+          out.ledger.failed(
+            backup, "\(module.daemonService): writing \(path): \(RotationLedger.describe(error))")
           out.ledger.finish(
             module, .failed,
-            "writing \(path) on \(backup) failed (\(error)); run `fleetsync rotate-secrets` again (its "
+            "writing \(path) on \(backup) failed (\(RotationLedger.describe(error))); run `fleetsync rotate-secrets` again (its "
               + "watchers may be refused until then, and keep their changes in their journals)")
           continue
         }
       }
       out.daemonFiles[module.daemon] = updated
-      await switchWatchers(module, fresh, opened, into: &out)
+      await switchWatchers(module, fresh, inputs, into: &out)
     }
     return out
   }
 
   /// Gives every watcher of `module` the new secret at once, and records how the module ended.
   func switchWatchers(
-    _ module: RotationModule, _ fresh: Secret, _ opened: [String: Result<Session, FleetError>],
-    into out: inout BackupSwitch
+    _ module: RotationModule, _ fresh: Secret, _ inputs: SwitchInputs, into out: inout BackupSwitch
   ) async {
     typealias Switched = (previous: [UInt8]?, wrote: Bool)
     let results = await withTaskGroup(of: (Int, Result<Switched, FleetError>).self) { group in
       for (index, watcher) in module.watchers.enumerated() {
-        group.addTask { (index, await self.switchWatcher(watcher, fresh, opened)) }
+        group.addTask { (index, await self.switchWatcher(watcher, fresh, inputs)) }
       }
       var all: [(Int, Result<Switched, FleetError>)] = []
       for await result in group { all.append(result) }
@@ -85,8 +92,9 @@ extension Provisioner {
         out.watchers.append(WatcherSwitch(watcher: watcher, key: module.key, previous: switched.previous))
         if switched.wrote { out.ledger.changed(watcher.host, watcher.service) }
       case .failure(let error):
-        out.ledger.failed(watcher.host, "\(watcher.service): \(error)")
-        failures.append("\(watcher.service) on \(watcher.host) could not be given it (\(error))")
+        out.ledger.failed(watcher.host, "\(watcher.service): \(RotationLedger.describe(error))")
+        failures.append(
+          "\(watcher.service) on \(watcher.host) could not be given it (\(RotationLedger.describe(error)))")
       }
     }
     guard failures.isEmpty else {
@@ -102,18 +110,19 @@ extension Provisioner {
     out.ledger.finish(module, .rotated, ends.joined(separator: ", "))
   }
 
-  /// Writes `fresh` to `watcher`'s password file unless it holds it already; returns what it held.
-  func switchWatcher(
-    _ watcher: RotationModule.Watcher, _ fresh: Secret, _ opened: [String: Result<Session, FleetError>]
-  ) async -> Result<(previous: [UInt8]?, wrote: Bool), FleetError> {
-    guard case .success(let session) = opened[watcher.host] else {
+  /// Writes `fresh` to `watcher`'s password file unless it held it already (as read before the
+  /// switch); returns what it held.
+  func switchWatcher(_ watcher: RotationModule.Watcher, _ fresh: Secret, _ inputs: SwitchInputs) async
+    -> Result<(previous: [UInt8]?, wrote: Bool), FleetError>
+  {
+    guard case .success(let session) = inputs.opened[watcher.host] else {
       return .failure(FleetError(.internal, "\(watcher.host) is not connected"))
     }
     let path = Layout.watchPassword(watcher.instance)
     let wanted = SecretFiles.password(fresh)
+    let previous = inputs.passwords[watcher.instance]
+    if previous == wanted { return .success((previous, false)) }
     do {
-      let previous = try await session.host.read(path)
-      if previous == wanted { return .success((previous, false)) }
       try await session.host.write(wanted, to: path, mode: 0o600)
       return .success((previous, true))
     } catch {
@@ -141,7 +150,8 @@ extension Provisioner {
         try await self.record(files[ref.name] ?? [:], switchedWatchers[ref.name] ?? [], on: session, store)
         return nil
       } catch {
-        return "the new secrets are in place, but \(Layout.manifest) could not be updated (\(error)); "
+        return
+          "the new secrets are in place, but \(Layout.manifest) could not be updated (\(RotationLedger.describe(error))); "
           + "the next `fleetsync up` restarts this host's watchers once"
       }
     }

@@ -85,10 +85,11 @@ extension Provisioner {
     guard !ready.isEmpty else { return }
     for module in ready { _ = store.beginRotation(module.key) }
     try store.save()
-    let pending = store
+    let inputs = SwitchInputs(
+      opened: opened, daemons: daemons, passwords: await readPasswords(ready, opened), store: store)
     let backups = Set(ready.map(\.backup))
     let switched = await forEachHost(inventory.hosts.filter { backups.contains($0.name) }) { ref in
-      await self.switchModules(ready.filter { $0.backup == ref.name }, opened, daemons, pending)
+      await self.switchModules(ready.filter { $0.backup == ref.name }, inputs)
     }
     for part in switched { ledger.merge(part.ledger) }
     let recorded = await recordRotation(switched, opened, store)
@@ -135,10 +136,31 @@ extension Provisioner {
       case .failure(let error):
         let host = String(key.prefix { $0 != "/" })
         ledger.failed(
-          host, "reading \(Layout.rsyncdSecrets(String(key.dropFirst(host.count + 1)))): \(error)")
+          host,
+          "reading \(Layout.rsyncdSecrets(String(key.dropFirst(host.count + 1)))): \(RotationLedger.describe(error))"
+        )
       }
     }
     return files
+  }
+
+  /// The password files of the watchers of `modules`, by instance, read before any switch so that
+  /// switching a watcher is one write (a file that cannot be read is left out, and written anyway).
+  func readPasswords(_ modules: [RotationModule], _ opened: [String: Result<Session, FleetError>]) async
+    -> [String: [UInt8]]
+  {
+    let watchers = modules.flatMap(\.watchers)
+    let hosts = inventory.hosts.filter { ref in watchers.contains { $0.host == ref.name } }
+    let reads = await forEachHost(hosts) { ref -> [(String, [UInt8])] in
+      guard case .success(let session) = opened[ref.name] else { return [] }
+      var out: [(String, [UInt8])] = []
+      for watcher in watchers where watcher.host == ref.name {
+        let held = try? await session.host.read(Layout.watchPassword(watcher.instance))
+        if let held { out.append((watcher.instance, held)) }
+      }
+      return out
+    }
+    return Dictionary(reads.joined(), uniquingKeysWith: { first, _ in first })
   }
 
   /// The modules whose every end can be worked on and is set up; the others are recorded as failed

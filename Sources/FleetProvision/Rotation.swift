@@ -1,5 +1,6 @@
 import FleetCore
 import FleetInventory
+import Foundation
 
 /// What `fleetsync rotate-secrets` did with one module.
 public struct ModuleRotation: Sendable, Equatable, Codable {
@@ -117,6 +118,11 @@ struct RotationLedger: Sendable {
   var changes: [String: [String]] = [:]
   /// What failed, by host.
   var errors: [String: [String]] = [:]
+
+  /// An error as one line of a report (a remote command's stderr ends in a newline).
+  static func describe(_ error: any Error) -> String {
+    String(describing: error).trimmingCharacters(in: .whitespacesAndNewlines)
+  }
 
   /// Records how `module` ended.
   mutating func finish(_ module: RotationModule, _ outcome: ModuleRotation.Outcome, _ detail: String) {
