@@ -102,9 +102,10 @@ extension Provisioner {
     } catch {
       throw FleetError(
         .localState,
-        "the new secrets are on the hosts, but \(store.path) could not be written; run `fleetsync "
-          + "rotate-secrets` again to record them (until then it keeps them as pending, and `up` uses "
-          + "what the daemons hold)", cause: FleetError.wrap(error, code: .io, "saving the secrets file"))
+        "the modules rotated hold their new secrets on every end, but \(store.path) could not be "
+          + "written; run `fleetsync rotate-secrets` again to record them (until then it keeps them as "
+          + "pending, and `up` gives both ends what the daemons hold)",
+        cause: FleetError.wrap(error, code: .io, "saving the secrets file"))
     }
   }
 
