@@ -13,6 +13,8 @@ extension Provisioner {
     var portErrors: [String: [FleetError]]
     /// Backup hosts that could not be reached in this run.
     var unreachableBackups: Set<String>
+    /// Modules whose secret rotation has not finished, and the secrets their ends keep meanwhile.
+    var rotations = PendingRotations()
   }
 
   func converge(apply: Bool) async throws -> RunReport {
@@ -42,14 +44,18 @@ extension Provisioner {
       await closeAll(sessions)
       throw error
     }
+    let rotations = await pendingRotations(secrets, sessions: sessions)
     let run = RunDecisions(
       apply: apply,
-      context: RenderContext(inventory: inventory, ports: ports, secrets: moduleSecrets, watchBinary: binary),
+      context: RenderContext(
+        inventory: inventory, ports: ports, secrets: moduleSecrets.merging(rotations.resolved) { $1 },
+        watchBinary: binary),
       portErrors: portErrors,
       unreachableBackups: Set(
         inventory.backups.map(\.name).filter {
           if case .failure = sessions[$0] { true } else { false }
-        }))
+        }),
+      rotations: rotations)
 
     // Phase 3: per host, render → plan → (apply → health).
     let reports = await forEachHost(selected) { ref in
@@ -110,17 +116,22 @@ extension Provisioner {
     }
     do {
       try checkRecordedName(ref, facts: opened.facts)
-      var desired = try render(ref, context: run.context, facts: opened.facts)
+      let context = await renderContext(ref, session: opened, run)
+      var desired = try render(ref, context: context, facts: opened.facts)
       // `plan` writes nothing, not even the check's temporary file.
       if run.apply, let backup = inventory.backup(named: ref.name), ref.roles.contains(.backup) {
         desired.warnings += try await ModuleXattrCheck.require(backup, on: opened.host)
       }
       var plan = Planner.up(desired: desired, facts: opened.facts)
-      guard run.apply else {
+      var report: HostReport
+      if run.apply {
+        report = try await apply(plan, on: opened, run)
+      } else {
         try await addDiffs(&plan, host: opened.host)
-        return HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
+        report = HostReport(host: ref.name, outcome: plan.isEmpty ? .ok : .changed, plan: plan)
       }
-      return try await apply(plan, on: opened, run)
+      report.notes += rotationNotes(ref, run.rotations)
+      return report
     } catch {
       return HostReport(host: ref.name, outcome: Self.outcome(for: error))
     }

@@ -115,7 +115,7 @@ public enum Renderer {
         conf += rsyncdModule(
           module, daemon: daemon, allow: context.inventory.senders(backup: host.name, module: module.name),
           readers: context.inventory.addresses)
-        secretsText += "\(Layout.authUser(module: module.name)):\(secret.revealed)\n"
+        secretsText += SecretFiles.daemonLine(module: module.name, secret)
         out.directories.append(
           DesiredDirectory(
             path: module.path, owner: "\(daemon.settings.uid):\(daemon.settings.gid)", mode: 0o755, data: true
@@ -228,7 +228,7 @@ public enum Renderer {
           host: host, directory: directory, backup: backup, module: module.name, rsyncPort: rsyncPort,
           instance: instance, healthPort: healthPort)
         let confBytes = Array(conf.utf8)
-        let passwordBytes = Array((secret.revealed + "\n").utf8)
+        let passwordBytes = SecretFiles.password(secret)
         out.files.append(
           DesiredFile(
             path: Layout.watchConf(instance), content: .bytes(confBytes), mode: 0o644, secret: false))
@@ -236,16 +236,20 @@ public enum Renderer {
           DesiredFile(
             path: Layout.watchPassword(instance), content: .bytes(passwordBytes), mode: 0o600, secret: true))
         if systemd { addSourceMounts(&out, instance: instance, source: directory.path) }
-        let hash = Digest.sha256Hex(
-          confBytes + passwordBytes + Array(binary.sha256.utf8)
-            + Array((systemd ? "systemd" : "pidfile " + Digest.sha256Hex(Array(Units.supervisor.utf8))).utf8))
-        out.services.append(
-          DesiredService(
-            name: service, port: healthPort, configHash: hash))
+        let hash = watcherHash(
+          config: confBytes, password: passwordBytes, binarySHA256: binary.sha256, systemd: systemd)
+        out.services.append(DesiredService(name: service, port: healthPort, configHash: hash))
       }
     }
     try addSupervision(&out, systemd: systemd, kinds: [.watch])
     return out
+  }
+
+  /// The hash a watcher restarts on: its config, its password file, the agent binary and how it is
+  /// supervised.
+  static func watcherHash(config: [UInt8], password: [UInt8], binarySHA256: String, systemd: Bool) -> String {
+    let supervision = systemd ? "systemd" : "pidfile " + Digest.sha256Hex(Array(Units.supervisor.utf8))
+    return Digest.sha256Hex(config + password + Array(binarySHA256.utf8) + Array(supervision.utf8))
   }
 
   /// The watcher config of one directory → one module, written with the agent's own keys and syntax.

@@ -5,16 +5,24 @@ import Foundation
 
 /// The controller's module secrets: generated once, kept in a 0600 file beside the inventory.
 ///
-/// Format: `BACKUP/MODULE SECRET` lines under a header. A module with `secret_file` in the
-/// inventory takes its secret from that file instead. Secrets are only ever handed out as
-/// ``FleetCore/Secret`` values.
+/// Format: `BACKUP/MODULE SECRET` lines under a header. While `fleetsync rotate-secrets` has not
+/// finished a module, the module's next secret is kept too, as `BACKUP/MODULE+next SECRET` (`+`
+/// occurs in no host or module name): a rotation cut off is finished with the same secret, and the
+/// file never holds a secret the hosts might have that it does not know. A module with
+/// `secret_file` in the inventory takes its secret from that file instead. Secrets are only ever
+/// handed out as ``FleetCore/Secret`` values.
 public struct SecretStore: Sendable {
   /// Path of the store file.
   public let path: String
   /// Whether the store file existed when loaded.
   public let existed: Bool
   private var secrets: [String: Secret]
+  /// Next secrets of rotations not finished, by `BACKUP/MODULE`.
+  private var next: [String: Secret] = [:]
   private var dirty = false
+
+  /// What marks a line's key as a module's next secret.
+  static let nextSuffix = "+next"
 
   /// Loads the store at `path` (an absent file is an empty store).
   ///
@@ -41,7 +49,12 @@ public struct SecretStore: Sendable {
       guard parts.count == 2 else {
         throw FleetError(.localState, "\(path):\(index + 1): expected `BACKUP/MODULE SECRET`")
       }
-      secrets[String(parts[0])] = Secret(String(parts[1]))
+      let key = String(parts[0])
+      if key.hasSuffix(Self.nextSuffix) {
+        next[String(key.dropLast(Self.nextSuffix.count))] = Secret(String(parts[1]))
+      } else {
+        secrets[key] = Secret(String(parts[1]))
+      }
     }
   }
 
@@ -80,13 +93,42 @@ public struct SecretStore: Sendable {
     return out
   }
 
-  /// Writes the store if anything was generated (atomically, mode 0600).
+  /// The secret the store holds for `key` (`BACKUP/MODULE`), without generating one.
+  public func current(_ key: String) -> Secret? { secrets[key] }
+
+  /// The next secret of `key`'s rotation when one has not finished.
+  public func pending(_ key: String) -> Secret? { next[key] }
+
+  /// The modules whose rotation has not finished, by `BACKUP/MODULE`.
+  public var pendingKeys: [String] { next.keys.sorted() }
+
+  /// Starts (or resumes) the rotation of `key`: its next secret, newly generated unless a rotation
+  /// cut off left one, remembered until ``save()``.
+  public mutating func beginRotation(_ key: String) -> Secret {
+    if let known = next[key] { return known }
+    let fresh = Secret(Self.generate())
+    next[key] = fresh
+    dirty = true
+    return fresh
+  }
+
+  /// Ends the rotation of `key`: its next secret becomes its secret (until ``save()``).
+  public mutating func finishRotation(_ key: String) {
+    guard let fresh = next.removeValue(forKey: key) else { return }
+    secrets[key] = fresh
+    dirty = true
+  }
+
+  /// Writes the store if anything changed (atomically, mode 0600).
   public mutating func save() throws {
     guard dirty else { return }
     var text =
       "# fleetsync module secrets: keep this file private (mode 0600); losing it means new secrets.\n"
     for key in secrets.keys.sorted() {
       text += "\(key) \(secrets[key]!.revealed)\n"
+    }
+    for key in next.keys.sorted() {
+      text += "\(key)\(Self.nextSuffix) \(next[key]!.revealed)\n"
     }
     try AtomicFile.write(Array(text.utf8), to: path, mode: 0o600)
     dirty = false

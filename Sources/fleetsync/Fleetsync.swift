@@ -10,7 +10,7 @@ struct Fleetsync: AsyncParsableCommand {
     subcommands: [
       PlanCommand.self, UpCommand.self, StatusCommand.self, DownCommand.self, ExecCommand.self,
       PushCommand.self, ResumeCommand.self, VerifyCommand.self, RestoreCommand.self, VersionsCommand.self,
-      HealCommand.self, SuperviseCommand.self, LogsCommand.self,
+      HealCommand.self, SuperviseCommand.self, LogsCommand.self, RotateSecretsCommand.self,
     ]
   )
 }
