@@ -35,7 +35,10 @@ public typealias HealGate = @Sendable (_ host: String, _ instance: String) -> St
 /// check says why it is unhealthy (the backup is down, the source is held, deletes are held), and a
 /// restart would only add a full sync to that, so it is left and reported. An instance that does not
 /// run is started (systemd gave up on it, or it was stopped); one that runs but does not answer is
-/// hung (stopped, deadlocked) and is restarted.
+/// hung (stopped, deadlocked) and is restarted, once: the restart leaves a mark on the host
+/// (``Layout/unansweredMark(_:)``, also left by the watcher's supervisor without systemd), and while
+/// the restarted instance has not answered either, the cause is not the process (its port is blocked
+/// or taken): it is left and reported, not restarted in a loop. The mark goes once it answers.
 enum HealPolicy {
   enum Decision: Equatable {
     case none
@@ -47,18 +50,30 @@ enum HealPolicy {
   static func decide(_ s: ServiceStatus) -> Decision {
     if s.healthy { return .none }
     if !s.running { return .start("not running") }
-    if s.detail == ServiceStatus.notAnswering {
-      return .restart("runs but does not answer its health check: hung")
+    if !s.answers {
+      guard let restart = s.unansweredRestart else {
+        return .restart("runs but does not answer its health check: hung")
+      }
+      return .leave(
+        "runs but does not answer its health check, also since it was restarted for that "
+          + "(\(restart.description)): a restart does not fix this, so it is not restarted again until it has "
+          + "answered; is port \(s.port) blocked on the host's loopback (firewall rules) or taken "
+          + "(`ss -ltnp 'sport = :\(s.port)'`)? See its log: `fleetsync logs HOST \(s.service)`")
     }
     return .leave("answers but is unhealthy, which a restart does not fix: \(s.detail)")
   }
 
   /// The shell command that restarts (or starts) `service` on its host, systemd or not: a stopped
-  /// process is continued first so that it can stop cleanly; systemd forgets that it gave up.
-  static func command(_ service: ServiceName) throws -> String {
+  /// process is continued first so that it can stop cleanly; systemd forgets that it gave up. With
+  /// `mark`, it first leaves the mark of a restart for not answering (``Layout/unansweredMark(_:)``).
+  static func command(_ service: ServiceName, mark: Bool = false) throws -> String {
     let unit = try ShellQuote.quote(service.unit)
     let pid = try ShellQuote.quote(Layout.pidFile(service))
     let log = try ShellQuote.quote(Layout.logFile(service))
+    let marking =
+      mark
+      ? "mkdir -p \(Layout.run) && echo \"$(date +%s) heal\" >\(try ShellQuote.quote(Layout.unansweredMark(service)))\n"
+      : ""
     let start: String
     switch service.kind {
     case .rsyncd:
@@ -68,7 +83,7 @@ enum HealPolicy {
       start = try PidFileServices.startWatch(
         pid: pid, log: log, conf: try ShellQuote.quote(Layout.watchConf(service.instance)))
     }
-    return """
+    return marking + """
       if [ -d /run/systemd/system ]; then
         systemctl kill --signal=SIGCONT \(unit) 2>/dev/null
         systemctl reset-failed \(unit) 2>/dev/null
@@ -134,7 +149,8 @@ extension Provisioner {
           continue
         }
         do {
-          let out = try await host.run(try HealPolicy.command(service.service))
+          let command = try HealPolicy.command(service.service, mark: service.running)
+          let out = try await host.run(command)
           let failed = out.status == 0 ? "" : "; the \(verb) failed (exit \(out.status)): \(out.stderr)"
           actions.append(HealAction(action: verb, instance: name, reason: why + failed, healthyAfter: false))
           repaired.append(name)
@@ -152,7 +168,23 @@ extension Provisioner {
         actions[index].healthyAfter = true
       }
     }
+    await clearUnansweredMarks(&after, on: host)
     return HealReport(host: ref.name, outcome: Self.outcome(actions), actions: actions, status: after)
+  }
+
+  /// Removes the marks of restarts for not answering (``Layout/unansweredMark(_:)``) of the instances
+  /// that answer now: the next time one does not, a restart may help again.
+  private func clearUnansweredMarks(_ status: inout HostStatus, on host: any RemoteHost) async {
+    let answered = status.services.indices.filter {
+      status.services[$0].answers && status.services[$0].unansweredRestart != nil
+    }
+    guard !answered.isEmpty,
+      let paths = try? answered.map({
+        try ShellQuote.quote(Layout.unansweredMark(status.services[$0].service))
+      }),
+      (try? await host.run("rm -f " + paths.joined(separator: " ")))?.status == 0
+    else { return }
+    for index in answered { status.services[index].unansweredRestart = nil }
   }
 
   /// Reads the host until every instance in `names` answers healthy or `deadline` seconds pass;

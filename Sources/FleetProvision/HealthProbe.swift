@@ -89,9 +89,15 @@ enum HealthProbe {
       script += try SectionedOutput.marker(name.description) + "\n"
       script += "probe \(name.kind.rawValue) \(port) && echo healthy\n"
       if name.kind == .watch { script += "status_body \(port)\n" }
+      let mark = try ShellQuote.quote(Layout.unansweredMark(name))
+      script += "[ -f \(mark) ] && echo \"\(unansweredPrefix)$(head -n 1 \(mark))\"\n"
     }
-    return script
+    return script + "true\n"
   }
+
+  /// What precedes the content of an instance's ``Layout/unansweredMark(_:)`` in a
+  /// ``statusScript(_:)`` section.
+  static let unansweredPrefix = "unanswered "
 }
 
 extension HealthProbe {

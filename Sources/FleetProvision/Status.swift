@@ -25,9 +25,33 @@ public struct ServiceStatus: Sendable, Equatable {
   public var failingPaths: [WatchStatus.FailingPath] = []
   /// Whether the watcher's rsync sender runs confined to the source (Landlock); nil when unknown.
   public var senderConfined: Bool?
+  /// Whether it answered its health check at all (healthy, or a watcher's `/status` saying why not).
+  public var answers = false
+  /// A restart made because it did not answer, while it has not answered since
+  /// (``Layout/unansweredMark(_:)``); nil otherwise.
+  public var unansweredRestart: UnansweredRestart?
 
   /// The detail of an instance whose process runs but does not answer its health check.
   public static let notAnswering = "not answering"
+}
+
+/// A restart of an instance that did not answer its health check: when, and by whom.
+public struct UnansweredRestart: Sendable, Equatable {
+  /// When it was restarted.
+  public var at: Date
+  /// `heal` (also under `supervise`) or `fleetsync-supervise` (the watcher's supervisor without systemd).
+  public var by: String
+
+  /// Reads a mark's `EPOCH BY` line; nil when it is not one.
+  init?(mark line: some StringProtocol) {
+    let parts = line.split(separator: " ", maxSplits: 1)
+    guard let first = parts.first, let epoch = Double(first) else { return nil }
+    at = Date(timeIntervalSince1970: epoch)
+    by = parts.count > 1 ? String(parts[1]) : "fleetsync"
+  }
+
+  /// `heal at 2026-11-28T00:05:01Z`, for people.
+  public var description: String { "\(by) at \(at.formatted(.iso8601))" }
 }
 
 /// The state of one host.
@@ -79,18 +103,9 @@ extension Provisioner {
         : try await host.run(HealthProbe.statusScript(services))
       let blocks = SectionedOutput(out.stdout)
       let rows = services.map { name, port -> ServiceStatus in
-        let lines = blocks[name.description] ?? []
-        var row = ServiceStatus(
-          service: name, port: port, running: facts.running.contains(name.description),
-          healthy: lines.contains("healthy"), lagSeconds: nil, queueDepth: nil, detail: "")
-        if let json = lines.first(where: { $0.hasPrefix("{") }) {
-          row.read(watcherStatus: json, host: ref.name)
-        } else if !row.running {
-          row.detail = "not running"
-        } else if !row.healthy {
-          row.detail = ServiceStatus.notAnswering
-        }
-        return row
+        ServiceStatus(
+          name, port: port, running: facts.running.contains(name.description),
+          probe: blocks[name.description] ?? [], host: ref.name)
       }
       var status = HostStatus(host: ref.name, roles: ref.roles, error: nil, services: rows)
       if ref.roles.contains(.backup) { status.moduleSizes = await ModuleSize.read(on: host) }
@@ -100,6 +115,32 @@ extension Provisioner {
         host: ref.name, roles: ref.roles,
         error: FleetError.wrap(error, code: .remoteStep, "failed"),
         services: [])
+    }
+  }
+}
+
+extension ServiceStatus {
+  /// An instance as the status probe (``HealthProbe/statusScript(_:)``) found it on `host`: its
+  /// section's `lines` say whether it answered healthy, hold a watcher's `/status` JSON, and the
+  /// mark of a restart for not answering.
+  init(_ name: ServiceName, port: Int, running: Bool, probe lines: [Substring], host: String) {
+    self.init(
+      service: name, port: port, running: running, healthy: lines.contains("healthy"), lagSeconds: nil,
+      queueDepth: nil, detail: "")
+    let json = lines.first { $0.hasPrefix("{") }
+    answers = running && (healthy || json != nil)
+    if let mark = lines.first(where: { $0.hasPrefix(HealthProbe.unansweredPrefix) }) {
+      unansweredRestart = UnansweredRestart(mark: mark.dropFirst(HealthProbe.unansweredPrefix.count))
+    }
+    if let json {
+      read(watcherStatus: json, host: host)
+    } else if !running {
+      detail = "not running"
+    } else if !healthy {
+      detail = Self.notAnswering
+      if let restart = unansweredRestart {
+        detail += ", also since a restart for that (\(restart.description))"
+      }
     }
   }
 }
