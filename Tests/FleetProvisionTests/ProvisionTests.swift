@@ -264,8 +264,13 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     ])
     #expect(script.hasPrefix(HealthProbe.functions))
     #expect(script.contains("echo '@@rsyncd@main'\nprobe rsyncd 8730 && echo healthy\n"))
+    // Each section ends with the mark of a restart for not answering, when there is one.
+    let mark =
+      "[ -f '/run/fleetsync/watch-home:bk1:home.unanswered' ] && echo \"unanswered $(head -n 1 "
+      + "'/run/fleetsync/watch-home:bk1:home.unanswered')\"\n"
     #expect(
-      script.hasSuffix("echo '@@watch@home:bk1:home'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"))
+      script.hasSuffix(
+        "echo '@@watch@home:bk1:home'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n\(mark)true\n"))
   }
 
   @Test func waitScriptReportsWhatDidNotAnswer() {
