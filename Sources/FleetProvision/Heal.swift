@@ -35,7 +35,10 @@ public typealias HealGate = @Sendable (_ host: String, _ instance: String) -> St
 /// check says why it is unhealthy (the backup is down, the source is held, deletes are held), and a
 /// restart would only add a full sync to that, so it is left and reported. An instance that does not
 /// run is started (systemd gave up on it, or it was stopped); one that runs but does not answer is
-/// hung (stopped, deadlocked) and is restarted.
+/// hung (stopped, deadlocked) and is restarted, once: the restart leaves a mark on the host
+/// (``Layout/unansweredMark(_:)``, also left by the watcher's supervisor without systemd), and while
+/// the restarted instance has not answered either, the cause is not the process (its port is blocked
+/// or taken): it is left and reported, not restarted in a loop. The mark goes once it answers.
 enum HealPolicy {
   enum Decision: Equatable {
     case none
@@ -47,22 +50,34 @@ enum HealPolicy {
   static func decide(_ s: ServiceStatus) -> Decision {
     if s.healthy { return .none }
     if !s.running { return .start("not running") }
-    if s.detail == ServiceStatus.notAnswering {
-      return .restart("runs but does not answer its health check: hung")
+    if !s.answers {
+      guard let restart = s.unansweredRestart else {
+        return .restart("runs but does not answer its health check: hung")
+      }
+      return .leave(
+        "runs but does not answer its health check, also since it was restarted for that "
+          + "(\(restart.description)): a restart does not fix this, so it is not restarted again until it has "
+          + "answered; is port \(s.port) blocked on the host's loopback (firewall rules) or taken "
+          + "(`ss -ltnp 'sport = :\(s.port)'`)? See its log: `fleetsync logs HOST \(s.service)`")
     }
     return .leave("answers but is unhealthy, which a restart does not fix: \(s.detail)")
   }
 
   /// The shell command that restarts (or starts) `service` on its host, systemd or not: a stopped
-  /// process is continued first so that it can stop cleanly; systemd forgets that it gave up.
+  /// process is continued first so that it can stop cleanly; systemd forgets that it gave up. With
+  /// `mark`, it first leaves the mark of a restart for not answering (``Layout/unansweredMark(_:)``).
   ///
   /// The restart is counted in ``Layout/restartsFile(_:)``, with systemd's own count of restarts
   /// (`NRestarts`), which the reset and the restart set back to 0.
-  static func command(_ service: ServiceName) throws -> String {
+  static func command(_ service: ServiceName, mark: Bool = false) throws -> String {
     let unit = try ShellQuote.quote(service.unit)
     let pid = try ShellQuote.quote(Layout.pidFile(service))
     let restarts = try ShellQuote.quote(Layout.restartsFile(service))
     let log = try ShellQuote.quote(Layout.logFile(service))
+    let marking =
+      mark
+      ? "mkdir -p \(Layout.run) && echo \"$(date +%s) heal\" >\(try ShellQuote.quote(Layout.unansweredMark(service)))\n"
+      : ""
     let start: String
     switch service.kind {
     case .rsyncd:
@@ -72,7 +87,7 @@ enum HealPolicy {
       start = try PidFileServices.startWatch(
         pid: pid, log: log, conf: try ShellQuote.quote(Layout.watchConf(service.instance)))
     }
-    return """
+    return marking + """
       mkdir -p \(Layout.run); n=0; c=$(cat \(restarts) 2>/dev/null)
       [ -d /run/systemd/system ] && n=$(systemctl show -p NRestarts --value \(unit) 2>/dev/null)
       case "$n" in ''|*[!0-9]*) n=0;; esac; case "$c" in ''|*[!0-9]*) c=0;; esac
@@ -142,7 +157,8 @@ extension Provisioner {
           continue
         }
         do {
-          let out = try await host.run(try HealPolicy.command(service.service))
+          let command = try HealPolicy.command(service.service, mark: service.running)
+          let out = try await host.run(command)
           let failed = out.status == 0 ? "" : "; the \(verb) failed (exit \(out.status)): \(out.stderr)"
           actions.append(HealAction(action: verb, instance: name, reason: why + failed, healthyAfter: false))
           repaired.append(name)
@@ -160,7 +176,23 @@ extension Provisioner {
         actions[index].healthyAfter = true
       }
     }
+    await clearUnansweredMarks(&after, on: host)
     return HealReport(host: ref.name, outcome: Self.outcome(actions), actions: actions, status: after)
+  }
+
+  /// Removes the marks of restarts for not answering (``Layout/unansweredMark(_:)``) of the instances
+  /// that answer now: the next time one does not, a restart may help again.
+  private func clearUnansweredMarks(_ status: inout HostStatus, on host: any RemoteHost) async {
+    let answered = status.services.indices.filter {
+      status.services[$0].answers && status.services[$0].unansweredRestart != nil
+    }
+    guard !answered.isEmpty,
+      let paths = try? answered.map({
+        try ShellQuote.quote(Layout.unansweredMark(status.services[$0].service))
+      }),
+      (try? await host.run("rm -f " + paths.joined(separator: " ")))?.status == 0
+    else { return }
+    for index in answered { status.services[index].unansweredRestart = nil }
   }
 
   /// Reads the host until every instance in `names` answers healthy or `deadline` seconds pass;

@@ -80,18 +80,6 @@ enum HealthProbe {
     }
     return failed
   }
-
-  /// A script that probes each instance once: a ``SectionedOutput`` section per instance holding
-  /// `healthy` when it answers and, for watchers, the `/status` JSON line.
-  static func statusScript(_ services: [(name: ServiceName, port: Int)]) throws -> String {
-    var script = functions
-    for (name, port) in services {
-      script += try SectionedOutput.marker(name.description) + "\n"
-      script += "probe \(name.kind.rawValue) \(port) && echo healthy\n"
-      if name.kind == .watch { script += "status_body \(port)\n" }
-    }
-    return script
-  }
 }
 
 extension HealthProbe {

@@ -47,6 +47,12 @@ public enum Layout {
   public static func restartsFile(_ service: ServiceName) -> String {
     "\(run)/\(service.kind.rawValue)-\(service.instance).restarts"
   }
+  /// The mark of a restart made because the instance did not answer its health check (`EPOCH BY`, BY
+  /// `heal` or `fleetsync-supervise`), both kinds, with systemd or not; removed once it answers, so a
+  /// restart that does not make it answer is not repeated in a loop (see ``HealPolicy``).
+  public static func unansweredMark(_ service: ServiceName) -> String {
+    "\(run)/\(service.kind.rawValue)-\(service.instance).unanswered"
+  }
   /// Log file of a service instance.
   public static func logFile(_ service: ServiceName) -> String {
     "\(log)/\(service.kind.rawValue)-\(service.instance).log"

@@ -35,9 +35,33 @@ public struct ServiceStatus: Sendable, Equatable {
   public var lastError: String?
   /// When ``lastError`` happened, when the watcher says.
   public var lastErrorAt: Date?
+  /// Whether it answered its health check at all (healthy, or a watcher's `/status` saying why not).
+  public var answers = false
+  /// A restart made because it did not answer, while it has not answered since
+  /// (``Layout/unansweredMark(_:)``); nil otherwise.
+  public var unansweredRestart: UnansweredRestart?
 
   /// The detail of an instance whose process runs but does not answer its health check.
   public static let notAnswering = "not answering"
+}
+
+/// A restart of an instance that did not answer its health check: when, and by whom.
+public struct UnansweredRestart: Sendable, Equatable {
+  /// When it was restarted.
+  public var at: Date
+  /// `heal` (also under `supervise`) or `fleetsync-supervise` (the watcher's supervisor without systemd).
+  public var by: String
+
+  /// Reads a mark's `EPOCH BY` line; nil when it is not one.
+  init?(mark line: some StringProtocol) {
+    let parts = line.split(separator: " ", maxSplits: 1)
+    guard let first = parts.first, let epoch = Double(first) else { return nil }
+    at = Date(timeIntervalSince1970: epoch)
+    by = parts.count > 1 ? String(parts[1]) : "fleetsync"
+  }
+
+  /// `heal at 2026-11-28T00:05:01Z`, for people.
+  public var description: String { "\(by) at \(at.formatted(.iso8601))" }
 }
 
 /// The state of one host.
@@ -115,19 +139,25 @@ extension Provisioner {
 }
 
 extension ServiceStatus {
-  /// The row of `instance` from what its section said.
+  /// The row of `instance` from what its section said: whether it answered healthy, a watcher's
+  /// `/status`, its restarts and uptime, and the mark of a restart for not answering.
   init(_ instance: StatusProbe.Instance, reading: StatusProbe.Reading, running: Bool, host: String) {
     self.init(
       service: instance.name, port: instance.port, running: running, healthy: reading.healthy,
       lagSeconds: nil, queueDepth: nil, detail: "")
     restarts = reading.restarts
     uptimeSeconds = running ? reading.uptimeSeconds : nil
+    answers = running && (healthy || reading.statusJSON != nil)
+    unansweredRestart = reading.unansweredMark.flatMap { UnansweredRestart(mark: $0) }
     if let json = reading.statusJSON {
       read(watcherStatus: json, host: host)
     } else if !running {
       detail = "not running"
     } else if !healthy {
       detail = Self.notAnswering
+      if let restart = unansweredRestart {
+        detail += ", also since a restart for that (\(restart.description))"
+      }
     }
   }
 }

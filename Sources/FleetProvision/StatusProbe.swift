@@ -24,7 +24,12 @@ enum StatusProbe {
     var restarts: Int?
     /// Seconds since its process started; nil when it does not run.
     var uptimeSeconds: Int?
+    /// The content of its ``Layout/unansweredMark(_:)`` (`EPOCH BY`), when there is one.
+    var unansweredMark: String?
   }
+
+  /// What precedes the content of an instance's ``Layout/unansweredMark(_:)`` in its section.
+  static let unansweredPrefix = "unanswered "
 
   /// The first line of the script (it tells the script apart in logs and fakes).
   static let header = "# fleetsync status\n"
@@ -79,6 +84,8 @@ enum StatusProbe {
       if name.kind == .watch { script += "status_body \(instance.port)\n" }
       script +=
         "info \(try ShellQuote.quote(name.unit)) \(try ShellQuote.quote(prefix)) \(name.kind.rawValue)\n"
+      let mark = try ShellQuote.quote(Layout.unansweredMark(name))
+      script += "[ -f \(mark) ] && echo \"\(unansweredPrefix)$(head -n 1 \(mark))\"\n"
       script += "} >\"$d/\(String(format: "%06d", index))\" 2>/dev/null &\n"
     }
     return script + "wait; cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n"
@@ -97,6 +104,8 @@ enum StatusProbe {
         reading.restarts = Int(line.dropFirst("restarts ".count))
       } else if line.hasPrefix("uptime ") {
         reading.uptimeSeconds = Int(line.dropFirst("uptime ".count))
+      } else if line.hasPrefix(unansweredPrefix) {
+        reading.unansweredMark = String(line.dropFirst(unansweredPrefix.count))
       }
     }
     return reading

@@ -85,13 +85,16 @@ public enum Units {
   /// `FLEETSYNC_CHECK_FAILURES` (3) answers in a row of "hung" (no answer, or a stalled event loop)
   /// it stops the watcher (TERM, KILL after `FLEETSYNC_STOP_GRACE` seconds, 10) and starts it again.
   /// A watcher that answers but is unhealthy (waiting for its source, backup down) is left alone:
-  /// a restart would not help. It records its own pid and stops the watcher on TERM, and counts
-  /// each restart in ``Layout/restartsFile(_:)``.
+  /// a restart would not help. Nor is one restarted again that has not answered since it was
+  /// restarted for not answering (by this script or by `heal`: ``Layout/unansweredMark(_:)``): then
+  /// the cause is not the process (its port blocked or taken), and restarts would only loop; the mark
+  /// goes at the first answer. It records its own pid and stops the watcher on TERM, and counts each
+  /// restart in ``Layout/restartsFile(_:)``.
   public static let supervisor = #"""
     #!/bin/sh
     # Managed by fleetsync: edits are overwritten by `fleetsync up` and removed by `fleetsync down`.
     # usage: fleetsync-supervise PIDFILE LOGFILE WATCHER CONFIG
-    pidfile=$1; log=$2; watcher=$3; config=$4
+    pidfile=$1; log=$2; watcher=$3; config=$4; mark=${1%.pid}.unanswered
     interval=${FLEETSYNC_CHECK_INTERVAL:-10}; limit=${FLEETSYNC_CHECK_FAILURES:-3}
     grace=${FLEETSYNC_STOP_GRACE:-10}
     echo $$ >"$pidfile.tmp" && mv -f "$pidfile.tmp" "$pidfile"
@@ -110,19 +113,25 @@ public enum Units {
       rm -f "$pidfile"
       exit 0
     }
-    # Runs beside watcher $1 until the main loop ends it; ends the watcher when it is hung.
+    # Runs beside watcher $1 until the main loop ends it; ends the watcher when it is hung, unless it
+    # has not answered since a restart for that ($mark): a restart does not fix what blocks its port.
     watchdog() {
       fails=0
       while sleep "$interval"; do
         verdict=$("$watcher" check --config "$config" 2>&1); rc=$?
-        if [ "$rc" -ne 2 ]; then fails=0; continue; fi
+        if [ "$rc" -ne 2 ]; then fails=0; rm -f "$mark"; continue; fi
         fails=$((fails + 1))
-        say "check $fails/$limit: $verdict"
-        if [ "$fails" -ge "$limit" ]; then
-          say "the watcher (pid $1) is hung: stopping it to start it again"
-          end "$1"
-          return
+        [ "$fails" -le "$limit" ] && say "check $fails/$limit: $verdict"
+        [ "$fails" -ge "$limit" ] || continue
+        if [ -f "$mark" ]; then
+          [ "$fails" -eq "$limit" ] && say "the watcher (pid $1) does not answer, also since a restart for that" \
+            "($(cat "$mark")): a restart does not fix this, so it is not restarted again until it has answered"
+          continue
         fi
+        echo "$(date +%s) fleetsync-supervise" >"$mark"
+        say "the watcher (pid $1) is hung: stopping it to start it again"
+        end "$1"
+        return
       done
     }
     trap stop TERM INT

@@ -91,9 +91,24 @@ final class Session {
     if options.keepaliveInterval > .zero {
       let seconds = max(1, options.keepaliveInterval.components.seconds)
       libssh2_keepalive_config(raw, 1, UInt32(clamping: seconds))
+      session.dropWhenUnanswered(afterSeconds: seconds * deadPeerKeepalives)
     }
     logger.debug("connected", metadata: ["host": "\(endpoint)"])
     return session
+  }
+
+  /// How many keepalive intervals the host may leave what was sent unacknowledged before the
+  /// connection counts as lost (OpenSSH's `ServerAliveCountMax`, 3).
+  static let deadPeerKeepalives: Int64 = 3
+
+  /// Has the kernel end the connection once data sent (a command, a keepalive) stays unacknowledged
+  /// for `seconds` (`TCP_USER_TIMEOUT`): a host cut off the network mid-command then fails the
+  /// operation as ``FleetError/Code/sshConnectionLost`` within a few keepalives, instead of waiting
+  /// for the operation's deadline (minutes) while TCP retransmits.
+  private func dropWhenUnanswered(afterSeconds seconds: Int64) {
+    var milliseconds = UInt32(clamping: seconds * 1000)
+    _ = setsockopt(
+      fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &milliseconds, socklen_t(MemoryLayout<UInt32>.size))
   }
 
   /// Opens a non-blocking TCP connection to the first address of the host that accepts.

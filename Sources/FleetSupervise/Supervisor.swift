@@ -101,7 +101,10 @@ public final class Supervisor: Service, Sendable {
       let next = budget.hostFailed(report.host, interval: Double(interval.components.seconds), now: now)
       logger.warning(
         "host not reached; trying again later",
-        metadata: ["host": "\(report.host)", "reason": "\(why)", "next": "\(next.formatted(.iso8601))"])
+        metadata: [
+          "host": "\(report.host)", "reason": "\(why)", "next": "\(next.formatted(.iso8601))",
+          "backoff": "\(Int(next.timeIntervalSince(now).rounded()))s",
+        ])
       return
     default:
       budget.hostAnswered(report.host)

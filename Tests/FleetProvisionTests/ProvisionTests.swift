@@ -263,12 +263,16 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
       (ServiceName(.rsyncd, "main"), 8730), (ServiceName(.watch, "home:bk1:home"), 9700),
     ])
     #expect(script.hasPrefix(StatusProbe.header + HealthProbe.functions + StatusProbe.infoFunction))
+    // Each section ends with the mark of a restart for not answering, when there is one.
+    let mark =
+      "[ -f '/run/fleetsync/watch-home:bk1:home.unanswered' ] && echo \"unanswered $(head -n 1 "
+      + "'/run/fleetsync/watch-home:bk1:home.unanswered')\"\n"
     #expect(script.contains("{\necho '@@rsyncd@main 8730'\nprobe rsyncd 8730 && echo healthy\ninfo "))
     #expect(
       script.contains(
         "{\necho '@@watch@home:bk1:home 9700'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"
           + "info 'fleetsync-watch@home:bk1:home.service' '/run/fleetsync/watch-home:bk1:home' watch\n"
-          + "} >\"$d/000001\" 2>/dev/null &\n"))
+          + mark + "} >\"$d/000001\" 2>/dev/null &\n"))
     #expect(script.hasSuffix("wait; cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n"))
   }
 
@@ -292,13 +296,14 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
 
   @Test func statusReadingsComeFromTheirOwnSectionAndPort() {
     let output = SectionedOutput(
-      "@@watch@a:bk1:m 9700\nhealthy\n{\"state\":\"watching\"}\nrestarts 3\nuptime 42\n@@rsyncd@bk1 8730\nrestarts 0\n"
+      "@@watch@a:bk1:m 9700\nhealthy\n{\"state\":\"watching\"}\nrestarts 3\nuptime 42\nunanswered 1795000000 heal\n@@rsyncd@bk1 8730\nrestarts 0\n"
     )
     let watcher = StatusProbe.reading((ServiceName(.watch, "a:bk1:m"), 9700), in: output)
     #expect(
       watcher
         == StatusProbe.Reading(
-          healthy: true, statusJSON: "{\"state\":\"watching\"}", restarts: 3, uptimeSeconds: 42))
+          healthy: true, statusJSON: "{\"state\":\"watching\"}", restarts: 3, uptimeSeconds: 42,
+          unansweredMark: "1795000000 heal"))
     #expect(
       StatusProbe.reading((ServiceName(.rsyncd, "bk1"), 8730), in: output)
         == StatusProbe.Reading(healthy: false, statusJSON: nil, restarts: 0, uptimeSeconds: nil))

@@ -42,7 +42,11 @@ import Testing
     }
 
     deinit {
-      if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+      // TERM: the supervisor's trap stops its checker too, which a KILL would leave running.
+      if process.isRunning {
+        process.terminate()
+        process.waitUntilExit()
+      }
       for pid in runs { kill(pid, SIGKILL) }
       try? FileManager.default.removeItem(atPath: dir)
     }
@@ -87,5 +91,30 @@ import Testing
       try waitForBlocking("run \(pid) stops with its supervisor") { kill(pid, 0) != 0 }
     }
     #expect(!FileManager.default.fileExists(atPath: bench.dir + "/pid"))
+  }
+
+  /// A watcher that does not answer after a restart for not answering either is not restarted in a
+  /// loop (its port may be blocked): left, said once; once it answered, a hang restarts it again.
+  @Test func aRestartThatDidNotHelpIsNotRepeatedUntilItAnswers() throws {
+    let bench = try Bench()
+    let mark = bench.dir + "/pid.unanswered"
+    try waitForBlocking("the watcher runs") { bench.runs.count == 1 }
+    try bench.verdict(2)
+    try waitForBlocking("a restart for not answering") { bench.runs.count == 2 }
+    #expect(bench.lines("pid.unanswered").first?.hasSuffix(" fleetsync-supervise") == true)
+    let said = "does not answer, also since a restart for that"
+    try waitForBlocking("the supervisor says it does not restart it again") {
+      bench.lines("log").contains { $0.contains(said) }
+    }
+    let checks = bench.checks
+    try waitForBlocking("more checks") { bench.checks >= checks + 3 }
+    #expect(bench.runs.count == 2, "\(bench.lines("log"))")
+    #expect(bench.lines("log").filter { $0.contains(said) }.count == 1, "said once: \(bench.lines("log"))")
+
+    // It answers (unhealthy): the mark goes, and the next hang is restarted again.
+    try bench.verdict(1)
+    try waitForBlocking("the mark removed") { !FileManager.default.fileExists(atPath: mark) }
+    try bench.verdict(2)
+    try waitForBlocking("a restart after the answer") { bench.runs.count == 3 }
   }
 }

@@ -18,9 +18,10 @@ import Synchronization
 /// host keys. Needs root: gate tests with `.enabled(if: TestFleet.isSupported)`.
 ///
 /// Tests share one fleet per process through ``shared(nodes:)``; such a test carries
-/// `.usesSharedFleet`. A test that cuts a node of the shared fleet, stops its sshd or changes its host
-/// key carries `.disturbsSharedFleet` instead (``cut(_:)``, ``killSSHD(_:)`` and ``resetHostKey(_:)``
-/// refuse otherwise), runs alone among them, and restores the node before it ends.
+/// `.usesSharedFleet`. A test that cuts a node of the shared fleet, stops its sshd, changes its host
+/// key or reboots it carries `.disturbsSharedFleet` instead (``cut(_:)``, ``killSSHD(_:)``,
+/// ``resetHostKey(_:)`` and ``reboot(_:)`` refuse otherwise), runs alone among them, and restores the
+/// node before it ends.
 public struct TestFleet: Sendable {
   /// One host of the fleet.
   public struct Node: Sendable, Hashable, CustomStringConvertible {
@@ -318,6 +319,18 @@ public struct TestFleet: Sendable {
   /// Starts the node's sshd again and waits until it answers.
   public func startSSHD(_ node: Node) throws {
     try Self.runChecked(id: id, ["sshd-start", node.name])
+  }
+
+  /// Reboots the node the hard way: every process of it is killed at once (SIGKILL, as a power cut
+  /// would), then it boots again.
+  ///
+  /// What a disk holds stays (`/etc`, `/root`, `/var`, `/srv`, a systemd node's root, the host keys);
+  /// `/run` and `/tmp` are new. A systemd node boots systemd, which starts what is enabled, then its
+  /// sshd; a plain node has no init, so only its sshd comes back: run its boot scripts as its init
+  /// would. Returns once sshd answers.
+  public func reboot(_ node: Node) throws {
+    try checkMayDisturb("reboot \(node.name)")
+    try Self.runChecked(id: id, ["reboot", node.name])
   }
 
   /// Gives the node new host keys and restarts its sshd, for changed-host-key tests.

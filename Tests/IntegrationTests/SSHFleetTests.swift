@@ -235,6 +235,37 @@ struct SSHFleetTests {
     }
   }
 
+  /// A host cut off mid-command, its deadline far away: the kernel ends the connection once three
+  /// keepalive intervals pass unacknowledged (`ssh.connectionLost`); the deadline never comes.
+  @Test(.disturbsSharedFleet) func aCutHostIsLostAfterUnansweredKeepalives() async throws {
+    let fleet = try await fleet()
+    let victim = fleet.node(3)
+    let tag = Int.random(in: 100_000...999_999)
+    let error = try await withClient { client in
+      try await client.withConnection(
+        endpoint(victim), options: options(fleet, operationTimeout: .seconds(900))
+      ) {
+        c -> FleetError? in
+        async let cut: Void = {
+          try await waitFor("the command to run on \(victim)") {
+            try fleet.run(on: victim, "pgrep -f '^sleep \(tag)'").status == 0
+          }
+          try fleet.cut(victim)
+        }()
+        do {
+          _ = try await c.exec("sleep \(tag); echo done")
+          try await cut
+          return nil
+        } catch {
+          try await cut
+          return error as? FleetError
+        }
+      }
+    }
+    try fleet.restore(victim)
+    #expect(error?.code == .sshConnectionLost, "\(String(describing: error))")
+  }
+
   @Test func cancellationKillsTheRemoteProcess() async throws {
     let fleet = try await fleet()
     let node = fleet.node(1)
