@@ -39,6 +39,12 @@ public typealias HealGate = @Sendable (_ host: String, _ instance: String) -> St
 /// (``Layout/unansweredMark(_:)``, also left by the watcher's supervisor without systemd), and while
 /// the restarted instance has not answered either, the cause is not the process (its port is blocked
 /// or taken): it is left and reported, not restarted in a loop. The mark goes once it answers.
+///
+/// A watcher whose `/status` answers but whose event loop has stopped beating (by the host's clock,
+/// ``ServiceStatus/stalledSeconds``) is hung too and is restarted. A replication lag that grows
+/// while the backup answers is not a reason: a watcher at its rsync ceiling, or in a long full sync,
+/// lags too, and a restart would add a full sync; a transfer that truly hangs ends at rsync's
+/// `--timeout` and is retried, and a loop that hangs stops beating.
 enum HealPolicy {
   enum Decision: Equatable {
     case none
@@ -59,6 +65,9 @@ enum HealPolicy {
           + "(\(restart.description)): a restart does not fix this, so it is not restarted again until it has "
           + "answered; is port \(s.port) blocked on the host's loopback (firewall rules) or taken "
           + "(`ss -ltnp 'sport = :\(s.port)'`)? See its log: `fleetsync logs HOST \(s.service)`")
+    }
+    if let stalled = s.stalledSeconds {
+      return .restart("answers, but its event loop has not beaten for \(stalled) s: hung")
     }
     return .leave("answers but is unhealthy, which a restart does not fix: \(s.detail)")
   }

@@ -40,6 +40,9 @@ public struct ServiceStatus: Sendable, Equatable {
   /// A restart made because it did not answer, while it has not answered since
   /// (``Layout/unansweredMark(_:)``); nil otherwise.
   public var unansweredRestart: UnansweredRestart?
+  /// Seconds since a watcher's event loop last beat, by the host's clock, when that is over the
+  /// engine's stall threshold: it answers `/status`, but its loop is stuck; nil otherwise.
+  public var stalledSeconds: Int?
 
   /// The detail of an instance whose process runs but does not answer its health check.
   public static let notAnswering = "not answering"
@@ -150,7 +153,7 @@ extension ServiceStatus {
     answers = running && (healthy || reading.statusJSON != nil)
     unansweredRestart = reading.unansweredMark.flatMap { UnansweredRestart(mark: $0) }
     if let json = reading.statusJSON {
-      read(watcherStatus: json, host: host)
+      read(watcherStatus: json, host: host, clock: reading.clock)
     } else if !running {
       detail = "not running"
     } else if !healthy {

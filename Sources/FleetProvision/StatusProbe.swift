@@ -26,6 +26,9 @@ enum StatusProbe {
     var uptimeSeconds: Int?
     /// The content of its ``Layout/unansweredMark(_:)`` (`EPOCH BY`), when there is one.
     var unansweredMark: String?
+    /// The host's clock when the instance was probed (seconds since the epoch): a watcher's
+    /// heartbeat is compared with it, not with the controller's clock.
+    var clock: Int?
   }
 
   /// What precedes the content of an instance's ``Layout/unansweredMark(_:)`` in its section.
@@ -81,7 +84,7 @@ enum StatusProbe {
       let prefix = "\(Layout.run)/\(name.kind.rawValue)-\(name.instance)"
       script += "{\n" + (try SectionedOutput.marker(section(instance))) + "\n"
       script += "probe \(name.kind.rawValue) \(instance.port) && echo healthy\n"
-      if name.kind == .watch { script += "status_body \(instance.port)\n" }
+      if name.kind == .watch { script += "status_body \(instance.port)\necho \"clock $(date +%s)\"\n" }
       script +=
         "info \(try ShellQuote.quote(name.unit)) \(try ShellQuote.quote(prefix)) \(name.kind.rawValue)\n"
       let mark = try ShellQuote.quote(Layout.unansweredMark(name))
@@ -104,6 +107,8 @@ enum StatusProbe {
         reading.restarts = Int(line.dropFirst("restarts ".count))
       } else if line.hasPrefix("uptime ") {
         reading.uptimeSeconds = Int(line.dropFirst("uptime ".count))
+      } else if line.hasPrefix("clock ") {
+        reading.clock = Int(line.dropFirst("clock ".count))
       } else if line.hasPrefix(unansweredPrefix) {
         reading.unansweredMark = String(line.dropFirst(unansweredPrefix.count))
       }

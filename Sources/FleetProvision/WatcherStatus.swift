@@ -1,10 +1,14 @@
 import FleetWatch
 import FleetWire
+import Foundation
 
 extension ServiceStatus {
   /// Fills lag, queue depth and detail from the body of a watcher's `GET /status` on `host`, decoded
   /// as the agent encodes it (`FleetWire.AgentStatusDocument` of the engine's `WatchStatus`).
-  mutating func read(watcherStatus json: some StringProtocol, host: String = "<host>") {
+  ///
+  /// With `clock` (the host's time, seconds since the epoch), a heartbeat older than the engine's
+  /// stall threshold sets ``stalledSeconds``.
+  mutating func read(watcherStatus json: some StringProtocol, host: String = "<host>", clock: Int? = nil) {
     let document: AgentStatusDocument<WatchStatus>
     do {
       document = try AgentStatusDocument<WatchStatus>.decode(json: json)
@@ -21,6 +25,12 @@ extension ServiceStatus {
     failingPathCount = status.failingPathCount ?? 0
     failingPaths = status.failingPaths ?? []
     senderConfined = status.senderConfined
+    let hostNow = clock.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+    if let hostNow, !healthy, status.isStalled(at: hostNow) {
+      let age = Int(status.heartbeatAge(at: hostNow))
+      stalledSeconds = age
+      detail = "\(status.state.rawValue): event loop stalled, no heartbeat for \(age) s"
+    }
     lastSuccess = status.lastSuccess
     lastError = status.lastError
     lastErrorAt = status.lastErrorAt

@@ -1,3 +1,4 @@
+import FleetWire
 import Foundation
 
 /// One error rsync printed about a path during a run that ended with exit 23 (some files were not
@@ -50,7 +51,18 @@ struct RsyncPathError: Equatable, Sendable {
   }
 
   /// The source path `line` names.
+  ///
+  /// A receiver that cannot rename a received file into place names its temp file, which the
+  /// daemon keeps in its temp dir (`.fleetsync-versions/.tmp`), then the file, relative to the
+  /// destination: `rename "/.fleetsync-versions/.tmp/b.Xy12Zq" (in data) -> "a/b": Permission denied`.
+  /// A name in the versions directory (a temp file there) tells no source path.
   static func locate(_ line: String, source: String, target: RsyncTarget) -> Location {
+    if line.hasPrefix("rsync: [receiver] rename "), let arrow = line.range(of: " -> \"", options: .backwards),
+      let close = line.lastIndex(of: "\""), arrow.upperBound <= close
+    {
+      let name = String(line[arrow.upperBound..<close])
+      return location(of: unescape(name), sender: false, source: source, target: target, relative: true)
+    }
     if let quoted = quotedName(line) {
       let inModule = line.contains("\" (in \(target.module))")
       return location(of: unescape(quoted), sender: !inModule, source: source, target: target)
@@ -100,6 +112,7 @@ struct RsyncPathError: Equatable, Sendable {
     }
     while bytes.last == UInt8(ascii: "/") { bytes = bytes.dropLast() }
     if bytes.isEmpty || bytes.elementsEqual([UInt8(ascii: ".")]) { return .root }
+    if !sender && bytes.starts(with: Array((VersionsLayout.directory + "/").utf8)) { return .unknown }
     guard let path = RelativePath(Array(bytes)) else { return .unknown }
     return .path(path, orTempFor: tempTarget(path))
   }

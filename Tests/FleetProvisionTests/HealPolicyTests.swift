@@ -1,4 +1,6 @@
 import FleetCore
+import FleetWatch
+import FleetWire
 import Foundation
 import Testing
 
@@ -66,6 +68,35 @@ import Testing
     // A healthy answer with a mark left over: nothing to do (heal removes the mark).
     let recovered = row(["healthy", "unanswered 1795000000 heal"])
     #expect(recovered.answers && HealPolicy.decide(recovered) == .none)
+  }
+
+  /// A watcher whose `/status` answers while its event loop no longer beats (by the host's clock,
+  /// not the controller's) is hung and restarted; one that beats and is unhealthy is left.
+  @Test func aStalledEventLoopThatStillAnswersIsRestarted() throws {
+    let clock = 1_795_000_000
+    func reading(heartbeatAge: Int) throws -> ServiceStatus {
+      let engine = WatchStatus(
+        state: .watching, heartbeat: Date(timeIntervalSince1970: TimeInterval(clock - heartbeatAge)))
+      let document = AgentStatusDocument(
+        engine: engine, source: "/srv/a", target: "rsync://fs-m@bk1:8730/m/", healthy: false, reloads: 0,
+        failedReloads: 0)
+      let json = String(decoding: try document.json(), as: UTF8.self).trimmingCharacters(in: .newlines)
+      return row([json, "clock \(clock)"])
+    }
+    let stalled = try reading(heartbeatAge: 40)
+    #expect(stalled.answers && stalled.stalledSeconds == 40, "\(stalled)")
+    #expect(stalled.detail.contains("event loop stalled, no heartbeat for 40 s"), "\(stalled.detail)")
+    guard case .restart(let why) = HealPolicy.decide(stalled) else {
+      Issue.record("\(HealPolicy.decide(stalled))")
+      return
+    }
+    #expect(why.contains("has not beaten for 40 s"), "\(why)")
+    let beating = try reading(heartbeatAge: 2)
+    #expect(beating.stalledSeconds == nil)
+    guard case .leave = HealPolicy.decide(beating) else {
+      Issue.record("\(HealPolicy.decide(beating))")
+      return
+    }
   }
 
   /// Only a restart for not answering leaves the mark; the start of what does not run does not.

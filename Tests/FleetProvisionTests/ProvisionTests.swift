@@ -271,6 +271,7 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     #expect(
       script.contains(
         "{\necho '@@watch@home:bk1:home 9700'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"
+          + "echo \"clock $(date +%s)\"\n"
           + "info 'fleetsync-watch@home:bk1:home.service' '/run/fleetsync/watch-home:bk1:home' watch\n"
           + mark + "} >\"$d/000001\" 2>/dev/null &\n"))
     #expect(script.hasSuffix("wait; cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n"))

@@ -48,6 +48,25 @@ struct RsyncPathErrorTests {
       ])
   }
 
+  /// The daemon receives into its temp dir (`.fleetsync-versions/.tmp`) and renames into place: a
+  /// failed rename names the file after `->`, relative to the destination (a real run's line, the
+  /// module's directory owned by root); a failed temp file there names no source path.
+  @Test func aFailedRenameFromTheTempDirNamesTheFile() {
+    let stderr = """
+      rsync: [receiver] rename "/.fleetsync-versions/.tmp/seed.Mu6B7G" (in m) -> "seed": Permission denied (13)
+      rsync: [receiver] rename "/.fleetsync-versions/.tmp/b.Lem2a3" (in m) -> "a dir/b": Permission denied (13)
+      rsync: [receiver] mkstemp "/.fleetsync-versions/.tmp/c.Qy4COk" (in m) failed: No space left on device (28)
+      """
+    #expect(
+      Self.locations(stderr) == [
+        .path(rel("seed"), orTempFor: nil), .path(rel("a dir/b"), orTempFor: nil), .unknown,
+      ])
+    #expect(
+      Self.locations(
+        #"rsync: [receiver] rename "/.fleetsync-versions/.tmp/f.Mu6B7G" (in m) -> "d/f": Permission denied (13)"#,
+        target: Self.subTarget) == [.path(rel("d/f"), orTempFor: nil)], "relative to the sub-directory")
+  }
+
   @Test func withoutANamedPathOrWithStderrCutTheErrorsAreNotTheWholeStory() {
     #expect(Self.locations("rsync error: some files/attrs were not transferred (code 23)") == [.unknown])
     let cut = Self.locations(
