@@ -26,10 +26,7 @@ extension Renderer {
         VersionsLayout.mirrorModuleSuffix, module.path, "mirror",
         "\n  exclude = /\(VersionsLayout.directory)/"
       ),
-      (
-        VersionsLayout.versionsModuleSuffix, "\(module.path)/\(VersionsLayout.directory)", "versions",
-        "\n  exclude = /\(VersionsLayout.temporaryName)/"
-      ),
+      (VersionsLayout.versionsModuleSuffix, "\(module.path)/\(VersionsLayout.directory)", "versions", ""),
     ]
     return views.map { suffix, path, what, exclude in
       """
@@ -48,15 +45,12 @@ extension Renderer {
     }.joined()
   }
 
-  /// The module's versions directory, made by `up` (the read-only module needs it), and in it the
-  /// daemon's `temp dir` (``FleetWire/VersionsLayout/temporaryDirectory``), both owned by the
-  /// daemon's user; not data: `down` removes them only when empty, and keeps any version.
-  static func versionsDirectories(_ module: RsyncModule, daemon: RsyncDaemon) -> [DesiredDirectory] {
-    [VersionsLayout.directory, VersionsLayout.temporaryDirectory].map {
-      DesiredDirectory(
-        path: "\(module.path)/\($0)", owner: "\(daemon.settings.uid):\(daemon.settings.gid)", mode: 0o700,
-        data: false)
-    }
+  /// The module's versions directory, made by `up` (the read-only module needs it) and owned by
+  /// the daemon's user; not data: `down` removes it only when it is empty, and keeps any version.
+  static func versionsDirectory(_ module: RsyncModule, daemon: RsyncDaemon) -> DesiredDirectory {
+    DesiredDirectory(
+      path: "\(module.path)/\(VersionsLayout.directory)",
+      owner: "\(daemon.settings.uid):\(daemon.settings.gid)", mode: 0o700, data: false)
   }
 
   /// The prune list of a daemon's modules: one `DAYS PATH` line each (the path last: it may hold blanks).

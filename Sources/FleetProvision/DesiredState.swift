@@ -120,7 +120,7 @@ public enum Renderer {
           DesiredDirectory(
             path: module.path, owner: "\(daemon.settings.uid):\(daemon.settings.gid)", mode: 0o755, data: true
           ))
-        out.directories += versionsDirectories(module, daemon: daemon)
+        out.directories.append(versionsDirectory(module, daemon: daemon))
       }
       addPruning(&out, daemon: daemon, systemd: systemd)
       let confBytes = Array(conf.utf8)
@@ -185,7 +185,6 @@ public enum Renderer {
       secrets file = \(Layout.rsyncdSecrets(daemon.name))
       hosts allow = \(allow.isEmpty ? "127.0.0.1" : allow.joined(separator: " "))
       hosts deny = *
-      temp dir = /\(VersionsLayout.temporaryDirectory)
       \(versionsFilter)\(xferCheck(module))
 
     """ + readViews(module, daemon: daemon, readers: readers)

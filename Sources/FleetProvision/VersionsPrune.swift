@@ -32,18 +32,8 @@ public enum VersionsPrune {
     esac
     status=0
 
-    # What a transfer cut short left in the daemon's temp dir (nothing wrote to it for an hour; the
-    # daemon gives up on a silent client after 10 minutes); every module has one, versions or not.
-    clean_temp() {
-      tmp=$1/.fleetsync-versions/.tmp
-      [ -d "$tmp" ] && [ ! -L "$tmp" ] || return 0
-      find "$tmp" -xdev -mindepth 1 -maxdepth 1 -type f -mmin +60 -print -delete 2>/dev/null |
-        sed 's/^/fleetsync-prune: removed an unfinished transfer: /'
-    }
-
     prune_module() {
       days=$1 module=$2 dir=$2/.fleetsync-versions
-      clean_temp "$module"
       [ "$days" -gt 0 ] 2>/dev/null || return 0
       if [ -L "$dir" ]; then
         echo "fleetsync-prune: $dir is a symlink, not the versions directory; skipped (remove the link)" >&2

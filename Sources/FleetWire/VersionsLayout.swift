@@ -13,16 +13,6 @@ public enum VersionsLayout {
   public static let directory = ".fleetsync-versions"
   /// The name prefix of a prune-hold marker in ``directory``.
   public static let holdPrefix = ".hold-"
-  /// The directory in ``directory`` where the daemon writes the files it receives before it renames
-  /// them into place (its `temp dir`).
-  ///
-  /// A transfer cut short (the daemon killed, the host crashed) leaves its unfinished file here, not
-  /// beside the real file in the mirror: no source ever holds it, so it would stay there as an extra
-  /// file until a full sync deleted it. Here no client sees it, and the hourly prune removes one that
-  /// nothing wrote to for an hour (the daemon's `timeout` is 10 minutes).
-  public static let temporaryDirectory = "\(directory)/\(temporaryName)"
-  /// The name of ``temporaryDirectory`` in ``directory``.
-  public static let temporaryName = ".tmp"
 
   /// The daemon `filter` line of every backup module: clients can neither list, read nor write
   /// what is inside a version (`STAMP/…`), so a source cannot read or destroy the versions.

@@ -40,7 +40,6 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11
       hosts deny = *
-      temp dir = /.fleetsync-versions/.tmp
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
       pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
@@ -64,7 +63,6 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
-      exclude = /.tmp/
 
     [proj]
       path = /srv/backup/proj
@@ -74,7 +72,6 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.12
       hosts deny = *
-      temp dir = /.fleetsync-versions/.tmp
       filter = + /.fleetsync-versions/ + /.fleetsync-versions/.hold-* - /.fleetsync-versions/*/**
       pre-xfer exec = /var/lib/fleetsync/bin/fleetsync-xfer-check
 
@@ -98,7 +95,6 @@ import Testing
       secrets file = /etc/fleetsync/rsyncd/main.secrets
       hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
-      exclude = /.tmp/
 
     """
 }

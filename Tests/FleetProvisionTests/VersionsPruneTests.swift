@@ -67,27 +67,6 @@ import Testing
     }
   }
 
-  /// An unfinished transfer the daemon's temp dir kept (the daemon was killed) goes after an hour
-  /// without writes, in every module, versions or not; one being written stays, and so do versions.
-  @Test func removesUnfinishedTransfersNobodyWroteToForAnHour() throws {
-    try withRoot { root in
-      let plain = try Module(root, "plain", ages: [400 * Self.day])
-      let tmp = "\(plain.path)/\(VersionsLayout.temporaryDirectory)"
-      try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-      for (name, age) in [("dead.Ab12Cd", 2 * 3600.0), ("live.Xy34Zw", 60.0)] {
-        _ = FileManager.default.createFile(atPath: "\(tmp)/\(name)", contents: Data("part".utf8))
-        try FileManager.default.setAttributes(
-          [.modificationDate: Date().addingTimeInterval(-age)], ofItemAtPath: "\(tmp)/\(name)")
-      }
-      let out = try prune(root, list: "0 \(plain.path)\n")
-      #expect(out.status == 0, "\(out)")
-      #expect(!FileManager.default.fileExists(atPath: "\(tmp)/dead.Ab12Cd"), "\(out.stdout)")
-      #expect(FileManager.default.fileExists(atPath: "\(tmp)/live.Xy34Zw"), "a transfer under way stays")
-      #expect(plain.exists(plain.stamps[0]) && FileManager.default.fileExists(atPath: tmp))
-      #expect(out.stdout.contains("removed an unfinished transfer: \(tmp)/dead.Ab12Cd"), "\(out.stdout)")
-    }
-  }
-
   @Test func aHoldStopsAllPruningOfItsModule() throws {
     try withRoot { root in
       let held = try Module(root, "held", ages: [30 * Self.day, 20 * Self.day])
