@@ -52,10 +52,9 @@ struct RsyncPathError: Equatable, Sendable {
 
   /// The source path `line` names.
   ///
-  /// A receiver that cannot rename a received file into place names its temp file, which the
-  /// daemon keeps in its temp dir (`.fleetsync-versions/.tmp`), then the file, relative to the
-  /// destination: `rename "/.fleetsync-versions/.tmp/b.Xy12Zq" (in data) -> "a/b": Permission denied`.
-  /// A name in the versions directory (a temp file there) tells no source path.
+  /// A receiver that cannot rename a received file into place names its temp file, then the file,
+  /// relative to the destination: `rename "/a/.b.Xy12Zq" (in data) -> "a/b": Permission denied`.
+  /// A name in the versions directory tells no source path.
   static func locate(_ line: String, source: String, target: RsyncTarget) -> Location {
     if line.hasPrefix("rsync: [receiver] rename "), let arrow = line.range(of: " -> \"", options: .backwards),
       let close = line.lastIndex(of: "\""), arrow.upperBound <= close

@@ -48,10 +48,10 @@ struct RsyncPathErrorTests {
       ])
   }
 
-  /// The daemon receives into its temp dir (`.fleetsync-versions/.tmp`) and renames into place: a
-  /// failed rename names the file after `->`, relative to the destination (a real run's line, the
-  /// module's directory owned by root); a failed temp file there names no source path.
-  @Test func aFailedRenameFromTheTempDirNamesTheFile() {
+  /// A failed rename of a received file into place names the file after `->`, relative to the
+  /// destination (a real run's line, a daemon with a `temp dir` and the module's directory owned by
+  /// root); a name in the versions directory names no source path.
+  @Test func aFailedRenameNamesTheFile() {
     let stderr = """
       rsync: [receiver] rename "/.fleetsync-versions/.tmp/seed.Mu6B7G" (in m) -> "seed": Permission denied (13)
       rsync: [receiver] rename "/.fleetsync-versions/.tmp/b.Lem2a3" (in m) -> "a dir/b": Permission denied (13)
