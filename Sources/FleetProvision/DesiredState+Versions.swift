@@ -18,8 +18,9 @@ extension Renderer {
   /// mirror without its versions) and `[NAME.versions]` (the versions).
   ///
   /// Reading through a view, a restore can never write the backup. The views admit `readers`, every
-  /// host of the inventory, so `restore --to` reaches any of them; the module's secret, which only its
-  /// senders hold (and a restore lends for its run), is what keeps other readers out.
+  /// host of the inventory, so `restore --to` reaches any of them, and loopback, where `status` logs
+  /// in to each module (``ModuleProbe``); the module's secret, which only its senders hold (and a
+  /// restore lends for its run), is what keeps other readers out.
   static func readViews(_ module: RsyncModule, daemon: RsyncDaemon, readers: [String]) -> String {
     let views = [
       (
@@ -38,7 +39,7 @@ extension Renderer {
         fake super = yes
         auth users = \(Layout.authUser(module: module.name))
         secrets file = \(Layout.rsyncdSecrets(daemon.name))
-        hosts allow = \(readers.isEmpty ? "127.0.0.1" : readers.joined(separator: " "))
+        hosts allow = \((["127.0.0.1"] + readers.filter { $0 != "127.0.0.1" }).joined(separator: " "))
         hosts deny = *\(exclude)
 
       """

@@ -152,7 +152,13 @@ extension ServiceStatus {
     uptimeSeconds = running ? reading.uptimeSeconds : nil
     answers = running && (healthy || reading.statusJSON != nil)
     unansweredRestart = reading.unansweredMark.flatMap { UnansweredRestart(mark: $0) }
-    if let json = reading.statusJSON {
+    if healthy, !reading.moduleFailures.isEmpty {
+      // The daemon greets, but a watcher cannot use some of its modules: a restart does not fix
+      // that (it answers), and `status` says which and why.
+      healthy = false
+      detail = reading.moduleFailures.sorted { $0.key < $1.key }.map { "module \($0.key): \($0.value)" }
+        .joined(separator: "; ")
+    } else if let json = reading.statusJSON {
       read(watcherStatus: json, host: host, clock: reading.clock)
     } else if !running {
       detail = "not running"

@@ -29,6 +29,8 @@ enum StatusProbe {
     /// The host's clock when the instance was probed (seconds since the epoch): a watcher's
     /// heartbeat is compared with it, not with the controller's clock.
     var clock: Int?
+    /// An rsync daemon's modules that failed the authenticated no-op (``ModuleProbe``), with why.
+    var moduleFailures: [String: String] = [:]
   }
 
   /// What precedes the content of an instance's ``Layout/unansweredMark(_:)`` in its section.
@@ -78,12 +80,15 @@ enum StatusProbe {
   /// as long as its slowest instance (each probe gives up after 2 s), however many it has.
   static func probes(_ instances: [Instance]) throws -> String {
     var script = header + HealthProbe.functions + infoFunction
+    if instances.contains(where: { $0.name.kind == .rsyncd }) { script += ModuleProbe.function }
     script += "d=$(mktemp -d /tmp/fleetsync-status.XXXXXX) || exit 1\n"
     for (index, instance) in instances.enumerated() {
       let name = instance.name
       let prefix = "\(Layout.run)/\(name.kind.rawValue)-\(name.instance)"
       script += "{\n" + (try SectionedOutput.marker(section(instance))) + "\n"
-      script += "probe \(name.kind.rawValue) \(instance.port) && echo healthy\n"
+      script += "probe \(name.kind.rawValue) \(instance.port) && echo healthy"
+      script +=
+        name.kind == .rsyncd ? " && modules \(try ShellQuote.quote(name.instance)) \(instance.port)\n" : "\n"
       if name.kind == .watch { script += "status_body \(instance.port)\necho \"clock $(date +%s)\"\n" }
       script +=
         "info \(try ShellQuote.quote(name.unit)) \(try ShellQuote.quote(prefix)) \(name.kind.rawValue)\n"
@@ -98,6 +103,7 @@ enum StatusProbe {
   static func reading(_ instance: Instance, in output: SectionedOutput) -> Reading? {
     guard let lines = output[section(instance)] else { return nil }
     var reading = Reading()
+    for failure in ModuleProbe.failures(in: lines) { reading.moduleFailures[failure.module] = failure.reason }
     for line in lines {
       if line == "healthy" {
         reading.healthy = true

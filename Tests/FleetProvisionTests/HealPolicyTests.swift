@@ -32,6 +32,31 @@ import Testing
     #expect(HealPolicy.decide(row(["unanswered 1795000000 heal"], running: false)) == .start("not running"))
   }
 
+  /// A daemon that greets but refuses a module's login, or lacks its directory, is unhealthy and left:
+  /// a restart does not bring back a secret or a filesystem.
+  @Test func aDaemonWhoseModuleFailsIsUnhealthyAndLeft() {
+    let lines = [
+      "healthy", "module home failed: @ERROR: chdir failed", "module proj ok",
+      "module web failed: @ERROR: auth failed on module web.versions",
+    ]
+    let daemon = row(lines, Self.daemon)
+    #expect(!daemon.healthy && daemon.answers)
+    #expect(daemon.detail.hasPrefix("module home: chdir failed (its directory"), "\(daemon.detail)")
+    #expect(daemon.detail.contains("; module web: auth failed on module web.versions (the daemon refuses"))
+    #expect(!daemon.detail.contains("proj"))
+    guard case .leave(let why) = HealPolicy.decide(daemon) else {
+      Issue.record("not left: \(HealPolicy.decide(daemon))")
+      return
+    }
+    #expect(why.contains("module home: chdir failed"))
+    let fine = row(["healthy", "module home ok"], Self.daemon)
+    #expect(fine.healthy && HealPolicy.decide(fine) == .none)
+    let unreadable = row(
+      ["healthy", "module * failed: cannot read /etc/fleetsync/rsyncd/main.secrets"], Self.daemon)
+    #expect(
+      !unreadable.healthy && unreadable.detail == "module *: cannot read /etc/fleetsync/rsyncd/main.secrets")
+  }
+
   @Test func notAnsweringIsRestartedOnce() throws {
     for name in [Self.watcher, Self.daemon] {
       let hung = row([], name)

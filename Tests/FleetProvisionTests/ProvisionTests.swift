@@ -262,12 +262,16 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     let script = try StatusProbe.probes([
       (ServiceName(.rsyncd, "main"), 8730), (ServiceName(.watch, "home:bk1:home"), 9700),
     ])
-    #expect(script.hasPrefix(StatusProbe.header + HealthProbe.functions + StatusProbe.infoFunction))
+    #expect(
+      script.hasPrefix(
+        StatusProbe.header + HealthProbe.functions + StatusProbe.infoFunction + ModuleProbe.function))
     // Each section ends with the mark of a restart for not answering, when there is one.
     let mark =
       "[ -f '/run/fleetsync/watch-home:bk1:home.unanswered' ] && echo \"unanswered $(head -n 1 "
       + "'/run/fleetsync/watch-home:bk1:home.unanswered')\"\n"
-    #expect(script.contains("{\necho '@@rsyncd@main 8730'\nprobe rsyncd 8730 && echo healthy\ninfo "))
+    #expect(
+      script.contains(
+        "{\necho '@@rsyncd@main 8730'\nprobe rsyncd 8730 && echo healthy && modules 'main' 8730\ninfo "))
     #expect(
       script.contains(
         "{\necho '@@watch@home:bk1:home 9700'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"

@@ -50,7 +50,7 @@ import Testing
       fake super = yes
       auth users = fs-home
       secrets file = /etc/fleetsync/rsyncd/main.secrets
-      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
+      hosts allow = 127.0.0.1 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
       exclude = /.fleetsync-versions/
 
@@ -61,7 +61,7 @@ import Testing
       fake super = yes
       auth users = fs-home
       secrets file = /etc/fleetsync/rsyncd/main.secrets
-      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
+      hosts allow = 127.0.0.1 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
 
     [proj]
@@ -82,7 +82,7 @@ import Testing
       fake super = yes
       auth users = fs-proj
       secrets file = /etc/fleetsync/rsyncd/main.secrets
-      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
+      hosts allow = 127.0.0.1 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
       exclude = /.fleetsync-versions/
 
@@ -93,7 +93,7 @@ import Testing
       fake super = yes
       auth users = fs-proj
       secrets file = /etc/fleetsync/rsyncd/main.secrets
-      hosts allow = 10.0.0.11 10.0.0.12 10.0.0.21
+      hosts allow = 127.0.0.1 10.0.0.11 10.0.0.12 10.0.0.21
       hosts deny = *
 
     """

@@ -109,5 +109,41 @@ extension ProvisionFleetTests {
       try setup.fleet.run(on: setup.backup, "test -f /srv/backup/s1/a/pending").status == 0
     }
     #expect(try watcherPid() == before)
+
+    // The daemon greets, but a watcher could not use its module: the module's filesystem is not
+    // mounted (an empty mountpoint in its place), then its secrets file is not 0600. Status says which
+    // module and why; heal leaves the daemon, which a restart does not fix.
+    func daemonPid() throws -> String {
+      try on(
+        setup.backup,
+        systemd ? "systemctl show -p MainPID --value \(daemonUnit)" : "cat /run/fleetsync/rsyncd-main.pid")
+    }
+    func backupStatus(saying: String) throws -> String {
+      var seen = ""
+      try? waitForBlocking("status says \(saying)") {
+        seen = try fleetsync(["status", "--limit", "bk1"]).stdout
+        return seen.contains(saying)
+      }
+      return seen
+    }
+    try waitForBlocking("the backup healthy") { try fleetsync(["status", "--limit", "bk1"]).status == 0 }
+    let daemonBefore = try daemonPid()
+    _ = try on(setup.backup, "mv /srv/backup/s1/a /srv/backup/s1/a.away && mkdir /srv/backup/s1/a")
+    let unmounted = try backupStatus(saying: "module s1-a: chroot failed")
+    #expect(unmounted.contains("is the backup filesystem mounted?"), "\(unmounted)")
+    #expect(try fleetsync(["status", "--limit", "bk1"]).status != 0)
+    let leftDaemon = try fleetsync(["heal", "--limit", "bk1"])
+    #expect(leftDaemon.status != 0 && leftDaemon.stdout.contains("leave"), "\(leftDaemon.stdout)")
+    #expect(try daemonPid() == daemonBefore, "a daemon whose module is not there is not restarted")
+    _ = try on(
+      setup.backup, "mv /srv/backup/s1/a /srv/backup/s1/a.empty && mv /srv/backup/s1/a.away /srv/backup/s1/a")
+    _ = try on(setup.backup, "chmod 0644 /etc/fleetsync/rsyncd/main.secrets")
+    let refused = try backupStatus(saying: "module s1-a: auth failed")
+    #expect(refused.contains("is its secrets file 0600"), "\(refused)")
+    #expect(!refused.contains(try on(setup.backup, "cut -d: -f2- /etc/fleetsync/rsyncd/main.secrets")))
+    _ = try on(setup.backup, "chmod 0600 /etc/fleetsync/rsyncd/main.secrets")
+    try waitForBlocking("the backup healthy again") {
+      try fleetsync(["status", "--limit", "bk1"]).status == 0
+    }
   }
 }
