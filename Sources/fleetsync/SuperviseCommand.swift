@@ -52,10 +52,10 @@ struct SuperviseCommand: AsyncParsableCommand {
     logger.logLevel = .info
     try await reportingFailures {
       try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory,
-          connector: SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout),
-          options: options)
+        // Each host's connection is kept from pass to pass: a pass costs a host one command.
+        let pool = ConnectionPool(
+          SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout))
+        let provisioner = try Provisioner(inventory: inventory, connector: pool, options: options)
         let supervisor = Supervisor(
           provisioner: provisioner, interval: .seconds(interval), deadline: deadline, logger: logger)
         let server = try await HealthServer.start(
@@ -67,9 +67,11 @@ struct SuperviseCommand: AsyncParsableCommand {
           try await group.run()
         } catch {
           await server.close()
+          await pool.closeAll()
           throw error
         }
         await server.close()
+        await pool.closeAll()
       }
     }
   }
