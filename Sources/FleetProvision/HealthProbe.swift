@@ -6,27 +6,45 @@ import FleetWire
 /// until instances answer, `status` reports with it.
 ///
 /// An rsync daemon is healthy when it sends its `@RSYNCD` greeting; a watcher when `/healthz`
-/// answers 200. Every connection attempt is bounded (2 s).
+/// answers 200. Every read waits 2 s at most.
 enum HealthProbe {
-  /// Shell functions: `probe KIND PORT` succeeds when the instance answers healthy, and otherwise
-  /// leaves a watcher's last answer line in `$last`; `status_body PORT` prints a watcher's
-  /// `/status` JSON on one line.
+  /// Bash functions (``bash(_:)``): `probe KIND PORT` succeeds when the instance answers healthy,
+  /// and otherwise leaves a watcher's last answer line in `$last`; `status_body PORT` prints a
+  /// watcher's `/status` JSON on one line; `settled PORT` waits for a watcher's first full sync.
+  ///
+  /// They talk to the instance with bash's own `/dev/tcp` and `read -t`, not `timeout`, `bash -c`,
+  /// `sed` or `tr`: a probe starts no process, which is most of what a status pass costs a host.
+  /// A read waits 2 s at most; a connection on loopback is refused or accepted at once.
   static let functions = #"""
+    http_get() { # port path: the whole answer in $reply; fails when nothing answers
+      reply=
+      { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+      printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3 2>/dev/null
+      IFS= read -r -d '' -t 2 reply <&3
+      exec 3<&-
+      [ -n "$reply" ]
+    }
     probe() { # kind port
       if [ "$1" = rsyncd ]; then
-        timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && head -c 12 <&3" 2>/dev/null | grep -q '@RSYNCD'
+        local greeting=
+        { exec 3<>"/dev/tcp/127.0.0.1/$2"; } 2>/dev/null || return 1
+        IFS= read -r -t 2 greeting <&3
+        exec 3<&-
+        [[ $greeting == @RSYNCD* ]]
       else
-        r=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null)
-        case "$r" in "HTTP/1."?" 200"*) return 0;; esac
-        last=$(printf '%s' "$r" | tail -n 1 | tr -d '\r' | cut -c1-200)
+        http_get "$2" /healthz
+        case "$reply" in "HTTP/1."?" 200"*) return 0;; esac
+        last=${reply%$'\n'}; last=${last##*$'\n'}; last=${last//$'\r'/}; last=${last:0:200}
         return 1
       fi
     }
     status_body() { # port
-      timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET /status HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null |
-        sed '1,/^\r*$/d' | tr -d '\n'
-      echo
+      http_get "$1" /status
+      local body=${reply#*$'\r\n\r\n'}
+      [ "$body" = "$reply" ] && body=
+      echo "${body//$'\n'/}"
     }
+    now() { printf -v now '%(%s)T' -1; }
     settled() { # port: waits (up to $end) until a watcher's first full sync is over and every path was sent;
       failing=  # its /status when paths still fail at the end
       while :; do
@@ -36,21 +54,31 @@ enum HealthProbe {
           *'"state":"initialSync"'*|*'"state":"starting"'*) failing=;;
           *) failing=; return 0;;
         esac
-        [ $(date +%s) -ge $end ] && return 0
+        now; [ $now -ge $end ] && return 0
         sleep 0.5
       done
     }
 
     """#
 
+  /// `body` run by bash (the functions above need it) from the `sh` that runs remote commands: a
+  /// quoted here-document, so nothing in `body` is expanded by `sh`. Bash reads its script from
+  /// standard input, which the commands in `body` must leave alone (background jobs get /dev/null).
+  static func bash(_ body: String) -> String {
+    "bash <<'\(bashEnd)'\n" + body + "\(bashEnd)\n"
+  }
+
+  /// The line that ends a ``bash(_:)`` here-document.
+  static let bashEnd = "FLEETSYNC_BASH_END"
+
   /// A script that probes every instance until it answers or `seconds` have passed, and prints
   /// `INSTANCE REASON` for each one that did not.
   static func waitScript(_ services: [DesiredService], seconds: Int) -> String {
-    var script = "end=$(( $(date +%s) + \(seconds) ))\n" + functions
+    var script = functions + "now; end=$((now + \(seconds)))\n"
     for service in services {
       script += """
         last=; until probe \(service.name.kind.rawValue) \(service.port); do
-          if [ $(date +%s) -ge $end ]; then echo "\(service.name) ${last:-not answering on port \(service.port)}"; break; fi
+          now; if [ $now -ge $end ]; then echo "\(service.name) ${last:-not answering on port \(service.port)}"; break; fi
           sleep 0.2
         done
 
@@ -64,7 +92,7 @@ enum HealthProbe {
           """
       }
     }
-    return script
+    return bash(script)
   }
 
   /// The instances a ``waitScript(_:seconds:)`` run reported, with what each said.

@@ -39,30 +39,61 @@ enum StatusProbe {
   /// The first line of the script (it tells the script apart in logs and fakes).
   static let header = "# fleetsync status\n"
 
-  /// Shell function `info UNIT FILEPREFIX KIND`: prints `restarts N` and, when its process runs,
-  /// `uptime SECONDS` (from `/proc`, so no `ps` is needed). The process is systemd's main pid of the
-  /// unit, else the pid file's (a watcher's pid file holds its supervisor, whose child it is).
+  /// Bash function `info UNIT FILEPREFIX KIND`: prints `restarts N` and, when its process runs,
+  /// `uptime SECONDS` (from `/proc`). The process is systemd's main pid of the unit, else the pid
+  /// file's (a watcher's pid file holds its supervisor, whose child it is). Systemd's numbers come
+  /// from one `systemctl show` of every unit, made before the probes start (``systemdFacts(_:)``);
+  /// everything else is read with bash builtins, so it starts no process.
   static let infoFunction = #"""
-    info() { # unit file-prefix kind
-      c=$(cat "$2.restarts" 2>/dev/null); n=0; p=
-      if [ -d /run/systemd/system ]; then
-        for kv in $(systemctl show -p NRestarts -p MainPID "$1" 2>/dev/null); do
-          case "$kv" in NRestarts=*) n=${kv#*=};; MainPID=*) p=${kv#*=};; esac
+    watcher_of() { # supervisor-pid: sets $p to its child that runs the watcher, or to nothing
+      local kid a0 a1 a2
+      p=
+      if [ -r "/proc/$1/task/$1/children" ]; then
+        read -r -a kids <"/proc/$1/task/$1/children"
+        for kid in "${kids[@]}"; do
+          { IFS= read -r -d '' a0; IFS= read -r -d '' a1; IFS= read -r -d '' a2; } <"/proc/$kid/cmdline" 2>/dev/null
+          if [ "$a1" = run ] && [ "$a2" = --config ]; then p=$kid; return; fi
         done
+      else
+        p=$(pgrep -o -P "$1" -f ' run --config' 2>/dev/null)
       fi
+    }
+    info() { # unit file-prefix kind
+      local c= n=${nrestarts[$1]} st up u f
+      p=${mainpid[$1]}
+      [ -r "$2.restarts" ] && read -r c <"$2.restarts"
       case "$c" in ''|*[!0-9]*) c=0;; esac; case "$n" in ''|*[!0-9]*) n=0;; esac
       echo "restarts $((c + n))"
       if [ -z "$p" ] || [ "$p" = 0 ]; then
-        p=$(cat "$2.pid" 2>/dev/null)
-        [ "$3" = watch ] && [ -n "$p" ] && p=$(pgrep -o -P "$p" -f ' run --config' 2>/dev/null)
+        p=; [ -r "$2.pid" ] && read -r p <"$2.pid"
+        [ "$3" = watch ] && [ -n "$p" ] && watcher_of "$p"
       fi
-      [ -n "$p" ] && [ -r "/proc/$p/stat" ] || return 0
-      s=$(sed 's/.*) //' "/proc/$p/stat" | cut -d' ' -f20)
-      awk -v s="$s" -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
-        '{ u = int($1 - s / hz); if (u < 0) u = 0; print "uptime " u }' /proc/uptime
+      [ -n "$p" ] && [ -r "/proc/$p/stat" ] && read -r st <"/proc/$p/stat" || return 0
+      f=(${st##*) }); read -r up _ </proc/uptime
+      u=$(( ${up%.*} - ${f[19]:-0} / hz )); [ $u -lt 0 ] && u=0
+      echo "uptime $u"
     }
 
     """#
+
+  /// Bash: systemd's restart count and main pid of each of `units` into the arrays `nrestarts` and
+  /// `mainpid`, in one `systemctl show`; the clock ticks per second into `hz`.
+  static func systemdFacts(_ units: [String]) throws -> String {
+    let text = "hz=$(getconf CLK_TCK 2>/dev/null); hz=${hz:-100}\ndeclare -A nrestarts mainpid\n"
+    guard !units.isEmpty else { return text }
+    let quoted = try units.map(ShellQuote.quote).joined(separator: " ")
+    return text + """
+      if [ -d /run/systemd/system ]; then
+        while IFS='=' read -r k v; do
+          case "$k" in
+            Id) id=$v;; NRestarts) n=$v;; MainPID) m=$v;;
+            '') [ -n "$id" ] && { nrestarts[$id]=$n; mainpid[$id]=$m; }; id= n= m=;;
+          esac
+        done < <(systemctl show -p Id -p NRestarts -p MainPID \(quoted) </dev/null 2>/dev/null; echo)
+      fi
+
+      """
+  }
 
   /// The section of `instance` in the output: its name and the port it was probed on.
   static func section(_ instance: Instance) -> String { "\(instance.name) \(instance.port)" }
@@ -77,26 +108,42 @@ enum StatusProbe {
   /// The probes of `instances` alone (the second command, for instances the book did not expect).
   ///
   /// They run at once, each into a file of its own, printed in order when all are done: a host takes
-  /// as long as its slowest instance (each probe gives up after 2 s), however many it has.
+  /// as long as its slowest instance, however many it has. Every read waits 2 s at most; a watchdog
+  /// ends any probe still running after 8 s (a connection that hangs), which then shows as not
+  /// answering.
   static func probes(_ instances: [Instance]) throws -> String {
-    var script = header + HealthProbe.functions + infoFunction
+    guard !instances.isEmpty else { return header }
+    var script = HealthProbe.functions + infoFunction
     if instances.contains(where: { $0.name.kind == .rsyncd }) { script += ModuleProbe.function }
-    script += "d=$(mktemp -d /tmp/fleetsync-status.XXXXXX) || exit 1\n"
+    script += try systemdFacts(instances.map(\.name.unit))
+    script += "d=$(mktemp -d /tmp/fleetsync-status.XXXXXX) || exit 1\npids=()\n"
     for (index, instance) in instances.enumerated() {
-      let name = instance.name
-      let prefix = "\(Layout.run)/\(name.kind.rawValue)-\(name.instance)"
-      script += "{\n" + (try SectionedOutput.marker(section(instance))) + "\n"
-      script += "probe \(name.kind.rawValue) \(instance.port) && echo healthy"
-      script +=
-        name.kind == .rsyncd ? " && modules \(try ShellQuote.quote(name.instance)) \(instance.port)\n" : "\n"
-      if name.kind == .watch { script += "status_body \(instance.port)\necho \"clock $(date +%s)\"\n" }
-      script +=
-        "info \(try ShellQuote.quote(name.unit)) \(try ShellQuote.quote(prefix)) \(name.kind.rawValue)\n"
-      let mark = try ShellQuote.quote(Layout.unansweredMark(name))
-      script += "[ -f \(mark) ] && echo \"\(unansweredPrefix)$(head -n 1 \(mark))\"\n"
-      script += "} >\"$d/\(String(format: "%06d", index))\" 2>/dev/null &\n"
+      script += try probe(instance) + " >\"$d/\(String(format: "%06d", index))\" 2>/dev/null &\npids+=($!)\n"
     }
-    return script + "wait; cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n"
+    script += """
+      mkfifo "$d/.timer" && { read -r -t 8 <>"$d/.timer"; kill -KILL "${pids[@]}"; } >/dev/null 2>&1 &
+      w=$!
+      wait "${pids[@]}"; kill "$w" 2>/dev/null; rm -f "$d/.timer"
+      cat "$d"/* 2>/dev/null; rm -rf "$d"
+
+      """
+    return header + HealthProbe.bash(script)
+  }
+
+  /// One instance's block: its section marker, then what its probe says.
+  private static func probe(_ instance: Instance) throws -> String {
+    let name = instance.name
+    let kind = name.kind.rawValue
+    var block = "{\n" + (try SectionedOutput.marker(section(instance))) + "\n"
+    block += "probe \(kind) \(instance.port) && echo healthy"
+    block +=
+      name.kind == .rsyncd ? " && modules \(try ShellQuote.quote(name.instance)) \(instance.port)\n" : "\n"
+    if name.kind == .watch { block += "status_body \(instance.port)\nprintf 'clock %(%s)T\\n' -1\n" }
+    let prefix = "\(Layout.run)/\(kind)-\(name.instance)"
+    block += "info \(try ShellQuote.quote(name.unit)) \(try ShellQuote.quote(prefix)) \(kind)\n"
+    let mark = try ShellQuote.quote(Layout.unansweredMark(name))
+    block += "[ -f \(mark) ] && read -r l <\(mark) && echo \"\(unansweredPrefix)$l\"\n"
+    return block + "}"
   }
 
   /// What `instance`'s section in `output` said; nil when the output has no such section.

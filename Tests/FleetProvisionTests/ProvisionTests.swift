@@ -264,21 +264,28 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     ])
     #expect(
       script.hasPrefix(
-        StatusProbe.header + HealthProbe.functions + StatusProbe.infoFunction + ModuleProbe.function))
+        StatusProbe.header + "bash <<'\(HealthProbe.bashEnd)'\n" + HealthProbe.functions
+          + StatusProbe.infoFunction
+          + ModuleProbe.function))
+    #expect(
+      script.contains(
+        "systemctl show -p Id -p NRestarts -p MainPID 'fleetsync-rsyncd@main.service' "
+          + "'fleetsync-watch@home:bk1:home.service' </dev/null"))
     // Each section ends with the mark of a restart for not answering, when there is one.
     let mark =
-      "[ -f '/run/fleetsync/watch-home:bk1:home.unanswered' ] && echo \"unanswered $(head -n 1 "
-      + "'/run/fleetsync/watch-home:bk1:home.unanswered')\"\n"
+      "[ -f '/run/fleetsync/watch-home:bk1:home.unanswered' ] && read -r l <"
+      + "'/run/fleetsync/watch-home:bk1:home.unanswered' && echo \"unanswered $l\"\n"
     #expect(
       script.contains(
         "{\necho '@@rsyncd@main 8730'\nprobe rsyncd 8730 && echo healthy && modules 'main' 8730\ninfo "))
     #expect(
       script.contains(
         "{\necho '@@watch@home:bk1:home 9700'\nprobe watch 9700 && echo healthy\nstatus_body 9700\n"
-          + "echo \"clock $(date +%s)\"\n"
+          + "printf 'clock %(%s)T\\n' -1\n"
           + "info 'fleetsync-watch@home:bk1:home.service' '/run/fleetsync/watch-home:bk1:home' watch\n"
-          + mark + "} >\"$d/000001\" 2>/dev/null &\n"))
-    #expect(script.hasSuffix("wait; cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n"))
+          + mark + "} >\"$d/000001\" 2>/dev/null &\npids+=($!)\n"))
+    #expect(script.hasSuffix("cat \"$d\"/* 2>/dev/null; rm -rf \"$d\"\n\(HealthProbe.bashEnd)\n"))
+    #expect(try StatusProbe.probes([]) == StatusProbe.header, "no instance, no probe")
   }
 
   /// Run for real (nothing listening): every instance's section comes back whole and in order.
@@ -319,7 +326,9 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     let service = DesiredService(
       name: ServiceName(.watch, "home:bk1:home"), port: 9700, configHash: "")
     let script = HealthProbe.waitScript([service], seconds: 7)
-    #expect(script.hasPrefix("end=$(( $(date +%s) + 7 ))\n" + HealthProbe.functions))
+    #expect(
+      script.hasPrefix("bash <<'FLEETSYNC_BASH_END'\n" + HealthProbe.functions + "now; end=$((now + 7))\n"))
+    #expect(script.hasSuffix("\n\(HealthProbe.bashEnd)\n"))
     #expect(script.contains("until probe watch 9700; do"))
     #expect(
       HealthProbe.failures(in: "watch@home:bk1:home HTTP/1.1 503 degraded: out of watches\n")
