@@ -63,7 +63,7 @@ public struct HostFacts: Sendable, Equatable {
       fi
       for f in /run/fleetsync/*.pid; do
         [ -f "$f" ] || continue
-        p=$(cat "$f" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null || continue
+        p=; read -r p 2>/dev/null <"$f"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null || continue
         n=${f##*/}; n=${n%.pid}; echo "${n%%-*}@${n#*-}"
       done
 

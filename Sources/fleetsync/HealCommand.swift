@@ -31,15 +31,9 @@ struct HealCommand: AsyncParsableCommand {
     var options = common.options()
     options.lockWait = .seconds(lock.waitLock)
     let deadline = max(1, deadline)
-    let reports = try await reportingFailures {
-      try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory,
-          connector: SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout),
-          options: options)
-        return try await provisioner.heal(deadline: deadline)
-      }
-    }
+    let reports = try await withProvisioner(
+      inventory, options, operationTimeout: SSHHostConnector.checkTimeout
+    ) { try await $0.heal(deadline: deadline) }
     if json {
       Swift.print(try Self.json(reports))
     } else {

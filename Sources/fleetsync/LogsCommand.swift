@@ -33,22 +33,18 @@ struct LogsCommand: AsyncParsableCommand {
     let inventory = try common.load()
     let options = common.options()
     let (host, instance, lines, follow) = (self.host, self.instance, self.lines, self.follow)
-    try await reportingFailures {
-      try await SSHClient.withClient(threads: 4) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
-        let services = try provisioner.logInstances(host: host, filter: instance)
-        var positions: [String: LogPosition] = [:]
-        repeat {
-          let chunks = try await provisioner.readLogs(host: host, services, lines: lines, after: positions)
-          for chunk in chunks {
-            for line in chunk.lines { print(services.count > 1 ? "\(chunk.instance): \(line)" : line) }
-            if let next = chunk.next { positions[chunk.instance] = next }
-          }
-          fflush(nil)
-          if follow { try await Task.sleep(for: .seconds(1)) }
-        } while follow && !Task.isCancelled
-      }
+    try await withProvisioner(inventory, options, threads: 4, connections: .kept) { provisioner in
+      let services = try provisioner.logInstances(host: host, filter: instance)
+      var positions: [String: LogPosition] = [:]
+      repeat {
+        let chunks = try await provisioner.readLogs(host: host, services, lines: lines, after: positions)
+        for chunk in chunks {
+          for line in chunk.lines { print(services.count > 1 ? "\(chunk.instance): \(line)" : line) }
+          if let next = chunk.next { positions[chunk.instance] = next }
+        }
+        fflush(nil)
+        if follow { try await Task.sleep(for: .seconds(1)) }
+      } while follow && !Task.isCancelled
     }
   }
 }

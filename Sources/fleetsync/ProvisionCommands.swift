@@ -223,13 +223,7 @@ func runProvisioner(
   _ inventory: Inventory, _ options: ProvisionOptions, _ body: (Provisioner) async throws -> RunReport
 ) async throws -> RunReport {
   let progress = ProgressPrinter(total: inventory.hosts.count)
-  return try await reportingFailures {
-    try await SSHClient.withClient(threads: max(8, min(options.forks * 2, 128))) { client in
-      defer { progress.finish() }
-      let provisioner = try Provisioner(
-        inventory: inventory, connector: SSHHostConnector(client: client), options: options,
-        progress: { progress($0) })
-      return try await body(provisioner)
-    }
-  }
+  defer { progress.finish() }
+  return try await withProvisioner(
+    inventory, options, threads: max(8, min(options.forks * 2, 128)), progress: { progress($0) }, body)
 }

@@ -56,13 +56,7 @@ struct ResumeCommand: AsyncParsableCommand {
     request.clearMassChange = massChange
     request.directories = directory.flatMap { $0.split(separator: ",").map(String.init) }
     request.waitSeconds = wait
-    let hosts = try await reportingFailures {
-      try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
-        return try await provisioner.resume(request)
-      }
-    }
+    let hosts = try await withProvisioner(inventory, options) { try await $0.resume(request) }
     if json {
       print(try ResumeReport.json(hosts))
     } else {

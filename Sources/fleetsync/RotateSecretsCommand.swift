@@ -37,12 +37,8 @@ struct RotateSecretsCommand: AsyncParsableCommand {
     let inventory = try common.load()
     var options = common.options()
     options.lockWait = .seconds(lock.waitLock)
-    let report = try await reportingFailures {
-      try await SSHClient.withClient(threads: max(8, min(options.forks * 2, 128))) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory, connector: SSHHostConnector(client: client), options: options)
-        return try await provisioner.rotateSecrets()
-      }
+    let report = try await withProvisioner(inventory, options, threads: max(8, min(options.forks * 2, 128))) {
+      try await $0.rotateSecrets()
     }
     if json {
       Swift.print(try Self.json(report))

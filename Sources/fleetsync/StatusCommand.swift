@@ -47,20 +47,17 @@ struct StatusCommand: AsyncParsableCommand {
     let inventory = try common.load()
     let options = common.options()
     let screen = StatusScreen(inPlace: watch && !json && isatty(STDOUT_FILENO) == 1, interval: interval)
-    let last = try await reportingFailures {
-      try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory,
-          connector: SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout),
-          options: options)
-        var hosts = await provisioner.status()
-        while watch {
-          try show(hosts, screen: screen)
-          try await Task.sleep(for: .seconds(interval))
-          hosts = await provisioner.status()
-        }
-        return hosts
+    // `--watch` keeps each host's connection from one reading to the next.
+    let last = try await withProvisioner(
+      inventory, options, operationTimeout: SSHHostConnector.checkTimeout, connections: watch ? .kept : .fresh
+    ) { provisioner in
+      var hosts = await provisioner.status()
+      while watch {
+        try show(hosts, screen: screen)
+        try await Task.sleep(for: .seconds(interval))
+        hosts = await provisioner.status()
       }
+      return hosts
     }
     try show(last, screen: screen)
     try ExitStatus(last.map(StatusTable.outcome)).throwIfNotOK()

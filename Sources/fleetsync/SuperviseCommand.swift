@@ -50,29 +50,24 @@ struct SuperviseCommand: AsyncParsableCommand {
     let options = common.options()
     var logger = Logger(label: "fleetsync.supervise")
     logger.logLevel = .info
-    try await reportingFailures {
-      try await SSHClient.withClient(threads: max(8, min(options.forks, 128))) { client in
-        // Each host's connection is kept from pass to pass: a pass costs a host one command.
-        let pool = ConnectionPool(
-          SSHHostConnector(client: client, operationTimeout: SSHHostConnector.checkTimeout))
-        let provisioner = try Provisioner(inventory: inventory, connector: pool, options: options)
-        let supervisor = Supervisor(
-          provisioner: provisioner, interval: .seconds(interval), deadline: deadline, logger: logger)
-        let server = try await HealthServer.start(
-          host: metricsAddress, port: metricsPort, source: supervisor.healthSource, logger: logger)
-        let group = ServiceGroup(
-          services: [supervisor], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
-          logger: logger)
-        do {
-          try await group.run()
-        } catch {
-          await server.close()
-          await pool.closeAll()
-          throw error
-        }
+    // Each host's connection is kept from pass to pass: a pass costs a host one command.
+    try await withProvisioner(
+      inventory, options, operationTimeout: SSHHostConnector.checkTimeout, connections: .kept
+    ) { provisioner in
+      let supervisor = Supervisor(
+        provisioner: provisioner, interval: .seconds(interval), deadline: deadline, logger: logger)
+      let server = try await HealthServer.start(
+        host: metricsAddress, port: metricsPort, source: supervisor.healthSource, logger: logger)
+      let group = ServiceGroup(
+        services: [supervisor], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+        logger: logger)
+      do {
+        try await group.run()
+      } catch {
         await server.close()
-        await pool.closeAll()
+        throw error
       }
+      await server.close()
     }
   }
 }

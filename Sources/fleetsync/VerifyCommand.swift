@@ -76,14 +76,8 @@ struct VerifyCommand: AsyncParsableCommand {
     request.delete = delete
     request.samplePercent = sample
     let limitedOptions = options
-    let hosts = try await reportingFailures {
-      try await SSHClient.withClient(threads: max(8, min(limitedOptions.forks, 128))) { client in
-        let provisioner = try Provisioner(
-          inventory: inventory,
-          connector: SSHHostConnector(client: client, operationTimeout: .seconds(timeout)),
-          options: limitedOptions)
-        return try await provisioner.verify(request)
-      }
+    let hosts = try await withProvisioner(inventory, limitedOptions, operationTimeout: .seconds(timeout)) {
+      try await $0.verify(request)
     }
     if json {
       print(try VerifyReport.json(hosts))
