@@ -135,17 +135,18 @@ extension Provisioner {
   ) async throws -> [HealReport] {
     let lock = try await ControllerLock.acquire(path: lockFile, command: commandLine, wait: options.lockWait)
     defer { lock.release() }
+    let book = portBookForStatus()
     return await forEachConnectedHost(selected.filter { hosts?.contains($0.name) ?? true }) { ref, error in
       HealReport(host: ref.name, outcome: HostOutcome(error), actions: [], status: nil)
     } _: { ref, host in
-      await self.heal(ref, on: host, deadline: deadline, gate: gate)
+      await self.heal(ref, on: host, book: book, deadline: deadline, gate: gate)
     }
   }
 
-  private func heal(_ ref: HostRef, on host: any RemoteHost, deadline: Int, gate: HealGate) async
+  private func heal(_ ref: HostRef, on host: any RemoteHost, book: PortBook, deadline: Int, gate: HealGate) async
     -> HealReport
   {
-    let before = await status(of: ref, on: host)
+    let before = await status(of: ref, on: host, book: book)
     if let error = before.error {
       return HealReport(host: ref.name, outcome: HostOutcome(error), actions: [], status: nil)
     }
@@ -179,7 +180,7 @@ extension Provisioner {
     }
     var after = before
     if !repaired.isEmpty {
-      after = await waitHealthy(Set(repaired), ref: ref, on: host, deadline: deadline)
+      after = await waitHealthy(Set(repaired), ref: ref, on: host, book: book, deadline: deadline)
       let healthy = Set(after.services.filter(\.healthy).map(\.service.description))
       for index in actions.indices where healthy.contains(actions[index].instance) {
         actions[index].healthyAfter = true
@@ -206,12 +207,12 @@ extension Provisioner {
 
   /// Reads the host until every instance in `names` answers healthy or `deadline` seconds pass;
   /// returns the last reading.
-  private func waitHealthy(_ names: Set<String>, ref: HostRef, on host: any RemoteHost, deadline: Int) async
-    -> HostStatus
-  {
+  private func waitHealthy(
+    _ names: Set<String>, ref: HostRef, on host: any RemoteHost, book: PortBook, deadline: Int
+  ) async -> HostStatus {
     let end = Date().addingTimeInterval(TimeInterval(deadline))
     while true {
-      let now = await status(of: ref, on: host)
+      let now = await status(of: ref, on: host, book: book)
       let healthy = Set(now.services.filter(\.healthy).map(\.service.description))
       if names.isSubset(of: healthy) || Date() >= end || Task.isCancelled { return now }
       try? await Task.sleep(for: .seconds(1))

@@ -84,7 +84,8 @@ public struct HostStatus: Sendable {
 extension Provisioner {
   /// Reads every selected host's instances and their health; changes nothing.
   public func status() async -> [HostStatus] {
-    await forEachHost(selected) { ref -> HostStatus in
+    let book = portBookForStatus()
+    return await forEachHost(selected) { ref -> HostStatus in
       let host: any RemoteHost
       do {
         host = try await self.connector.connect(ref)
@@ -94,17 +95,20 @@ extension Provisioner {
           error: FleetError.wrap(error, code: .remoteStep, "failed"),
           services: [])
       }
-      let result = await self.status(of: ref, on: host)
+      let result = await self.status(of: ref, on: host, book: book)
       await host.close()
       return result
     }
   }
 
-  /// Reads one host's instances in one remote command (two when the host has instances this
-  /// controller's port book does not know; see ``StatusProbe``).
-  func status(of ref: HostRef, on host: any RemoteHost) async -> HostStatus {
+  /// The controller's port book as `status` uses it: read once per pass; when it cannot be read,
+  /// every host's instances are probed by a second command (``StatusProbe``).
+  func portBookForStatus() -> PortBook { (try? PortBook.load(path: stateFile)) ?? PortBook() }
+
+  /// Reads one host's instances in one remote command (two when the host has instances `book` does
+  /// not know; see ``StatusProbe``).
+  func status(of ref: HostRef, on host: any RemoteHost, book: PortBook) async -> HostStatus {
     do {
-      let book = (try? PortBook.load(path: stateFile)) ?? PortBook()
       let expected = StatusProbe.expected(on: ref.name, book: book)
       let out = try await host.run(
         StatusProbe.script(expected: expected, backup: ref.roles.contains(.backup)))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: fleetsync up / up (no change) / status / heal / supervise pass / down on a 40-node fleet (20 sources with 2 directories
 # each, 20 backup hosts), side by side with the same steps done by a plain OpenSSH loop in parallel
-# (one ssh session per host, 40 at once: the same files, the same daemons, no checks).
+# (one ssh session per host, 40 at once: the same files, the same daemons, no checks). fleetsync also works on
+# every host at once (`--forks` the node count; its default, 32, would make a second wave).
 #
 #   bench/provision/run.sh [--sources 20] [--reps 3]
 #
@@ -133,20 +134,20 @@ run_openssh() { # step
 declare -A fs os
 for rep in $(seq 1 "$reps"); do
   echo "== repetition $rep"
-  t0=$(now); "$bin/fleetsync" up -i "$work/fleet.yaml" --watch-binary "$bin/fleetsync-watch" >"$work/up.log" 2>&1 || { cat "$work/up.log"; exit 1; }; t1=$(now)
+  t0=$(now); "$bin/fleetsync" up -i "$work/fleet.yaml" --forks "$nodes" --watch-binary "$bin/fleetsync-watch" >"$work/up.log" 2>&1 || { cat "$work/up.log"; exit 1; }; t1=$(now)
   fs[up]+=" $(elapsed "$t0" "$t1")"
-  t0=$(now); "$bin/fleetsync" up -i "$work/fleet.yaml" --watch-binary "$bin/fleetsync-watch" >"$work/up2.log" 2>&1 || { cat "$work/up2.log"; exit 1; }; t1=$(now)
+  t0=$(now); "$bin/fleetsync" up -i "$work/fleet.yaml" --forks "$nodes" --watch-binary "$bin/fleetsync-watch" >"$work/up2.log" 2>&1 || { cat "$work/up2.log"; exit 1; }; t1=$(now)
   fs[again]+=" $(elapsed "$t0" "$t1")"
   grep -q "changed=0" "$work/up2.log" || { echo "second up changed something:"; cat "$work/up2.log"; exit 1; }
-  t0=$(now); "$bin/fleetsync" status -i "$work/fleet.yaml" >"$work/status.log" 2>&1 || true; t1=$(now)
+  t0=$(now); "$bin/fleetsync" status -i "$work/fleet.yaml" --forks "$nodes" >"$work/status.log" 2>&1 || true; t1=$(now)
   fs[status]+=" $(elapsed "$t0" "$t1")"
   # One `heal` pass with nothing to repair: what each `supervise` pass costs on a healthy fleet.
-  t0=$(now); "$bin/fleetsync" heal -i "$work/fleet.yaml" >"$work/heal.log" 2>&1 || true; t1=$(now)
+  t0=$(now); "$bin/fleetsync" heal -i "$work/fleet.yaml" --forks "$nodes" >"$work/heal.log" 2>&1 || true; t1=$(now)
   fs[heal]+=" $(elapsed "$t0" "$t1")"
   grep -q "heal: ok=$nodes" "$work/heal.log" || { echo "heal found something to do:"; cat "$work/heal.log"; exit 1; }
   # `supervise` keeps each host's connection from pass to pass: the median of its passes 2 to 5
   # (the first one connects), as its /status reports them.
-  "$bin/fleetsync" supervise -i "$work/fleet.yaml" --interval 1 --metrics-port 19479 >"$work/supervise.log" 2>&1 &
+  "$bin/fleetsync" supervise -i "$work/fleet.yaml" --forks "$nodes" --interval 1 --metrics-port 19479 >"$work/supervise.log" 2>&1 &
   sup=$!
   pass=$(python3 - <<'PY'
 import json, time, urllib.request
@@ -169,7 +170,7 @@ PY
   kill -TERM "$sup"; wait "$sup" || true
   case "$pass" in bad*) echo "supervise: $pass"; cat "$work/supervise.log"; exit 1 ;; esac
   fs[supervise]+=" $pass"
-  t0=$(now); "$bin/fleetsync" down -i "$work/fleet.yaml" >"$work/down.log" 2>&1 || { cat "$work/down.log"; exit 1; }; t1=$(now)
+  t0=$(now); "$bin/fleetsync" down -i "$work/fleet.yaml" --forks "$nodes" >"$work/down.log" 2>&1 || { cat "$work/down.log"; exit 1; }; t1=$(now)
   fs[down]+=" $(elapsed "$t0" "$t1")"
 
   t0=$(now); run_openssh up; t1=$(now); os[up]+=" $(elapsed "$t0" "$t1")"
