@@ -9,6 +9,11 @@ struct ChangeQueue {
   private var oldestCache: UInt64?
 
   var pendingCount: Int { pending.count }
+
+  /// The pending paths when there are at most `limit`; nil when there are more.
+  func pendingPaths(upTo limit: Int) -> [SyncPath]? {
+    pending.count <= limit ? Array(pending.keys) : nil
+  }
   var inFlightCount: Int { inFlight.count }
   var isIdle: Bool { pending.isEmpty && inFlight.isEmpty }
 

@@ -125,6 +125,10 @@ final class EngineCore: Sendable, ChangeSource {
     queue.withLock { $0.take(limit: Int.max) }
   }
 
+  func pendingPaths(upTo limit: Int) -> [SyncPath]? {
+    queue.withLock { $0.pendingPaths(upTo: limit) }
+  }
+
   /// Takes a batch once the oldest takeable change is `delay` old; see ``ChangeQueue/takeReady(limit:delay:now:)``.
   func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready {
     queue.withLock { $0.takeReady(limit: limit, delay: delay, now: now) }

@@ -15,6 +15,8 @@ protocol ChangeSource {
   func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready
   /// Takes every takeable pending path.
   func takeAll() -> [SyncPath]
+  /// See ``ChangeQueue/pendingPaths(upTo:)``.
+  func pendingPaths(upTo limit: Int) -> [SyncPath]?
   /// Marks in-flight paths replicated.
   func done(_ paths: [SyncPath])
   /// Puts in-flight paths back to pending.
@@ -41,6 +43,11 @@ struct Transfer: Equatable, Sendable {
 /// - once the oldest pending change has waited `batchDelay`, everything pending goes, oldest
 ///   first: at most `maxBatchPaths` per transfer, over the free workers, at least
 ///   ``minPathsPerWorker`` each; a worker that frees up gets the next batch at once;
+/// - on an idle watcher (nothing runs, and no batch started within `batchDelay`) a change waits only
+///   ``idleSettle``, so that the events of one write (create, write, close) go in one transfer: an
+///   idle change arrives in milliseconds, and under load changes coalesce over `batchDelay` as before.
+///   A delete always waits `batchDelay`: a delete that waits loses nothing, and the source guard
+///   and the delete limit judge a whole `rm -rf` better in one batch than in a first small one;
 /// - a path that overlaps a path of a running transfer waits for it (see ``PathClaims``), so
 ///   changes to one path arrive in order and two rsync runs never race on it;
 /// - a full sync (at start, on request, periodically) waits until nothing runs, and runs alone;
@@ -114,6 +121,9 @@ struct TransferDispatcher {
 
   /// Fewer paths than this per worker are not worth one more rsync process (about 6 ms of CPU).
   static let minPathsPerWorker = 64
+  /// How long a change on an idle watcher waits for the rest of its write's events (the events of
+  /// one small write come within microseconds; a long write is sent again at its close anyway).
+  static let idleSettle = Duration.milliseconds(2).saturatingNanos
   /// Full syncs run this often while degraded (changes may be missed), unless configured otherwise.
   static let degradedFullSyncInterval = Duration.seconds(60).saturatingNanos
 
@@ -160,6 +170,8 @@ struct TransferDispatcher {
   /// Bumped at each backoff: failures of transfers started before it are the same outage.
   var generation = 0
   private var retryAt: UInt64?
+  /// When the last batch of changes started (nil: none yet).
+  private var lastBatchStart: UInt64?
 
   /// A dispatcher that starts with a full sync.
   ///
@@ -219,19 +231,32 @@ struct TransferDispatcher {
       return .onEvent
     }
     let later = fullSyncDue.map { Wake.at($0) } ?? .onEvent
+    let delay = batchDelay(now: now)
     startDueRetries(now)
     while running.count < settings.workers && !blocked {
       // At most maxBatchPaths per free worker, oldest first: under a backlog, workers take turns on
       // bounded batches instead of one taking everything and holding the newest paths until it ends.
       let free = settings.workers - running.count
       let (limit, overflow) = settings.maxBatchPaths.multipliedReportingOverflow(by: free)
-      switch source.takeReady(limit: overflow ? .max : limit, delay: settings.batchDelay, now: now) {
+      switch source.takeReady(limit: overflow ? .max : limit, delay: delay, now: now) {
       case .nothing: return later
       case .notBefore(let due): return .at(min(due, fullSyncDue ?? .max))
       case .batch(let batch): place(batch)
       }
     }
     return later
+  }
+
+  /// The wait for the pending changes: ``idleSettle`` on an idle watcher (nothing runs, no batch
+  /// started within `batchDelay`, a few changes pending and none of them a delete), `batchDelay`
+  /// otherwise.
+  func batchDelay(now: UInt64) -> UInt64 {
+    guard settings.batchDelay > Self.idleSettle, running.isEmpty,
+      lastBatchStart.map({ now >= $0 && now - $0 >= settings.batchDelay }) ?? true,
+      let pending = source.pendingPaths(upTo: Self.minPathsPerWorker),
+      pending.allSatisfy({ $0.path.map { kind($0) != .missing } ?? true })
+    else { return settings.batchDelay }
+    return Self.idleSettle
   }
 
   private mutating func startFullSync(_ effects: inout [Effect]) {
@@ -253,7 +278,7 @@ struct TransferDispatcher {
     let want = min(free, max(1, needed, sends.count / Self.minPathsPerWorker))
     let (shards, deferred) = ChangeQueue.shard(Array(sends.keys), workers: want, cap: cap, busy: claims)
     if !deferred.isEmpty { source.requeue(deferred.flatMap { sends[$0] ?? [] }) }
-    if shards.isEmpty { blocked = true }
+    if shards.isEmpty { blocked = true } else { lastBatchStart = clock.now }
     for shard in shards {
       let id = newID()
       for p in shard { claims.claim(p, by: id) }

@@ -27,6 +27,7 @@ final class FakeQueue: ChangeSource {
     queue.takeReady(limit: limit, delay: delay, now: now)
   }
   func takeAll() -> [SyncPath] { queue.take(limit: .max) }
+  func pendingPaths(upTo limit: Int) -> [SyncPath]? { queue.pendingPaths(upTo: limit) }
   func done(_ paths: [SyncPath]) { queue.done(paths) }
   func requeue(_ paths: [SyncPath]) { queue.requeue(paths) }
 }
@@ -44,7 +45,7 @@ struct Rig {
 
   init(
     workers: Int = 2, maxBatchPaths: Int = 1_000, fullSyncInterval: Duration? = nil,
-    directories: Set<RelativePath> = []
+    directories: Set<RelativePath> = [], gone: Set<RelativePath> = []
   ) {
     var config = WatchConfig(
       source: "/src", target: RsyncTarget(user: nil, host: "h", module: "m"), stateDir: "/state")
@@ -56,7 +57,7 @@ struct Rig {
     config.fullSyncInterval = fullSyncInterval
     dispatcher = TransferDispatcher(
       settings: .init(config), clock: clock, sender: sender, source: source,
-      kind: { directories.contains($0) ? .directory : .other }, jitter: { 1 })
+      kind: { directories.contains($0) ? .directory : gone.contains($0) ? .missing : .other }, jitter: { 1 })
   }
 
   /// Changes seen now.
@@ -99,9 +100,61 @@ struct TransferDispatcherTests {
     #expect(rig.source.queue.pendingCount == 0 && rig.source.queue.inFlightCount == 1)
   }
 
+  @Test func anIdleWatchersChangeGoesAtOnceAndABusyOnesCoalesce() {
+    var rig = Rig()
+    rig.initialFullSync()
+    let ms2 = TransferDispatcher.idleSettle
+    // Idle: a change waits only for the rest of its write's events.
+    let t0 = rig.clock.now
+    rig.accept([entry("a")])
+    #expect(rig.dispatcher.handle(.wake).wake == .at(t0 + ms2))
+    rig.clock.advance(ms: 1)
+    rig.accept([entry("a")])
+    rig.clock.advance(ms: 1)
+    _ = rig.dispatcher.handle(.wake)
+    let first = rig.sender.takeStarted()
+    #expect(first.map(\.work) == [.paths([entry("a")])])
+    // Busy: while it runs, and for a batch delay after it started, changes coalesce as before.
+    rig.clock.advance(ms: 10)
+    _ = rig.dispatcher.handle(.finished(id: first[0].id, outcome: ok))
+    let t1 = rig.clock.now
+    rig.accept([entry("b")])
+    #expect(rig.dispatcher.handle(.wake).wake == .at(t1 + 100 * ms))
+    rig.clock.advance(ms: 100)
+    _ = rig.dispatcher.handle(.wake)
+    let second = rig.sender.takeStarted()
+    #expect(second.map(\.work) == [.paths([entry("b")])])
+    // Quiet for a batch delay after the last start, and nothing runs: idle again.
+    _ = rig.dispatcher.handle(.finished(id: second[0].id, outcome: ok))
+    rig.clock.advance(ms: 100)
+    let t2 = rig.clock.now
+    rig.accept([entry("c")])
+    #expect(rig.dispatcher.handle(.wake).wake == .at(t2 + ms2))
+  }
+
+  /// A delete waits the batch delay even on an idle watcher: the source guard and the delete limit see
+  /// a whole `rm -rf` in one batch.
+  @Test func aDeleteWaitsTheBatchDelayEvenWhenIdle() {
+    var rig = Rig(gone: [rel("gone")])
+    rig.initialFullSync()
+    let t0 = rig.clock.now
+    rig.accept([entry("gone")])
+    #expect(rig.dispatcher.handle(.wake).wake == .at(t0 + 100 * ms))
+    rig.accept([entry("new")])
+    #expect(rig.dispatcher.handle(.wake).wake == .at(t0 + 100 * ms), "a write beside a delete waits with it")
+    rig.clock.advance(ms: 100)
+    _ = rig.dispatcher.handle(.wake)
+    #expect(rig.startedPaths() == [[entry("gone"), entry("new")]])
+  }
+
   @Test func changesWaitForTheBatchingDelayThenAllGo() {
     var rig = Rig()
     rig.initialFullSync()
+    // A transfer runs: the watcher is busy, and changes coalesce over the batch delay.
+    rig.accept([entry("busy")])
+    rig.clock.advance(ms: 2)
+    _ = rig.dispatcher.handle(.wake)
+    #expect(rig.startedPaths() == [[entry("busy")]])
     rig.accept([entry("a")])
     let t0 = rig.clock.now
     rig.clock.advance(ms: 60)

@@ -51,6 +51,23 @@ extension WatchIntegration {
       try await fixture.stop()
     }
 
+    /// Adaptive batching: with a batch delay of ten minutes, a change on an idle watcher still arrives
+    /// (within the test's deadline, which is far shorter). A change after it would wait the ten minutes:
+    /// a batch started within the batch delay makes the watcher busy (`TransferDispatcherTests`).
+    @Test("an idle watcher sends a change without waiting for the batch delay")
+    func idleChangeGoesAtOnce() async throws {
+      let fixture = try EngineFixture()
+      fixture.config.batchDelay = .seconds(600)
+      try await fixture.start()
+      try await fixture.expectConverged()
+      // Written beside the source and renamed in: one event, whole, however busy the machine is.
+      let outside = try fixture.tmp.sub("outside")
+      try FS.write(outside, "first.txt", "sent at once\n")
+      try FS.rename(outside + "/first.txt", fixture.src + "/first.txt")
+      try await fixture.expectConverged()
+      try await fixture.stop()
+    }
+
     @Test("renames of files and directories: inside the tree, into it, out of it")
     func renames() async throws {
       let fixture = try EngineFixture()
