@@ -143,9 +143,9 @@ extension Provisioner {
     }
   }
 
-  private func heal(_ ref: HostRef, on host: any RemoteHost, book: PortBook, deadline: Int, gate: HealGate) async
-    -> HealReport
-  {
+  private func heal(
+    _ ref: HostRef, on host: any RemoteHost, book: PortBook, deadline: Int, gate: HealGate
+  ) async -> HealReport {
     let before = await status(of: ref, on: host, book: book)
     if let error = before.error {
       return HealReport(host: ref.name, outcome: HostOutcome(error), actions: [], status: nil)
