@@ -15,6 +15,13 @@ import Foundation
 /// cannot be reached. Only the first operation is retried: later ones may have had effects. One that
 /// ran out its time is not retried either. Connections idle for longer than ``maxIdle`` are not
 /// reused.
+///
+/// A kept connection to a host cut off the network does not fail at once: the command waits until
+/// the kernel gives up on it (three keepalives, 45 s). So the first operation on a kept connection
+/// gets ``firstAnswer`` to answer (10 s, the default SSH connect timeout; the status probe ends within
+/// about 9 s), and is then taken as lost,
+/// retried on a new connection, whose connect timeout says whether the host can be reached, as it
+/// would without the pool.
 public actor ConnectionPool: HostConnector {
   private struct Kept {
     var host: any RemoteHost
@@ -28,11 +35,17 @@ public actor ConnectionPool: HostConnector {
   /// How long a connection may wait unused and still be reused (a firewall or NAT on the way may
   /// forget an idle connection without telling either end).
   public let maxIdle: TimeInterval
+  /// How long the first operation on a kept connection may take before the connection is taken as
+  /// lost.
+  public let firstAnswer: Duration
 
   /// A pool over `connector`.
-  public init(_ connector: any HostConnector, maxIdle: TimeInterval = 300) {
+  public init(
+    _ connector: any HostConnector, maxIdle: TimeInterval = 300, firstAnswer: Duration = .seconds(10)
+  ) {
     self.connector = connector
     self.maxIdle = maxIdle
+    self.firstAnswer = firstAnswer
   }
 
   /// Connections made so far (kept ones reused do not count).
@@ -93,10 +106,12 @@ private actor Lease: RemoteHost {
     untried = reused
   }
 
-  private func using<T: Sendable>(_ operation: @Sendable (any RemoteHost) async throws -> T) async throws -> T
+  private func using<T: Sendable>(_ operation: @escaping @Sendable (any RemoteHost) async throws -> T)
+    async throws -> T
   {
     do {
-      let result = try await operation(host)
+      let result =
+        untried ? try await Self.within(pool.firstAnswer, operation, on: host) : try await operation(host)
       untried = false
       await pool.used(ref)
       return result
@@ -114,6 +129,27 @@ private actor Lease: RemoteHost {
         await pool.failed(ref, id: id, host)
         throw error
       }
+    }
+  }
+
+  /// `operation` on `host`, or a lost connection when it has not answered within `limit` (it is
+  /// cancelled then).
+  private static func within<T: Sendable>(
+    _ limit: Duration, _ operation: @escaping @Sendable (any RemoteHost) async throws -> T,
+    on host: any RemoteHost
+  ) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+      group.addTask { try await operation(host) }
+      group.addTask {
+        try await Task.sleep(for: limit)
+        return nil
+      }
+      defer { group.cancelAll() }
+      guard let first = try await group.next(), let value = first else {
+        throw FleetError(
+          .sshConnectionLost, "a kept connection did not answer within \(limit.components.seconds) s")
+      }
+      return value
     }
   }
 

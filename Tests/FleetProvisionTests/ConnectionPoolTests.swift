@@ -13,10 +13,13 @@ import Testing
   /// A connection that answers `echo` until it is cut.
   final class Connection: RemoteHost {
     let cut = Mutex(false)
+    /// Cut off the network: a command waits for an answer that never comes.
+    let silent = Mutex(false)
     let commands = Mutex(0)
     let closed = Mutex(false)
     func run(_ command: String) async throws -> CommandOutput {
       if cut.withLock({ $0 }) { throw FleetError(.sshConnectionLost, "connection lost (fake)") }
+      if silent.withLock({ $0 }) { try await Task.sleep(for: .seconds(3_600)) }
       commands.withLock { $0 += 1 }
       return CommandOutput(status: 0, stdout: command, stderr: "")
     }
@@ -65,6 +68,18 @@ import Testing
     #expect(connector.count == 2 && dead.closed.withLock { $0 })
     #expect(try await host.run("more").status == 0, "the lease goes on on the new connection")
     #expect(connector.last.commands.withLock { $0 } == 2)
+  }
+
+  /// A host cut off the network does not fail a kept connection's command at once (the kernel gives up
+  /// after 45 s): the first command gets `firstAnswer`, then goes to a new connection.
+  @Test func aKeptConnectionThatDoesNotAnswerIsGivenUpAfterFirstAnswer() async throws {
+    let connector = Connector()
+    let pool = ConnectionPool(connector, firstAnswer: .milliseconds(200))
+    _ = try await pool.connect(ref).run("first pass")
+    let silent = connector.last
+    silent.silent.withLock { $0 = true }
+    #expect(try await pool.connect(ref).run("second pass").stdout == "second pass")
+    #expect(connector.count == 2 && silent.closed.withLock { $0 })
   }
 
   @Test func onlyTheFirstCommandOfAKeptConnectionIsRetried() async throws {
