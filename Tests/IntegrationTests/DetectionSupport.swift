@@ -51,15 +51,13 @@ final class DetectionFleet {
 
   /// Runs `fleetsync ARGS -i INVENTORY`.
   func fleetsync(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    try CLI.run("fleetsync", args + ["-i", setup.inventory])
+    try setup.fleetsync(args)
   }
 
   /// Runs `command` on `node` and returns its output, trimmed; it must succeed.
   @discardableResult
   func on(_ node: TestFleet.Node, _ command: String) throws -> String {
-    let out = try fleet.run(on: node, command)
-    try #require(out.status == 0, "on \(node): \(command): \(out.output)")
-    return out.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    try setup.on(node, command)
   }
 
   /// The watcher's process id; empty when none runs.

@@ -11,14 +11,8 @@ extension ProvisionFleetTests {
     guard !systemd || TestFleet.systemdSupported else { return }
     let setup = try TwoNodeFleet("heal", systemd: systemd)
     defer { setup.tearDown() }
-    func fleetsync(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-      try CLI.run("fleetsync", args + ["-i", setup.inventory])
-    }
-    func on(_ node: TestFleet.Node, _ command: String) throws -> String {
-      let out = try setup.fleet.run(on: node, command)
-      try #require(out.status == 0, "on \(node): \(command): \(out.output)")
-      return out.output.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
+    let fleetsync = setup.fleetsync
+    let on = setup.on
     // The instance's own processes: a node without systemd shares the machine's pid namespace, where
     // other tests' watchers run too.
     let unit = "'fleetsync-watch@a:bk1:s1-a.service'"

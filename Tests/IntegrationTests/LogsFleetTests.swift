@@ -14,9 +14,7 @@ extension ProvisionFleetTests {
     guard !systemd || TestFleet.systemdSupported else { return }
     let setup = try TwoNodeFleet("logs", systemd: systemd)
     defer { setup.tearDown() }
-    func fleetsync(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-      try CLI.run("fleetsync", args + ["-i", setup.inventory])
-    }
+    let fleetsync = setup.fleetsync
     _ = try setup.fleet.run(on: setup.source, "mkdir -p /srv/data/a")
     let up = try fleetsync(["up"])
     try #require(up.status == 0, "\(up.stdout)\(up.stderr)")

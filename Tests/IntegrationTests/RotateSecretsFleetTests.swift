@@ -61,15 +61,11 @@ extension ProvisionFleetTests {
     defer { setup.tearDown() }
     var captured = ""
     func fleetsync(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-      let out = try CLI.run("fleetsync", args + ["-i", setup.inventory])
+      let out = try setup.fleetsync(args)
       captured += out.stdout + out.stderr
       return out
     }
-    func on(_ node: TestFleet.Node, _ command: String) throws -> String {
-      let out = try setup.fleet.run(on: node, command)
-      try #require(out.status == 0, "on \(node): \(command): \(out.output)")
-      return out.output.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
+    let on = setup.on
     let password = "'/etc/fleetsync/watch/a:bk1:s1-a.password'"
     let daemonLine = "sed -n 's/^fs-s1-a://p' /etc/fleetsync/rsyncd/main.secrets"
     /// Keeps the secret both ends hold now under `name` on each node (mode 0600), for the checks.

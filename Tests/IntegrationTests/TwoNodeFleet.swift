@@ -1,5 +1,6 @@
 import FleetTestSupport
 import Foundation
+import Testing
 
 /// Two nodes of the provisioning fleet (``ProvisionFleetTests/fleetID``): `bk1` (node 0) keeps the
 /// directory `/srv/data/a` of `s1` (node 1) in module `s1-a` of daemon `main`, as the inventory
@@ -46,6 +47,19 @@ final class TwoNodeFleet {
       tearDown()
       throw error
     }
+  }
+
+  /// Runs `fleetsync ARGS -i INVENTORY`.
+  func fleetsync(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    try CLI.run("fleetsync", args + ["-i", inventory])
+  }
+
+  /// Runs `command` on `node` and returns its output, trimmed; it must succeed.
+  @discardableResult
+  func on(_ node: TestFleet.Node, _ command: String) throws -> String {
+    let out = try fleet.run(on: node, command)
+    try #require(out.status == 0, "on \(node): \(command): \(out.output)")
+    return out.output.trimmingCharacters(in: .whitespacesAndNewlines)
   }
 
   /// Takes the fleet down, restores the inotify limits and removes the inventory.
