@@ -47,10 +47,11 @@ enum ConfinedProcess {
   }
 
   /// Runs `executable` with `arguments` (argv[0] is added) restricted to `ruleset` (none when -1),
-  /// which is closed here, with `environment` (`NAME=value`; this process's by default); kills it
-  /// (SIGKILL) when the task is cancelled and then throws `CancellationError`.
+  /// which is closed here, with `environment` (`NAME=value`; this process's by default), at
+  /// `priority`; kills it (SIGKILL) when the task is cancelled and then throws `CancellationError`.
   static func run(
-    executable: String, arguments: [String], environment: [String]? = nil, ruleset: Int32, tailCapacity: Int
+    executable: String, arguments: [String], environment: [String]? = nil, ruleset: Int32, tailCapacity: Int,
+    priority: ProcessPriority = .normal
   ) async throws -> Result {
     defer { close(ruleset) }
     var outPipe: [Int32] = [-1, -1]
@@ -79,6 +80,7 @@ enum ConfinedProcess {
       close(errPipe[0])
       throw error
     }
+    priority.apply(to: pid, logger: nil)
     let child = Child(pid: pid)
     let (outRead, errRead) = (outPipe[0], errPipe[0])
     let result = await withTaskCancellationHandler {

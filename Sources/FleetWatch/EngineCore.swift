@@ -120,11 +120,6 @@ final class EngineCore: Sendable, ChangeSource {
     wake.yield()
   }
 
-  /// Takes every takeable pending path (for a full sync, which settles them all).
-  func takeAll() -> [SyncPath] {
-    queue.withLock { $0.take(limit: Int.max) }
-  }
-
   func pendingPaths(upTo limit: Int) -> [SyncPath]? {
     queue.withLock { $0.pendingPaths(upTo: limit) }
   }

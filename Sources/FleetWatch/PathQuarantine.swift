@@ -66,10 +66,11 @@ struct PathQuarantine {
     return entry
   }
 
-  /// Removes and returns every entry (none may be running).
-  mutating func removeAll() -> [Entry] {
-    defer { entries = [] }
-    return entries
+  /// Removes and returns every entry whose retry is not running.
+  mutating func removeAllWaiting() -> [Entry] {
+    let waiting = entries.filter { $0.transfer == nil }
+    entries.removeAll { $0.transfer == nil }
+    return waiting
   }
 
   /// Adds `queued` to the paths the entry sending exactly `send` settles; false when there is none.

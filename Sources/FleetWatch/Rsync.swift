@@ -56,6 +56,8 @@ struct RsyncCommand: Sendable {
   var maxDelete: Int? = nil
   /// The mass-change alarm every run's deletes and overwrites are reported to; nil when it is off.
   var changes: MassChangeGate? = nil
+  /// The CPU and I/O priority of this command's runs: ``ProcessPriority/background`` for a full sync.
+  var priority = ProcessPriority.normal
 
   /// Options both transfer kinds share.
   ///
@@ -162,9 +164,11 @@ struct RsyncCommand: Sendable {
     return partial ?? .ok(files: files, bytes: bytes)
   }
 
-  /// Runs a reconciling full sync of the whole tree.
+  /// Runs a reconciling full sync of the whole tree, in the background (see ``ProcessPriority``).
   func fullSync() async -> TransferOutcome {
-    await fullSyncLimitingDeletes()
+    var background = self
+    background.priority = .background
+    return await background.fullSyncLimitingDeletes()
   }
 
   /// Runs rsync with `arguments`, which get the path of a file holding `list` (see
@@ -246,6 +250,7 @@ struct RsyncCommand: Sendable {
       let result = try await Subprocess.run(
         executable, arguments: Arguments(arguments), input: .none, output: .sequence, error: .sequence
       ) { execution in
+        priority.apply(to: execution.processIdentifier.value, logger: logger)
         async let out = OutputTail.collect(execution.standardOutput, capacity: Self.outputTailBytes)
         async let err = OutputTail.collect(execution.standardError, capacity: Self.outputTailBytes)
         return try await (out.text, err)

@@ -10,7 +10,8 @@ extension RsyncCommand {
     do {
       let (ruleset, executable) = try await sandbox.ruleset(reading: reading)
       let result = try await ConfinedProcess.run(
-        executable: executable, arguments: arguments, ruleset: ruleset, tailCapacity: Self.outputTailBytes)
+        executable: executable, arguments: arguments, ruleset: ruleset, tailCapacity: Self.outputTailBytes,
+        priority: priority)
       let (out, err) = (result.stdout.text, result.stderr.text)
       SenderSandbox.logRefusedReads(err, logger: logger)
       switch result.termination {

@@ -44,7 +44,7 @@ extension TransferDispatcher {
   /// Starts the retries that are due, while workers are free, unless a running transfer holds one
   /// of their paths.
   mutating func startDueRetries(_ now: UInt64) {
-    for index in quarantine.due(at: now) where running.count < settings.workers {
+    for index in quarantine.due(at: now) where liveRunning < settings.workers {
       let entry = quarantine.entries[index]
       let sends = entry.sends
       guard sends.allSatisfy({ claims.owners(overlapping: $0).isEmpty }) else { continue }
@@ -53,7 +53,7 @@ extension TransferDispatcher {
       for p in sends { claims.claim(p, by: id) }
       running[id] = Running(
         sends: sends, queued: entry.settles.values.flatMap { $0 }, generation: generation, isFullSync: false,
-        settles: entry.settles, retry: entry)
+        overlaps: fullSyncID, settles: entry.settles, retry: entry)
       sender.start(Transfer(id: id, work: .paths(sends)))
     }
   }
@@ -122,9 +122,10 @@ extension TransferDispatcher {
     effects.append(.quarantined(path: send, failures: failures, retryIn: delay, error: error))
   }
 
-  /// A full sync sent everything: every quarantined path arrived.
+  /// A full sync sent everything: every quarantined path arrived. A retry still running settles its
+  /// own entry (and, as it overlapped the full sync, is sent again after it).
   private mutating func releaseAll(_ effects: inout [Effect]) {
-    for entry in quarantine.removeAll() {
+    for entry in quarantine.removeAllWaiting() {
       source.done(entry.settles.values.flatMap { $0 })
       if entry.isFailing {
         for send in entry.sends { effects.append(.released(path: send, failures: entry.failures)) }

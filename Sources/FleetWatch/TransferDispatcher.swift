@@ -13,8 +13,8 @@ protocol TransferSender {
 protocol ChangeSource {
   /// See ``ChangeQueue/takeReady(limit:delay:now:)``.
   func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready
-  /// Takes every takeable pending path.
-  func takeAll() -> [SyncPath]
+  /// Adds paths as changed now (journaled), to be sent again.
+  func accept(_ paths: [SyncPath])
   /// See ``ChangeQueue/pendingPaths(upTo:)``.
   func pendingPaths(upTo limit: Int) -> [SyncPath]?
   /// Marks in-flight paths replicated.
@@ -50,7 +50,12 @@ struct Transfer: Equatable, Sendable {
 ///   and the delete limit judge a whole `rm -rf` better in one batch than in a first small one;
 /// - a path that overlaps a path of a running transfer waits for it (see ``PathClaims``), so
 ///   changes to one path arrive in order and two rsync runs never race on it;
-/// - a full sync (at start, on request, periodically) waits until nothing runs, and runs alone;
+/// - a full sync (at start, on request, periodically) runs beside the live transfers, not in one
+///   of their workers, one at a time: changes made meanwhile flow as usual. What a live transfer
+///   sends while a full sync runs may be undone by it (its `--delete` removes a file created after
+///   rsync listed its directory; it may write a copy read before a change), so the paths of every
+///   live transfer that overlapped a full sync are sent again once it ends. It does not settle
+///   the pending changes: they go live, beside it;
 /// - a failed transfer's paths go back to pending; a failure, or a fourth partial transfer in a
 ///   row, starts a capped exponential backoff with jitter, during which nothing new starts;
 ///   transfers started before that backoff failed in the same outage and do not count again;
@@ -134,6 +139,8 @@ struct TransferDispatcher {
     /// The backoff generation it started in.
     var generation: Int
     var isFullSync: Bool
+    /// The full sync this live transfer ran beside, if any: its paths are sent again after it.
+    var overlaps: Int? = nil
     /// Each send → the queued paths it settles (empty for a full sync).
     var settles: [SyncPath: [SyncPath]] = [:]
     /// The quarantined entry it retries.
@@ -172,6 +179,17 @@ struct TransferDispatcher {
   private var retryAt: UInt64?
   /// When the last batch of changes started (nil: none yet).
   private var lastBatchStart: UInt64?
+  /// The queued paths of live transfers that overlapped the running full sync.
+  private var resendAfterFullSync = Set<SyncPath>()
+
+  /// The full sync that runs, if one does.
+  var fullSyncID: Int? { running.first { $0.value.isFullSync }?.key }
+  /// Whether a full sync runs.
+  var fullSyncRunning: Bool { fullSyncID != nil }
+  /// Whether this instance's first full sync runs (the engine shows `initialSync` meanwhile).
+  var initialSyncRunning: Bool { firstFullSync && fullSyncRunning }
+  /// Live transfers running (a full sync takes no worker).
+  var liveRunning: Int { running.values.count { !$0.isFullSync } }
 
   /// A dispatcher that starts with a full sync.
   ///
@@ -222,36 +240,32 @@ struct TransferDispatcher {
     let fullSyncDue = interval.map { lastFullSync.addingReportingOverflow($0) }.map {
       $0.overflow ? UInt64.max : $0.partialValue
     }
-    let fullSyncRunning = running.values.contains { $0.isFullSync }
     if let fullSyncDue, now >= fullSyncDue, !fullSyncRunning { needFullSync = true }
     if let retryAt, now < retryAt { return .at(retryAt) }
-    // A full sync runs alone: nothing else starts while one waits for the running transfers or runs.
-    if needFullSync || fullSyncRunning {
-      if needFullSync && running.isEmpty { startFullSync(&effects) }
-      return .onEvent
-    }
-    let later = fullSyncDue.map { Wake.at($0) } ?? .onEvent
+    // One full sync at a time; live transfers run beside it.
+    if needFullSync && !fullSyncRunning { startFullSync(&effects) }
+    let later = fullSyncRunning ? Wake.onEvent : fullSyncDue.map { Wake.at($0) } ?? .onEvent
     let delay = batchDelay(now: now)
     startDueRetries(now)
-    while running.count < settings.workers && !blocked {
+    while liveRunning < settings.workers && !blocked {
       // At most maxBatchPaths per free worker, oldest first: under a backlog, workers take turns on
       // bounded batches instead of one taking everything and holding the newest paths until it ends.
-      let free = settings.workers - running.count
+      let free = settings.workers - liveRunning
       let (limit, overflow) = settings.maxBatchPaths.multipliedReportingOverflow(by: free)
       switch source.takeReady(limit: overflow ? .max : limit, delay: delay, now: now) {
       case .nothing: return later
-      case .notBefore(let due): return .at(min(due, fullSyncDue ?? .max))
+      case .notBefore(let due): return .at(fullSyncRunning ? due : min(due, fullSyncDue ?? .max))
       case .batch(let batch): place(batch)
       }
     }
     return later
   }
 
-  /// The wait for the pending changes: ``idleSettle`` on an idle watcher (nothing runs, no batch
-  /// started within `batchDelay`, a few changes pending and none of them a delete), `batchDelay`
-  /// otherwise.
+  /// The wait for the pending changes: ``idleSettle`` on an idle watcher (no live transfer runs, no
+  /// batch started within `batchDelay`, a few changes pending and none of them a delete),
+  /// `batchDelay` otherwise.
   func batchDelay(now: UInt64) -> UInt64 {
-    guard settings.batchDelay > Self.idleSettle, running.isEmpty,
+    guard settings.batchDelay > Self.idleSettle, liveRunning == 0,
       lastBatchStart.map({ now >= $0 && now - $0 >= settings.batchDelay }) ?? true,
       let pending = source.pendingPaths(upTo: Self.minPathsPerWorker),
       pending.allSatisfy({ $0.path.map { kind($0) != .missing } ?? true })
@@ -264,7 +278,8 @@ struct TransferDispatcher {
     effects.append(.fullSyncStarted)
     needFullSync = false
     let id = newID()
-    running[id] = Running(sends: [], queued: source.takeAll(), generation: generation, isFullSync: true)
+    for other in running.keys { running[other]?.overlaps = id }
+    running[id] = Running(sends: [], queued: [], generation: generation, isFullSync: true)
     sender.start(Transfer(id: id, work: .fullSync))
   }
 
@@ -272,7 +287,7 @@ struct TransferDispatcher {
   /// What cannot go now (it overlaps a running transfer, or does not fit) goes back to pending.
   private mutating func place(_ batch: [SyncPath]) {
     let sends = ChangeQueue.collapse(batch, kind: kind)
-    let free = settings.workers - running.count
+    let free = settings.workers - liveRunning
     let cap = settings.maxBatchPaths
     let needed = sends.count / cap + (sends.count % cap == 0 ? 0 : 1)
     let want = min(free, max(1, needed, sends.count / Self.minPathsPerWorker))
@@ -284,6 +299,7 @@ struct TransferDispatcher {
       for p in shard { claims.claim(p, by: id) }
       running[id] = Running(
         sends: shard, queued: shard.flatMap { sends[$0] ?? [] }, generation: generation, isFullSync: false,
+        overlaps: fullSyncID,
         settles: Dictionary(uniqueKeysWithValues: shard.map { ($0, sends[$0] ?? []) }))
       sender.start(Transfer(id: id, work: .paths(shard)))
     }
@@ -301,6 +317,7 @@ struct TransferDispatcher {
     blocked = false
     if ended.isFullSync { lastFullSync = clock.now }
     let outcome = settlePaths(id, ended, outcome, &effects)
+    resendIfOverlapped(ended)
     // A failed full sync is retried (after the backoff).
     if ended.isFullSync && outcome.isFailure { needFullSync = true }
     if stopping { return }
@@ -308,6 +325,22 @@ struct TransferDispatcher {
     if ended.isFullSync, !outcome.isFailure {
       firstFullSync = false
       effects.append(.fullSyncFinished(outcome))
+    }
+  }
+
+  /// Sends again what a live transfer sent beside a full sync, once that full sync has ended; when a
+  /// full sync ends, what overlapped it.
+  private mutating func resendIfOverlapped(_ ended: Running) {
+    if let full = ended.overlaps {
+      if running[full] != nil {
+        resendAfterFullSync.formUnion(ended.queued)
+      } else {
+        source.accept(ended.queued.sorted())
+      }
+    }
+    if ended.isFullSync && !resendAfterFullSync.isEmpty {
+      source.accept(resendAfterFullSync.sorted())
+      resendAfterFullSync = []
     }
   }
 

@@ -106,7 +106,7 @@ struct TransferLoop {
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
         // Before the effects: a state that turns `watching` must not show a quarantine not yet published.
         if !dispatcher.quarantine.isEmpty || published { published = publish(dispatcher.quarantine) }
-        apply(step.effects)
+        apply(step.effects, initialSync: dispatcher.initialSyncRunning)
         if step.effects.contains(where: { if case .fullSyncFinished = $0 { true } else { false } }) {
           sourceGate.fullSyncFinished()
         }
@@ -149,8 +149,9 @@ struct TransferLoop {
     return (st.st_mode & S_IFMT) == S_IFDIR ? .directory : .other
   }
 
-  /// Records what the dispatcher decided in the status and the log.
-  func apply(_ effects: [TransferDispatcher.Effect]) {
+  /// Records what the dispatcher decided in the status and the log; while the first full sync runs
+  /// (`initialSync`), a live transfer that went well leaves the state at `initialSync`.
+  func apply(_ effects: [TransferDispatcher.Effect], initialSync: Bool) {
     for effect in effects {
       switch effect {
       case .initialSyncStarted:
@@ -163,7 +164,7 @@ struct TransferLoop {
       case .finished(let outcome):
         record(outcome)
       case .steady:
-        let steady = core.steadyState
+        let steady = initialSync && core.steadyState == .watching ? .initialSync : core.steadyState
         core.update {
           $0.state = steady
           $0.nextRetryAt = nil

@@ -116,7 +116,7 @@ struct JournalTests {
     let core = EngineCore(
       config: config, logger: Logger(label: "test"), journal: journal, replayed: [], compactBytes: 1)
     core.accept([entry("a"), entry("b")])
-    #expect(core.takeAll() == [entry("a"), entry("b")])
+    #expect(core.takeReady(limit: .max, delay: 0, now: .max) == .batch([entry("a"), entry("b")]))
     // a arrived, b is still in flight: the journal, over compactBytes, is compacted down to b.
     let compacted = DispatchSemaphore(value: 0)
     Thread {
@@ -129,7 +129,7 @@ struct JournalTests {
     Thread {
       core.accept([entry("c")])
       core.requeue([entry("b")])
-      _ = core.takeAll()
+      _ = core.takeReady(limit: .max, delay: 0, now: .max)
       operated.signal()
     }.start()
     let notBlocked = operated.wait(timeout: .now() + 30) == .success

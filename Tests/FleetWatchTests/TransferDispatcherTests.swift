@@ -26,7 +26,14 @@ final class FakeQueue: ChangeSource {
   func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready {
     queue.takeReady(limit: limit, delay: delay, now: now)
   }
-  func takeAll() -> [SyncPath] { queue.take(limit: .max) }
+  /// What was accepted through the dispatcher (sent again after a full sync), in order.
+  private(set) var accepted: [[SyncPath]] = []
+  let clock: FakeClock
+  init(clock: FakeClock) { self.clock = clock }
+  func accept(_ paths: [SyncPath]) {
+    accepted.append(paths)
+    _ = queue.accept(paths, now: clock.now)
+  }
   func pendingPaths(upTo limit: Int) -> [SyncPath]? { queue.pendingPaths(upTo: limit) }
   func done(_ paths: [SyncPath]) { queue.done(paths) }
   func requeue(_ paths: [SyncPath]) { queue.requeue(paths) }
@@ -40,13 +47,14 @@ let ms: UInt64 = 1_000_000
 struct Rig {
   let clock = FakeClock()
   let sender = FakeSender()
-  let source = FakeQueue()
+  let source: FakeQueue
   var dispatcher: TransferDispatcher
 
   init(
     workers: Int = 2, maxBatchPaths: Int = 1_000, fullSyncInterval: Duration? = nil,
     directories: Set<RelativePath> = [], gone: Set<RelativePath> = []
   ) {
+    source = FakeQueue(clock: clock)
     var config = WatchConfig(
       source: "/src", target: RsyncTarget(user: nil, host: "h", module: "m"), stateDir: "/state")
     config.workers = workers
@@ -82,22 +90,43 @@ struct Rig {
 
 @Suite("Transfer dispatcher: a state machine with a fake clock and a fake sender")
 struct TransferDispatcherTests {
-  @Test func theFirstFullSyncRunsAloneAndSettlesWhatWasQueued() {
+  /// Live changes flow beside a full sync; what they sent meanwhile is sent again after it (the full
+  /// sync may have deleted a file created after it listed the directory, or written an older copy).
+  @Test func theFirstFullSyncRunsBesideLiveChangesWhichAreSentAgainAfterIt() {
     var rig = Rig()
     rig.accept([entry("replayed")])
     let first = rig.dispatcher.handle(.wake)
     #expect(first.effects == [.initialSyncStarted, .fullSyncStarted])
     #expect(rig.sender.takeStarted() == [Transfer(id: 0, work: .fullSync)])
-    // Changes during the full sync wait for it, however old they get.
+    #expect(rig.dispatcher.initialSyncRunning)
+    // The replayed change goes live beside it, as an idle watcher's change does.
+    rig.clock.advance(ms: 2)
+    _ = rig.dispatcher.handle(.wake)
+    let replayed = rig.sender.takeStarted()
+    #expect(replayed.map(\.work) == [.paths([entry("replayed")])])
+    // A change during the full sync too, on the other worker (the full sync takes none).
     rig.accept([entry("during")])
-    rig.clock.advance(ms: 5_000)
-    #expect(rig.dispatcher.handle(.wake).wake == .onEvent)
-    #expect(rig.sender.started.isEmpty)
+    rig.clock.advance(ms: 100)
+    _ = rig.dispatcher.handle(.wake)
+    let during = rig.sender.takeStarted()
+    #expect(during.map(\.work) == [.paths([entry("during")])])
+    // A live transfer that ends while the full sync runs is done, and kept to be sent again.
+    _ = rig.dispatcher.handle(.finished(id: replayed[0].id, outcome: ok))
+    #expect(rig.source.accepted.isEmpty && rig.source.queue.isIdle == false)
+    #expect(rig.source.queue.pendingCount == 0)
     let end = rig.dispatcher.handle(.finished(id: 0, outcome: ok))
     #expect(end.effects == [.finished(ok), .steady, .fullSyncFinished(ok)])
-    // The full sync settled what it took; the later change goes in the next batch, at once (it is due).
-    #expect(rig.startedPaths() == [[entry("during")]])
-    #expect(rig.source.queue.pendingCount == 0 && rig.source.queue.inFlightCount == 1)
+    #expect(!rig.dispatcher.initialSyncRunning)
+    #expect(rig.source.accepted == [[entry("replayed")]])
+    // One that ends after the full sync is sent again at once.
+    _ = rig.dispatcher.handle(.finished(id: during[0].id, outcome: ok))
+    #expect(rig.source.accepted == [[entry("replayed")], [entry("during")]])
+    rig.clock.advance(ms: 100)
+    _ = rig.dispatcher.handle(.wake)
+    #expect(rig.startedPaths() == [[entry("during"), entry("replayed")]])
+    // Sent after the full sync, they are not sent a third time.
+    _ = rig.dispatcher.handle(rig.dispatcher.running.keys.map { .finished(id: $0, outcome: ok) })
+    #expect(rig.source.accepted.count == 2 && rig.source.queue.isIdle)
   }
 
   @Test func anIdleWatchersChangeGoesAtOnceAndABusyOnesCoalesce() {
@@ -232,7 +261,7 @@ struct TransferDispatcherTests {
     #expect(rig.source.queue.pendingCount == 0 && rig.source.queue.inFlightCount == 2)
   }
 
-  @Test func aRequestedFullSyncWaitsForRunningTransfersAndRunsAlone() {
+  @Test func aRequestedFullSyncStartsBesideRunningTransfersAndTakesNoWorker() {
     var rig = Rig(workers: 2)
     rig.initialFullSync()
     rig.accept((0..<200).map { entry("x\($0)") })
@@ -240,25 +269,37 @@ struct TransferDispatcherTests {
     _ = rig.dispatcher.handle(.wake)
     let running = rig.sender.takeStarted()
     #expect(running.count == 2)
-    #expect(rig.dispatcher.handle(.fullSyncRequested).effects.isEmpty)
+    let request = rig.dispatcher.handle(.fullSyncRequested)
+    #expect(request.effects == [.fullSyncStarted])
+    let full = rig.sender.takeStarted()
+    #expect(full.map(\.work) == [.fullSync])
+    // One at a time: another request waits for it.
+    _ = rig.dispatcher.handle(.fullSyncRequested)
     #expect(rig.sender.started.isEmpty)
+    // A worker that frees up takes the next change while the full sync runs.
     _ = rig.dispatcher.handle(.finished(id: running[0].id, outcome: ok))
-    #expect(rig.sender.started.isEmpty)
-    // Nothing else starts meanwhile, not even due changes.
     rig.accept([entry("new")])
     rig.clock.advance(ms: 100)
     _ = rig.dispatcher.handle(.wake)
-    #expect(rig.sender.started.isEmpty)
-    let last = rig.dispatcher.handle(.finished(id: running[1].id, outcome: ok))
-    #expect(last.effects.contains(.fullSyncStarted) && !last.effects.contains(.initialSyncStarted))
-    let full = rig.sender.takeStarted()
-    #expect(full.map(\.work) == [.fullSync])
-    rig.clock.advance(ms: 1_000)
-    _ = rig.dispatcher.handle(.wake)
-    #expect(rig.sender.started.isEmpty)
-    #expect(
-      rig.dispatcher.handle(.finished(id: full[0].id, outcome: ok)).effects.contains(.fullSyncFinished(ok)))
-    #expect(rig.source.queue.isIdle)  // the full sync took the new change too
+    let live = rig.sender.takeStarted()
+    #expect(live.map(\.work) == [.paths([entry("new")])])
+    _ = rig.dispatcher.handle(.finished(id: live[0].id, outcome: ok))
+    #expect(rig.source.accepted.isEmpty)
+    // The full sync ends: what ran beside it, started before it or after, is sent again. The second
+    // request's full sync starts, beside the transfer still running, which waits for that one.
+    let end = rig.dispatcher.handle(.finished(id: full[0].id, outcome: ok))
+    #expect(end.effects.contains(.fullSyncFinished(ok)) && end.effects.contains(.fullSyncStarted))
+    let next = rig.sender.takeStarted()
+    #expect(next.map(\.work) == [.fullSync])
+    guard case .paths(let first) = running[0].work, case .paths(let second) = running[1].work else {
+      Issue.record("not path transfers: \(running)")
+      return
+    }
+    #expect(rig.source.accepted == [(first + [entry("new")]).sorted()])
+    _ = rig.dispatcher.handle(.finished(id: running[1].id, outcome: ok))
+    #expect(rig.source.accepted.count == 1)
+    _ = rig.dispatcher.handle(.finished(id: next[0].id, outcome: ok))
+    #expect(rig.source.accepted.last == second.sorted())
   }
 
   @Test func periodicFullSyncs() {
@@ -324,21 +365,30 @@ struct TransferDispatcherTests {
     rig.clock.advance(ms: 999)
     #expect(rig.dispatcher.handle(.wake, .fullSyncRequested).wake == .at(retryAt))
     #expect(rig.sender.started.isEmpty)
-    // The retry timer fires: the requested full sync first (it runs alone), then the paths.
+    // The retry timer fires: the requested full sync and the paths start.
     rig.clock.advance(ms: 1)
     _ = rig.dispatcher.handle(.wake)
-    let full = rig.sender.takeStarted()
-    #expect(full.map(\.work) == [.fullSync])
-    // It fails too: the next step doubles.
-    let again = rig.dispatcher.handle(.finished(id: full[0].id, outcome: down))
-    #expect(again.effects == [.finished(down), .backingOff(delay: .seconds(2), failures: 2, outcome: down)])
+    let again = rig.sender.takeStarted()
+    #expect(again.map(\.work).first == .fullSync && again.count == 3)
+    // They fail too: the next step doubles, once.
+    let failed = rig.dispatcher.handle(again.map { .finished(id: $0.id, outcome: down) })
+    #expect(
+      failed.effects == [
+        .finished(down), .backingOff(delay: .seconds(2), failures: 2, outcome: down), .finished(down),
+        .finished(down),
+      ])
     rig.clock.advance(ms: 2_000)
     _ = rig.dispatcher.handle(.wake)
     let retry = rig.sender.takeStarted()
-    #expect(retry.map(\.work) == [.fullSync])
+    #expect(retry.map(\.work).first == .fullSync && retry.count == 3)
     // Success ends the backoff.
     let good = rig.dispatcher.handle(.finished(id: retry[0].id, outcome: ok))
     #expect(good.effects == [.finished(ok), .steady, .fullSyncFinished(ok)])
+    _ = rig.dispatcher.handle(retry.dropFirst().map { .finished(id: $0.id, outcome: ok) })
+    // The paths that ran beside it are sent once more, then all is done.
+    rig.clock.advance(ms: 100)
+    _ = rig.dispatcher.handle(.wake)
+    _ = rig.dispatcher.handle(rig.sender.takeStarted().map { .finished(id: $0.id, outcome: ok) })
     #expect(rig.source.queue.isIdle)
   }
 
@@ -405,6 +455,6 @@ extension TransferDispatcherTests {
     #expect(rig.sender.started.isEmpty)
     rig.dispatcher.held = false
     _ = rig.dispatcher.handle(.fullSyncRequested)
-    #expect(rig.sender.takeStarted().map(\.work) == [.fullSync])
+    #expect(rig.sender.takeStarted().map(\.work) == [.fullSync, .paths([entry("a")])])
   }
 }

@@ -1,4 +1,5 @@
-// Landlock (Linux >= 5.13) and a confined spawn for fleetsync's rsync sender; openat2 for the tree walk.
+// Landlock (Linux >= 5.13) and a confined spawn for fleetsync's rsync sender, and its priority; openat2
+// for the tree walk.
 // Swift's Glibc has no Landlock syscalls, and a ruleset must be applied in the child between fork and
 // exec, where no Swift code may run.
 #ifndef FLEET_CLANDLOCK_H
@@ -60,5 +61,10 @@ int fleet_spawn(
 /// following any symlink and without leaving it. A descriptor, or -1 with errno (ELOOP: a symlink on
 /// the way, EXDEV: a way out, ENOSYS/EPERM: no openat2 here, EAGAIN: a rename raced the lookup).
 int fleet_open_dir_beneath(int root_fd, const char *path);
+
+/// Lowers process `pid` to background priority: nice 10, and the lowest level (7) of the best-effort
+/// I/O class (`ioprio_set`, which Glibc does not wrap). The idle I/O class is not used: on a busy disk
+/// it could hold a full sync back for good. 0, or an errno (of the first step that failed).
+int fleet_background_priority(pid_t pid);
 
 #endif

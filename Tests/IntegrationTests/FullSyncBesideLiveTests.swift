@@ -1,0 +1,83 @@
+import FleetTestSupport
+import FleetWatch
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+extension WatchIntegration {
+  @Suite("A full sync runs beside live changes, in the background", .serialized, .enabled(if: hasRsync))
+  struct FullSyncBesideLiveTests {
+    /// The initial full sync is held (a wrapper around rsync waits for a file before it runs), so
+    /// the change below happens while it runs, however fast the machine. The full sync then hides
+    /// `late-*` from its file list, as a full sync does with a file created after rsync listed its
+    /// directory: its `--delete` removes the live copy from the backup.
+    @Test("a change during a full sync arrives during it, and again after the full sync deleted it")
+    func liveChangesFlowDuringAFullSync() async throws {
+      let fixture = try EngineFixture()
+      let control = try fixture.tmp.sub("control")
+      fixture.config.rsyncPath = try fullSyncHoldingRsync(in: fixture.tmp.path, control: control)
+      try FS.write(fixture.src, "base.txt", "there before")
+      try fixture.launch()
+      let started = try await eventually { access(control + "/full-sync-started", F_OK) == 0 }
+      #expect(started, "the full sync never started: \(fixture.engine.status())")
+
+      try FS.write(fixture.src, "late-1.txt", "made while the full sync runs")
+      let arrived = try await eventually {
+        FileManager.default.fileExists(atPath: fixture.daemon.backup + "/late-1.txt")
+      }
+      #expect(arrived, "a change made during the full sync waited for it: \(fixture.engine.status())")
+      #expect(fixture.engine.status().state == .initialSync, "the initial sync still runs")
+      #expect(fixture.engine.status().fullSyncs == 0)
+
+      // The full sync runs, deletes late-1.txt (hidden from its list), and ends; the live change that
+      // ran beside it is sent again, so the backup ends up equal to the source.
+      _ = FileManager.default.createFile(atPath: control + "/release", contents: nil)
+      try await fixture.waitWatching()
+      try await fixture.expectConverged()
+      #expect(FileManager.default.fileExists(atPath: fixture.daemon.backup + "/late-1.txt"))
+
+      // It ran at background priority: nice 10, best-effort I/O at level 7.
+      let nice = try String(contentsOfFile: control + "/full-sync-nice", encoding: .utf8)
+      #expect(nice.trimmingCharacters(in: .whitespacesAndNewlines) == "10")
+      let io = try String(contentsOfFile: control + "/full-sync-ionice", encoding: .utf8)
+      #expect(io.contains("best-effort: prio 7"), "ionice says: \(io)")
+      try await fixture.stop()
+    }
+  }
+}
+
+/// An rsync wrapper that holds every full sync (a run with `--delete` and no path list) until
+/// `control/release` exists, records the priority it runs at, and hides `late-*` from its list;
+/// other runs go to rsync unchanged.
+private func fullSyncHoldingRsync(in dir: String, control: String) throws -> String {
+  let path = dir + "/rsync-holding-full-syncs"
+  let script = """
+    #!/bin/sh
+    full=no
+    for arg in "$@"; do
+      case "$arg" in
+        --delete) full=yes ;;
+      esac
+    done
+    for arg in "$@"; do
+      case "$arg" in
+        --files-from=*|--list-only) full=no ;;
+      esac
+    done
+    if [ "$full" = yes ]; then
+      : > '\(control)/full-sync-started'
+      while [ ! -e '\(control)/release' ]; do sleep 0.05; done
+      cut -d' ' -f19 /proc/$$/stat > '\(control)/full-sync-nice'
+      ionice -p $$ > '\(control)/full-sync-ionice' 2>&1
+      exec /usr/bin/rsync --filter='H late-*' "$@"
+    fi
+    exec /usr/bin/rsync "$@"
+
+    """
+  try script.write(toFile: path, atomically: true, encoding: .utf8)
+  guard chmod(path, 0o755) == 0 else { throw POSIXErrorBox(errno) }
+  return path
+}
