@@ -46,6 +46,9 @@ let package = Package(
     // C shim: Landlock syscalls and a confined spawn for the rsync sender.
     .target(name: "CLandlock"),
 
+    // C shim: fanotify with file handles (Glibc's Swift module has neither).
+    .target(name: "CFanotify"),
+
     // Shared vocabulary: error values, shell quoting, atomic local files.
     .target(
       name: "FleetCore",
@@ -98,10 +101,11 @@ let package = Package(
       swiftSettings: strictSettings
     ),
 
-    // Watcher engine: inotify, batching, journal, rsync transfers.
+    // Watcher engine: inotify or fanotify, batching, journal, rsync transfers.
     .target(
       name: "FleetWatch",
       dependencies: [
+        "CFanotify",
         "CLandlock",
         "FleetCore",
         "FleetWire",

@@ -26,6 +26,7 @@ extension AgentSettings {
     var maxDelete: DeleteLimit?
     var massChange: MassChangeLimit?
     var keepVersions: Int?
+    var backend: EventBackend?
 
     /// Checks and keeps one value; returns what is wrong with it, or nil.
     mutating func set(_ key: WatcherConfigKey, _ value: String) -> String? {
@@ -102,6 +103,11 @@ extension AgentSettings {
           return "keep-versions must be whole days from 0 (a plain mirror) to 3650, not \"\(value)\""
         }
         keepVersions = days
+      case .backend:
+        guard let kind = EventBackend(rawValue: value) else {
+          return "backend must be \(EventBackend.choices), not \"\(value)\""
+        }
+        backend = kind
       }
       return nil
     }
@@ -154,6 +160,7 @@ extension AgentSettings {
       if let maxDelete { watch.maxDelete = maxDelete }
       if let massChange { watch.massChange = massChange }
       if let keepVersions { watch.keepVersions = keepVersions }
+      if let backend { watch.backend = backend }
       var settings = AgentSettings(watch: watch)
       if let healthAddress { settings.healthAddress = healthAddress }
       settings.healthPort = healthPort

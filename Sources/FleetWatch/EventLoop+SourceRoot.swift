@@ -55,6 +55,8 @@ extension EventLoop {
     core.flags.withLock { $0.sourceUnwatched = why }
     if fd >= 0 { close(fd) }
     fd = -1
+    fanotify?.close()
+    fanotify = nil
     rootWD = -1
     watchedRoot = nil
     table = DirTable()

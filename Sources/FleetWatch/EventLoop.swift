@@ -1,3 +1,4 @@
+import FleetWire
 import Foundation
 import Logging
 import Synchronization
@@ -8,11 +9,13 @@ import Synchronization
   import Musl
 #endif
 
-/// The inotify side: owns the inotify descriptor and the directory table, runs on its own thread.
+/// The change events: owns the fanotify or inotify descriptor (and inotify's directory table), runs
+/// on its own thread.
 ///
-/// Sets up the recursive watch, then reads events with a large buffer, turns them into changed
-/// paths (new directories are watched and then scanned at once), and hands each read batch to
-/// ``EngineCore/accept(_:)``. A queue overflow triggers a rescan and a reconciling full sync.
+/// Sets up fanotify (`EventLoop+Fanotify.swift`) or the recursive inotify watch, then reads events
+/// with a large buffer, turns them into changed paths (with inotify, new directories are watched and
+/// then scanned at once), and hands each read batch to ``EngineCore/accept(_:)``. A queue overflow
+/// triggers a reconciling full sync (and, with inotify, a rescan).
 final class EventLoop {
   let core: EngineCore
   let stopFD: Int32
@@ -20,6 +23,8 @@ final class EventLoop {
   let excludes: ExcludeMatcher
   var logger: Logger { core.logger }
   var fd: Int32 = -1
+  /// Set while fanotify is the backend: its directory handles' paths.
+  var fanotify: FanotifyPaths?
   var table = DirTable()
   var rootWD: Int32 = -1
   /// Directories moved away, by cookie, waiting one read for their `IN_MOVED_TO`.
@@ -54,6 +59,7 @@ final class EventLoop {
 
   deinit {
     if fd >= 0 { close(fd) }
+    fanotify?.close()
   }
 
   /// Sets up and runs until `stopFD` becomes readable.
@@ -84,8 +90,15 @@ final class EventLoop {
     }
   }
 
+  /// Watches the source with fanotify when allowed and possible, else with inotify.
   func setUp() {
     let start = monotonicNanos()
+    if setUpFanotify(start: start) { return }
+    setUpInotify(start: start)
+  }
+
+  func setUpInotify(start: UInt64) {
+    core.update { $0.eventBackend = EventBackend.inotify.rawValue }
     fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
     if fd < 0 {
       let e = errno
@@ -185,8 +198,12 @@ final class EventLoop {
       for _ in 0..<64 {
         let n = read(fd, buffer.baseAddress, bufferSize)
         if n <= 0 { break }
-        let events = InotifyEvent.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-        overflow = handle(events, into: &changes) || overflow
+        let raw = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+        let lost =
+          fanotify == nil
+          ? handle(InotifyEvent.parse(raw), into: &changes)
+          : handle(FanotifyEvent.parse(raw, closeFD: { close($0) }), into: &changes)
+        overflow = lost || overflow
         if n < bufferSize / 2 { break }
       }
       expireMoves()
@@ -223,19 +240,11 @@ final class EventLoop {
       }
       guard let dir = table.path(of: ev.wd) else { continue }
       let rel = RelativePath(name: ev.name, in: dir)
-      if excludes.isExcluded(rel.bytes, isDirectory: ev.isDirectory) { continue }
-      if ev.mask & UInt32(IN_MODIFY) != 0 && ev.mask & ~UInt32(IN_MODIFY | IN_ISDIR) == 0 {
-        // Mid-write: wait for IN_CLOSE_WRITE (or quiet) instead of sending a half-written file.
-        let now = monotonicNanos()
-        modified[rel] = (modified[rel]?.first ?? now, now)
-        continue
-      }
-      if !modified.isEmpty { modified[rel] = nil }
+      let modifyOnly = ev.mask & UInt32(IN_MODIFY) != 0 && ev.mask & ~UInt32(IN_MODIFY | IN_ISDIR) == 0
       let arrives = ev.isDirectory && ev.mask & UInt32(IN_MOVED_TO | IN_CREATE) != 0
-      // A directory that appears is sent as a tree (recursively, with --delete), so whatever
-      // the backup held at that name (a directory deleted or moved away in the same batch) goes.
-      changes.append(arrives ? .tree(rel) : .entry(rel))
-      guard ev.isDirectory else { continue }
+      let recorded = record(
+        rel, isDirectory: ev.isDirectory, modifyOnly: modifyOnly, arrives: arrives, into: &changes)
+      guard recorded, !modifyOnly, ev.isDirectory else { continue }
       if ev.mask & UInt32(IN_MOVED_FROM) != 0 {
         if let child = table.child(of: ev.wd, named: ev.name) {
           table.detach(child)
@@ -251,6 +260,24 @@ final class EventLoop {
       }
     }
     return overflow
+  }
+
+  /// Queues the change of `rel`, unless excluded (then false). A file only modified waits for its
+  /// close (or for quiet) instead of being sent half-written. A directory that `arrives` (created
+  /// or moved in) is sent as a tree (recursively, with --delete), so whatever the backup held at
+  /// that name (a directory deleted or moved away in the same batch) goes.
+  func record(
+    _ rel: RelativePath, isDirectory: Bool, modifyOnly: Bool, arrives: Bool, into changes: inout [SyncPath]
+  ) -> Bool {
+    if excludes.isExcluded(rel.bytes, isDirectory: isDirectory) { return false }
+    if modifyOnly {
+      let now = monotonicNanos()
+      modified[rel] = (modified[rel]?.first ?? now, now)
+      return true
+    }
+    if !modified.isEmpty { modified[rel] = nil }
+    changes.append(arrives ? .tree(rel) : .entry(rel))
+    return true
   }
 
   /// Watches a new directory, THEN lists it, so entries created before the watch are not missed.
@@ -321,13 +348,15 @@ final class EventLoop {
   /// After `IN_Q_OVERFLOW`: watch directories created meanwhile, then ask for a full sync.
   func recoverFromOverflow(into changes: inout [SyncPath]) {
     let message =
-      "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
+      fanotify == nil
+      ? "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"
+      : "fanotify queue overflowed (fs.fanotify.max_queued_events); running a full sync"
     logger.warning("\(message)")
     core.update {
       $0.overflows += 1
       $0.recordError(.overflow, message)
     }
-    if !core.flags.withLock({ $0.watchLimit }) {
+    if fanotify == nil && !core.flags.withLock({ $0.watchLimit }) {
       let core = self.core
       let result = watchTree(
         fd: fd, root: root, startRelative: [], startWD: rootWD, excludes: excludes, threads: 2,

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetWire
 
 /// Everything the watcher engine needs to replicate one directory to one rsync daemon module.
 public struct WatchConfig: Sendable {
@@ -45,6 +46,8 @@ public struct WatchConfig: Sendable {
   public var deleteReviewInterval: Duration = .seconds(300)
   /// When the mass-change alarm goes off (`mass-change`); see ``MassChangeDetector``.
   public var massChange: MassChangeLimit = .default
+  /// Where change events come from (`backend`); `auto` picks fanotify when it can be used.
+  public var backend: EventBackend = .auto
 
   /// Makes a configuration with default tuning.
   public init(source: String, target: RsyncTarget, stateDir: String) {
@@ -61,6 +64,8 @@ extension FleetError.Code {
   public static let watchPasswordFile = FleetError.Code("watch.passwordFile", meaning: .invalidInput)
   /// The state directory (journal) cannot be created or written.
   public static let watchState = FleetError.Code("watch.state", meaning: .failed)
+  /// `backend = fanotify` was asked for and fanotify cannot be used for the source.
+  public static let watchFanotify = FleetError.Code("watch.fanotify", meaning: .invalidInput)
   /// inotify could not be set up, or its events cannot be waited for (`poll` keeps failing).
   public static let watchInotify = FleetError.Code("watch.inotify", meaning: .failed)
   /// The daemon refused the user name or password.

@@ -1,4 +1,5 @@
 import FleetCore
+import FleetWire
 import Foundation
 import Logging
 import Synchronization
@@ -100,7 +101,7 @@ public final class WatchEngine: Sendable {
           EventLoop(core: core, stopFD: stopFD).run()
           done.resume()
         }
-        thread.name = "fleetsync-inotify"
+        thread.name = "fleetsync-events"
         thread.start()
       }
     } onCancel: {
@@ -131,6 +132,7 @@ public final class WatchEngine: Sendable {
     guard config.workers >= 1, config.maxBatchPaths >= 1 else {
       throw FleetError(.invalidInput, "workers and maxBatchPaths must be at least 1")
     }
+    try checkBackend(config)
     if let pw = config.passwordFile {
       var pst = stat()
       guard stat(pw, &pst) == 0 else {
@@ -156,6 +158,21 @@ public final class WatchEngine: Sendable {
           .watchPasswordFile,
           "the password file \(pw) must be owned by root when running as root: chown root \(pw)")
       }
+    }
+  }
+
+  /// `backend = fanotify` must be usable here: asked for by name, it does not fall back to inotify.
+  static func checkBackend(_ config: WatchConfig) throws {
+    guard config.backend == .fanotify else { return }
+    switch EventLoop.openFanotify(config.source) {
+    case .success(let opened):
+      close(opened.fd)
+      opened.paths.close()
+    case .failure(let why):
+      throw FleetError(
+        .watchFanotify,
+        "backend fanotify cannot be used for \(config.source): \(why); set backend to auto (fanotify where it "
+          + "can be used, inotify elsewhere) or inotify")
     }
   }
 

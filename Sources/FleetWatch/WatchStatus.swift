@@ -78,6 +78,9 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   /// Whether rsync's sender runs confined to the source (Landlock); false where this kernel cannot
   /// (paths are still checked against symlinks), nil before the engine ran.
   public var senderConfined: Bool?
+  /// Where change events come from: `fanotify` or `inotify` (see ``FleetWire/EventBackend``); nil
+  /// before the engine set up its watch.
+  public var eventBackend: String?
   /// Files the delete limit keeps from being deleted on the backup; nil when none are held.
   public var deletesHeld: Int?
   /// When deletes were first held.

@@ -23,6 +23,7 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
   case maxDelete = "max-delete"
   case massChange = "mass-change"
   case keepVersions = "keep-versions"
+  case backend
 
   /// How the quick form offers a key: `--KEY VALUE`, with this help line.
   public struct Flag: Sendable {
@@ -101,6 +102,13 @@ public enum WatcherConfigKey: String, CaseIterable, Sendable {
           valueName: "days",
           help:
             "Keep what transfers overwrite or delete as versions on the backup (default 0: a plain mirror)."
+        ))
+    case .backend:
+      Row(
+        example: "auto",
+        flag: Flag(
+          valueName: "kind",
+          help: "Change events from auto (default: fanotify when allowed, else inotify), fanotify or inotify."
         ))
     }
   }

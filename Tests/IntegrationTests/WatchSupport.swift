@@ -274,9 +274,20 @@ struct RunningEngine {
   }
 }
 
-/// Makes an engine config for `source` replicating into `daemon`.
+/// The event backend engine tests run with: `FLEETSYNC_TEST_BACKEND` (`inotify` unless set), so the
+/// suite runs once per backend (the README's test command runs the engine suites with each).
+let testBackend: EventBackend = {
+  let name = ProcessInfo.processInfo.environment["FLEETSYNC_TEST_BACKEND"] ?? "inotify"
+  guard let backend = EventBackend(rawValue: name) else {
+    fatalError("FLEETSYNC_TEST_BACKEND must be \(EventBackend.choices), not \(name)")
+  }
+  return backend
+}()
+
+/// Makes an engine config for `source` replicating into `daemon`, with the ``testBackend``.
 func makeConfig(source: String, daemon: RsyncDaemon, state: String) -> WatchConfig {
   var c = WatchConfig(source: source, target: daemon.target, stateDir: state)
+  c.backend = testBackend
   c.passwordFile = daemon.passwordFile
   c.batchDelay = .milliseconds(50)
   c.retryInitial = .milliseconds(200)
@@ -343,9 +354,14 @@ final class EngineFixture {
     try await waitWatching()
   }
 
-  /// Waits until the launched engine's initial full sync is over.
-  func waitWatching() async throws {
+  /// Waits until the launched engine's initial full sync is over; expects the backend asked for.
+  func waitWatching(sourceLocation: SourceLocation = #_sourceLocation) async throws {
     try await running?.waitWatching()
+    guard config.backend != .auto, let running else { return }
+    let backend = running.engine.status().eventBackend
+    #expect(
+      backend == config.backend.rawValue, "events from \(backend ?? "nothing")",
+      sourceLocation: sourceLocation)
   }
 
   /// Cancels the engine and waits for it to return.
