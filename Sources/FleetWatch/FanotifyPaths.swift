@@ -47,6 +47,15 @@ struct FanotifyPaths {
     root = bytes
     rootHandle = Array(handle[0..<Int(length)])
     mountFD = fd
+    // Handles must lead back to directories (some filesystems only encode them).
+    let opened = rootHandle.withUnsafeBufferPointer { fleet_open_handle(fd, $0.baseAddress, Int32($0.count)) }
+    guard opened >= 0 else {
+      let e = errno
+      _ = Glibc.close(fd)
+      errno = e
+      return nil
+    }
+    _ = Glibc.close(opened)
   }
 
   /// Closes the descriptor.

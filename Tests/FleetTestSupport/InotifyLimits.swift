@@ -1,7 +1,8 @@
 import FleetCore
 import Foundation
 
-/// The machine's inotify limits (`/proc/sys/fs/inotify/*`), which tests share.
+/// The machine's inotify limits (`/proc/sys/fs/inotify/*`) and fanotify's queue limit, which tests
+/// share.
 ///
 /// The limits are machine-wide. A test that lowers one for a moment (to provoke a queue overflow or
 /// run out of watches) breaks every engine, agent or provisioning run that starts meanwhile, and a
@@ -17,9 +18,13 @@ public enum InotifyLimits {
     case maxQueuedEvents = "max_queued_events"
     /// Watches one user may hold over all its instances; checked at every `inotify_add_watch`.
     case maxUserWatches = "max_user_watches"
+    /// Events queued per fanotify group before `FAN_Q_OVERFLOW`; read when a group is made.
+    case fanotifyMaxQueuedEvents = "fanotify/max_queued_events"
 
     /// The sysctl file, e.g. `/proc/sys/fs/inotify/max_user_watches`.
-    public var path: String { "/proc/sys/fs/inotify/\(rawValue)" }
+    public var path: String {
+      self == .fanotifyMaxQueuedEvents ? "/proc/sys/fs/\(rawValue)" : "/proc/sys/fs/inotify/\(rawValue)"
+    }
   }
 
   /// Sets `knob` to `value` while `body` runs, then writes back the value it had, also when `body`

@@ -31,6 +31,18 @@ final class TestMount {
     return m
   }
 
+  /// Mounts an overlay of `lower` and `upper` (with `work`, on the same filesystem as `upper`) on
+  /// `target`: a filesystem that reports no file handles.
+  static func overlay(lower: String, upper: String, work: String, on target: String) throws -> TestMount {
+    let m = TestMount(target: target)
+    let options = "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)"
+    guard Glibc.mount("overlay", target, "overlay", 0, options) == 0 else {
+      throw POSIXErrorBox(errno, "mount overlay on \(target)")
+    }
+    m.isMounted = true
+    return m
+  }
+
   /// Mounts again what `bind` mounted first, on the same target.
   func rebind(_ source: String) throws {
     try mount(source: source, type: nil, flags: UInt(MS_BIND))

@@ -351,30 +351,3 @@ extension WatchIntegration {
     }
   }
 }
-
-/// Writes an rsync wrapper into `dir` that copies every `--files-from` list into `listDir` (one
-/// file per run) and then runs the real rsync; returns its path.
-private func listKeepingRsync(in dir: String, keepingListsIn listDir: String) throws -> String {
-  let path = dir + "/rsync-keeping-lists"
-  let script = """
-    #!/bin/sh
-    for arg in "$@"; do
-      case "$arg" in
-        --files-from=*) cp "${arg#--files-from=}" "$(mktemp '\(listDir)/list.XXXXXX')" || exit 99 ;;
-      esac
-    done
-    exec /usr/bin/rsync "$@"
-
-    """
-  try script.write(toFile: path, atomically: true, encoding: .utf8)
-  guard chmod(path, 0o755) == 0 else { throw POSIXErrorBox(errno) }
-  return path
-}
-
-/// The path lists kept by ``listKeepingRsync(in:keepingListsIn:)``: one per rsync run, each path as bytes.
-private func keptLists(_ listDir: String) throws -> [[[UInt8]]] {
-  try FileManager.default.contentsOfDirectory(atPath: listDir).map { name in
-    let data = try Data(contentsOf: URL(fileURLWithPath: listDir + "/" + name))
-    return data.split(separator: 0, omittingEmptySubsequences: true).map { Array($0) }
-  }
-}
