@@ -7,7 +7,7 @@ enum InventoryKeys {
   static let backup = ["address", "groups", "ssh", "rsync", "daemons"]
   static let directory = [
     "path", "to", "excludes", "batch_delay_ms", "workers", "full_sync_interval", "health_port",
-    "max_delete", "mass_change",
+    "max_delete", "mass_change", "backend",
   ]
   static let daemon = ["port", "uid", "gid", "max_connections", "keep_versions", "modules"]
   static let module = ["path", "secret_file", "keep_versions"]
@@ -16,7 +16,7 @@ enum InventoryKeys {
   ]
   static let inotify = ["max_user_watches", "max_user_instances", "max_queued_events"]
   static let watch = [
-    "batch_delay_ms", "workers", "excludes", "full_sync_interval", "max_delete", "mass_change",
+    "batch_delay_ms", "workers", "excludes", "full_sync_interval", "max_delete", "mass_change", "backend",
   ]
   static let rsync = ["uid", "gid", "max_connections", "keep_versions"]
   static let secretLike: Set<String> = ["secret", "secrets", "password", "passphrase", "passwd"]

@@ -115,6 +115,15 @@ extension InventoryReader {
     if let n = f["excludes"], let list = excludes(n.value, "\(what): excludes") {
       out.append { $0.excludes = list }
     }
+    if let n = f["backend"], let v = string(n.value, "\(what): backend") {
+      if let backend = EventBackend(rawValue: v) {
+        out.append { $0.backend = backend }
+      } else {
+        issue(
+          n.value, "\(what): backend `\(printable(v))` is not known",
+          hint: "write `auto` (default: fanotify where it can be used), `fanotify` or `inotify`")
+      }
+    }
     return out
   }
 

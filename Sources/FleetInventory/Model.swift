@@ -1,4 +1,5 @@
 import FleetCore
+import FleetWire
 
 /// A validated inventory: every source, backup host and protected directory, with defaults,
 /// group and host settings already merged.
@@ -144,6 +145,8 @@ public struct WatchSettings: Sendable, Equatable, Hashable {
   public var maxDelete: DeleteLimit = .default
   /// When the watcher raises the mass-change alarm (`mass_change`).
   public var massChange: MassChangeLimit = .default
+  /// Where the watcher's change events come from (`backend`).
+  public var backend: EventBackend = .auto
 }
 
 /// rsync daemon defaults for backup hosts.

@@ -274,6 +274,8 @@ public enum Renderer {
     }
     try file.add(.keepVersions, String(target.keepVersions))
     for pattern in directory.watch.excludes { try file.add(.exclude, pattern) }
+    // `auto` is the agent's default: left out, so configs written before the key existed stay the same.
+    if directory.watch.backend != .auto { try file.add(.backend, directory.watch.backend.rawValue) }
     return Layout.header + "# \(host.name):\(directory.path) -> \(backup.name)/\(module)\n" + file.text
   }
 

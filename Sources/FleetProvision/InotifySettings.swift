@@ -1,5 +1,6 @@
 import FleetCore
 import FleetInventory
+import FleetWire
 
 /// The `fs.inotify.*` settings a source needs, decided from what the inventory asks and what the host has.
 ///
@@ -14,20 +15,26 @@ struct InotifySettings {
   /// Things the operator should know; the host is fine.
   var warnings: [String] = []
 
-  /// What the inventory asks for, by sysctl key.
-  static func wanted(_ limits: InotifyLimits) -> [String: Int] {
-    [
-      "fs.inotify.max_user_watches": limits.maxUserWatches,
+  /// What the inventory asks for `host`, by sysctl key. A host whose every directory is watched with
+  /// fanotify (`backend: fanotify`) needs no inotify watches, so `max_user_watches` is left alone
+  /// there (`auto` may still end up with inotify: the filesystem or the kernel decides).
+  static func wanted(for host: SourceHost) -> [String: Int] {
+    let limits = host.inotify
+    var wanted = [
       "fs.inotify.max_user_instances": limits.maxUserInstances,
       "fs.inotify.max_queued_events": limits.maxQueuedEvents,
     ]
+    let fanotifyOnly =
+      !host.directories.isEmpty && host.directories.allSatisfy { $0.watch.backend == .fanotify }
+    if !fanotifyOnly { wanted["fs.inotify.max_user_watches"] = limits.maxUserWatches }
+    return wanted
   }
 
   /// Decides the settings for `host` from its current values and the manifest of an earlier run.
   static func decide(
     for host: SourceHost, current: [String: Int], writable: Bool, manifest: Manifest?
   ) throws -> InotifySettings {
-    let wanted = wanted(host.inotify)
+    let wanted = wanted(for: host)
     var out = InotifySettings()
     guard writable else {
       let below = wanted.keys.sorted().filter { (current[$0] ?? 0) < wanted[$0]! }

@@ -25,6 +25,8 @@ public struct ServiceStatus: Sendable, Equatable {
   public var failingPaths: [WatchStatus.FailingPath] = []
   /// Whether the watcher's rsync sender runs confined to the source (Landlock); nil when unknown.
   public var senderConfined: Bool?
+  /// Where the watcher's change events come from (`fanotify`, `inotify`); nil when unknown.
+  public var eventBackend: String?
   /// Restarts since the host booted (by systemd, the pid-file supervisor or `heal`); nil when unknown.
   public var restarts: Int?
   /// Seconds since its process started; nil when it does not run or the host did not say.

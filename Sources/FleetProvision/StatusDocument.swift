@@ -33,6 +33,8 @@ public struct StatusDocument: Sendable, Equatable, Codable {
     public var failingPaths: Int?
     /// Whether the watcher's rsync sender runs confined to the source; absent when unknown.
     public var senderConfined: Bool?
+    /// Where the watcher's change events come from: `fanotify` or `inotify`; absent when unknown.
+    public var eventBackend: String?
     /// Restarts since the host booted, by systemd, the pid-file supervisor or `heal`.
     public var restarts: Int?
     /// Seconds since the instance's process started; absent when it does not run.
@@ -104,7 +106,8 @@ public struct StatusDocument: Sendable, Equatable, Codable {
       state: s.healthy ? "healthy" : (s.running ? "unhealthy" : "down"), running: s.running,
       healthy: s.healthy, lagSeconds: s.lagSeconds ?? (watcher && s.healthy ? 0 : nil),
       queueDepth: s.queueDepth, detail: s.detail, failingPaths: watcher ? s.failingPathCount : nil,
-      senderConfined: s.senderConfined, restarts: s.restarts, uptimeSeconds: s.uptimeSeconds,
+      senderConfined: s.senderConfined, eventBackend: s.eventBackend, restarts: s.restarts,
+      uptimeSeconds: s.uptimeSeconds,
       lastSuccess: s.lastSuccess.map(epoch), lastError: s.lastError, lastErrorAt: s.lastErrorAt.map(epoch))
   }
 

@@ -20,7 +20,10 @@ extension ServiceStatus {
     lagSeconds = status.oldestPendingAgeSeconds
     queueDepth = status.queueDepth
     let state = status.state.rawValue
-    detail = healthy ? state : [state, status.lastError].compactMap { $0 }.joined(separator: ": ")
+    eventBackend = status.eventBackend
+    // Where its events come from, beside a healthy state: `watching (fanotify)`.
+    let shown = healthy ? eventBackend.map { "\(state) (\($0))" } ?? state : state
+    detail = healthy ? shown : [state, status.lastError].compactMap { $0 }.joined(separator: ": ")
     if !healthy, let lag = status.lagProblem { detail = "\(state): \(lag)" }
     failingPathCount = status.failingPathCount ?? 0
     failingPaths = status.failingPaths ?? []

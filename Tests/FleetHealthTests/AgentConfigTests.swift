@@ -26,6 +26,7 @@ struct AgentConfigTests {
       connect-timeout = 5
       full-sync-interval = 1h
       retry-max = 60
+      backend = inotify
       """
     let settings = try AgentSettings.parse(text, file: "data.conf")
     let watch = settings.watch
@@ -43,6 +44,7 @@ struct AgentConfigTests {
     #expect(watch.connectTimeout == .seconds(5))
     #expect(watch.fullSyncInterval == .seconds(3600))
     #expect(watch.retryMax == .seconds(60))
+    #expect(watch.backend == .inotify)
     #expect(settings.healthAddress == "127.0.0.1")
     #expect(settings.healthPort == 9100)
   }
@@ -83,6 +85,7 @@ struct AgentConfigTests {
     ("state-dir = relative/dir", "state-dir must be an absolute path"),
     ("password-file =", "password-file has no value"),
     ("source = /srv/other", "source is already set on line 1"),
+    ("backend = fanotfy", "backend must be auto, fanotify or inotify, not \"fanotfy\""),
   ])
   func badLineIsReportedWithItsLine(line: String, message: String) {
     let text = "source = /srv/data\ntarget = rsync://backup1/data\n# comment\n\(line)\n"
@@ -169,7 +172,7 @@ struct AgentConfigTests {
         "batch-delay", "workers", "rsync-path",
       ])
     #expect(options.values.filter { $0.key == .exclude }.map(\.value) == ["x", "-y"])
-    #expect(WatcherConfigKey.allCases.compactMap(\.flag).count == 13)
+    #expect(WatcherConfigKey.allCases.compactMap(\.flag).count == 14)
   }
 
   /// Bad command lines: every problem at once, each saying what to write.

@@ -1,5 +1,6 @@
 import FleetCore
 import FleetInventory
+import FleetWire
 import Foundation
 import Testing
 
@@ -334,6 +335,30 @@ private let base = """
       let found = issues(base + "\n        mass_change: \(value)\n")
       #expect(found.count == 1, "\(value): \(found)")
       #expect(found.first?.line == 15, "\(value): \(found)")
+    }
+  }
+}
+
+/// `backend`: the default, layering, and refusals.
+@Suite struct EventBackendInventoryTests {
+  @Test func backendLayersLikeTheOtherWatchSettings() throws {
+    let plain = try Inventory.parse(yaml: base, file: "inv.yaml")
+    #expect(plain.sources[0].directories[0].watch.backend == .auto)
+    let yaml = "defaults:\n  watch:\n    backend: inotify\n" + base + "\n        backend: fanotify\n"
+    let layered = try Inventory.parse(yaml: yaml, file: "inv.yaml")
+    #expect(layered.sources[0].directories[0].watch.backend == .fanotify)
+    let global = try Inventory.parse(yaml: "defaults:\n  watch:\n    backend: inotify\n" + base, file: "i")
+    #expect(global.sources[0].directories[0].watch.backend == .inotify)
+  }
+
+  @Test func anUnknownBackendIsRefusedWithItsLocationAndTheChoices() {
+    for value in ["fanotfy", "~", "[inotify]", "INOTIFY"] {
+      let found = issues(base + "\n        backend: \(value)\n")
+      #expect(found.count == 1, "\(value): \(found)")
+      #expect(found.first?.line == 15, "\(value): \(found)")
+      if value == "fanotfy" {
+        #expect(found.first?.hint?.contains("`fanotify`") == true, "\(found)")
+      }
     }
   }
 }

@@ -1,5 +1,6 @@
 import FleetCore
 import FleetInventory
+import FleetWire
 import Foundation
 import Testing
 
@@ -135,6 +136,33 @@ private func emptyFacts(systemd: Bool = false) -> HostFacts {
     #expect(
       desired.directories.contains {
         $0.path == "/srv/backup/home" && $0.data && $0.owner == "nobody:nogroup"
+      })
+  }
+
+  /// A source whose every directory is watched with fanotify needs no inotify watches.
+  @Test func fanotifyOnlySourcesLeaveMaxUserWatchesAlone() throws {
+    let yaml = fakeInventory.replacingOccurrences(
+      of: #"home: { path: /srv/nfs/home, to: [bk1/home], excludes: ["*.tmp"] }"#,
+      with: #"home: { path: /srv/nfs/home, to: [bk1/home], excludes: ["*.tmp"], backend: fanotify }"#)
+    let inventory = try Inventory.parse(yaml: yaml, file: "/tmp/inv.yaml")
+    let (ctx, _) = try context(inventory)
+    let source = try #require(inventory.sources.first { $0.name == "nfs1" })
+    let desired = try Renderer.source(
+      source, context: ctx, systemd: false, currentSysctl: emptyFacts().sysctl, manifest: nil)
+    #expect(desired.sysctl["fs.inotify.max_user_watches"] == nil)
+    #expect(desired.sysctl["fs.inotify.max_user_instances"] != nil)
+    let conf = try #require(desired.files.first { $0.path == Layout.watchConf("home:bk1:home") })
+    guard case .bytes(let bytes) = conf.content else { Issue.record("not bytes"); return }
+    #expect(String(decoding: bytes, as: UTF8.self).contains("\nbackend = fanotify\n"))
+    // auto may end up with inotify (the filesystem decides): the limit is raised, and nothing written.
+    let auto = try Renderer.source(
+      inventory.sources.first { $0.name != "nfs1" }!, context: ctx, systemd: false,
+      currentSysctl: emptyFacts().sysctl, manifest: nil)
+    #expect(auto.sysctl["fs.inotify.max_user_watches"] == 1_048_576)
+    #expect(
+      !auto.files.contains { file in
+        guard case .bytes(let b) = file.content else { return false }
+        return String(decoding: b, as: UTF8.self).contains("backend =")
       })
   }
 

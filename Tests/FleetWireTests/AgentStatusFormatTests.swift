@@ -87,6 +87,21 @@ struct AgentStatusFormatTests {
     #expect(row.detail == "retrying: rsync: connection refused by 10.0.0.21")
   }
 
+  @Test func aHealthyWatcherShowsWhereItsEventsComeFrom() throws {
+    var row = ServiceStatus(
+      service: ServiceName(.watch, "a:h:m"), port: 9700, running: true, healthy: true, lagSeconds: nil,
+      queueDepth: nil, detail: "")
+    var status = busyStatus()
+    status.state = .watching
+    status.eventBackend = "fanotify"
+    let json = try AgentStatusDocument(
+      engine: status, source: "/srv/a", target: "rsync://h/m", healthy: true, reloads: 0, failedReloads: 0
+    ).json()
+    row.read(watcherStatus: String(decoding: json, as: UTF8.self))
+    #expect(row.detail == "watching (fanotify)")
+    #expect(row.eventBackend == "fanotify")
+  }
+
   @Test func aStatusTheControllerCannotReadSaysSo() {
     var row = ServiceStatus(
       service: ServiceName(.watch, "a:h:m"), port: 9700, running: true, healthy: true, lagSeconds: nil,

@@ -48,10 +48,10 @@ private let renderCases: [RenderCase] = [
     name: "tuned by defaults, group, host and directory",
     sources: """
       defaults:
-        watch: { excludes: [".nfs*", "*.swp"], workers: 2, full_sync_interval: 3600 }
+        watch: { excludes: [".nfs*", "*.swp"], workers: 2, full_sync_interval: 3600, backend: inotify }
       groups:
         busy:
-          watch: { batch_delay_ms: 10, workers: 64 }
+          watch: { batch_delay_ms: 10, workers: 64, backend: fanotify }
       sources:
         nfs1:
           address: 10.0.0.11
@@ -59,7 +59,7 @@ private let renderCases: [RenderCase] = [
           watch: { batch_delay_ms: 60000 }
           directories:
             home: { path: /srv/nfs/home, to: [bk1/home], excludes: ["/cache/", "*.tmp"] }
-            proj: { path: /srv/nfs/proj, to: [bk1/proj], workers: 1, full_sync_interval: 0, health_port: 9555 }
+            proj: { path: /srv/nfs/proj, to: [bk1/proj], workers: 1, full_sync_interval: 0, health_port: 9555, backend: auto }
       """),
   RenderCase(
     name: "fan-out to several backups and targets",
@@ -195,6 +195,7 @@ struct WatcherConfigFormatTests {
     #expect(watch.batchDelay == .milliseconds(directory.watch.batchDelayMs))
     #expect(watch.workers == directory.watch.workers)
     #expect(watch.keepVersions == module.keepVersions)
+    #expect(watch.backend == directory.watch.backend)
     let interval = directory.watch.fullSyncInterval
     #expect(watch.fullSyncInterval == (interval == 0 ? nil : .seconds(interval)))
     #expect(settings.healthAddress == "127.0.0.1")
