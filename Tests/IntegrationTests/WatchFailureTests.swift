@@ -142,6 +142,7 @@ extension WatchIntegration {
       .changesInotifyLimits, .enabled(if: isRoot))
     func overflow() async throws {
       let fixture = try EngineFixture()
+      fixture.config.backend = .inotify  // fanotify's overflow: FanotifyBackendTests
       let src = fixture.src
       // The limit applies to inotify instances made while it is set: set it, launch, wait for the
       // engine's watches (its instance exists then), restore.
@@ -205,6 +206,7 @@ extension WatchIntegration {
       .changesInotifyLimits, .enabled(if: isRoot))
     func watchLimit() async throws {
       let fixture = try EngineFixture()
+      fixture.config.backend = .inotify  // fanotify has no watches to run out of
       let src = fixture.src
       for i in 0..<40 { try FS.mkdir(src, "d\(i)") }
       fixture.config.fullSyncInterval = .seconds(1)
