@@ -212,7 +212,17 @@ def cmd_table(path):
         )
 
 
+def unreclaimable_slab_kb():
+    """The kernel's unreclaimable slab memory (where inotify marks live), from /proc/meminfo."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("SUnreclaim:"):
+                return int(line.split()[1])
+    return 0
+
+
 def cmd_setup_inotifywait(d, expect):
+    slab0 = unreclaimable_slab_kb()
     t0 = time.monotonic()
     p = subprocess.Popen(
         ["inotifywait", "-mr", "-e", "create,close_write,delete,moved_to", d],
@@ -228,14 +238,18 @@ def cmd_setup_inotifywait(d, expect):
                 break
         st = status(p.pid) or {}
         print(json.dumps({"tool": "inotifywait -r", "seconds": secs, "watches": watches_of(p.pid),
-                          "rss_kb": kb(st, "VmRSS"), "expect": int(expect)}))
+                          "rss_kb": kb(st, "VmRSS"), "kernel_kb": unreclaimable_slab_kb() - slab0,
+                          "expect": int(expect), "dirs": int(expect) - 1}))
     finally:
         p.terminate()
         p.wait()
 
 
-def cmd_setup_fleetsync(expect, url, cmd, timeout=300):
+def cmd_setup_fleetsync(expect, url, cmd, timeout=600):
+    """Seconds until the watcher watches: its /status shows `watches` >= expect (inotify), or says
+    fanotify with its setup time recorded (fanotify has no watch per directory)."""
     expect = int(expect)
+    slab0 = unreclaimable_slab_kb()
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -243,16 +257,19 @@ def cmd_setup_fleetsync(expect, url, cmd, timeout=300):
         while time.monotonic() - t0 < timeout and p.poll() is None:
             try:
                 js = json.load(urllib.request.urlopen(url, timeout=2))
-                if js.get("watches", 0) >= expect:
+                fanotify = js.get("eventBackend") == "fanotify" and js.get("watchSetupSeconds") is not None
+                if fanotify or js.get("watches", 0) >= expect:
                     secs = time.monotonic() - t0
                     break
             except (OSError, ValueError):
                 pass
             time.sleep(0.02)
         st = status(p.pid) or {}
-        print(json.dumps({"tool": "fleetsync-watch", "seconds": secs, "watches": js.get("watches"),
-                          "watchSetupSeconds": js.get("watchSetupSeconds"), "state": js.get("state"),
-                          "rss_kb": kb(st, "VmRSS"), "expect": expect, "exited": p.poll()}))
+        print(json.dumps({"tool": f"fleetsync-watch ({js.get('eventBackend')})", "seconds": secs,
+                          "watches": js.get("watches"), "watchSetupSeconds": js.get("watchSetupSeconds"),
+                          "state": js.get("state"), "rss_kb": kb(st, "VmRSS"),
+                          "kernel_kb": unreclaimable_slab_kb() - slab0, "expect": expect, "dirs": expect - 1,
+                          "exited": p.poll()}))
     finally:
         if p.poll() is None:
             p.terminate()

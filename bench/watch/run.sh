@@ -9,12 +9,17 @@ usage: bench/watch/run.sh [options]
   --files N            pre-existing files in the source tree (default 1000000, 1000 per directory)
   --rate R[,R...]      offered write rates in files/s (default 5000,1000)
   --duration S         seconds of load per run (default 30)
-  --tools LIST         fleetsync,lsyncd,inotifywait (default: all; fleetsync only if its binary exists)
+  --tools LIST         fleetsync,fleetsync-inotify,lsyncd,inotifywait (default: all; fleetsync only if its binary
+                       exists). fleetsync runs with its default backend (auto: fanotify as root),
+                       fleetsync-inotify with --backend inotify
   --slow-duration S    load seconds for lsyncd and the inotifywait loop (default 15; they fall behind on big trees)
   --drain-cap S        give up waiting for the backup after S seconds past the last write (default 120)
-  --setup-dirs N       directories for the watch-setup test, 0 = skip it (default 100000)
+  --setup-dirs N[,N]   directories for the watch-setup test, multiples of 100, 0 = skip it (default 100000)
   --setup-only         only the watch-setup test (no source tree, no load runs)
   --ceiling N          files for the machine-ceiling step, 0 = skip it (default 50000)
+  --restart-at S       SIGKILL each tool S seconds into its load and start it again at once (default 0: no)
+  --first-change       before the load runs, per tool: seconds from its start to the first change that
+                       reaches the backup (a file written every 50 ms from its start)
   --work DIR           work dir, reused between runs (default /var/tmp/fleetsync-bench)
   --port P             rsync daemon port; P+1 and P+2 for fleetsync-watch health (default 18873)
   --check full|quick   zero-difference check: checksum the whole tree (default), or only the written files
@@ -24,7 +29,7 @@ USAGE
 }
 
 FILES=1000000 RATES=5000,1000 DURATION=30 TOOLS="" SLOW_DURATION=15 DRAIN_CAP=120 SETUP_DIRS=100000
-WORK=/var/tmp/fleetsync-bench PORT=18873 CHECK=full SETUP_ONLY=0 CEILING=50000
+WORK=/var/tmp/fleetsync-bench PORT=18873 CHECK=full SETUP_ONLY=0 CEILING=50000 RESTART_AT=0 FIRST_CHANGE=0
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 FSW="$REPO/.build/release/fleetsync-watch"
@@ -42,26 +47,32 @@ while [ $# -gt 0 ]; do
     --check) CHECK=$2; shift 2 ;;
     --setup-only) SETUP_ONLY=1; shift ;;
     --ceiling) CEILING=$2; shift 2 ;;
+    --restart-at) RESTART_AT=$2; shift 2 ;;
+    --first-change) FIRST_CHANGE=1; shift ;;
     --fleetsync-bin) FSW=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 case "$CHECK" in full | quick) ;; *) echo "run.sh: --check full|quick" >&2; exit 2 ;; esac
-for v in FILES DURATION SLOW_DURATION DRAIN_CAP SETUP_DIRS PORT CEILING; do
+for v in FILES DURATION SLOW_DURATION DRAIN_CAP PORT CEILING RESTART_AT; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "run.sh: ${v,,} must be a whole number, got '${!v}'" >&2; exit 2; }
 done
 [[ "$RATES" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "run.sh: --rate takes whole numbers, comma-separated" >&2; exit 2; }
-if [ "$SETUP_DIRS" != 0 ] && { [ "$SETUP_DIRS" -lt 100 ] || [ $((SETUP_DIRS % 100)) != 0 ]; }; then
-  echo "run.sh: --setup-dirs must be 0 or a multiple of 100" >&2
-  exit 2
-fi
+[[ "$SETUP_DIRS" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "run.sh: --setup-dirs takes whole numbers, comma-separated" >&2; exit 2; }
+IFS=, read -r -a setup_sizes <<<"$SETUP_DIRS"
+for n in "${setup_sizes[@]}"; do
+  if [ "$n" != 0 ] && { [ "$n" -lt 100 ] || [ $((n % 100)) != 0 ]; }; then
+    echo "run.sh: --setup-dirs must be 0 or multiples of 100" >&2
+    exit 2
+  fi
+done
 [ "$(id -u)" = 0 ] || { echo "run.sh: run as root (rsync daemon with uid root, inotify limits)" >&2; exit 2; }
 if [ -z "$TOOLS" ]; then
   TOOLS=lsyncd,inotifywait
-  [ -x "$FSW" ] && TOOLS=fleetsync,$TOOLS
+  [ -x "$FSW" ] && TOOLS=fleetsync,fleetsync-inotify,$TOOLS
 fi
-case ",$TOOLS," in *,fleetsync,*) [ -x "$FSW" ] || { echo "run.sh: $FSW missing: swift build -c release --product fleetsync-watch" >&2; exit 2; } ;; esac
+case ",$TOOLS," in *,fleetsync,* | *,fleetsync-inotify,*) [ -x "$FSW" ] || { echo "run.sh: $FSW missing: swift build -c release --product fleetsync-watch" >&2; exit 2; } ;; esac
 for c in rsync lsyncd inotifywait gcc curl jq python3 setsid; do
   command -v "$c" >/dev/null || { echo "run.sh: $c not installed" >&2; exit 2; }
 done
@@ -145,7 +156,9 @@ for f in gen writer arrive; do
 done
 # inotify limits, raised as the classic setup does (watches for the trees, a queue that survives a busy second);
 # restored at exit
-need_watches=$((SETUP_DIRS + FILES / PER_DIR + 50000))
+max_setup=0
+for n in "${setup_sizes[@]}"; do [ "$n" -gt "$max_setup" ] && max_setup=$n; done
+need_watches=$((max_setup + FILES / PER_DIR + 50000))
 raise_limit() {
   local name=$1 want=$2 cur
   cur=$(cat "/proc/sys/fs/inotify/$name")
@@ -278,13 +291,16 @@ src_dirs() { find "$SRC" -type d | wc -l; }
 # --- tools -------------------------------------------------------------------------------------------------------
 # Each start_* spawns the tool and sets TOOL_PID; wait_ready_* returns once the tool watches the tree and its
 # initial sync is done.
+# A restart (RESTARTING=1) keeps the state directory: the journal is what makes a SIGKILL lose nothing.
 start_fleetsync() {
   HPORT=$((PORT + 1))
-  rm -rf "$RUN/fsw-state"
+  [ "${RESTARTING:-0}" = 1 ] || rm -rf "$RUN/fsw-state"
   spawn "$FSW" run --source "$SRC" --target "$TARGET" --password-file "$RUN/bench.pass" \
-    --health-port "$HPORT" --state-dir "$RUN/fsw-state" 2>"$1/tool.log" >&2
+    --health-port "$HPORT" --state-dir "$RUN/fsw-state" ${FSW_BACKEND:+--backend "$FSW_BACKEND"} 2>>"$1/tool.log" >&2
   TOOL_PID=$SPAWNED
 }
+start_fleetsync_inotify() { FSW_BACKEND=inotify start_fleetsync "$@"; }
+wait_ready_fleetsync_inotify() { wait_ready_fleetsync "$@"; }
 wait_ready_fleetsync() {
   local js
   for _ in $(seq 6000); do
@@ -341,8 +357,8 @@ wait_ready_inotifywait() {
 # --- one run: tool x rate ----------------------------------------------------------------------------------------
 RESULTS=$OUT/results.jsonl
 run_one() {
-  local tool=$1 rate=$2 dur=$DURATION note=""
-  if [ "$tool" != fleetsync ] && [ "$SLOW_DURATION" -lt "$DURATION" ]; then
+  local tool=$1 rate=$2 dur=$DURATION note="" fn=${1//-/_}
+  if [[ "$tool" != fleetsync* ]] && [ "$SLOW_DURATION" -lt "$DURATION" ]; then
     dur=$SLOW_DURATION
     note="load ${dur} s instead of ${DURATION} s (falls behind on big trees)"
   fi
@@ -353,12 +369,12 @@ run_one() {
   log "[$tool @ $rate/s] start, wait for watches + initial sync"
   local t0 t1
   t0=$(now_ns)
-  "start_$tool" "$dir"
+  "start_$fn" "$dir"
   # sampled from the start, so that the peak includes the initial sync
   local sampler arrive
   spawn "$PY" "$HERE/bench.py" sample "$TOOL_PID" "$dir/rss.json"
   sampler=$SPAWNED
-  if ! "wait_ready_$tool" "$dir"; then
+  if ! "wait_ready_$fn" "$dir"; then
     log "[$tool] did not become ready; skipped (see $dir)"
     stop_group "$TOOL_PID"
     stop_group "$sampler"
@@ -377,7 +393,18 @@ run_one() {
   sleep 0.2
   # in the background + wait, so that Ctrl-C/TERM reach the trap at once (cleanup stops the writer too)
   spawn nice -n -10 "$BIN/writer" "$SRC/w" "$rate" "$dur" "$NDIRS" "$dir/writes.txt" >"$dir/writer.txt"
-  wait "$SPAWNED" || { log "[$tool @ $rate/s] writer failed"; exit 1; }
+  local writer=$SPAWNED
+  if [ "$RESTART_AT" -gt 0 ]; then
+    sleep "$RESTART_AT"
+    log "[$tool @ $rate/s] SIGKILL at ${RESTART_AT} s into the load, started again at once"
+    kill -KILL -- "-$TOOL_PID" 2>/dev/null || true
+    stop_group "$sampler"
+    RESTARTING=1 "start_$fn" "$dir"
+    spawn "$PY" "$HERE/bench.py" sample "$TOOL_PID" "$dir/rss.json"
+    sampler=$SPAWNED
+    note="${note:+$note; }SIGKILLed ${RESTART_AT} s into the load and restarted at once (RSS after the restart)"
+  fi
+  wait "$writer" || { log "[$tool @ $rate/s] writer failed"; exit 1; }
   local total
   total=$(awk '{ print $2 }' "$dir/writer.txt")
   log "[$tool @ $rate/s] $(cat "$dir/writer.txt"); waiting for the backup (cap ${DRAIN_CAP} s)"
@@ -393,7 +420,7 @@ run_one() {
     note="${note:+$note; }the tool exited during the run (see $dir)"
     log "[$tool @ $rate/s] $tool had exited"
   fi
-  if [ "$tool" = fleetsync ]; then curl -sf "http://127.0.0.1:$HPORT/status" >"$dir/status-end.json" || true; fi
+  if [[ "$tool" == fleetsync* ]]; then curl -sf "http://127.0.0.1:$HPORT/status" >"$dir/status-end.json" || true; fi
   stop_group "$TOOL_PID"
   stop_group "$sampler"
   stop_group "$arrive"
@@ -410,10 +437,11 @@ run_one() {
 # --- watch setup: 100,000 directories -----------------------------------------------------------------------------
 SETUP_OUT=$OUT/setup.jsonl
 run_setup() {
-  local top=100 sub=$((SETUP_DIRS / 100 - 1))
-  local tree=$WORK/dirs-$SETUP_DIRS
+  local dirs=$1
+  local top=100 sub=$((dirs / 100 - 1))
+  local tree=$WORK/dirs-$dirs
   if [ ! -d "$tree" ]; then
-    log "creating $SETUP_DIRS directories in $tree"
+    log "creating $dirs directories in $tree"
     "$BIN/gen" -d "$tree.tmp" "$top" "$sub"
     mv "$tree.tmp" "$tree"
   fi
@@ -421,16 +449,45 @@ run_setup() {
   local want=$((top * (sub + 1) + 1))
   log "watch setup, $want directories: inotifywait -r"
   for _ in 1 2 3; do $PY "$HERE/bench.py" setup-inotifywait "$tree" "$want" | tee -a "$SETUP_OUT" >&2; done
-  if [[ ",$TOOLS," == *,fleetsync,* ]]; then
-    log "watch setup, $want directories: fleetsync-watch"
+  local backend
+  for backend in fanotify inotify; do
+    [[ ",$TOOLS," == *,fleetsync,* || ",$TOOLS," == *,fleetsync-inotify,* ]] || continue
+    log "watch setup, $want directories: fleetsync-watch --backend $backend"
     for _ in 1 2 3; do
       rm -rf "$RUN/fsw-setup-state"
       $PY "$HERE/bench.py" setup-fleetsync "$want" "http://127.0.0.1:$((PORT + 2))/status" -- \
-        "$FSW" run --source "$tree" --target "rsync://bench@127.0.0.1:$PORT/setup" \
+        "$FSW" run --source "$tree" --target "rsync://bench@127.0.0.1:$PORT/setup" --backend "$backend" \
         --password-file "$RUN/bench.pass" --health-port $((PORT + 2)) --state-dir "$RUN/fsw-setup-state" |
         tee -a "$SETUP_OUT" >&2
     done
-  fi
+  done
+}
+
+# --- first change: from a tool's start to the first change that reaches the backup ------------------------------
+FIRST_OUT=$OUT/first-change.jsonl
+run_first_change() {
+  local tool=$1 fn=${1//-/_}
+  local dir=$OUT/$tool-first
+  mkdir -p "$dir"
+  reset_trees
+  log "[$tool] first change: a file every 50 ms from the tool's start until one is on the backup"
+  local t0 t1="" i=0
+  t0=$(now_ns)
+  "start_$fn" "$dir"
+  while [ $(($(now_ns) - t0)) -lt 900000000000 ]; do
+    printf 'probe %d\n' "$i" >"$SRC/w/d00/first-$i"
+    i=$((i + 1))
+    if compgen -G "$DST/w/d00/first-*" >/dev/null; then
+      t1=$(now_ns)
+      break
+    fi
+    kill -0 "$TOOL_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  stop_group "$TOOL_PID"
+  awk -v tool="$tool" -v a="$t0" -v b="$t1" -v files="$FILES" 'BEGIN {
+    printf "{\"tool\": \"%s\", \"files\": %d, \"first_change_s\": %s}\n", tool, files, b == "" ? "null" : sprintf("%.3f", (b - a) / 1e9)
+  }' | tee -a "$FIRST_OUT" >&2
 }
 
 # --- ceiling: what any rsync-based replicator can sustain on this machine -------------------------------------
@@ -475,26 +532,28 @@ run_ceiling() {
   echo "# fleetsync watcher benchmark $STAMP"
   echo
   echo "command: bench/watch/run.sh --files $FILES --rate $RATES --duration $DURATION --tools $TOOLS" \
-    "--slow-duration $SLOW_DURATION --drain-cap $DRAIN_CAP --setup-dirs $SETUP_DIRS --ceiling $CEILING --check $CHECK$([ "$SETUP_ONLY" = 1 ] && echo " --setup-only")"
+    "--slow-duration $SLOW_DURATION --drain-cap $DRAIN_CAP --setup-dirs $SETUP_DIRS --ceiling $CEILING --check $CHECK$([ "$RESTART_AT" -gt 0 ] && echo " --restart-at $RESTART_AT")$([ "$FIRST_CHANGE" = 1 ] && echo " --first-change")$([ "$SETUP_ONLY" = 1 ] && echo " --setup-only")"
   echo "machine: nproc $(nproc), $(uname -sr), $(rsync --version | head -1 | sed 's/  */ /g'), $(lsyncd --version 2>&1 | head -1 | sed 's/Version: /lsyncd /'), $(inotifywait --help 2>&1 | head -1), load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "tree: $FILES pre-existing files in $(((FILES + PER_DIR - 1) / PER_DIR)) dirs; writes of 10-100 KB into $NDIRS dirs; rsync daemon on 127.0.0.1"
   echo "inotify: max_user_watches $(cat /proc/sys/fs/inotify/max_user_watches), max_queued_events $(cat /proc/sys/fs/inotify/max_queued_events)"
-  if [[ ",$TOOLS," == *,fleetsync,* ]]; then
+  echo "fanotify: max_queued_events $(cat /proc/sys/fs/fanotify/max_queued_events 2>/dev/null || echo none)"
+  if [[ ",$TOOLS," == *,fleetsync* ]]; then
     echo "fleetsync-watch: $FSW, built $(date -u -r "$FSW" +%FT%TZ); worktree at $(git -C "$REPO" log -1 --format='%h %s' 2>/dev/null || echo '?')"
   else
     echo "fleetsync-watch: not run ($FSW not built)"
   fi
 } >"$OUT/header.txt"
 cat "$OUT/header.txt" >&2
-[ "$SETUP_DIRS" -gt 0 ] && run_setup
+for n in "${setup_sizes[@]}"; do [ "$n" -gt 0 ] && run_setup "$n"; done
 [ "$SETUP_ONLY" = 0 ] && [ "$CEILING" -gt 0 ] && run_ceiling
 [ "$SETUP_ONLY" = 1 ] && RATES=""
-IFS=, read -r -a rate_list <<<"$RATES"
 IFS=, read -r -a tool_list <<<"$TOOLS"
+if [ "$SETUP_ONLY" = 0 ] && [ "$FIRST_CHANGE" = 1 ]; then
+  for tool in "${tool_list[@]}"; do run_first_change "$tool"; done
+fi
+IFS=, read -r -a rate_list <<<"$RATES"
 for rate in "${rate_list[@]}"; do
-  for tool in "${tool_list[@]}"; do
-    case "$tool" in fleetsync | lsyncd | inotifywait) run_one "$tool" "$rate" ;; *) log "unknown tool $tool" ;; esac
-  done
+  for tool in "${tool_list[@]}"; do run_one "$tool" "$rate"; done
 done
 [ "$SETUP_ONLY" = 1 ] || reset_trees
 {
@@ -505,10 +564,15 @@ done
     echo
     cat "$CEILING_OUT"
   fi
+  if [ -s "$FIRST_OUT" ]; then
+    echo
+    echo "first change on the backup, from the tool's start ($FILES files in the tree):"
+    jq -r '"- \(.tool): \(if .first_change_s then "\(.first_change_s) s" else "none within 900 s" end)"' "$FIRST_OUT"
+  fi
   if [ -s "$SETUP_OUT" ]; then
     echo
-    echo "watch setup ($SETUP_DIRS directories + root):"
-    jq -r '"- \(.tool): \(if .seconds then "\(.seconds * 1000 | floor) ms" else "not reached" end), \(.watches) watches, RSS \(.rss_kb / 1024 | floor) MB\(if .watchSetupSeconds then ", watchSetupSeconds \(.watchSetupSeconds)" else "" end)"' "$SETUP_OUT"
+    echo "watch setup (directories + root; kernel: unreclaimable slab grown meanwhile, approximate):"
+    jq -r '"- \(.dirs) dirs, \(.tool): \(if .seconds then "\(.seconds * 1000 | floor) ms" else "not reached" end), \(.watches) watches, RSS \(.rss_kb / 1024 | floor) MB, kernel \(.kernel_kb / 1024 | floor) MB\(if .watchSetupSeconds then ", watchSetupSeconds \(.watchSetupSeconds)" else "" end)"' "$SETUP_OUT"
   fi
   echo
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
