@@ -58,6 +58,9 @@ struct RsyncCommand: Sendable {
   var changes: MassChangeGate? = nil
   /// The CPU and I/O priority of this command's runs: ``ProcessPriority/background`` for a full sync.
   var priority = ProcessPriority.normal
+  /// The precision full syncs (``fullArguments``) compare mtimes at; see ``TimestampProbe``. Listed
+  /// paths are sent with `--ignore-times` and always set times to the nanosecond.
+  var fullSyncPrecision = TimestampPrecision.nanosecond
 
   /// Options both transfer kinds share.
   ///
@@ -71,11 +74,14 @@ struct RsyncCommand: Sendable {
   /// backup. `-S` writes runs of zeros as holes: a file that was not sparse comes back sparse.
   /// `--modify-window=-1` compares mtimes to the nanosecond, so a directory or symlink whose time
   /// changed within the second the backup's copy was made gets its time too.
-  var commonArguments: [String] {
+  var commonArguments: [String] { commonArguments(comparingTimes: .nanosecond) }
+
+  /// ``commonArguments`` with mtimes compared at `precision` (only full syncs compare coarser).
+  func commonArguments(comparingTimes precision: TimestampPrecision) -> [String] {
     var args = [
       "-aAXHS",
       "--numeric-ids",
-      "--modify-window=-1",
+      precision.modifyWindowArgument,
       "--force",
       "--sockopts=TCP_NODELAY",
       "--timeout=\(Self.seconds(config.ioTimeout))",
@@ -100,9 +106,10 @@ struct RsyncCommand: Sendable {
       + endpoints
   }
 
-  /// Arguments for a reconciling full sync of the whole tree (mtimes compared to the nanosecond).
+  /// Arguments for a reconciling full sync of the whole tree, mtimes compared at
+  /// ``fullSyncPrecision`` (to the nanosecond unless the backup keeps no sub-second times).
   var fullArguments: [String] {
-    commonArguments + ["--delete"] + endpoints
+    commonArguments(comparingTimes: fullSyncPrecision) + ["--delete"] + endpoints
   }
 
   var endpoints: [String] {

@@ -116,7 +116,7 @@ struct TransferLoop {
             let outcome: TransferOutcome =
               switch transfer.work {
               case .paths(let paths): await runner.send(paths)
-              case .fullSync: await runner.fullSync()
+              case .fullSync: await Self.fullSync(runner, core: core)
               }
             inbox.post(Completion(id: transfer.id, outcome: outcome))
             core.wake.yield()

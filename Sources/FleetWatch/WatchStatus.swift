@@ -93,6 +93,10 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public var massChangeAlarm: MassChangeAlarm?
   /// Files deleted or overwritten on the backup within the mass-change window now; nil when the alarm is off.
   public var massChangeRecent: Int?
+  /// The precision the last full sync compared mtimes at (see ``TimestampPrecision``): coarser than
+  /// ``TimestampPrecision/nanosecond`` when the backup keeps no sub-second times; nil before the first
+  /// full sync (and in the status of agents older than this field).
+  public var fullSyncTimePrecision: TimestampPrecision?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {

@@ -43,6 +43,34 @@ final class TestMount {
     return m
   }
 
+  /// Makes a small ext4 filesystem in the file `image` with `inodeSize`-byte inodes (128: times to
+  /// the second only) and loop-mounts it on `target`, emptied of its `lost+found`.
+  static func ext4Image(_ image: String, on target: String, inodeSize: Int = 128) throws -> TestMount {
+    guard FileManager.default.createFile(atPath: image, contents: nil), truncate(image, 32 << 20) == 0 else {
+      throw POSIXErrorBox(errno, "create \(image)")
+    }
+    try run("/usr/sbin/mkfs.ext4", ["-q", "-F", "-I", "\(inodeSize)", image])
+    try run("/usr/bin/mount", ["-o", "loop", image, target])
+    let m = TestMount(target: target)
+    m.isMounted = true
+    rmdir(target + "/lost+found")
+    return m
+  }
+
+  private static func run(_ tool: String, _ arguments: [String]) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tool)
+    p.arguments = arguments
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else {
+      throw POSIXErrorBox(
+        EIO, "\(tool) \(arguments.joined(separator: " ")) exited with \(p.terminationStatus)")
+    }
+  }
+
   /// Mounts again what `bind` mounted first, on the same target.
   func rebind(_ source: String) throws {
     try mount(source: source, type: nil, flags: UInt(MS_BIND))
