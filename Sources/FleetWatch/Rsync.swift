@@ -58,6 +58,9 @@ struct RsyncCommand: Sendable {
   var changes: MassChangeGate? = nil
   /// The CPU and I/O priority of this command's runs: ``ProcessPriority/background`` for a full sync.
   var priority = ProcessPriority.normal
+  /// Whether listed paths are sent whatever their size and mtime (`--ignore-times`): they changed.
+  /// Off for a recheck (``Transfer/Work/recheck(_:)``), which sends only what differs.
+  var ignoreTimes = true
   /// The precision full syncs (``fullArguments``) compare mtimes at; see ``TimestampProbe``. Listed
   /// paths are sent with `--ignore-times` and always set times to the nanosecond.
   var fullSyncPrecision = TimestampPrecision.nanosecond
@@ -102,7 +105,8 @@ struct RsyncCommand: Sendable {
   /// (a same-size rewrite within one second, or one clock tick); rsync's delta transfer still
   /// sends only what differs.
   func listArguments(_ listFile: String) -> [String] {
-    commonArguments + ["--ignore-times", "--files-from=\(listFile)", "--from0", "--delete-missing-args"]
+    commonArguments + (ignoreTimes ? ["--ignore-times"] : [])
+      + ["--files-from=\(listFile)", "--from0", "--delete-missing-args"]
       + endpoints
   }
 
@@ -123,9 +127,8 @@ struct RsyncCommand: Sendable {
 
   /// Arguments for sending directory trees (listed in `listFile`) recursively, deleting extraneous files.
   func treeArguments(_ listFile: String) -> [String] {
-    commonArguments + [
-      "-r", "--delete", "--ignore-times", "--files-from=\(listFile)", "--from0", "--delete-missing-args",
-    ] + endpoints
+    commonArguments + ["-r", "--delete"] + (ignoreTimes ? ["--ignore-times"] : [])
+      + ["--files-from=\(listFile)", "--from0", "--delete-missing-args"] + endpoints
   }
 
   /// Arguments for sending the source root's own mode, owner and times, and nothing inside it.
@@ -169,6 +172,14 @@ struct RsyncCommand: Sendable {
       return .incomplete(errors: incomplete + vanished, message: message)
     }
     return partial ?? .ok(files: files, bytes: bytes)
+  }
+
+  /// Sends `paths` where the backup's copy differs from the source's in size or mtime (no
+  /// `--ignore-times`): a recheck after a full sync (see ``Transfer/Work/recheck(_:)``).
+  func recheck(_ paths: [SyncPath]) async -> TransferOutcome {
+    var differing = self
+    differing.ignoreTimes = false
+    return await differing.send(paths)
   }
 
   /// Runs a reconciling full sync of the whole tree, in the background (see ``ProcessPriority``).

@@ -30,6 +30,9 @@ struct Transfer: Equatable, Sendable {
     case paths([SyncPath])
     /// A reconciling full sync of the whole tree.
     case fullSync
+    /// Send these paths only where the backup's copy differs in size or mtime (no
+    /// `--ignore-times`): what a full sync may have undone of the live transfers beside it.
+    case recheck([SyncPath])
   }
 
   var id: Int
@@ -54,8 +57,11 @@ struct Transfer: Equatable, Sendable {
 ///   of their workers, one at a time: changes made meanwhile flow as usual. What a live transfer
 ///   sends while a full sync runs may be undone by it (its `--delete` removes a file created after
 ///   rsync listed its directory; it may write a copy read before a change), so the paths of every
-///   live transfer that overlapped a full sync are sent again once it ends. It does not settle
-///   the pending changes: they go live, beside it;
+///   live transfer that overlapped a full sync are rechecked once it ends: sent again where the
+///   backup's copy differs in size or mtime (a re-send of every one, with `--ignore-times`, would
+///   count as that many overwrites and make as many versions). It does not settle the pending
+///   changes: they go live, beside it. Rechecks wait while a full sync runs and go after the
+///   changes that are due; a recheck that fails makes its paths changes again;
 /// - a failed transfer's paths go back to pending; a failure, or a fourth partial transfer in a
 ///   row, starts a capped exponential backoff with jitter, during which nothing new starts;
 ///   transfers started before that backoff failed in the same outage and do not count again;
@@ -139,8 +145,10 @@ struct TransferDispatcher {
     /// The backoff generation it started in.
     var generation: Int
     var isFullSync: Bool
-    /// The full sync this live transfer ran beside, if any: its paths are sent again after it.
+    /// The full sync this live transfer ran beside, if any: its paths are rechecked after it.
     var overlaps: Int? = nil
+    /// For a recheck: the queued paths it looks at again (they are not in the change queue).
+    var rechecks: [SyncPath] = []
     /// Each send → the queued paths it settles (empty for a full sync).
     var settles: [SyncPath: [SyncPath]] = [:]
     /// The quarantined entry it retries.
@@ -168,8 +176,8 @@ struct TransferDispatcher {
   /// A full sync is wanted and has not started yet. Cleared when one starts, so that a request
   /// made while it runs (a second inotify overflow: changes it may have listed too early) gets a
   /// full sync of its own after it.
-  private var needFullSync = true
-  private var firstFullSync = true
+  var needFullSync = true
+  var firstFullSync = true
   private var lastFullSync: UInt64
   private var stopping = false
   private var failures = 0
@@ -180,7 +188,10 @@ struct TransferDispatcher {
   /// When the last batch of changes started (nil: none yet).
   private var lastBatchStart: UInt64?
   /// The queued paths of live transfers that overlapped the running full sync.
-  private var resendAfterFullSync = Set<SyncPath>()
+  var resendAfterFullSync = Set<SyncPath>()
+  /// Paths to recheck (see ``Transfer/Work/recheck(_:)``), in order, without repeats.
+  var rechecks: [SyncPath] = []
+  var recheckSet = Set<SyncPath>()
 
   /// The full sync that runs, if one does.
   var fullSyncID: Int? { running.first { $0.value.isFullSync }?.key }
@@ -247,18 +258,22 @@ struct TransferDispatcher {
     let later = fullSyncRunning ? Wake.onEvent : fullSyncDue.map { Wake.at($0) } ?? .onEvent
     let delay = batchDelay(now: now)
     startDueRetries(now)
-    while liveRunning < settings.workers && !blocked {
+    var wake = later
+    placing: while liveRunning < settings.workers && !blocked {
       // At most maxBatchPaths per free worker, oldest first: under a backlog, workers take turns on
       // bounded batches instead of one taking everything and holding the newest paths until it ends.
       let free = settings.workers - liveRunning
       let (limit, overflow) = settings.maxBatchPaths.multipliedReportingOverflow(by: free)
       switch source.takeReady(limit: overflow ? .max : limit, delay: delay, now: now) {
-      case .nothing: return later
-      case .notBefore(let due): return .at(fullSyncRunning ? due : min(due, fullSyncDue ?? .max))
+      case .nothing: break placing
+      case .notBefore(let due):
+        wake = .at(fullSyncRunning ? due : min(due, fullSyncDue ?? .max))
+        break placing
       case .batch(let batch): place(batch)
       }
     }
-    return later
+    if !fullSyncRunning { startRechecks() }
+    return wake
   }
 
   /// The wait for the pending changes: ``idleSettle`` on an idle watcher (no live transfer runs, no
@@ -271,16 +286,6 @@ struct TransferDispatcher {
       pending.allSatisfy({ $0.path.map { kind($0) != .missing } ?? true })
     else { return settings.batchDelay }
     return Self.idleSettle
-  }
-
-  private mutating func startFullSync(_ effects: inout [Effect]) {
-    if firstFullSync && !degraded { effects.append(.initialSyncStarted) }
-    effects.append(.fullSyncStarted)
-    needFullSync = false
-    let id = newID()
-    for other in running.keys { running[other]?.overlaps = id }
-    running[id] = Running(sends: [], queued: [], generation: generation, isFullSync: true)
-    sender.start(Transfer(id: id, work: .fullSync))
   }
 
   /// Splits `batch` over the free workers, at most `maxBatchPaths` sends each, and starts them.
@@ -316,7 +321,9 @@ struct TransferDispatcher {
     for p in ended.sends { claims.release(p, by: id) }
     blocked = false
     if ended.isFullSync { lastFullSync = clock.now }
-    let outcome = settlePaths(id, ended, outcome, &effects)
+    // A recheck that did not go well makes its paths changes: they are sent whole, in the queue.
+    if !ended.rechecks.isEmpty, !outcome.isOK { source.accept(ended.rechecks) }
+    let outcome = ended.rechecks.isEmpty ? settlePaths(id, ended, outcome, &effects) : outcome
     resendIfOverlapped(ended)
     // A failed full sync is retried (after the backoff).
     if ended.isFullSync && outcome.isFailure { needFullSync = true }
@@ -325,22 +332,6 @@ struct TransferDispatcher {
     if ended.isFullSync, !outcome.isFailure {
       firstFullSync = false
       effects.append(.fullSyncFinished(outcome))
-    }
-  }
-
-  /// Sends again what a live transfer sent beside a full sync, once that full sync has ended; when a
-  /// full sync ends, what overlapped it.
-  private mutating func resendIfOverlapped(_ ended: Running) {
-    if let full = ended.overlaps {
-      if running[full] != nil {
-        resendAfterFullSync.formUnion(ended.queued)
-      } else {
-        source.accept(ended.queued.sorted())
-      }
-    }
-    if ended.isFullSync && !resendAfterFullSync.isEmpty {
-      source.accept(resendAfterFullSync.sorted())
-      resendAfterFullSync = []
     }
   }
 
@@ -390,6 +381,12 @@ struct TransferDispatcher {
 }
 
 extension TransferOutcome {
+  /// Whether everything listed arrived.
+  var isOK: Bool {
+    if case .ok = self { return true }
+    return false
+  }
+
   /// Whether the transfer failed (a partial transfer did not).
   var isFailure: Bool {
     if case .failed = self { return true }

@@ -116,6 +116,7 @@ struct TransferLoop {
             let outcome: TransferOutcome =
               switch transfer.work {
               case .paths(let paths): await runner.send(paths)
+              case .recheck(let paths): await runner.recheck(paths)
               case .fullSync: await Self.fullSync(runner, core: core)
               }
             inbox.post(Completion(id: transfer.id, outcome: outcome))

@@ -90,9 +90,9 @@ struct Rig {
 
 @Suite("Transfer dispatcher: a state machine with a fake clock and a fake sender")
 struct TransferDispatcherTests {
-  /// Live changes flow beside a full sync; what they sent meanwhile is sent again after it (the full
+  /// Live changes flow beside a full sync; what they sent meanwhile is rechecked after it (the full
   /// sync may have deleted a file created after it listed the directory, or written an older copy).
-  @Test func theFirstFullSyncRunsBesideLiveChangesWhichAreSentAgainAfterIt() {
+  @Test func theFirstFullSyncRunsBesideLiveChangesWhichAreRecheckedAfterIt() {
     var rig = Rig()
     rig.accept([entry("replayed")])
     let first = rig.dispatcher.handle(.wake)
@@ -110,23 +110,47 @@ struct TransferDispatcherTests {
     _ = rig.dispatcher.handle(.wake)
     let during = rig.sender.takeStarted()
     #expect(during.map(\.work) == [.paths([entry("during")])])
-    // A live transfer that ends while the full sync runs is done, and kept to be sent again.
+    // A live transfer that ends while the full sync runs is done, and kept to be rechecked.
     _ = rig.dispatcher.handle(.finished(id: replayed[0].id, outcome: ok))
-    #expect(rig.source.accepted.isEmpty && rig.source.queue.isIdle == false)
-    #expect(rig.source.queue.pendingCount == 0)
+    #expect(rig.sender.started.isEmpty && rig.source.queue.pendingCount == 0)
     let end = rig.dispatcher.handle(.finished(id: 0, outcome: ok))
     #expect(end.effects == [.finished(ok), .steady, .fullSyncFinished(ok)])
     #expect(!rig.dispatcher.initialSyncRunning)
-    #expect(rig.source.accepted == [[entry("replayed")]])
-    // One that ends after the full sync is sent again at once.
+    // Rechecked at once on the free worker: sent where the backup differs, not as a change.
+    #expect(rig.sender.takeStarted().map(\.work) == [.recheck([entry("replayed")])])
+    // One that ends after the full sync is rechecked at once too.
     _ = rig.dispatcher.handle(.finished(id: during[0].id, outcome: ok))
-    #expect(rig.source.accepted == [[entry("replayed")], [entry("during")]])
-    rig.clock.advance(ms: 100)
-    _ = rig.dispatcher.handle(.wake)
-    #expect(rig.startedPaths() == [[entry("during"), entry("replayed")]])
-    // Sent after the full sync, they are not sent a third time.
+    #expect(rig.sender.takeStarted().map(\.work) == [.recheck([entry("during")])])
+    // Rechecked, they are done: nothing went back to the queue.
     _ = rig.dispatcher.handle(rig.dispatcher.running.keys.map { .finished(id: $0, outcome: ok) })
-    #expect(rig.source.accepted.count == 2 && rig.source.queue.isIdle)
+    #expect(rig.source.accepted.isEmpty && rig.source.queue.isIdle && rig.dispatcher.rechecks.isEmpty)
+  }
+
+  /// A recheck that fails makes its paths changes, sent whole; rechecks wait while a full sync runs.
+  @Test func aFailedRecheckBecomesChangesAndRechecksWaitForAFullSync() {
+    var rig = Rig(workers: 1)
+    rig.initialFullSync()
+    _ = rig.dispatcher.handle(.fullSyncRequested)
+    let full = rig.sender.takeStarted()
+    rig.accept([entry("a")])
+    rig.clock.advance(ms: 2)
+    _ = rig.dispatcher.handle(.wake)
+    let live = rig.sender.takeStarted()
+    #expect(live.map(\.work) == [.paths([entry("a")])])
+    _ = rig.dispatcher.handle(.finished(id: live[0].id, outcome: ok))
+    // Another full sync is asked for: the first one's rechecks wait for it.
+    _ = rig.dispatcher.handle(.fullSyncRequested)
+    _ = rig.dispatcher.handle(.finished(id: full[0].id, outcome: ok))
+    let second = rig.sender.takeStarted()
+    #expect(second.map(\.work) == [.fullSync])
+    #expect(rig.dispatcher.rechecks == [entry("a")])
+    _ = rig.dispatcher.handle(.finished(id: second[0].id, outcome: ok))
+    let recheck = rig.sender.takeStarted()
+    #expect(recheck.map(\.work) == [.recheck([entry("a")])])
+    let vanished = TransferOutcome.partial(code: 24, message: "vanished")
+    _ = rig.dispatcher.handle(.finished(id: recheck[0].id, outcome: vanished))
+    #expect(rig.source.accepted == [[entry("a")]])
+    #expect(rig.source.queue.pendingCount == 1)
   }
 
   @Test func anIdleWatchersChangeGoesAtOnceAndABusyOnesCoalesce() {
@@ -284,9 +308,9 @@ struct TransferDispatcherTests {
     let live = rig.sender.takeStarted()
     #expect(live.map(\.work) == [.paths([entry("new")])])
     _ = rig.dispatcher.handle(.finished(id: live[0].id, outcome: ok))
-    #expect(rig.source.accepted.isEmpty)
-    // The full sync ends: what ran beside it, started before it or after, is sent again. The second
-    // request's full sync starts, beside the transfer still running, which waits for that one.
+    // The full sync ends: what ran beside it, started before it or after, is to be rechecked. The
+    // second request's full sync starts, beside the transfer still running, which waits for that one;
+    // the rechecks wait for it too.
     let end = rig.dispatcher.handle(.finished(id: full[0].id, outcome: ok))
     #expect(end.effects.contains(.fullSyncFinished(ok)) && end.effects.contains(.fullSyncStarted))
     let next = rig.sender.takeStarted()
@@ -295,11 +319,16 @@ struct TransferDispatcherTests {
       Issue.record("not path transfers: \(running)")
       return
     }
-    #expect(rig.source.accepted == [(first + [entry("new")]).sorted()])
+    #expect(rig.dispatcher.rechecks == (first + [entry("new")]).sorted())
     _ = rig.dispatcher.handle(.finished(id: running[1].id, outcome: ok))
-    #expect(rig.source.accepted.count == 1)
+    #expect(rig.dispatcher.rechecks == (first + [entry("new")]).sorted())
     _ = rig.dispatcher.handle(.finished(id: next[0].id, outcome: ok))
-    #expect(rig.source.accepted.last == second.sorted())
+    let rechecked = rig.sender.takeStarted().flatMap { t -> [SyncPath] in
+      if case .recheck(let p) = t.work { return p }
+      return []
+    }
+    #expect(Set(rechecked) == Set(first + second + [entry("new")]))
+    #expect(rig.source.accepted.isEmpty)
   }
 
   @Test func periodicFullSyncs() {

@@ -25,12 +25,15 @@ extension WatchIntegration {
       #expect(started, "the full sync never started: \(fixture.engine.status())")
 
       try FS.write(fixture.src, "late-1.txt", "made while the full sync runs")
+      try FS.write(fixture.src, "steady.txt", "made while the full sync runs, and left alone by it")
       let arrived = try await eventually {
         FileManager.default.fileExists(atPath: fixture.daemon.backup + "/late-1.txt")
+          && FileManager.default.fileExists(atPath: fixture.daemon.backup + "/steady.txt")
       }
       #expect(arrived, "a change made during the full sync waited for it: \(fixture.engine.status())")
       #expect(fixture.engine.status().state == .initialSync, "the initial sync still runs")
       #expect(fixture.engine.status().fullSyncs == 0)
+      let steadyInode = try inode(fixture.daemon.backup + "/steady.txt")
 
       // The full sync runs, deletes late-1.txt (hidden from its list), and ends; the live change that
       // ran beside it is sent again, so the backup ends up equal to the source.
@@ -38,6 +41,9 @@ extension WatchIntegration {
       try await fixture.waitWatching()
       try await fixture.expectConverged()
       #expect(FileManager.default.fileExists(atPath: fixture.daemon.backup + "/late-1.txt"))
+      // What the full sync left as the live transfer wrote it is rechecked, not sent again (a re-sent
+      // file gets a new inode on the backup, and would count as an overwrite).
+      #expect(try inode(fixture.daemon.backup + "/steady.txt") == steadyInode)
 
       // It ran at background priority: nice 10, best-effort I/O at level 7.
       let nice = try String(contentsOfFile: control + "/full-sync-nice", encoding: .utf8)
@@ -47,6 +53,13 @@ extension WatchIntegration {
       try await fixture.stop()
     }
   }
+}
+
+/// The inode number of `path`.
+private func inode(_ path: String) throws -> UInt64 {
+  var st = stat()
+  guard lstat(path, &st) == 0 else { throw POSIXErrorBox(errno, "stat \(path)") }
+  return UInt64(st.st_ino)
 }
 
 /// An rsync wrapper that holds every full sync (a run with `--delete` and no path list) until

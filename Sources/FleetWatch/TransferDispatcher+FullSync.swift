@@ -1,0 +1,54 @@
+/// Full syncs beside live transfers, and the rechecks after them (see ``TransferDispatcher``).
+extension TransferDispatcher {
+  mutating func startFullSync(_ effects: inout [Effect]) {
+    if firstFullSync && !degraded { effects.append(.initialSyncStarted) }
+    effects.append(.fullSyncStarted)
+    needFullSync = false
+    let id = newID()
+    for other in running.keys { running[other]?.overlaps = id }
+    running[id] = Running(sends: [], queued: [], generation: generation, isFullSync: true)
+    sender.start(Transfer(id: id, work: .fullSync))
+  }
+
+  /// Rechecks what a live transfer sent beside a full sync, once that full sync has ended; when a
+  /// full sync ends, what overlapped it.
+  mutating func resendIfOverlapped(_ ended: Running) {
+    if let full = ended.overlaps {
+      let paths = ended.queued + ended.rechecks
+      if running[full] != nil {
+        resendAfterFullSync.formUnion(paths)
+      } else {
+        addRechecks(paths.sorted())
+      }
+    }
+    if ended.isFullSync && !resendAfterFullSync.isEmpty {
+      addRechecks(resendAfterFullSync.sorted())
+      resendAfterFullSync = []
+    }
+  }
+
+  private mutating func addRechecks(_ paths: [SyncPath]) {
+    for p in paths where recheckSet.insert(p).inserted { rechecks.append(p) }
+  }
+
+  /// Starts rechecks on the free workers, at most `maxBatchPaths` each, beside nothing that holds
+  /// their paths.
+  mutating func startRechecks() {
+    while liveRunning < settings.workers && !rechecks.isEmpty {
+      let batch = Array(rechecks.prefix(settings.maxBatchPaths))
+      let sends = ChangeQueue.collapse(batch, kind: kind)
+      let (shards, _) = ChangeQueue.shard(
+        Array(sends.keys), workers: 1, cap: settings.maxBatchPaths, busy: claims)
+      guard let shard = shards.first else { return }
+      let taken = shard.flatMap { sends[$0] ?? [] }
+      let takenSet = Set(taken)
+      rechecks.removeAll { takenSet.contains($0) }
+      recheckSet.subtract(takenSet)
+      let id = newID()
+      for p in shard { claims.claim(p, by: id) }
+      running[id] = Running(
+        sends: shard, queued: [], generation: generation, isFullSync: false, rechecks: taken)
+      sender.start(Transfer(id: id, work: .recheck(shard)))
+    }
+  }
+}
