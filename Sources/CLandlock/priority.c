@@ -18,3 +18,7 @@ int fleet_background_priority(pid_t pid) {
   if (syscall(SYS_ioprio_set, FLEET_IOPRIO_WHO_PROCESS, (int)pid, prio) != 0 && !failed) failed = errno;
   return failed;
 }
+
+int fleet_background_priority_this_thread(void) {
+  return fleet_background_priority((pid_t)syscall(SYS_gettid));
+}

@@ -17,6 +17,9 @@ struct ChangeQueue {
   var inFlightCount: Int { inFlight.count }
   var isIdle: Bool { pending.isEmpty && inFlight.isEmpty }
 
+  /// Whether `path` is pending or in flight.
+  func isOutstanding(_ path: SyncPath) -> Bool { pending[path] != nil || inFlight[path] != nil }
+
   /// Every path not yet replicated: what the journal must still hold.
   var outstanding: Set<SyncPath> { Set(pending.keys).union(inFlight.keys) }
 

@@ -38,6 +38,8 @@ final class EngineCore: Sendable, ChangeSource {
     /// Set while the event loop does not watch the recorded source (its root was unmounted,
     /// deleted, moved or replaced): why. The source guard holds transfers meanwhile.
     var sourceUnwatched: String?
+    /// When a previous run last recorded a change (see ``CatchUpScan``); nil on a first run.
+    var catchUpSince: Int?
   }
 
   let config: WatchConfig
@@ -96,7 +98,8 @@ final class EngineCore: Sendable, ChangeSource {
     wake.yield()
   }
 
-  /// Marks transferred paths done and compacts the journal when it can, outside the queue lock.
+  /// Marks transferred paths done (in the journal too, so a restart does not send them again) and
+  /// compacts the journal when it can, outside the queue lock.
   func done(_ paths: [SyncPath]) {
     let keep: Set<SyncPath>? = queue.withLock { q in
       q.done(paths)
@@ -104,6 +107,9 @@ final class EngineCore: Sendable, ChangeSource {
       if q.isIdle {
         return journal.size > 0 && journal.beginCompaction() ? [] : nil
       }
+      // Under the queue lock: no accept of these paths can come between. A path changed again
+      // while in flight is outstanding still, and is not marked.
+      try? journal.markDone(paths.filter { !q.isOutstanding($0) })
       return journal.size > compactBytes && journal.beginCompaction() ? q.outstanding : nil
     }
     guard let keep, let journal else { return }

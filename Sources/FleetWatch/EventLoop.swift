@@ -70,6 +70,7 @@ final class EventLoop {
   func run() {
     if sourceIsRecorded() {
       setUp()
+      startCatchUp()
     } else {
       lose("the source is not the directory recorded in \(core.config.stateDir)")
     }

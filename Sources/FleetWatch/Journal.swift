@@ -10,11 +10,13 @@ import Synchronization
 /// The on-disk list of accepted changes that are not yet replicated.
 ///
 /// Records are ``SyncPath/journalRecord`` bytes, each ended by a NUL byte, appended and
-/// `fdatasync`ed per batch of events before the events count as accepted. Replicated paths are
-/// dropped by a compaction: the file is replaced by one holding what is still outstanding (or
-/// truncated when nothing is). A compaction writes and syncs the new file while appends go on;
-/// only the final rename waits for them. After a crash, ``replay(path:)`` returns every path that
-/// may not have arrived. Thread-safe.
+/// `fdatasync`ed per batch of events before the events count as accepted. A path that arrived is
+/// marked done by a record of its own, `/` and the path's record (no relative path starts with
+/// `/`), appended without a sync: a done record lost in a crash only replays a path that had
+/// arrived. Replicated paths are dropped by a compaction: the file is replaced by one holding what
+/// is still outstanding (or truncated when nothing is). A compaction writes and syncs the new file
+/// while appends go on; only the final rename waits for them. After a crash, ``replay(path:)``
+/// returns every path that may not have arrived: accepted, and not done since. Thread-safe.
 final class Journal: Sendable {
   let path: String
   private let file: Mutex<File>
@@ -56,6 +58,27 @@ final class Journal: Sendable {
       f.appendedDuringCompaction?.append(contentsOf: buf)
     }
   }
+
+  /// Records that `paths` arrived, without waiting for the disk (see the type's notes). Only paths
+  /// that are not outstanding (not changed again meanwhile) may be marked: call it under the lock
+  /// that orders accepts, so no accept of the same path comes between.
+  func markDone(_ paths: [SyncPath]) throws {
+    guard !paths.isEmpty else { return }
+    var buf: [UInt8] = []
+    for p in paths {
+      buf.append(Self.doneMark)
+      buf.append(contentsOf: p.journalRecord)
+      buf.append(0)
+    }
+    try file.withLock { f in
+      try Self.writeAll(f.fd, buf, what: "cannot write the journal \(path)")
+      f.size += buf.count
+      f.appendedDuringCompaction?.append(contentsOf: buf)
+    }
+  }
+
+  /// The first byte of a done record.
+  static let doneMark = UInt8(ascii: "/")
 
   /// Starts a compaction unless one is running; returns whether it started.
   ///
@@ -160,7 +183,8 @@ final class Journal: Sendable {
     close(fd)
   }
 
-  /// Reads the paths recorded at `path`, de-duplicated, in first-seen order.
+  /// Reads the paths recorded at `path` and not done after their last record, de-duplicated, in
+  /// first-seen order.
   ///
   /// A torn last record (no NUL) and records that are no safe path are skipped.
   static func replay(path: String) throws -> [SyncPath] {
@@ -181,16 +205,19 @@ final class Journal: Sendable {
       if n == 0 { break }
       data.append(contentsOf: chunk[0..<n])
     }
-    var seen = Set<SyncPath>()
-    var out: [SyncPath] = []
+    // Each outstanding path → when it was first recorded since it was last done.
+    var outstanding: [SyncPath: Int] = [:]
     var start = 0
     for i in data.indices where data[i] == 0 {
-      let record = Array(data[start..<i])
+      let record = data[start..<i]
       start = i + 1
-      guard let p = SyncPath(journalRecord: record), seen.insert(p).inserted else { continue }
-      out.append(p)
+      if record.first == doneMark {
+        if let p = SyncPath(journalRecord: Array(record.dropFirst())) { outstanding[p] = nil }
+      } else if let p = SyncPath(journalRecord: Array(record)), outstanding[p] == nil {
+        outstanding[p] = i
+      }
     }
-    return out
+    return outstanding.sorted { $0.value < $1.value }.map(\.key)
   }
 
   private static func error(_ what: String) -> FleetError {

@@ -33,8 +33,10 @@ public final class WatchEngine: Sendable {
     try Self.checkStateOutsideSource(config)
     let journalPath = config.stateDir + "/" + Self.journalName
     let replayed = try Journal.replay(path: journalPath)
+    let since = CatchUpScan.since(journal: journalPath)
     let journal = try Journal(path: journalPath)
     core = EngineCore(config: config, logger: logger, journal: journal, replayed: replayed)
+    core.flags.withLock { $0.catchUpSince = since }
     core.loadSourceRecord()
     if !replayed.isEmpty {
       logger.notice(

@@ -75,6 +75,42 @@ struct JournalTests {
     #expect(try Array(Data(contentsOf: URL(fileURLWithPath: dir + "/new"))) == raw)
   }
 
+  /// A path that arrived is not replayed; one changed again after it arrived is.
+  @Test func doneRecordsKeepArrivedPathsOutOfTheReplay() throws {
+    let dir = try makeTempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = dir + "/journal"
+    let j = try Journal(path: path)
+    try j.append([entry("a"), entry("b"), tree("t"), .root])
+    try j.markDone([entry("a"), tree("t"), .root])
+    #expect(try Journal.replay(path: path) == [entry("b")])
+    try j.append([entry("a")])
+    #expect(try Journal.replay(path: path) == [entry("b"), entry("a")])
+    // A done record of a path never accepted, or torn, changes nothing.
+    try j.markDone([entry("never")])
+    var raw = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+    raw += [Journal.doneMark] + b("b")
+    try Data(raw).write(to: URL(fileURLWithPath: path))
+    #expect(try Journal.replay(path: path) == [entry("b"), entry("a")])
+  }
+
+  /// The engine marks done only what is not outstanding: a path changed again during its transfer
+  /// stays in the replay.
+  @Test func theEngineMarksDoneOnlyWhatIsNotChangedAgain() throws {
+    let dir = try makeTempDir()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let path = dir + "/journal"
+    let config = WatchConfig(
+      source: dir, target: RsyncTarget(user: nil, host: "h", module: "m"), stateDir: dir)
+    let core = EngineCore(
+      config: config, logger: Logger(label: "test"), journal: try Journal(path: path), replayed: [])
+    core.accept([entry("sent"), entry("again")])
+    #expect(core.takeReady(limit: 2, delay: 0, now: .max) == .batch([entry("again"), entry("sent")]))
+    core.accept([entry("waiting"), entry("again")])  // `again` changed again while in flight
+    core.done([entry("sent"), entry("again")])
+    #expect(try Journal.replay(path: path) == [entry("again"), entry("waiting")])
+  }
+
   @Test func appendsDuringACompactionGoToTheNewFile() throws {
     let dir = try makeTempDir()
     defer { try? FileManager.default.removeItem(atPath: dir) }

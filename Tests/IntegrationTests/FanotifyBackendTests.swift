@@ -54,28 +54,7 @@ extension WatchIntegration {
     func overflow() async throws {
       let fixture = try EngineFixture()
       fixture.config.backend = .fanotify
-      let src = fixture.src
-      // The limit applies to groups made while it is set.
-      try await InotifyLimits.with(.fanotifyMaxQueuedEvents, 16) {
-        try fixture.launch()
-        try await waitFor("the engine's fanotify group", every: .milliseconds(10)) {
-          fixture.engine.status().eventBackend != nil
-        }
-      }
-      try await fixture.waitWatching()
-      let full = fixture.engine.status().fullSyncs
-      var made = 0
-      try await waitFor("a fanotify queue overflow") {
-        for _ in 0..<40 {
-          try FS.mkdir(src, "burst\(made)/inner")
-          for j in 0..<10 { try FS.write(src, "burst\(made)/inner/f\(j)", "\(made)-\(j)") }
-          made += 1
-        }
-        return fixture.engine.status().overflows > 0
-      }
-      try await fixture.expectConverged()
-      let reconciled = try await eventually { fixture.engine.status().fullSyncs > full }
-      #expect(reconciled, "full syncs: \(fixture.engine.status().fullSyncs), before the overflow: \(full)")
+      try await fixture.overflowAndReconcile(.fanotifyMaxQueuedEvents)
       try await fixture.stop()
     }
 

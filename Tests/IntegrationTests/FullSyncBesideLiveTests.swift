@@ -52,6 +52,34 @@ extension WatchIntegration {
       #expect(io.contains("best-effort: prio 7"), "ionice says: \(io)")
       try await fixture.stop()
     }
+
+    /// A change made while no watcher ran has no event; the catch-up scan finds it by its ctime (after
+    /// the journal's last write) and sends it while the full sync at start is still held.
+    @Test("a change made while no watcher ran arrives before the full sync at start ends")
+    func changesWhileStoppedAreCaughtUpAtOnce() async throws {
+      let fixture = try EngineFixture()
+      try FS.write(fixture.src, "base.txt", "there before")
+      try await fixture.start()
+      try await fixture.expectConverged()
+      try await fixture.stop()
+
+      try FS.mkdir(fixture.src, "made")
+      try FS.write(fixture.src, "made/while-down.txt", "made while no watcher ran")
+      let control = try fixture.tmp.sub("control")
+      fixture.config.rsyncPath = try fullSyncHoldingRsync(in: fixture.tmp.path, control: control)
+      try fixture.launch()
+      let started = try await eventually { access(control + "/full-sync-started", F_OK) == 0 }
+      #expect(started, "the full sync never started: \(fixture.engine.status())")
+      let arrived = try await eventually {
+        FileManager.default.fileExists(atPath: fixture.daemon.backup + "/made/while-down.txt")
+      }
+      #expect(arrived, "a change made while stopped waited for the full sync: \(fixture.engine.status())")
+      #expect(fixture.engine.status().fullSyncs == 0)
+      _ = FileManager.default.createFile(atPath: control + "/release", contents: nil)
+      try await fixture.waitWatching()
+      try await fixture.expectConverged()
+      try await fixture.stop()
+    }
   }
 }
 

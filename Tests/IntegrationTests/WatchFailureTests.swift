@@ -144,32 +144,7 @@ extension WatchIntegration {
       let fixture = try EngineFixture()
       fixture.config.backend = .inotify  // fanotify's overflow: FanotifyBackendTests
       let src = fixture.src
-      // The limit applies to inotify instances made while it is set: set it, launch, wait for the
-      // engine's watches (its instance exists then), restore.
-      try await InotifyLimits.with(.maxQueuedEvents, 16) {
-        try fixture.launch()
-        try await waitFor("the engine's watches", every: .milliseconds(10)) {
-          fixture.engine.status().watchSetupSeconds != nil
-        }
-      }
-      try await fixture.waitWatching()
-      let full = fixture.engine.status().fullSyncs
-
-      // Bursts of 40 directories of 10 files, far beyond 16 queued events, until the engine has seen
-      // an overflow: whether a single burst outruns the reader depends on the machine.
-      var made = 0
-      try await waitFor("an inotify queue overflow") {
-        for _ in 0..<40 {
-          try FS.mkdir(src, "burst\(made)/inner")
-          for j in 0..<10 { try FS.write(src, "burst\(made)/inner/f\(j)", "\(made)-\(j)") }
-          made += 1
-        }
-        return fixture.engine.status().overflows > 0
-      }
-      try await fixture.expectConverged()
-      // The reconciling full sync may still run once the tree is converged and the queue empty.
-      let reconciled = try await eventually { fixture.engine.status().fullSyncs > full }
-      #expect(reconciled, "full syncs: \(fixture.engine.status().fullSyncs), before the overflow: \(full)")
+      try await fixture.overflowAndReconcile(.maxQueuedEvents)
       // The new directories are watched after the rescan.
       try FS.write(src, "burst7/inner/later.txt", "later")
       try await fixture.expectConverged()

@@ -450,3 +450,37 @@ func keptLists(_ listDir: String) throws -> [[[UInt8]]] {
     return data.split(separator: 0, omittingEmptySubsequences: true).map { Array($0) }
   }
 }
+
+extension EngineFixture {
+  /// Starts the engine with `knob` (an event queue limit, read when the engine's inotify instance or
+  /// fanotify group is made) at 16, then writes bursts of 40 directories of 10 files, far beyond 16
+  /// queued events, until the engine has seen an overflow (whether one burst outruns the reader depends
+  /// on the machine); expects convergence and the reconciling full sync after it.
+  func overflowAndReconcile(_ knob: InotifyLimits.Knob, sourceLocation: SourceLocation = #_sourceLocation)
+    async throws
+  {
+    try await InotifyLimits.with(knob, 16) {
+      try launch()
+      try await waitFor("the engine's event queue", every: .milliseconds(10)) {
+        engine.status().watchSetupSeconds != nil
+      }
+    }
+    try await waitWatching()
+    let full = engine.status().fullSyncs
+    var made = 0
+    try await waitFor("an event queue overflow") {
+      for _ in 0..<40 {
+        try FS.mkdir(src, "burst\(made)/inner")
+        for j in 0..<10 { try FS.write(src, "burst\(made)/inner/f\(j)", "\(made)-\(j)") }
+        made += 1
+      }
+      return engine.status().overflows > 0
+    }
+    try await expectConverged(sourceLocation: sourceLocation)
+    // The reconciling full sync may still run once the tree is converged and the queue empty.
+    let reconciled = try await eventually { self.engine.status().fullSyncs > full }
+    #expect(
+      reconciled, "full syncs: \(engine.status().fullSyncs), before the overflow: \(full)",
+      sourceLocation: sourceLocation)
+  }
+}

@@ -67,4 +67,7 @@ int fleet_open_dir_beneath(int root_fd, const char *path);
 /// it could hold a full sync back for good. 0, or an errno (of the first step that failed).
 int fleet_background_priority(pid_t pid);
 
+/// `fleet_background_priority` for the calling thread only.
+int fleet_background_priority_this_thread(void);
+
 #endif
