@@ -14,7 +14,10 @@ import Synchronization
 ///
 /// The journal's modification time says when the previous run last recorded a change. Until it
 /// stopped, every change made a journal write; so a path whose status changed (`ctime`) since then,
-/// less a margin for clock ticks, changed while nothing watched. The scan reads every directory
+/// less a margin for clock ticks, may have changed while nothing watched. Such paths are rechecked
+/// (``Transfer/Work/recheck(_:)``: sent where the backup's size or mtime differs, as the full sync
+/// compares), not sent as changes: a restore writes files whose status is new and whose content and
+/// mtime are the backup's, and those must not go back. The scan reads every directory
 /// beneath the source (opened beneath it, never through a symlink) and `fstatat`s every entry; it
 /// runs on a thread of its own after the watch is set up, so changes meanwhile are seen as events.
 /// Deletions leave no entry to find: the full sync applies them. The full sync remains the backstop
@@ -122,7 +125,7 @@ extension EventLoop {
       // Like a full sync, it yields to live transfers.
       _ = fleet_background_priority_this_thread()
       let outcome = scan.run(
-        accept: { core.accept($0) }, beat: { core.beat() },
+        accept: { core.caughtUp($0) }, beat: { core.beat() },
         shouldStop: {
           var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
           return poll(&fds, 1, 0) > 0

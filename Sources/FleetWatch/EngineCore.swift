@@ -61,6 +61,8 @@ final class EngineCore: Sendable, ChangeSource {
   let deletes: DeleteGate?
   /// The mass-change alarm (also when `off`: an alarm that stands must still be cleared).
   let massChange: MassChangeGate
+  /// What the catch-up scan found, for the transfer loop to recheck (see ``CatchUpScan``).
+  let caughtUp = Mutex<[SyncPath]>([])
 
   /// Queues `replayed` paths as pending; accepted paths go to `journal`.
   init(
@@ -117,6 +119,21 @@ final class EngineCore: Sendable, ChangeSource {
       try journal.finishCompaction(keeping: keep)
     } catch {
       logger.warning("journal compaction failed", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// Hands paths the catch-up scan found to the transfer loop, to be rechecked.
+  func caughtUp(_ paths: [SyncPath]) {
+    guard !paths.isEmpty else { return }
+    caughtUp.withLock { $0 += paths }
+    wake.yield()
+  }
+
+  /// Takes what the catch-up scan found since the last call.
+  func takeCaughtUp() -> [SyncPath] {
+    caughtUp.withLock { found in
+      defer { found = [] }
+      return found
     }
   }
 

@@ -27,12 +27,12 @@ extension TransferDispatcher {
     }
   }
 
-  private mutating func addRechecks(_ paths: [SyncPath]) {
+  mutating func addRechecks(_ paths: [SyncPath]) {
     for p in paths where recheckSet.insert(p).inserted { rechecks.append(p) }
   }
 
   /// Starts rechecks on the free workers, at most `maxBatchPaths` each, beside nothing that holds
-  /// their paths.
+  /// their paths. One that runs beside a full sync is rechecked again after it.
   mutating func startRechecks() {
     while liveRunning < settings.workers && !rechecks.isEmpty {
       let batch = Array(rechecks.prefix(settings.maxBatchPaths))
@@ -47,7 +47,8 @@ extension TransferDispatcher {
       let id = newID()
       for p in shard { claims.claim(p, by: id) }
       running[id] = Running(
-        sends: shard, queued: [], generation: generation, isFullSync: false, rechecks: taken)
+        sends: shard, queued: [], generation: generation, isFullSync: false, overlaps: fullSyncID,
+        rechecks: taken)
       sender.start(Transfer(id: id, work: .recheck(shard)))
     }
   }

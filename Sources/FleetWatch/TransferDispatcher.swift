@@ -60,8 +60,9 @@ struct Transfer: Equatable, Sendable {
 ///   live transfer that overlapped a full sync are rechecked once it ends: sent again where the
 ///   backup's copy differs in size or mtime (a re-send of every one, with `--ignore-times`, would
 ///   count as that many overwrites and make as many versions). It does not settle the pending
-///   changes: they go live, beside it. Rechecks wait while a full sync runs and go after the
-///   changes that are due; a recheck that fails makes its paths changes again;
+///   changes: they go live, beside it. Rechecks (these, and what the catch-up scan found at start) go
+///   after the changes that are due, beside a full sync too (then they are rechecked after it); a
+///   recheck that fails makes its paths changes;
 /// - a failed transfer's paths go back to pending; a failure, or a fourth partial transfer in a
 ///   row, starts a capped exponential backoff with jitter, during which nothing new starts;
 ///   transfers started before that backoff failed in the same outage and do not count again;
@@ -92,6 +93,8 @@ struct TransferDispatcher {
     case wake
     /// A reconciling full sync was asked for (SIGUSR1, an inotify queue overflow).
     case fullSyncRequested
+    /// Paths to recheck (found by the catch-up scan at start).
+    case recheck([SyncPath])
     /// A transfer ended.
     case finished(id: Int, outcome: TransferOutcome)
     /// The engine stops: nothing new starts, and outcomes from now on say nothing about the target.
@@ -231,6 +234,7 @@ struct TransferDispatcher {
       switch event {
       case .wake: break
       case .fullSyncRequested: needFullSync = true
+      case .recheck(let paths): addRechecks(paths)
       case .finished(let id, let outcome): finish(id, outcome, &step.effects)
       case .stop: stopping = true
       }
@@ -272,7 +276,7 @@ struct TransferDispatcher {
       case .batch(let batch): place(batch)
       }
     }
-    if !fullSyncRunning { startRechecks() }
+    startRechecks()
     return wake
   }
 

@@ -92,6 +92,8 @@ struct TransferLoop {
         if core.takeFullSyncRequest() || core.deletes?.countDue(now: monotonicNanos()) == true {
           events.append(.fullSyncRequested)
         }
+        let caughtUp = core.takeCaughtUp()
+        if !caughtUp.isEmpty { events.append(.recheck(caughtUp)) }
         // The source guard looks right before anything can start: the source must be the source.
         let gate = await sourceGate.check()
         if let marker = core.massChange.tick(command) {

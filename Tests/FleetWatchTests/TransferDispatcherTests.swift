@@ -126,30 +126,24 @@ struct TransferDispatcherTests {
     #expect(rig.source.accepted.isEmpty && rig.source.queue.isIdle && rig.dispatcher.rechecks.isEmpty)
   }
 
-  /// A recheck that fails makes its paths changes, sent whole; rechecks wait while a full sync runs.
-  @Test func aFailedRecheckBecomesChangesAndRechecksWaitForAFullSync() {
+  /// A recheck that fails makes its paths changes, sent whole; one beside a full sync is rechecked
+  /// after it; what the catch-up scan found is rechecked at once, beside the full sync at start.
+  @Test func aFailedRecheckBecomesChangesAndOneBesideAFullSyncIsRecheckedAfter() {
     var rig = Rig(workers: 1)
-    rig.initialFullSync()
-    _ = rig.dispatcher.handle(.fullSyncRequested)
-    let full = rig.sender.takeStarted()
-    rig.accept([entry("a")])
-    rig.clock.advance(ms: 2)
     _ = rig.dispatcher.handle(.wake)
-    let live = rig.sender.takeStarted()
-    #expect(live.map(\.work) == [.paths([entry("a")])])
-    _ = rig.dispatcher.handle(.finished(id: live[0].id, outcome: ok))
-    // Another full sync is asked for: the first one's rechecks wait for it.
-    _ = rig.dispatcher.handle(.fullSyncRequested)
+    let full = rig.sender.takeStarted()
+    #expect(full.map(\.work) == [.fullSync])
+    _ = rig.dispatcher.handle(.recheck([entry("found")]))
+    let first = rig.sender.takeStarted()
+    #expect(first.map(\.work) == [.recheck([entry("found")])])
+    _ = rig.dispatcher.handle(.finished(id: first[0].id, outcome: ok))
+    #expect(rig.dispatcher.rechecks.isEmpty && rig.sender.started.isEmpty)
     _ = rig.dispatcher.handle(.finished(id: full[0].id, outcome: ok))
-    let second = rig.sender.takeStarted()
-    #expect(second.map(\.work) == [.fullSync])
-    #expect(rig.dispatcher.rechecks == [entry("a")])
-    _ = rig.dispatcher.handle(.finished(id: second[0].id, outcome: ok))
-    let recheck = rig.sender.takeStarted()
-    #expect(recheck.map(\.work) == [.recheck([entry("a")])])
+    let again = rig.sender.takeStarted()
+    #expect(again.map(\.work) == [.recheck([entry("found")])])
     let vanished = TransferOutcome.partial(code: 24, message: "vanished")
-    _ = rig.dispatcher.handle(.finished(id: recheck[0].id, outcome: vanished))
-    #expect(rig.source.accepted == [[entry("a")]])
+    _ = rig.dispatcher.handle(.finished(id: again[0].id, outcome: vanished))
+    #expect(rig.source.accepted == [[entry("found")]])
     #expect(rig.source.queue.pendingCount == 1)
   }
 
@@ -285,7 +279,7 @@ struct TransferDispatcherTests {
     #expect(rig.source.queue.pendingCount == 0 && rig.source.queue.inFlightCount == 2)
   }
 
-  @Test func aRequestedFullSyncStartsBesideRunningTransfersAndTakesNoWorker() {
+  @Test func aRequestedFullSyncStartsBesideRunningTransfersAndTakesNoWorker() throws {
     var rig = Rig(workers: 2)
     rig.initialFullSync()
     rig.accept((0..<200).map { entry("x\($0)") })
@@ -308,26 +302,31 @@ struct TransferDispatcherTests {
     let live = rig.sender.takeStarted()
     #expect(live.map(\.work) == [.paths([entry("new")])])
     _ = rig.dispatcher.handle(.finished(id: live[0].id, outcome: ok))
-    // The full sync ends: what ran beside it, started before it or after, is to be rechecked. The
-    // second request's full sync starts, beside the transfer still running, which waits for that one;
-    // the rechecks wait for it too.
+    // The full sync ends: what ran beside it and ended, started before it or after, is rechecked,
+    // beside the second request's full sync. All of it ran beside that second full sync, so all of it
+    // is rechecked again after it.
     let end = rig.dispatcher.handle(.finished(id: full[0].id, outcome: ok))
     #expect(end.effects.contains(.fullSyncFinished(ok)) && end.effects.contains(.fullSyncStarted))
+    func rechecked(_ transfers: [Transfer]) -> [SyncPath] {
+      transfers.flatMap { t -> [SyncPath] in
+        if case .recheck(let p) = t.work { return p }
+        return []
+      }
+    }
     let next = rig.sender.takeStarted()
-    #expect(next.map(\.work) == [.fullSync])
+    let nextFull = try #require(next.first { $0.work == .fullSync })
     guard case .paths(let first) = running[0].work, case .paths(let second) = running[1].work else {
       Issue.record("not path transfers: \(running)")
       return
     }
-    #expect(rig.dispatcher.rechecks == (first + [entry("new")]).sorted())
+    #expect(Set(rechecked(next)) == Set(first + [entry("new")]))
+    // The one still running ran beside the second full sync too: it waits for that one to end.
     _ = rig.dispatcher.handle(.finished(id: running[1].id, outcome: ok))
-    #expect(rig.dispatcher.rechecks == (first + [entry("new")]).sorted())
-    _ = rig.dispatcher.handle(.finished(id: next[0].id, outcome: ok))
-    let rechecked = rig.sender.takeStarted().flatMap { t -> [SyncPath] in
-      if case .recheck(let p) = t.work { return p }
-      return []
-    }
-    #expect(Set(rechecked) == Set(first + second + [entry("new")]))
+    #expect(rig.sender.started.isEmpty)
+    _ = rig.dispatcher.handle(next.filter { $0.work != .fullSync }.map { .finished(id: $0.id, outcome: ok) })
+    #expect(rig.sender.started.isEmpty)
+    _ = rig.dispatcher.handle(.finished(id: nextFull.id, outcome: ok))
+    #expect(Set(rechecked(rig.sender.takeStarted())) == Set(first + second + [entry("new")]))
     #expect(rig.source.accepted.isEmpty)
   }
 
