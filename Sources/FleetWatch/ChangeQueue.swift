@@ -53,6 +53,13 @@ struct ChangeQueue {
     return chosen
   }
 
+  /// Moves every pending path that `matches` (and is not in flight) into flight; returns them sorted.
+  mutating func take(where matches: (SyncPath) -> Bool) -> [SyncPath] {
+    let chosen = pending.keys.filter { inFlight[$0] == nil && matches($0) }
+    for p in chosen { inFlight[p] = pending.removeValue(forKey: p)! }
+    return chosen.sorted()
+  }
+
   /// What ``takeReady(limit:delay:now:)`` found.
   enum Ready: Equatable {
     /// Nothing is pending that could be sent now.

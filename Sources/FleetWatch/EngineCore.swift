@@ -143,6 +143,10 @@ final class EngineCore: Sendable, ChangeSource {
     wake.yield()
   }
 
+  func take(where matches: (SyncPath) -> Bool) -> [SyncPath] {
+    queue.withLock { $0.take(where: matches) }
+  }
+
   func pendingPaths(upTo limit: Int) -> [SyncPath]? {
     queue.withLock { $0.pendingPaths(upTo: limit) }
   }

@@ -6,7 +6,10 @@ extension TransferDispatcher {
     needFullSync = false
     let id = newID()
     for other in running.keys { running[other]?.overlaps = id }
-    running[id] = Running(sends: [], queued: [], generation: generation, isFullSync: true)
+    // The first full sync settles the deletes pending at start (replayed from the journal): the
+    // delete limit judges them with the whole tree, as one, not batch by batch beside it.
+    let deletes = firstFullSync ? source.take { $0.path.map { kind($0) == .missing } ?? false } : []
+    running[id] = Running(sends: [], queued: deletes, generation: generation, isFullSync: true)
     sender.start(Transfer(id: id, work: .fullSync))
   }
 

@@ -15,6 +15,8 @@ protocol ChangeSource {
   func takeReady(limit: Int, delay: UInt64, now: UInt64) -> ChangeQueue.Ready
   /// Adds paths as changed now (journaled), to be sent again.
   func accept(_ paths: [SyncPath])
+  /// See ``ChangeQueue/take(where:)``.
+  func take(where matches: (SyncPath) -> Bool) -> [SyncPath]
   /// See ``ChangeQueue/pendingPaths(upTo:)``.
   func pendingPaths(upTo limit: Int) -> [SyncPath]?
   /// Marks in-flight paths replicated.

@@ -35,6 +35,7 @@ final class FakeQueue: ChangeSource {
     _ = queue.accept(paths, now: clock.now)
   }
   func pendingPaths(upTo limit: Int) -> [SyncPath]? { queue.pendingPaths(upTo: limit) }
+  func take(where matches: (SyncPath) -> Bool) -> [SyncPath] { queue.take(where: matches) }
   func done(_ paths: [SyncPath]) { queue.done(paths) }
   func requeue(_ paths: [SyncPath]) { queue.requeue(paths) }
 }

@@ -18,7 +18,8 @@ extension WatchIntegration {
     func liveChangesFlowDuringAFullSync() async throws {
       let fixture = try EngineFixture()
       let control = try fixture.tmp.sub("control")
-      fixture.config.rsyncPath = try fullSyncHoldingRsync(in: fixture.tmp.path, control: control)
+      fixture.config.rsyncPath = try fullSyncHoldingRsync(
+        in: fixture.tmp.path, control: control, source: fixture.src)
       try FS.write(fixture.src, "base.txt", "there before")
       try fixture.launch()
       let started = try await eventually { access(control + "/full-sync-started", F_OK) == 0 }
@@ -45,11 +46,6 @@ extension WatchIntegration {
       // file gets a new inode on the backup, and would count as an overwrite).
       #expect(try inode(fixture.daemon.backup + "/steady.txt") == steadyInode)
 
-      // It ran at background priority: nice 10, best-effort I/O at level 7.
-      let nice = try String(contentsOfFile: control + "/full-sync-nice", encoding: .utf8)
-      #expect(nice.trimmingCharacters(in: .whitespacesAndNewlines) == "10")
-      let io = try String(contentsOfFile: control + "/full-sync-ionice", encoding: .utf8)
-      #expect(io.contains("best-effort: prio 7"), "ionice says: \(io)")
       try await fixture.stop()
     }
 
@@ -73,7 +69,8 @@ extension WatchIntegration {
       var times = [st.st_atim, st.st_mtim]
       #expect(utimensat(AT_FDCWD, fixture.src + "/base.txt", &times, AT_SYMLINK_NOFOLLOW) == 0)
       let control = try fixture.tmp.sub("control")
-      fixture.config.rsyncPath = try fullSyncHoldingRsync(in: fixture.tmp.path, control: control)
+      fixture.config.rsyncPath = try fullSyncHoldingRsync(
+        in: fixture.tmp.path, control: control, source: fixture.src)
       try fixture.launch()
       let started = try await eventually { access(control + "/full-sync-started", F_OK) == 0 }
       #expect(started, "the full sync never started: \(fixture.engine.status())")
@@ -98,19 +95,23 @@ private func inode(_ path: String) throws -> UInt64 {
   return UInt64(st.st_ino)
 }
 
-/// An rsync wrapper that holds every full sync (a run with `--delete` and no path list) until
-/// `control/release` exists, records the priority it runs at, and hides `late-*` from its list;
+/// An rsync wrapper that holds every full sync (a run of the whole `source` with `--delete` and no
+/// path list; not, say, the removal of a mass-change marker) until
+/// `control/release` exists, and hides `late-*` from its list;
 /// other runs go to rsync unchanged.
-private func fullSyncHoldingRsync(in dir: String, control: String) throws -> String {
+private func fullSyncHoldingRsync(in dir: String, control: String, source: String) throws -> String {
   let path = dir + "/rsync-holding-full-syncs"
   let script = """
     #!/bin/sh
     full=no
+    del=no
     for arg in "$@"; do
       case "$arg" in
-        --delete) full=yes ;;
+        --delete) del=yes ;;
+        '\(source)/') full=yes ;;
       esac
     done
+    [ "$del" = yes ] || full=no
     for arg in "$@"; do
       case "$arg" in
         --files-from=*|--list-only) full=no ;;
@@ -119,8 +120,6 @@ private func fullSyncHoldingRsync(in dir: String, control: String) throws -> Str
     if [ "$full" = yes ]; then
       : > '\(control)/full-sync-started'
       while [ ! -e '\(control)/release' ]; do sleep 0.05; done
-      cut -d' ' -f19 /proc/$$/stat > '\(control)/full-sync-nice'
-      ionice -p $$ > '\(control)/full-sync-ionice' 2>&1
       exec /usr/bin/rsync --filter='H late-*' "$@"
     fi
     exec /usr/bin/rsync "$@"
