@@ -4,8 +4,10 @@
 #include "CLandlock.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #ifndef SYS_openat2
@@ -28,4 +30,15 @@ int fleet_open_dir_beneath(int root_fd, const char *path) {
       .resolve = FLEET_RESOLVE_BENEATH | FLEET_RESOLVE_NO_SYMLINKS | FLEET_RESOLVE_NO_MAGICLINKS,
   };
   return (int)syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
+}
+
+int fleet_private_working_directory(void) { return unshare(CLONE_FS); }
+
+long fleet_filesystem_type(int fd) {
+  struct statfs fs;
+  return fstatfs(fd, &fs) == 0 ? (long)fs.f_type : 0;
+}
+
+int fleet_open_subdirectory_path(int parent_fd, const char *name) {
+  return openat(parent_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }

@@ -150,3 +150,17 @@ func addWatch(
   case let e: return .failed(e)
   }
 }
+
+/// Adds a watch on the directory `dir` is open on from a walker thread whose working directory is
+/// its own (``fleet_private_working_directory``): `fchdir` there and watch `.`, so no path is
+/// resolved at all. Where that fails, through `/proc/self/fd/N` as above.
+func addWatch(fd: Int32, openedDirectory dir: Int32, ownWorkingDirectory: Bool, path: () -> [UInt8])
+  -> AddWatchResult
+{
+  if ownWorkingDirectory && fchdir(dir) == 0 {
+    let wd = inotify_add_watch(fd, ".", watchMask)
+    if wd >= 0 { return .added(wd) }
+    if errno == ENOSPC { return .limitReached }
+  }
+  return addWatch(fd: fd, openedDirectory: dir, path: path)
+}

@@ -22,6 +22,12 @@ struct DirTable {
 
   var count: Int { entries.count }
 
+  /// Makes room for `more` directories at once (a tree walk's), so adding them never rehashes.
+  mutating func reserve(_ more: Int) {
+    entries.reserveCapacity(entries.count + more)
+    children.reserveCapacity(children.count + more)
+  }
+
   /// Records (or moves) `wd` as `name` inside `parent`.
   mutating func set(_ wd: Int32, parent: Int32, name: [UInt8]) {
     if let old = entries[wd] {

@@ -144,6 +144,7 @@ final class EventLoop {
   }
 
   func merge(_ result: WalkResult) {
+    table.reserve(result.dirs.count)
     for d in result.dirs { table.set(d.wd, parent: d.parent, name: d.name) }
     for f in result.failures { logger.warning("\(f)") }
     if result.limitReached { reportLimit() }

@@ -62,6 +62,18 @@ int fleet_spawn(
 /// the way, EXDEV: a way out, ENOSYS/EPERM: no openat2 here, EAGAIN: a rename raced the lookup).
 int fleet_open_dir_beneath(int root_fd, const char *path);
 
+/// Gives the calling thread a working directory of its own (`unshare(CLONE_FS)`), so that it may
+/// `fchdir` without moving any other thread's. 0, or -1 with errno (EPERM under a seccomp filter).
+int fleet_private_working_directory(void);
+
+/// `openat(parent_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)`: a directory entry of
+/// one component as a path descriptor (cheaper than a readable one; enough to `fchdir`, `fstat` and
+/// open `.` from), never a symlink (ENOTDIR). A descriptor, or -1 with errno.
+int fleet_open_subdirectory_path(int parent_fd, const char *name);
+
+/// `fstatfs(fd).f_type`: the type of the filesystem `fd` is on, or 0 (with errno) when unknown.
+long fleet_filesystem_type(int fd);
+
 /// Lowers process `pid` to background priority: nice 10, and the lowest level (7) of the best-effort
 /// I/O class (`ioprio_set`, which Glibc does not wrap). The idle I/O class is not used: on a busy disk
 /// it could hold a full sync back for good. 0, or an errno (of the first step that failed).
