@@ -71,7 +71,7 @@ struct fleet_failure {
 // Runs in the vfork child: async-signal-safe calls only, never returns.
 static void fleet_child(
     int report, const char *path, char *const argv[], char *const envp[], int in_fd,
-    int out_fd, int err_fd, int ruleset) {
+    int out_fd, int err_fd, int ruleset, int background) {
   struct fleet_failure failure = {FLEET_SPAWN_STDIO, 0};
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
@@ -87,6 +87,8 @@ static void fleet_child(
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
     if (syscall(SYS_landlock_restrict_self, ruleset, 0) != 0) goto fail;
   }
+  // Before the program runs, so that nothing it starts runs at the watcher's priority.
+  if (background) (void)fleet_background_priority(0);
   // Nothing but the standard streams reaches the program (best effort on kernels without close_range).
   (void)syscall(SYS_close_range, 3U, ~0U, FLEET_CLOSE_RANGE_CLOEXEC);
   // The program starts with no signal blocked, whatever the spawning thread blocked (the signals
@@ -104,7 +106,7 @@ fail:
 
 int fleet_spawn(
     pid_t *pid, int *step, const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
-    int err_fd, int ruleset) {
+    int err_fd, int ruleset, int background) {
   *step = FLEET_SPAWN_OK;
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0) return errno;
@@ -113,7 +115,7 @@ int fleet_spawn(
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t child = vfork();
-  if (child == 0) fleet_child(report[1], path, argv, envp, in_fd, out_fd, err_fd, ruleset);
+  if (child == 0) fleet_child(report[1], path, argv, envp, in_fd, out_fd, err_fd, ruleset, background);
   int spawnError = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(report[1]);

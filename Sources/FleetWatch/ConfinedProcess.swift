@@ -74,13 +74,12 @@ enum ConfinedProcess {
       pid = try spawn(
         executable, [executable] + arguments, environment: environment,
         stdio: (devNull, outPipe[1], errPipe[1]),
-        ruleset: ruleset)
+        ruleset: ruleset, background: priority == .background)
     } catch {
       close(outPipe[0])
       close(errPipe[0])
       throw error
     }
-    priority.apply(to: pid, logger: nil)
     let child = Child(pid: pid)
     let (outRead, errRead) = (outPipe[0], errPipe[0])
     let result = await withTaskCancellationHandler {
@@ -102,7 +101,8 @@ enum ConfinedProcess {
   }
 
   private static func spawn(
-    _ path: String, _ argv: [String], environment: [String]?, stdio: (Int32, Int32, Int32), ruleset: Int32
+    _ path: String, _ argv: [String], environment: [String]?, stdio: (Int32, Int32, Int32), ruleset: Int32,
+    background: Bool
   ) throws -> pid_t {
     let cArgs = argv.map { strdup($0) } + [nil]
     let cEnv = environment.map { $0.map { strdup($0) } + [nil] }
@@ -114,9 +114,9 @@ enum ConfinedProcess {
     var step = FLEET_SPAWN_OK.rawValue
     let rc =
       if let cEnv {
-        fleet_spawn(&pid, &step, path, cArgs, cEnv, stdio.0, stdio.1, stdio.2, ruleset)
+        fleet_spawn(&pid, &step, path, cArgs, cEnv, stdio.0, stdio.1, stdio.2, ruleset, background ? 1 : 0)
       } else {
-        fleet_spawn(&pid, &step, path, cArgs, environ, stdio.0, stdio.1, stdio.2, ruleset)
+        fleet_spawn(&pid, &step, path, cArgs, environ, stdio.0, stdio.1, stdio.2, ruleset, background ? 1 : 0)
       }
     guard rc == 0 else { throw SpawnError(step: fleet_spawn_step(step), errno: rc) }
     return pid

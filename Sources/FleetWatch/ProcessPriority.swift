@@ -19,6 +19,9 @@ enum ProcessPriority: Sendable, Equatable {
 
   /// Gives the child `pid`, just started, this priority. Best effort: a child left at normal priority
   /// still transfers correctly, so a failure is logged, not raised.
+  ///
+  /// For runs started through swift-subprocess (no sandbox), which has no hook before `execve`. A
+  /// confined run (``ConfinedProcess``) takes its priority in the child, before its program runs.
   func apply(to pid: pid_t, logger: Logger?) {
     guard self == .background else { return }
     let error = fleet_background_priority(pid)

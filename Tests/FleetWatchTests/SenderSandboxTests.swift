@@ -138,7 +138,7 @@ struct ConfinedSpawnTests {
     var pid: pid_t = 0
     var step = FLEET_SPAWN_OK.rawValue
     let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
-    let rc = fleet_spawn(&pid, &step, "/bin/grep", argv, environ, devNull, out[1], 2, -1)
+    let rc = fleet_spawn(&pid, &step, "/bin/grep", argv, environ, devNull, out[1], 2, -1, 0)
     pthread_sigmask(SIG_SETMASK, &old, nil)
     close(devNull)
     close(out[1])

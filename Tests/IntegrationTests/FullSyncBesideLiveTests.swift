@@ -46,6 +46,11 @@ extension WatchIntegration {
       // file gets a new inode on the backup, and would count as an overwrite).
       #expect(try inode(fixture.daemon.backup + "/steady.txt") == steadyInode)
 
+      // It ran at background priority: nice 10, best-effort I/O at level 7.
+      let nice = try String(contentsOfFile: control + "/full-sync-nice", encoding: .utf8)
+      #expect(nice.trimmingCharacters(in: .whitespacesAndNewlines) == "10")
+      let io = try String(contentsOfFile: control + "/full-sync-ionice", encoding: .utf8)
+      #expect(io.contains("best-effort: prio 7"), "ionice says: \(io)")
       try await fixture.stop()
     }
 
@@ -97,7 +102,7 @@ private func inode(_ path: String) throws -> UInt64 {
 
 /// An rsync wrapper that holds every full sync (a run of the whole `source` with `--delete` and no
 /// path list; not, say, the removal of a mass-change marker) until
-/// `control/release` exists, and hides `late-*` from its list;
+/// `control/release` exists, records the priority it runs at, and hides `late-*` from its list;
 /// other runs go to rsync unchanged.
 private func fullSyncHoldingRsync(in dir: String, control: String, source: String) throws -> String {
   let path = dir + "/rsync-holding-full-syncs"
@@ -120,6 +125,8 @@ private func fullSyncHoldingRsync(in dir: String, control: String, source: Strin
     if [ "$full" = yes ]; then
       : > '\(control)/full-sync-started'
       while [ ! -e '\(control)/release' ]; do sleep 0.05; done
+      cut -d' ' -f19 /proc/$$/stat > '\(control)/full-sync-nice'
+      ionice -p $$ > '\(control)/full-sync-ionice' 2>&1
       exec /usr/bin/rsync --filter='H late-*' "$@"
     fi
     exec /usr/bin/rsync "$@"

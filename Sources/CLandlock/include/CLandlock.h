@@ -50,11 +50,12 @@ enum fleet_spawn_step {
 /// Starts `path` with `argv` and `envp`, its standard streams on `in_fd`, `out_fd` and `err_fd`, every
 /// signal at its default action and no other descriptor open. With `ruleset >= 0` the child sets
 /// no-new-privileges and restricts itself to `ruleset` before `execve`; it never runs unconfined.
+/// With `background` non-zero it takes `fleet_background_priority` before `execve` (best effort).
 ///
 /// Returns 0 with `*pid` set, or an errno with `*step` saying what failed (the child is reaped).
 int fleet_spawn(
     pid_t *pid, int *step, const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
-    int err_fd, int ruleset);
+    int err_fd, int ruleset, int background);
 
 /// `openat2(root_fd, path, {O_RDONLY | O_DIRECTORY | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 /// RESOLVE_NO_MAGICLINKS})` (Linux >= 5.6): the directory `path` beneath `root_fd`, reached without
@@ -74,7 +75,7 @@ int fleet_open_subdirectory_path(int parent_fd, const char *name);
 /// `fstatfs(fd).f_type`: the type of the filesystem `fd` is on, or 0 (with errno) when unknown.
 long fleet_filesystem_type(int fd);
 
-/// Lowers process `pid` to background priority: nice 10, and the lowest level (7) of the best-effort
+/// Lowers process `pid` (0: the calling thread) to background priority: nice 10, and the lowest level (7) of the best-effort
 /// I/O class (`ioprio_set`, which Glibc does not wrap). The idle I/O class is not used: on a busy disk
 /// it could hold a full sync back for good. 0, or an errno (of the first step that failed).
 int fleet_background_priority(pid_t pid);
