@@ -60,8 +60,10 @@ struct CatchUpScan {
   }
 
   /// Walks the source twice; hands changed paths to `accept` in batches, and at the end of each
-  /// pass. `shouldStop` is asked every 1,024 directories.
-  func run(accept: ([SyncPath]) -> Void, beat: () -> Void, shouldStop: () -> Bool) -> Outcome {
+  /// pass, then calls `firstPassDone` after the first. `shouldStop` is asked every 1,024 directories.
+  func run(
+    accept: ([SyncPath]) -> Void, firstPassDone: () -> Void = {}, beat: () -> Void, shouldStop: () -> Bool
+  ) -> Outcome {
     let start = monotonicNanos()
     var outcome = Outcome()
     guard let source = SourceRoot(path: root) else { return outcome }
@@ -101,7 +103,10 @@ struct CatchUpScan {
       outcome.changed += found.count
       accept(found)
       found = []
-      if pass.first { outcome.firstPassSeconds = Double(monotonicNanos() - start) / 1e9 }
+      if pass.first {
+        outcome.firstPassSeconds = Double(monotonicNanos() - start) / 1e9
+        firstPassDone()
+      }
     }
     outcome.seconds = Double(monotonicNanos() - start) / 1e9
     return outcome
@@ -168,15 +173,23 @@ extension EventLoop {
     let scan = CatchUpScan(root: root, excludes: excludes, since: since)
     let core = self.core
     let stopFD = self.stopFD
+    core.catchingUp(true)
     let thread = Thread {
       // Like a full sync, it yields to live transfers.
       _ = fleet_background_priority_this_thread()
+      var firstPassDone = false
       let outcome = scan.run(
-        accept: { core.caughtUp($0) }, beat: { core.beat() },
+        accept: { core.caughtUp($0) },
+        firstPassDone: {
+          firstPassDone = true
+          core.catchingUp(false)
+        },
+        beat: { core.beat() },
         shouldStop: {
           var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
           return poll(&fds, 1, 0) > 0
         })
+      if !firstPassDone { core.catchingUp(false) }
       let when = Date(timeIntervalSince1970: TimeInterval(since + CatchUpScan.marginSeconds))
       core.logger.log(
         level: outcome.changed > 0 ? .notice : .info,

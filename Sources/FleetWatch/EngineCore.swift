@@ -40,6 +40,8 @@ final class EngineCore: Sendable, ChangeSource {
     var sourceUnwatched: String?
     /// When a previous run last recorded a change (see ``CatchUpScan``); nil on a first run.
     var catchUpSince: Int?
+    /// Set while the catch-up scan's first pass (entries made, renamed, removed) runs.
+    var catchingUp = false
   }
 
   let config: WatchConfig
@@ -120,6 +122,27 @@ final class EngineCore: Sendable, ChangeSource {
     } catch {
       logger.warning("journal compaction failed", metadata: ["error": "\(error)"])
     }
+  }
+
+  /// Whether this start catches up without a full sync first (see
+  /// ``TransferDispatcher/startFullSyncNotAfter``): a previous run left a journal, the source passed
+  /// a full sync before, and the last one was made with this target and these excludes with every
+  /// change since seen as an event (see ``FullSyncRecord``), and this run watches every directory.
+  var canCatchUp: Bool {
+    let watching = flags.withLock { $0.catchUpSince != nil && !$0.inotifyUnavailable && !$0.watchLimit }
+    return watching && sourceRecord.withLock { $0 != nil } && FullSyncRecord.matches(config)
+  }
+
+  /// Forgets the last full sync's record: from now on a change may have been missed (an overflow,
+  /// out of watches), so the next start runs its full sync at once.
+  func changesMayBeMissed() {
+    FullSyncRecord.forget(config)
+  }
+
+  /// Says whether the catch-up scan's first pass runs; the transfer loop looks again when it ends.
+  func catchingUp(_ running: Bool) {
+    flags.withLock { $0.catchingUp = running }
+    if !running { wake.yield() }
   }
 
   /// Hands paths the catch-up scan found to the transfer loop, to be rechecked.

@@ -262,13 +262,13 @@ struct RsyncCommand: Sendable {
     if let sandbox {
       return await executeConfined(arguments, reading: Self.filesRead(by: arguments), in: sandbox)
     }
+    if priority == .background { return await executeUnconfined(arguments) }
     let executable: Executable =
       config.rsyncPath.contains("/") ? .path(FilePath(config.rsyncPath)) : .name(config.rsyncPath)
     do {
       let result = try await Subprocess.run(
         executable, arguments: Arguments(arguments), input: .none, output: .sequence, error: .sequence
       ) { execution in
-        priority.apply(to: execution.processIdentifier.value, logger: logger)
         async let out = OutputTail.collect(execution.standardOutput, capacity: Self.outputTailBytes)
         async let err = OutputTail.collect(execution.standardError, capacity: Self.outputTailBytes)
         return try await (out.text, err)

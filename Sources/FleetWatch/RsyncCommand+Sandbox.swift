@@ -7,13 +7,33 @@ extension RsyncCommand {
   func executeConfined(_ arguments: [String], reading: [String], in sandbox: SenderSandbox) async
     -> Execution
   {
-    do {
+    await executeSpawned(confined: true) {
       let (ruleset, executable) = try await sandbox.ruleset(reading: reading)
-      let result = try await ConfinedProcess.run(
+      return try await ConfinedProcess.run(
         executable: executable, arguments: arguments, ruleset: ruleset, tailCapacity: Self.outputTailBytes,
         priority: priority)
+    }
+  }
+
+  /// Runs rsync with `arguments`, unconfined, to its end, started as a confined run is (so that it
+  /// takes its ``priority`` before it runs; swift-subprocess has no such hook on Linux).
+  func executeUnconfined(_ arguments: [String]) async -> Execution {
+    await executeSpawned(confined: false) {
+      try await ConfinedProcess.run(
+        executable: SenderSandbox.resolveExecutable(config.rsyncPath) ?? config.rsyncPath,
+        arguments: arguments,
+        ruleset: -1, tailCapacity: Self.outputTailBytes, priority: priority)
+    }
+  }
+
+  /// What a run started by ``ConfinedProcess`` ended with.
+  private func executeSpawned(confined: Bool, _ start: () async throws -> ConfinedProcess.Result) async
+    -> Execution
+  {
+    do {
+      let result = try await start()
       let (out, err) = (result.stdout.text, result.stderr.text)
-      SenderSandbox.logRefusedReads(err, logger: logger)
+      if confined { SenderSandbox.logRefusedReads(err, logger: logger) }
       switch result.termination {
       case .exited(let code):
         return .exited(code: code, stdout: out, stderr: err, stderrComplete: result.stderr.dropped == 0)
@@ -27,6 +47,8 @@ extension RsyncCommand {
         .failed(
           kind: .io,
           message: "cannot run rsync ('\(config.rsyncPath)'): \(error); install rsync or set rsyncPath"))
+    } catch  where !confined {
+      return .ended(.failed(kind: .io, message: "running rsync ('\(config.rsyncPath)') failed: \(error)"))
     } catch {
       return .ended(
         .failed(

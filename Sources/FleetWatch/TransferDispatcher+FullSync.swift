@@ -1,16 +1,47 @@
 /// Full syncs beside live transfers, and the rechecks after them (see ``TransferDispatcher``).
 extension TransferDispatcher {
   mutating func startFullSync(_ effects: inout [Effect]) {
-    if firstFullSync && !degraded { effects.append(.initialSyncStarted) }
+    if firstFullSync && !degraded && !startFullSyncDeferred { effects.append(.initialSyncStarted) }
     effects.append(.fullSyncStarted)
     needFullSync = false
+    startFullSyncDeferred = false
     let id = newID()
     for other in running.keys { running[other]?.overlaps = id }
     // The first full sync settles the deletes pending at start (replayed from the journal): the
     // delete limit judges them with the whole tree, as one, not batch by batch beside it.
-    let deletes = firstFullSync ? source.take { $0.path.map { kind($0) == .missing } ?? false } : []
+    let deletes = firstFullSync ? startDeletes + takeStartDeletes() : []
+    startDeletes = []
     running[id] = Running(sends: [], queued: deletes, generation: generation, isFullSync: true)
     sender.start(Transfer(id: id, work: .fullSync))
+  }
+
+  /// The pending deletes, taken out of the queue.
+  private func takeStartDeletes() -> [SyncPath] {
+    source.take { $0.path.map { kind($0) == .missing } ?? false }
+  }
+
+  /// Whether the full sync at start is to wait now (see ``startFullSyncNotAfter``): until nothing is
+  /// pending, running or to be rechecked and the catch-up scan's first pass is over, or the time is up. The first time, the state becomes
+  /// `initialSync` and the replayed deletes are set aside for it.
+  mutating func deferStartFullSync(now: UInt64, _ effects: inout [Effect]) -> Bool {
+    guard firstFullSync, !degraded, let notAfter = startFullSyncNotAfter, now < notAfter else {
+      startFullSyncNotAfter = nil
+      return false
+    }
+    if !startFullSyncDeferred {
+      startDeletes = takeStartDeletes()
+    }
+    let busy = catchingUp || liveRunning > 0 || !rechecks.isEmpty || source.pendingPaths(upTo: 0) == nil
+    if !busy {
+      startFullSyncNotAfter = nil
+      return false
+    }
+    if !startFullSyncDeferred {
+      startFullSyncDeferred = true
+      effects.append(.initialSyncStarted)
+      effects.append(.startFullSyncDeferred)
+    }
+    return true
   }
 
   /// Rechecks what a live transfer sent beside a full sync, once that full sync has ended; when a

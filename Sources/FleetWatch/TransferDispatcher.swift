@@ -90,39 +90,6 @@ struct TransferDispatcher {
     }
   }
 
-  enum Event: Equatable {
-    /// Changes arrived, or time passed (a timer the dispatcher asked for, a retry being due): look again.
-    case wake
-    /// A reconciling full sync was asked for (SIGUSR1, an inotify queue overflow).
-    case fullSyncRequested
-    /// Paths to recheck (found by the catch-up scan at start).
-    case recheck([SyncPath])
-    /// A transfer ended.
-    case finished(id: Int, outcome: TransferOutcome)
-    /// The engine stops: nothing new starts, and outcomes from now on say nothing about the target.
-    case stop
-  }
-
-  /// What the engine records (status, logs) because of an event.
-  enum Effect: Equatable {
-    /// The first full sync started (and the engine is not degraded).
-    case initialSyncStarted
-    /// A full sync started.
-    case fullSyncStarted
-    /// A full sync ended well enough (ok, or partial) to count as done.
-    case fullSyncFinished(TransferOutcome)
-    /// A transfer ended with this outcome.
-    case finished(TransferOutcome)
-    /// A transfer did not fail: no backoff is pending.
-    case steady
-    /// Nothing new starts for `delay` (the `failures`-th step of the backoff) because of `outcome`.
-    case backingOff(delay: Duration, failures: Int, outcome: TransferOutcome)
-    /// `path` did not reach the backup (its `failures`-th time alone); retried alone in `retryIn`.
-    case quarantined(path: SyncPath, failures: Int, retryIn: Duration, error: String)
-    /// `path`, which had failed `failures` times, reached the backup.
-    case released(path: SyncPath, failures: Int)
-  }
-
   /// When to call ``handle(_:)`` again if no event comes first.
   enum Wake: Equatable {
     case onEvent
@@ -142,6 +109,8 @@ struct TransferDispatcher {
   static let idleSettle = Duration.milliseconds(2).saturatingNanos
   /// Full syncs run this often while degraded (changes may be missed), unless configured otherwise.
   static let degradedFullSyncInterval = Duration.seconds(60).saturatingNanos
+  /// How long the full sync at a restart may wait for an idle moment (see ``startFullSyncNotAfter``).
+  static let startFullSyncDeferral = Duration.seconds(600)
 
   struct Running {
     /// What the transfer sends (claimed), and the queued paths it settles.
@@ -171,6 +140,20 @@ struct TransferDispatcher {
   var degraded = false
   /// Set by the engine while the source guard holds: nothing new starts (see ``SourceGate``).
   var held = false
+  /// Set by the engine at a restart that catches up without a full sync (the journal holds what was
+  /// not sent, the catch-up scan finds what changed while stopped, and the source passed a full
+  /// sync before): the full sync at start then waits until nothing is pending or running, and at
+  /// most until this monotonic time, so that it does not compete with the changes of a busy
+  /// source. The deletes replayed from the journal wait for it (see ``startFullSync(_:)``). A full
+  /// sync asked for (SIGUSR1, an overflow) or a degraded watcher ends the wait.
+  var startFullSyncNotAfter: UInt64?
+  /// Set by the engine while the catch-up scan's first pass runs: what it finds is about to come, so
+  /// the full sync at start counts it as busy (see ``startFullSyncNotAfter``).
+  var catchingUp = false
+  /// Whether the full sync at start waits (see ``startFullSyncNotAfter``).
+  var startFullSyncDeferred = false
+  /// The deletes replayed at start, held for the first full sync while it waits.
+  var startDeletes: [SyncPath] = []
   var running: [Int: Running] = [:]
   var claims = PathClaims()
   /// Paths that did not arrive, retried one by one.
@@ -202,8 +185,8 @@ struct TransferDispatcher {
   var fullSyncID: Int? { running.first { $0.value.isFullSync }?.key }
   /// Whether a full sync runs.
   var fullSyncRunning: Bool { fullSyncID != nil }
-  /// Whether this instance's first full sync runs (the engine shows `initialSync` meanwhile).
-  var initialSyncRunning: Bool { firstFullSync && fullSyncRunning }
+  /// Whether this instance's first full sync runs or waits (the engine shows `initialSync` meanwhile).
+  var initialSyncRunning: Bool { firstFullSync && (fullSyncRunning || startFullSyncDeferred) }
   /// Live transfers running (a full sync takes no worker).
   var liveRunning: Int { running.values.count { !$0.isFullSync } }
 
@@ -235,7 +218,9 @@ struct TransferDispatcher {
     for event in events {
       switch event {
       case .wake: break
-      case .fullSyncRequested: needFullSync = true
+      case .fullSyncRequested:
+        needFullSync = true
+        startFullSyncNotAfter = nil
       case .recheck(let paths): addRechecks(paths)
       case .finished(let id, let outcome): finish(id, outcome, &step.effects)
       case .stop: stopping = true
@@ -260,8 +245,11 @@ struct TransferDispatcher {
     if let fullSyncDue, now >= fullSyncDue, !fullSyncRunning { needFullSync = true }
     if let retryAt, now < retryAt { return .at(retryAt) }
     // One full sync at a time; live transfers run beside it.
-    if needFullSync && !fullSyncRunning { startFullSync(&effects) }
-    let later = fullSyncRunning ? Wake.onEvent : fullSyncDue.map { Wake.at($0) } ?? .onEvent
+    if needFullSync && !fullSyncRunning && !deferStartFullSync(now: now, &effects) { startFullSync(&effects) }
+    var later = fullSyncRunning ? Wake.onEvent : fullSyncDue.map { Wake.at($0) } ?? .onEvent
+    if startFullSyncDeferred, let notAfter = startFullSyncNotAfter, later.isLater(than: notAfter) {
+      later = .at(notAfter)
+    }
     let delay = batchDelay(now: now)
     startDueRetries(now)
     var wake = later

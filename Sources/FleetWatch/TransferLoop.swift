@@ -80,6 +80,10 @@ struct TransferLoop {
     var dispatcher = TransferDispatcher(
       settings: .init(config), clock: MonotonicClock(), sender: launches, source: core,
       kind: { Self.kind(of: $0, root: root) })
+    if core.canCatchUp {
+      dispatcher.startFullSyncNotAfter =
+        monotonicNanos() + TransferDispatcher.startFullSyncDeferral.saturatingNanos
+    }
     // Deadlines a timer task will wake the loop at.
     var timers = Set<UInt64>()
     var sourceGate = SourceGate(core: core, command: command)
@@ -105,6 +109,7 @@ struct TransferLoop {
         if gate == .resumed { events.append(.fullSyncRequested) }
         dispatcher.held = gate == .held
         dispatcher.degraded = core.steadyState == .degraded
+        dispatcher.catchingUp = core.flags.withLock { $0.catchingUp }
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
         // Before the effects: a state that turns `watching` must not show a quarantine not yet published.
         if !dispatcher.quarantine.isEmpty || published { published = publish(dispatcher.quarantine) }
@@ -159,10 +164,19 @@ struct TransferLoop {
       switch effect {
       case .initialSyncStarted:
         core.update { $0.state = .initialSync }
+      case .startFullSyncDeferred:
+        let wait = TransferDispatcher.startFullSyncDeferral
+        core.update { $0.fullSyncWaitsUntil = Date().addingTimeInterval(Double(wait.components.seconds)) }
+        let message =
+          "the full sync at start waits until nothing is pending (at most \(wait)): the journal and the "
+          + "catch-up scan cover what changed while no watcher ran; deletions made meanwhile wait for it"
+        logger.notice("\(message)")
       case .fullSyncStarted:
+        core.update { $0.fullSyncWaitsUntil = nil }
         logger.info("full sync started", metadata: ["target": "\(config.target.url)"])
       case .fullSyncFinished(let outcome):
         core.update { $0.fullSyncs += 1 }
+        recordFullSync()
         logger.info("full sync finished", metadata: ["outcome": "\(outcome)"])
       case .finished(let outcome):
         record(outcome)
@@ -180,6 +194,20 @@ struct TransferLoop {
         logger.notice(
           "a failing path reached the backup", metadata: ["path": "\(path)", "failures": "\(failures)"])
       }
+    }
+  }
+
+  /// Records that the backup was made equal to the source with this target and these excludes
+  /// (see ``FullSyncRecord``), unless a change may have been missed meanwhile.
+  func recordFullSync() {
+    let missing = core.flags.withLock { $0.watchLimit || $0.inotifyUnavailable }
+    guard !missing, core.steadyState != .degraded else { return }
+    do {
+      try FullSyncRecord.save(config)
+    } catch {
+      logger.warning(
+        "cannot record the full sync in the state directory; the next start runs its full sync at once",
+        metadata: ["error": "\(error)"])
     }
   }
 

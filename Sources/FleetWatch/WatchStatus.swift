@@ -6,7 +6,8 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   public enum State: String, Sendable, Codable {
     /// Validating, opening the journal, adding watches.
     case starting
-    /// The reconciling full sync at start runs.
+    /// The reconciling full sync at start runs, or waits for an idle moment (see
+    /// ``WatchStatus/fullSyncWaitsUntil``); changes are replicated meanwhile.
     case initialSync
     /// Changes are replicated as they happen.
     case watching
@@ -97,6 +98,9 @@ public struct WatchStatus: Sendable, Codable, Equatable {
   /// ``TimestampPrecision/nanosecond`` when the backup keeps no sub-second times; nil before the first
   /// full sync (and in the status of agents older than this field).
   public var fullSyncTimePrecision: TimestampPrecision?
+  /// At a restart that caught up without it, the full sync at start waits for an idle moment, at
+  /// most until this time; nil once it started (and when it did not wait).
+  public var fullSyncWaitsUntil: Date?
 
   /// Makes a status; all counters start at zero.
   public init(state: State = .starting, heartbeat: Date = Date()) {
