@@ -133,9 +133,10 @@ final class EngineCore: Sendable, ChangeSource {
     return watching && sourceRecord.withLock { $0 != nil } && FullSyncRecord.matches(config)
   }
 
-  /// Forgets the last full sync's record: from now on a change may have been missed (an overflow,
-  /// out of watches), so the next start runs its full sync at once.
-  func changesMayBeMissed() {
+  /// Forgets the last full sync's record (see ``FullSyncRecord``) when a change may have been missed
+  /// (an overflow, out of watches) or a full sync left files behind: the next start runs its full
+  /// sync at once.
+  func forgetFullSyncRecord() {
     FullSyncRecord.forget(config)
   }
 

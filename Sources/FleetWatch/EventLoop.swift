@@ -108,7 +108,7 @@ final class EventLoop {
         + "Falling back to periodic full syncs"
       logger.error("\(message)")
       core.flags.withLock { $0.inotifyUnavailable = true }
-      core.changesMayBeMissed()
+      core.forgetFullSyncRecord()
       core.recordError(kind: .watchLimit, message: message)
       return
     }
@@ -154,7 +154,7 @@ final class EventLoop {
   /// Out of watches: say so (log + status), then keep going with periodic full syncs.
   func reportLimit() {
     core.flags.withLock { $0.watchLimit = true }
-    core.changesMayBeMissed()
+    core.forgetFullSyncRecord()
     guard !limitReported else { return }
     limitReported = true
     let message =
@@ -351,7 +351,7 @@ final class EventLoop {
 
   /// After `IN_Q_OVERFLOW`: watch directories created meanwhile, then ask for a full sync.
   func recoverFromOverflow(into changes: inout [SyncPath]) {
-    core.changesMayBeMissed()
+    core.forgetFullSyncRecord()
     let message =
       fanotify == nil
       ? "inotify queue overflowed (fs.inotify.max_queued_events); rescanning and running a full sync"

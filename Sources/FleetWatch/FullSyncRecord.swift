@@ -41,7 +41,7 @@ enum FullSyncRecord {
     try AtomicFile.write(Array(text(for: config).utf8), to: config.stateDir + "/" + fileName, mode: 0o600)
   }
 
-  /// Removes the record (see ``EngineCore/changesMayBeMissed()``).
+  /// Removes the record (see ``EngineCore/forgetFullSyncRecord()``).
   static func forget(_ config: WatchConfig) {
     unlink(config.stateDir + "/" + fileName)
   }

@@ -45,9 +45,10 @@ extension TransferDispatcher {
   }
 
   /// Rechecks what a live transfer sent beside a full sync, once that full sync has ended; when a
-  /// full sync ends, what overlapped it.
-  mutating func resendIfOverlapped(_ ended: Running) {
-    if let full = ended.overlaps {
+  /// full sync ends, what overlapped it. A transfer that failed (`sentAgain`) has its paths pending
+  /// again (or made changes, for a recheck): they go whole, and need no recheck.
+  mutating func resendIfOverlapped(_ ended: Running, sentAgain: Bool) {
+    if let full = ended.overlaps, !sentAgain {
       let paths = ended.queued + ended.rechecks
       if running[full] != nil {
         resendAfterFullSync.formUnion(paths)
@@ -65,10 +66,13 @@ extension TransferDispatcher {
     for p in paths where recheckSet.insert(p).inserted { rechecks.append(p) }
   }
 
-  /// Starts rechecks on the free workers, at most `maxBatchPaths` each, beside nothing that holds
-  /// their paths. One that runs beside a full sync is rechecked again after it.
-  mutating func startRechecks() {
-    while liveRunning < settings.workers && !rechecks.isEmpty {
+  /// Starts rechecks on the free workers, while fewer than `limit` rechecks run, at most
+  /// `maxBatchPaths` paths each, beside nothing that holds their paths. One that runs beside a full
+  /// sync is rechecked again after it.
+  mutating func startRechecks(atMostRunning limit: Int) {
+    var rechecksRunning = running.values.count { !$0.rechecks.isEmpty }
+    while liveRunning < settings.workers && rechecksRunning < limit && !rechecks.isEmpty {
+      rechecksRunning += 1
       let batch = Array(rechecks.prefix(settings.maxBatchPaths))
       let sends = ChangeQueue.collapse(batch, kind: kind)
       let (shards, _) = ChangeQueue.shard(

@@ -62,9 +62,10 @@ struct Transfer: Equatable, Sendable {
 ///   live transfer that overlapped a full sync are rechecked once it ends: sent again where the
 ///   backup's copy differs in size or mtime (a re-send of every one, with `--ignore-times`, would
 ///   count as that many overwrites and make as many versions). It does not settle the pending
-///   changes: they go live, beside it. Rechecks (these, and what the catch-up scan found at start) go
-///   after the changes that are due, beside a full sync too (then they are rechecked after it); a
-///   recheck that fails makes its paths changes;
+///   changes: they go live, beside it. Rechecks (these, and what the catch-up scan found at start),
+///   older than the changes due, go first on up to half the workers, and on any worker left free,
+///   beside a full sync too (then they are rechecked after it); a recheck that fails makes its paths
+///   changes;
 /// - a failed transfer's paths go back to pending; a failure, or a fourth partial transfer in a
 ///   row, starts a capped exponential backoff with jitter, during which nothing new starts;
 ///   transfers started before that backoff failed in the same outage and do not count again;
@@ -252,6 +253,9 @@ struct TransferDispatcher {
     }
     let delay = batchDelay(now: now)
     startDueRetries(now)
+    // Rechecks are older than the changes due now (what the catch-up scan found, what a full sync may
+    // have undone): half the workers take them first, so a busy source does not hold them back.
+    startRechecks(atMostRunning: max(1, settings.workers / 2))
     var wake = later
     placing: while liveRunning < settings.workers && !blocked {
       // At most maxBatchPaths per free worker, oldest first: under a backlog, workers take turns on
@@ -266,7 +270,7 @@ struct TransferDispatcher {
       case .batch(let batch): place(batch)
       }
     }
-    startRechecks()
+    startRechecks(atMostRunning: settings.workers)
     return wake
   }
 
@@ -318,7 +322,7 @@ struct TransferDispatcher {
     // A recheck that did not go well makes its paths changes: they are sent whole, in the queue.
     if !ended.rechecks.isEmpty, !outcome.isOK { source.accept(ended.rechecks) }
     let outcome = ended.rechecks.isEmpty ? settlePaths(id, ended, outcome, &effects) : outcome
-    resendIfOverlapped(ended)
+    resendIfOverlapped(ended, sentAgain: outcome.isFailure)
     // A failed full sync is retried (after the backoff).
     if ended.isFullSync && outcome.isFailure { needFullSync = true }
     if stopping { return }

@@ -176,7 +176,7 @@ struct TransferLoop {
         logger.info("full sync started", metadata: ["target": "\(config.target.url)"])
       case .fullSyncFinished(let outcome):
         core.update { $0.fullSyncs += 1 }
-        recordFullSync()
+        recordFullSync(outcome)
         logger.info("full sync finished", metadata: ["outcome": "\(outcome)"])
       case .finished(let outcome):
         record(outcome)
@@ -198,10 +198,14 @@ struct TransferLoop {
   }
 
   /// Records that the backup was made equal to the source with this target and these excludes
-  /// (see ``FullSyncRecord``), unless a change may have been missed meanwhile.
-  func recordFullSync() {
+  /// (see ``FullSyncRecord``), unless a change may have been missed meanwhile; a partial full sync
+  /// (some files did not arrive) removes the record.
+  func recordFullSync(_ outcome: TransferOutcome) {
     let missing = core.flags.withLock { $0.watchLimit || $0.inotifyUnavailable }
-    guard !missing, core.steadyState != .degraded else { return }
+    guard outcome.isOK, !missing, core.steadyState != .degraded else {
+      core.forgetFullSyncRecord()
+      return
+    }
     do {
       try FullSyncRecord.save(config)
     } catch {

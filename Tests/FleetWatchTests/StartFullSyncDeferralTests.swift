@@ -138,3 +138,29 @@ struct StartFullSyncDeferralTests {
     #expect(!FullSyncRecord.matches(config))
   }
 }
+
+@Suite("Rechecks are not held back by a busy source")
+struct RecheckShareTests {
+  /// What the catch-up scan found is older than the changes due now: with a backlog that could fill
+  /// every worker, a recheck still starts at once; when a worker frees up, a waiting recheck takes it
+  /// as long as fewer than half the workers recheck.
+  @Test func rechecksTakeUpToHalfTheWorkersFirst() {
+    var rig = Rig(workers: 4, maxBatchPaths: 100)
+    rig.initialFullSync()
+    rig.accept((0..<1_000).map { entry("live-\($0)") })
+    rig.clock.advance(ms: 200)
+    let first = rig.dispatcher.handle(.recheck((0..<300).map { entry("found-\($0)") }))
+    _ = first
+    let started = rig.sender.takeStarted()
+    #expect(started.count == 4)
+    #expect(started.filter { if case .recheck = $0.work { true } else { false } }.count == 2)
+    // A live transfer ends: the next recheck does not wait for the backlog (two recheck already).
+    let live = started.first { if case .paths = $0.work { true } else { false } }!
+    _ = rig.dispatcher.handle(.finished(id: live.id, outcome: ok))
+    #expect(rig.sender.takeStarted().map(\.work).allSatisfy { if case .paths = $0 { true } else { false } })
+    let recheck = started.first { if case .recheck = $0.work { true } else { false } }!
+    _ = rig.dispatcher.handle(.finished(id: recheck.id, outcome: ok))
+    let next = rig.sender.takeStarted()
+    #expect(next.count == 1 && { if case .recheck = next[0].work { true } else { false } }())
+  }
+}
