@@ -273,6 +273,16 @@ reset_trees() {
     rsync -dlptgoD "$SRC/" "$DST/"
   fi
 }
+# Waits (at most 5 minutes) until the daemon serves no connection: a tool stopped during a full sync of the
+# whole tree leaves the daemon's side of it reading the backup for a while, and the next run would pay for it.
+wait_daemon_idle() {
+  local waited=0
+  while pgrep -P "$DAEMON" >/dev/null 2>&1 && [ "$waited" -lt 300 ]; do
+    [ "$waited" = 0 ] && log "waiting for the daemon's connections from the previous run to end"
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
 # count of paths that differ in content, presence or type between source and backup.
 # full: checksums of every file (reads the whole 1M-file tree: a minute or two); quick: checksums of w/ only,
 # size+mtime for the pre-existing part (which the tools only had to leave alone).
@@ -365,6 +375,7 @@ run_one() {
   local dir=$OUT/$tool-$rate
   mkdir -p "$dir"
   log "[$tool @ $rate/s] reset backup to the source state"
+  wait_daemon_idle
   reset_trees
   log "[$tool @ $rate/s] start, wait for watches + initial sync"
   local t0 t1
