@@ -21,25 +21,23 @@ extension TransferDispatcher {
   }
 
   /// Whether the full sync at start is to wait now (see ``startFullSyncNotAfter``): until nothing is
-  /// pending, running or to be rechecked and the catch-up scan's first pass is over, or the time is up. The first time, the state becomes
-  /// `initialSync` and the replayed deletes are set aside for it.
+  /// pending, running or to be rechecked and the catch-up scan's first pass is over, or the time is
+  /// up. The replayed deletes are set aside for it first, so they count as neither pending nor live;
+  /// when it begins to wait, the state becomes `initialSync`.
   mutating func deferStartFullSync(now: UInt64, _ effects: inout [Effect]) -> Bool {
     guard firstFullSync, !degraded, let notAfter = startFullSyncNotAfter, now < notAfter else {
       startFullSyncNotAfter = nil
       return false
     }
-    if !startFullSyncDeferred {
-      startDeletes = takeStartDeletes()
-    }
+    if !startFullSyncDeferred { startDeletes = takeStartDeletes() }
     let busy = catchingUp || liveRunning > 0 || !rechecks.isEmpty || source.pendingPaths(upTo: 0) == nil
-    if !busy {
+    guard busy else {
       startFullSyncNotAfter = nil
       return false
     }
     if !startFullSyncDeferred {
       startFullSyncDeferred = true
-      effects.append(.initialSyncStarted)
-      effects.append(.startFullSyncDeferred)
+      effects += [.initialSyncStarted, .startFullSyncDeferred]
     }
     return true
   }
