@@ -96,6 +96,9 @@ struct TransferLoop {
         if core.takeFullSyncRequest() || core.deletes?.countDue(now: monotonicNanos()) == true {
           events.append(.fullSyncRequested)
         }
+        // Whether the scan's first pass runs, read before taking what it found: a pass that ends in
+        // between has handed its findings over before it said so.
+        let catchingUp = core.flags.withLock { $0.catchingUp }
         let caughtUp = core.takeCaughtUp()
         if !caughtUp.isEmpty { events.append(.recheck(caughtUp)) }
         // The source guard looks right before anything can start: the source must be the source.
@@ -109,7 +112,7 @@ struct TransferLoop {
         if gate == .resumed { events.append(.fullSyncRequested) }
         dispatcher.held = gate == .held
         dispatcher.degraded = core.steadyState == .degraded
-        dispatcher.catchingUp = core.flags.withLock { $0.catchingUp }
+        dispatcher.catchingUp = catchingUp
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
         // Before the effects: a state that turns `watching` must not show a quarantine not yet published.
         if !dispatcher.quarantine.isEmpty || published { published = publish(dispatcher.quarantine) }
