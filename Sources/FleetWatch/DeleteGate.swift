@@ -78,7 +78,7 @@ final class DeleteGate: Sendable {
       switch decision {
       case .hold:
         let message =
-          "deletes held: \(count) file(s) would be deleted on the backup, more than max_delete "
+          "deletes held: \(count) file(s) and directories would be deleted on the backup, more than max_delete "
           + "\(b.limit) allows (\(b.allowed ?? 0) within \(DeleteBudget.windowText), \(usage(b))); "
           + "check why the files are gone, then release with "
           + "`fleetsync resume --deletes` or `fleetsync-watch resume --config CONFIG --deletes`"

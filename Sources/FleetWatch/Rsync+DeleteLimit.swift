@@ -3,8 +3,10 @@ import Foundation
 
 /// The delete limit in rsync runs: every run that can delete on the backup first runs with
 /// `--max-delete=0` (creates and changes are applied, deletes only counted: rsync exits 25 and
-/// says how many it skipped); the count goes to the ``DeleteGate``; deletes it grants are applied
-/// by a second run capped at the count with `--max-delete`, the last line of defence.
+/// says how many it skipped). When it skipped any, a dry run counts them exactly, directories
+/// included; that count goes to the ``DeleteGate``, and deletes it grants are applied by a run
+/// capped at exactly the grant with `--max-delete`, the last line of defence: files that vanish
+/// on the source meanwhile stop at the cap (rsync exits 25) and are counted again.
 extension RsyncCommand {
   /// Which kind of path list a run sends.
   enum ListKind {
@@ -37,21 +39,34 @@ extension RsyncCommand {
     var counter = self
     counter.maxDelete = 0
     var counted = Counted(outcome: .ok(files: 0, bytes: 0))
+    var planned = Planned()
+    // Deletes come from gone paths, and from paths whose type changed (a directory now a file):
+    // the dry run and the applying run send the whole list again.
     let first = await withListFile(list) { file in
       counted = await counter.runCounting(counter.arguments(kind, file))
+      if counted.deletes > 0, !counted.outcome.isFailure {
+        planned = await plannedDeletes(arguments(kind, file))
+      }
       return counted.outcome
     }
     guard counted.deletes > 0, !first.isFailure else { return first }
-    // Deletes come from gone paths, and from paths whose type changed (a directory now a file):
-    // the second run sends the whole list again; gone paths are the examples shown.
-    let root = Array(config.source.utf8)
-    let gone = kind == .trees ? list : list.filter { TransferLoop.kind(of: $0, root: root) == .missing }
-    let shown = (gone.isEmpty ? list : gone).map { String(decoding: $0.bytes, as: UTF8.self) }
-    guard case .apply(let cap) = deletes.decide(deletes: counted.deletes, paths: shown) else { return first }
+    let count = max(counted.deletes, planned.count ?? 0)
+    guard case .apply(let cap) = deletes.decide(deletes: count, paths: shown(planned, list, kind)) else {
+      return first
+    }
     var applier = self
-    applier.maxDelete = Self.rsyncCap(granted: cap)
+    applier.maxDelete = cap
+    applier.ignoreTimes = false
     let second = await withListFile(list) { await applier.runApplying(applier.arguments(kind, $0)) }
     return Self.combine(first, second)
+  }
+
+  /// Examples of what `list` deletes: the dry run's, or the listed paths that are gone.
+  private func shown(_ planned: Planned, _ list: [RelativePath], _ kind: ListKind) -> [String] {
+    if !planned.paths.isEmpty { return planned.paths }
+    let root = Array(config.source.utf8)
+    let gone = kind == .trees ? list : list.filter { TransferLoop.kind(of: $0, root: root) == .missing }
+    return (gone.isEmpty ? list : gone).map { String(decoding: $0.bytes, as: UTF8.self) }
   }
 
   /// A reconciling full sync whose deletes are applied only as far as the delete limit grants them.
@@ -61,31 +76,40 @@ extension RsyncCommand {
     counter.maxDelete = 0
     let counted = await counter.runCounting(counter.fullArguments)
     guard !counted.outcome.isFailure else { return counted.outcome }
-    deletes.fullSyncCounted(listed: counted.listed, created: counted.created, deletes: counted.deletes)
-    let decision = deletes.decide(deletes: counted.deletes, paths: nil)
-    if decision == .hold { deletes.held(examples: await deletedPaths()) }
+    let planned = counted.deletes > 0 ? await plannedDeletes(fullArguments) : Planned()
+    let count = max(counted.deletes, planned.count ?? 0)
+    deletes.fullSyncCounted(listed: counted.listed, created: counted.created, deletes: count)
+    let decision = deletes.decide(deletes: count, paths: nil)
+    if decision == .hold { deletes.held(examples: planned.paths) }
     guard case .apply(let cap) = decision, cap > 0 else { return counted.outcome }
     var applier = self
-    applier.maxDelete = Self.rsyncCap(granted: cap)
+    applier.maxDelete = cap
     return Self.combine(counted.outcome, await applier.runApplying(applier.fullArguments))
   }
 
-  /// rsync's `--max-delete` for applying `granted` counted deletes: twice the count. rsync's count
-  /// of skipped deletes leaves out a directory that still holds files, but deleting it after its
-  /// files counts; each such directory holds at least one counted entry, so twice the count bounds
-  /// what the counted deletes remove, directories included.
-  static func rsyncCap(granted: Int) -> Int {
-    let (double, overflow) = granted.multipliedReportingOverflow(by: 2)
-    return overflow ? .max : double
+  /// What a run would delete, from a dry run of it (`--dry-run` never changes the backup).
+  struct Planned {
+    /// rsync's `Number of deleted files`, directories included; nil when the dry run failed.
+    var count: Int?
+    /// A few of the paths, at most ``DeleteBudget/samplePaths``.
+    var paths: [String] = []
   }
 
-  /// A few of the paths a full sync would delete, from a dry run (`--dry-run` never changes the backup).
-  func deletedPaths() async -> [String] {
+  /// Counts what the run of `arguments` would delete, directories included, with a dry run of it.
+  ///
+  /// The counting run (`--max-delete=0`) leaves out a directory that still holds files, though
+  /// deleting it once emptied is one more delete to rsync; this count is the one `--max-delete`
+  /// applies, so a cap at it stops rsync at exactly what was granted.
+  func plannedDeletes(_ arguments: [String]) async -> Planned {
     var dry = self
     dry.maxDelete = nil
-    let arguments = dry.commonArguments + ["--delete", "--dry-run", "--info=del1"] + dry.endpoints
-    guard case .exited(_, let out, _, _) = await dry.execute(arguments: arguments) else { return [] }
-    return Self.deletedPaths(out)
+    var dryArguments = arguments.filter { !$0.hasPrefix("--max-delete=") }
+    dryArguments.insert(contentsOf: ["--dry-run", "--info=del1"], at: max(0, dryArguments.count - 2))
+    guard case .exited(let code, let out, _, _) = await dry.execute(arguments: dryArguments),
+      [0, 23, 24].contains(code)
+    else { return Planned() }
+    let count = Self.statValue("Number of deleted files:", in: out)
+    return Planned(count: count, paths: Self.deletedPaths(out))
   }
 
   /// The paths of rsync's `deleting PATH` lines, at most ``DeleteBudget/samplePaths``.
@@ -152,12 +176,17 @@ extension RsyncCommand {
 
   /// The leading number after `label` at the start of a `--stats` line; 0 when absent.
   static func stat(_ label: String, in stdout: String) -> Int {
+    statValue(label, in: stdout) ?? 0
+  }
+
+  /// The leading number after `label` at the start of a `--stats` line; nil when absent.
+  static func statValue(_ label: String, in stdout: String) -> Int? {
     guard let line = stdout.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix(label) }) else {
-      return 0
+      return nil
     }
     let digits = line.dropFirst(label.count).drop(while: { $0 == " " }).prefix(while: {
       $0.isNumber || $0 == ","
     })
-    return Int(digits.filter(\.isNumber)) ?? 0
+    return Int(digits.filter(\.isNumber))
   }
 }

@@ -40,17 +40,17 @@ struct DeleteTallyAgentTests {
         setup.backupBulk == 2_000 && onBackup(setup, "some") == 600 && onBackup(setup, "more") == 500
       }, "stderr: \(agent.stderr)")
 
-    // 600 deletes fit the limit and are applied: the window has 400 left.
+    // 601 deletes (the files and their directory) fit the limit and are applied: 399 left.
     try moveOut(setup, "some")
     #expect(try await eventually { !setup.exists(onBackup: "some") }, "stderr: \(agent.stderr)")
     #expect(try setup.status()["deletesHeld"] == nil)
     #expect(try await agent.stop() == 0)
 
-    // 2,000 gone while stopped: held at start.
+    // 2,000 files and their directory gone while stopped: 2,001 deletes, held at start.
     try FileManager.default.removeItem(atPath: setup.source + "/bulk")
     agent = try await setup.start()
     #expect(
-      try await eventually { try setup.status()["deletesHeld"] as? Int == 2_000 }, "stderr: \(agent.stderr)")
+      try await eventually { try setup.status()["deletesHeld"] as? Int == 2_001 }, "stderr: \(agent.stderr)")
     let since = try #require(try setup.status()["deletesHeldSince"] as? String)
     let tally = setup.scratch.path + "/state/delete-budget.json"
     var st = stat()
@@ -62,24 +62,24 @@ struct DeleteTallyAgentTests {
     setup.daemon.stop()
     agent = try await setup.start()
     var status = try setup.status()
-    #expect(status["deletesHeld"] as? Int == 2_000, "\(status)")
+    #expect(status["deletesHeld"] as? Int == 2_001, "\(status)")
     #expect(status["deletesHeldSince"] as? String == since)
     try setup.daemon.start()
     #expect(
       try await eventually { (try setup.status()["fullSyncs"] as? Int ?? 0) >= 1 }, "stderr: \(agent.stderr)")
-    #expect(try AgentIT.get("/healthz", port: setup.healthPort).body.hasPrefix("degraded: 2000 delete(s)"))
+    #expect(try AgentIT.get("/healthz", port: setup.healthPort).body.hasPrefix("degraded: 2001 delete(s)"))
     #expect(setup.backupBulk == 2_000)
 
-    // 501 deletes would fit a fresh limit of 1,000, not the 400 the window has left: held too.
+    // 501 deletes would fit a fresh limit of 1,000, not the 399 the window has left: held too.
     try moveOut(setup, "more")
     #expect(
-      try await eventually { (try setup.status()["deletesHeld"] as? Int ?? 0) > 2_000 },
+      try await eventually { (try setup.status()["deletesHeld"] as? Int ?? 0) > 2_001 },
       "stderr: \(agent.stderr)")
     #expect(onBackup(setup, "more") == 500)
     #expect(setup.backupBulk == 2_000)
 
-    // A reload with a larger limit: the new engine's limit applies to the saved tally. 2,500
-    // deletes would fit a fresh 2,600; with 600 applied in the window they are still held.
+    // A reload with a larger limit: the new engine's limit applies to the saved tally. 2,502
+    // deletes would fit a fresh 2,600; with 601 applied in the window they are still held.
     let text = try String(contentsOfFile: setup.config, encoding: .utf8)
     try text.replacingOccurrences(of: "max-delete = 1000", with: "max-delete = 2600")
       .write(toFile: setup.config, atomically: true, encoding: .utf8)
@@ -90,7 +90,7 @@ struct DeleteTallyAgentTests {
         return s["reloads"] as? Int == 1 && s["deleteLimit"] as? Int == 2_600
           && (s["fullSyncs"] as? Int ?? 0) >= 1
       }, "stderr: \(agent.stderr)")
-    #expect(try setup.status()["deletesHeld"] as? Int == 2_500)
+    #expect(try setup.status()["deletesHeld"] as? Int == 2_502)
     #expect(onBackup(setup, "more") == 500)
     #expect(setup.backupBulk == 2_000)
 
