@@ -57,6 +57,11 @@ final class EngineCore: Sendable, ChangeSource {
   let failingSince = Mutex<UInt64?>(nil)
   let wakeStream: AsyncStream<Void>
   let wake: AsyncStream<Void>.Continuation
+  /// Whether a change accepted while others are pending wakes the transfer loop. The loop clears
+  /// it while it will look at the pending changes again anyway (at a timer it set, or when a
+  /// running transfer ends) before a new change could start; a first pending change always wakes
+  /// it. Under a stream of events this spares a loop turn per read.
+  let pendingChangesWake = Atomic<Bool>(true)
   /// Journal size above which it is rewritten with only the outstanding paths.
   let compactBytes: Int
   /// The delete limit; nil when it is off.
@@ -86,20 +91,21 @@ final class EngineCore: Sendable, ChangeSource {
   func accept(_ paths: [SyncPath]) {
     guard !paths.isEmpty else { return }
     let now = monotonicNanos()
-    let failure: String? = queue.withLock { q in
+    let (failure, first): (String?, Bool) = queue.withLock { q in
+      let first = q.pendingCount == 0
       let fresh = q.accept(paths, now: now)
       do {
         try journal?.append(fresh)
-        return nil
+        return (nil, first)
       } catch {
-        return "\(error)"
+        return ("\(error)", first)
       }
     }
     if let failure {
       logger.error("journal write failed; changes are kept in memory only", metadata: ["error": "\(failure)"])
       recordError(kind: .io, message: "the journal cannot be written: \(failure)")
     }
-    wake.yield()
+    if first || pendingChangesWake.load(ordering: .acquiring) { wake.yield() }
   }
 
   /// Marks transferred paths done (in the journal too, so a restart does not send them again) and

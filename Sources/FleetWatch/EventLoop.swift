@@ -37,6 +37,11 @@ final class EventLoop {
   static let modifyQuietNanos: UInt64 = 1_000_000_000
   /// ...or at least this often while something keeps writing to it without closing it.
   static let modifyMaxNanos: UInt64 = 10_000_000_000
+  /// After a read that found events, how long the next read waits, so that events that stream in
+  /// are read, journaled (one `fdatasync`) and handed to the transfer loop (one wake) in batches:
+  /// a first event after a quiet spell is read at once; under load a change reaches the queue at
+  /// most this much later, against the `batchDelay` it waits there.
+  static let gatherNanos: UInt64 = 5_000_000
   /// `poll(2)` and the sleep between failed polls; tests put fakes in.
   var pollSystem = PollSystem()
   /// Backoff, logging and giving up while `poll` fails.
@@ -182,8 +187,10 @@ final class EventLoop {
       pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
       pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
     ]
+    var streaming = false
     while true {
       core.beat()
+      if streaming { gather() }
       guard let rc = pollOnce(&fds) else { return }
       if fds[1].revents != 0 { return }
       guard rc > 0, fds[0].revents != 0 else {
@@ -198,10 +205,12 @@ final class EventLoop {
       }
       var changes: [SyncPath] = []
       var overflow = false
+      streaming = false
       // Drain what is there now (bounded), then accept it as one durable batch.
       for _ in 0..<64 {
         let n = read(fd, buffer.baseAddress, bufferSize)
         if n <= 0 { break }
+        streaming = true
         let raw = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
         let lost =
           fanotify == nil
@@ -219,6 +228,12 @@ final class EventLoop {
       checkRoot()
       if sourceLost { return }
     }
+  }
+
+  /// Waits ``gatherNanos`` for more events to come, or until a stop is asked for.
+  func gather() {
+    var stop = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
+    _ = poll(&stop, 1, Int32(Self.gatherNanos / 1_000_000))
   }
 
   /// Turns events into changed paths; returns true on a queue overflow.

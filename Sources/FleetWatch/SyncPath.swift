@@ -35,6 +35,13 @@ struct RelativePath: Hashable, Sendable, Comparable, CustomStringConvertible {
 
   var description: String { String(decoding: bytes, as: UTF8.self) }
 
+  /// Hashes the bytes in one call (an array's own hashing feeds the hasher byte by byte; paths
+  /// are hashed at every queue, claim and batch step).
+  func hash(into hasher: inout Hasher) {
+    hasher.combine(bytes.count)
+    bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+  }
+
   static func < (a: RelativePath, b: RelativePath) -> Bool {
     a.bytes.lexicographicallyPrecedes(b.bytes)
   }

@@ -190,6 +190,9 @@ struct TransferDispatcher {
   var initialSyncRunning: Bool { firstFullSync && (fullSyncRunning || startFullSyncDeferred) }
   /// Live transfers running (a full sync takes no worker).
   var liveRunning: Int { running.values.count { !$0.isFullSync } }
+  /// Whether the end of a running transfer is what pending changes wait for: every worker is
+  /// busy, or what is pending overlaps a running transfer.
+  var waitsForATransfer: Bool { liveRunning >= settings.workers || blocked }
 
   /// A dispatcher that starts with a full sync.
   ///

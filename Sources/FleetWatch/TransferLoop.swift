@@ -114,6 +114,9 @@ struct TransferLoop {
         dispatcher.degraded = core.steadyState == .degraded
         dispatcher.catchingUp = catchingUp
         let step = dispatcher.handle(events.isEmpty ? [.wake] : events)
+        // A look within one batch delay is the one the pending changes wait for.
+        let soon = !step.wake.isLater(than: monotonicNanos() &+ config.batchDelay.saturatingNanos)
+        core.pendingChangesWake.store(!(soon || dispatcher.waitsForATransfer), ordering: .releasing)
         // Before the effects: a state that turns `watching` must not show a quarantine not yet published.
         if !dispatcher.quarantine.isEmpty || published { published = publish(dispatcher.quarantine) }
         apply(step.effects, initialSync: dispatcher.initialSyncRunning)
