@@ -177,6 +177,11 @@ final class EngineCore: Sendable, ChangeSource {
     queue.withLock { $0.take(where: matches) }
   }
 
+  /// Whether any path is in a running transfer.
+  var transfersRunning: Bool {
+    queue.withLock { $0.inFlightCount > 0 }
+  }
+
   func pendingPaths(upTo limit: Int) -> [SyncPath]? {
     queue.withLock { $0.pendingPaths(upTo: limit) }
   }
