@@ -232,7 +232,7 @@ final class EventLoop {
       core.accept(changes)
       if found {
         let now = monotonicNanos()
-        streaming = now &- lastEvents < 2 * Self.gatherNanos && core.transfersRunning && fanotify == nil
+        streaming = fanotify == nil && now &- lastEvents < 2 * Self.gatherNanos && core.transfersRunning
         lastEvents = now
       } else {
         streaming = false

@@ -101,11 +101,9 @@ extension RsyncCommand {
   /// deleting it once emptied is one more delete to rsync; this count is the one `--max-delete`
   /// applies, so a cap at it stops rsync at exactly what was granted.
   func plannedDeletes(_ arguments: [String]) async -> Planned {
-    var dry = self
-    dry.maxDelete = nil
     var dryArguments = arguments.filter { !$0.hasPrefix("--max-delete=") }
     dryArguments.insert(contentsOf: ["--dry-run", "--info=del1"], at: max(0, dryArguments.count - 2))
-    guard case .exited(let code, let out, _, _) = await dry.execute(arguments: dryArguments),
+    guard case .exited(let code, let out, _, _) = await execute(arguments: dryArguments),
       [0, 23, 24].contains(code)
     else { return Planned() }
     let count = Self.statValue("Number of deleted files:", in: out)
